@@ -1,0 +1,48 @@
+/*
+ * One-line logging to stderr. Must never log secrets: callers pass no credentials in messages.
+ */
+#include "drd/core/core.h"
+
+#include <pthread.h>
+#include <stdio.h>
+#include <string.h>
+#include <time.h>
+
+static dr_log_level cur_level = DR_LOG_INFO;
+static pthread_mutex_t log_mu = PTHREAD_MUTEX_INITIALIZER;
+static const char *const names[] = {"debug", "info", "warn", "error"};
+
+void dr_log_set_level(dr_log_level lvl) { cur_level = lvl; }
+dr_log_level dr_log_get_level(void) { return cur_level; }
+
+int dr_log_parse_level(const char *s, dr_log_level *out)
+{
+    for (int i = 0; i < 4; i++) {
+        if (strcmp(s, names[i]) == 0) {
+            *out = (dr_log_level)i;
+            return 0;
+        }
+    }
+    return dr_error_set(DR_EUSAGE, "unknown log level '%s' (debug, info, warn, error)", s);
+}
+
+void dr_log(dr_log_level lvl, const char *fmt, ...)
+{
+    if (lvl < cur_level)
+        return;
+    char line[2048];
+    struct timespec ts;
+    struct tm tm;
+    clock_gettime(CLOCK_REALTIME, &ts);
+    gmtime_r(&ts.tv_sec, &tm);
+    int n = (int)strftime(line, sizeof line, "%Y-%m-%dT%H:%M:%S", &tm);
+    n += snprintf(line + n, sizeof line - (size_t)n, ".%03ldZ %-5s ", ts.tv_nsec / 1000000L,
+                  names[lvl]);
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(line + n, sizeof line - (size_t)n, fmt, ap);
+    va_end(ap);
+    pthread_mutex_lock(&log_mu);
+    fprintf(stderr, "%s\n", line);
+    pthread_mutex_unlock(&log_mu);
+}
