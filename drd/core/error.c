@@ -29,10 +29,17 @@ int dr_error_wrap(int code, const char *fmt, ...)
     vsnprintf(prefix, sizeof prefix, fmt, ap);
     va_end(ap);
     memcpy(old, err_msg, sizeof old);
-    if (old[0])
-        snprintf(err_msg, sizeof err_msg, "%s: %s", prefix, old);
-    else
-        snprintf(err_msg, sizeof err_msg, "%s", prefix);
+    size_t n = strlen(prefix);
+    memcpy(err_msg, prefix, n + 1);
+    if (old[0] && n + 2 < sizeof err_msg) {
+        memcpy(err_msg + n, ": ", 3);
+        size_t room = sizeof err_msg - n - 3;
+        size_t ol = strlen(old);
+        if (ol > room)
+            ol = room;
+        memcpy(err_msg + n + 2, old, ol);
+        err_msg[n + 2 + ol] = 0;
+    }
     err_code = code;
     return code;
 }

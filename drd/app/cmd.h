@@ -1,0 +1,41 @@
+/*
+ * The drd command table and the helpers every command file shares. Each command lives in its own
+ * cmd_*.c and returns a DR_E* code; main prints the one-line error and exits with its number.
+ */
+#ifndef DRD_APP_CMD_H
+#define DRD_APP_CMD_H
+
+#include <getopt.h>
+#include <signal.h>
+
+typedef struct drd_cmd {
+    const char *name;    /* "replicate etcd" */
+    const char *summary; /* one line */
+    const char *usage;   /* full --help text */
+    int (*run)(int argc, char **argv);
+} drd_cmd;
+
+extern volatile sig_atomic_t drd_stop;
+/* Install SIGTERM/SIGINT handlers that set drd_stop. */
+void drd_signals_install(void);
+
+/* getopt_long over argv with our own one-line errors; returns the option value, -1 at the end, or
+ * DR_EUSAGE (message set) for an unknown flag or a missing argument. */
+int drd_getopt(int argc, char **argv, const struct option *opts, const char *cmd);
+/* True when argv contains --help or -h. */
+int drd_wants_help(int argc, char **argv);
+
+/* Status server: serves GET /metrics, /healthz, /status from render() on addr "host:port" in a
+ * background thread. render writes the body for a path; returns HTTP status. */
+typedef int (*drd_http_render)(void *ctx, const char *path, void *dr_buf_out, const char **ctype);
+int drd_http_start(const char *addr, drd_http_render render, void *ctx);
+void drd_http_stop(void);
+
+int cmd_replicate_etcd(int argc, char **argv);
+int cmd_replicate_seed(int argc, char **argv);
+int cmd_replicate_status(int argc, char **argv);
+int cmd_replicate_verify(int argc, char **argv);
+extern const char usage_replicate_etcd[], usage_replicate_seed[], usage_replicate_status[],
+    usage_replicate_verify[];
+
+#endif

@@ -1,0 +1,341 @@
+/*
+ * drd replicate etcd|seed|status|verify: flag parsing and output. The work is in replicate/.
+ */
+#include "drd/app/cmd.h"
+#include "drd/core/core.h"
+#include "replicate/replicate.h"
+
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#define TLS_FLAGS_HELP                                                                         \
+    "  --source-cacert F --source-cert F --source-key F   TLS to the source (https:// URLs)\n" \
+    "  --target-cacert F --target-cert F --target-key F   TLS to the target\n"                 \
+    "  --timeout D        per-request deadline (default 10s)\n"
+
+const char usage_replicate_etcd[] =
+    "usage: drd replicate etcd --source URLS --target URLS [--mode exact|filtered] [--name NAME]\n"
+    "          [--prefix P]... [--exclude P]... [--dest-prefix P] [--max-txn-ops N]\n"
+    "          [--window N] [--until-caught-up] [--status-listen ADDR] [TLS flags]\n\n"
+    "Streams every revision of the source etcd to the target etcd, resuming where it stopped.\n\n"
+    "  --source URLS      primary endpoints, comma-separated http(s)://host:port\n"
+    "  --target URLS      standby endpoints\n"
+    "  --mode M           exact (default): the standby is dedicated and seeded with\n"
+    "                     'drd replicate seed'; revisions stay identical.\n"
+    "                     filtered: copy selected prefixes to a target with other writers;\n"
+    "                     the cursor is the key /drd/replicate/<name>/revision.\n"
+    "  --name NAME        replication name (cursor key), default 'default'\n"
+    "  --prefix P         replicate keys under P (repeatable; filtered mode; default all)\n"
+    "  --exclude P        skip keys under P (repeatable; filtered mode)\n"
+    "  --dest-prefix P    rewrite the (single) --prefix to P on the target (filtered mode)\n"
+    "  --max-txn-ops N    the target's --max-txn-ops (default 128)\n"
+    "  --window N         transactions in flight (default 64)\n"
+    "  --until-caught-up  exit 0 once every source revision that existed at start is applied\n"
+    "  --status-listen A  serve /metrics, /healthz, /readyz, /status on A (host:port)\n" TLS_FLAGS_HELP
+    "\nRuns until SIGTERM/SIGINT, then stops cleanly. Alarms (exit non-zero): a foreign write on\n"
+    "an exact standby, a standby that was not seeded, a source compacted past the cursor.\n";
+
+const char usage_replicate_seed[] =
+    "usage: drd replicate seed --source URLS --data-dir DIR --name NAME --initial-cluster C\n"
+    "          --initial-advertise-peer-urls U [TLS flags for the source]\n\n"
+    "Takes a snapshot of the source (sha256 checked) and restores it into DIR (which must not\n"
+    "exist or be empty) for the standby etcd to start on with the same --name, --initial-cluster\n"
+    "and --initial-advertise-peer-urls. Prints the revision the standby starts at.\n";
+
+const char usage_replicate_status[] =
+    "usage: drd replicate status --source URLS --target URLS [--mode exact|filtered]\n"
+    "          [--name NAME] [--json] [TLS flags]\n\n"
+    "Prints the source revision, the applied revision on the target and the lag in revisions.\n"
+    "Lag in seconds is served by a running 'drd replicate etcd --status-listen' on /metrics.\n";
+
+const char usage_replicate_verify[] =
+    "usage: drd replicate verify --source URLS --target URLS [--mode exact|filtered]\n"
+    "          [--name NAME] [--prefix P]... [--exclude P]... [--dest-prefix P] [TLS flags]\n\n"
+    "Compares source and target at the revision the target has applied: HashKV when both have\n"
+    "the same compact revision, otherwise key by key. Exit 0 when equal.\n";
+
+enum {
+    O_SOURCE = 1000, O_TARGET, O_MODE, O_NAME, O_PREFIX, O_EXCLUDE, O_DEST, O_MAXOPS, O_WINDOW,
+    O_UNTIL, O_LISTEN, O_SCA, O_SCERT, O_SKEY, O_TCA, O_TCERT, O_TKEY, O_TIMEOUT, O_JSON,
+    O_DATADIR, O_ICLUSTER, O_IPEER
+};
+
+static const struct option repl_opts[] = {
+    {"source", required_argument, NULL, O_SOURCE},
+    {"target", required_argument, NULL, O_TARGET},
+    {"mode", required_argument, NULL, O_MODE},
+    {"name", required_argument, NULL, O_NAME},
+    {"prefix", required_argument, NULL, O_PREFIX},
+    {"exclude", required_argument, NULL, O_EXCLUDE},
+    {"dest-prefix", required_argument, NULL, O_DEST},
+    {"max-txn-ops", required_argument, NULL, O_MAXOPS},
+    {"window", required_argument, NULL, O_WINDOW},
+    {"until-caught-up", no_argument, NULL, O_UNTIL},
+    {"status-listen", required_argument, NULL, O_LISTEN},
+    {"source-cacert", required_argument, NULL, O_SCA},
+    {"source-cert", required_argument, NULL, O_SCERT},
+    {"source-key", required_argument, NULL, O_SKEY},
+    {"target-cacert", required_argument, NULL, O_TCA},
+    {"target-cert", required_argument, NULL, O_TCERT},
+    {"target-key", required_argument, NULL, O_TKEY},
+    {"timeout", required_argument, NULL, O_TIMEOUT},
+    {"json", no_argument, NULL, O_JSON},
+    {"data-dir", required_argument, NULL, O_DATADIR},
+    {"initial-cluster", required_argument, NULL, O_ICLUSTER},
+    {"initial-advertise-peer-urls", required_argument, NULL, O_IPEER},
+    {0, 0, 0, 0},
+};
+
+typedef struct parsed {
+    dr_repl_opts r;
+    const char *prefixes[64];
+    const char *excludes[64];
+    const char *listen;
+    int json;
+    const char *data_dir, *icluster, *ipeer;
+    unsigned allowed; /* bit per option group this command accepts */
+} parsed;
+
+/* Option groups: which flags each subcommand takes. */
+#define G_LIVE 1u   /* etcd only */
+#define G_FILTER 2u /* prefixes */
+#define G_TARGET 4u
+#define G_JSON 8u
+#define G_SEED 16u
+
+static unsigned group_of(int c)
+{
+    switch (c) {
+    case O_MAXOPS: case O_WINDOW: case O_UNTIL: case O_LISTEN:
+        return G_LIVE;
+    case O_PREFIX: case O_EXCLUDE: case O_DEST:
+        return G_FILTER;
+    case O_TARGET: case O_TCA: case O_TCERT: case O_TKEY: case O_MODE:
+        return G_TARGET;
+    case O_JSON:
+        return G_JSON;
+    case O_DATADIR: case O_ICLUSTER: case O_IPEER:
+        return G_SEED;
+    default:
+        return 0; /* common */
+    }
+}
+
+static int parse(int argc, char **argv, const char *cmd, parsed *p)
+{
+    int c;
+    dr_repl_opts *r = &p->r;
+    r->name = NULL;
+    r->max_txn_ops = 128;
+    r->window = 64;
+    r->mode = DR_REPL_EXACT;
+    int64_t v;
+    while ((c = drd_getopt(argc, argv, repl_opts, cmd)) != -1) {
+        if (c < 0)
+            return c;
+        unsigned g = group_of(c);
+        if (g && !(p->allowed & g)) {
+            return dr_error_set(DR_EUSAGE, "drd %s: flag '%s' does not apply here (see drd %s --help)",
+                                cmd, argv[optind - 1 - (optarg ? 1 : 0)], cmd);
+        }
+        switch (c) {
+        case O_SOURCE: r->source.endpoints = optarg; break;
+        case O_TARGET: r->target.endpoints = optarg; break;
+        case O_MODE:
+            if (strcmp(optarg, "exact") == 0)
+                r->mode = DR_REPL_EXACT;
+            else if (strcmp(optarg, "filtered") == 0)
+                r->mode = DR_REPL_FILTERED;
+            else
+                return dr_error_set(DR_EUSAGE, "drd %s: --mode must be exact or filtered, not '%s'",
+                                    cmd, optarg);
+            break;
+        case O_NAME: r->name = optarg; break;
+        case O_PREFIX:
+            if (r->n_prefixes >= 64)
+                return dr_error_set(DR_EUSAGE, "drd %s: too many --prefix (64 at most)", cmd);
+            p->prefixes[r->n_prefixes++] = optarg;
+            break;
+        case O_EXCLUDE:
+            if (r->n_excludes >= 64)
+                return dr_error_set(DR_EUSAGE, "drd %s: too many --exclude (64 at most)", cmd);
+            p->excludes[r->n_excludes++] = optarg;
+            break;
+        case O_DEST: r->dest_prefix = optarg; break;
+        case O_MAXOPS:
+            if (dr_parse_i64(optarg, "--max-txn-ops", &v) < 0)
+                return DR_EUSAGE;
+            if (v < 2)
+                return dr_error_set(DR_EUSAGE, "drd %s: --max-txn-ops must be at least 2", cmd);
+            r->max_txn_ops = v;
+            break;
+        case O_WINDOW:
+            if (dr_parse_i64(optarg, "--window", &v) < 0)
+                return DR_EUSAGE;
+            if (v < 1 || v > 1024)
+                return dr_error_set(DR_EUSAGE, "drd %s: --window must be 1..1024", cmd);
+            r->window = (int)v;
+            break;
+        case O_UNTIL: r->until_caught_up = 1; break;
+        case O_LISTEN: p->listen = optarg; break;
+        case O_SCA: r->source.cacert = optarg; break;
+        case O_SCERT: r->source.cert = optarg; break;
+        case O_SKEY: r->source.key = optarg; break;
+        case O_TCA: r->target.cacert = optarg; break;
+        case O_TCERT: r->target.cert = optarg; break;
+        case O_TKEY: r->target.key = optarg; break;
+        case O_TIMEOUT:
+            if (dr_parse_duration_ms(optarg, "--timeout", &v) < 0)
+                return DR_EUSAGE;
+            r->source.timeout_ms = r->target.timeout_ms = v;
+            break;
+        case O_JSON: p->json = 1; break;
+        case O_DATADIR: p->data_dir = optarg; break;
+        case O_ICLUSTER: p->icluster = optarg; break;
+        case O_IPEER: p->ipeer = optarg; break;
+        }
+    }
+    if (optind < argc)
+        return dr_error_set(DR_EUSAGE, "drd %s: unexpected argument '%s'", cmd, argv[optind]);
+    if (!r->source.endpoints)
+        return dr_error_set(DR_EUSAGE, "drd %s: --source is required", cmd);
+    if ((p->allowed & G_TARGET) && !r->target.endpoints)
+        return dr_error_set(DR_EUSAGE, "drd %s: --target is required", cmd);
+    r->prefixes = p->prefixes;
+    r->excludes = p->excludes;
+    if (!r->name)
+        r->name = "default";
+    return 0;
+}
+
+typedef struct live {
+    dr_repl_stats stats;
+    const char *name;
+} live;
+
+static int render(void *ctx, const char *path, void *out, const char **ctype)
+{
+    live *l = ctx;
+    dr_buf *b = out;
+    int st = l->stats.state;
+    if (strcmp(path, "/metrics") == 0) {
+        *ctype = "text/plain; version=0.0.4";
+        dr_repl_metrics(&l->stats, l->name, b);
+        return 200;
+    }
+    if (strcmp(path, "/healthz") == 0) {
+        int ok = st != DR_REPL_ALARM;
+        dr_buf_printf(b, "%s\n", ok ? "ok" : "alarm");
+        return ok ? 200 : 503;
+    }
+    if (strcmp(path, "/readyz") == 0) {
+        int ok = st == DR_REPL_STREAMING;
+        dr_buf_printf(b, "%s\n", dr_repl_state_name(st));
+        return ok ? 200 : 503;
+    }
+    if (strcmp(path, "/status") == 0) {
+        *ctype = "application/json";
+        dr_buf_printf(b,
+                      "{\"name\":\"%s\",\"state\":\"%s\",\"source_revision\":%lld,"
+                      "\"applied_revision\":%lld,\"lag_revisions\":%lld,\"lag_seconds\":%.3f}\n",
+                      l->name, dr_repl_state_name(st), (long long)l->stats.source_revision,
+                      (long long)l->stats.applied_revision,
+                      (long long)(l->stats.source_revision > l->stats.applied_revision
+                                      ? l->stats.source_revision - l->stats.applied_revision
+                                      : 0),
+                      (double)l->stats.lag_ms / 1000.0);
+        return 200;
+    }
+    dr_buf_printf(b, "not found\n");
+    return 404;
+}
+
+int cmd_replicate_etcd(int argc, char **argv)
+{
+    parsed p = {.allowed = G_LIVE | G_FILTER | G_TARGET};
+    int rc = parse(argc, argv, "replicate etcd", &p);
+    if (rc < 0)
+        return rc;
+    if ((rc = dr_repl_check_opts(&p.r)) < 0)
+        return rc;
+    static live l;
+    memset(&l, 0, sizeof l);
+    l.name = p.r.name;
+    drd_signals_install();
+    p.r.stop = &drd_stop;
+    if (p.listen && (rc = drd_http_start(p.listen, render, &l)) < 0)
+        return rc;
+    rc = dr_repl_run(&p.r, &l.stats);
+    drd_http_stop();
+    if (rc == 0 && p.r.until_caught_up)
+        printf("caught up at revision %lld\n", (long long)l.stats.applied_revision);
+    return rc;
+}
+
+int cmd_replicate_status(int argc, char **argv)
+{
+    parsed p = {.allowed = G_TARGET | G_JSON | G_FILTER};
+    int rc = parse(argc, argv, "replicate status", &p);
+    if (rc < 0)
+        return rc;
+    dr_repl_status st;
+    if ((rc = dr_repl_status_get(&p.r, &st)) < 0)
+        return rc;
+    if (p.json)
+        printf("{\"mode\":\"%s\",\"name\":\"%s\",\"state\":\"%s\",\"source_revision\":%lld,"
+               "\"applied_revision\":%lld,\"lag_revisions\":%lld,"
+               "\"source_compact_revision\":%lld}\n",
+               p.r.mode == DR_REPL_EXACT ? "exact" : "filtered", p.r.name, st.state,
+               (long long)st.source_revision, (long long)st.applied_revision,
+               (long long)st.lag_revisions, (long long)st.source_compact_revision);
+    else
+        printf("mode:              %s\nstate:             %s\nsource revision:   %lld\n"
+               "applied revision:  %lld\nlag (revisions):   %lld\nsource compacted:  %lld\n",
+               p.r.mode == DR_REPL_EXACT ? "exact" : "filtered", st.state,
+               (long long)st.source_revision, (long long)st.applied_revision,
+               (long long)st.lag_revisions, (long long)st.source_compact_revision);
+    return 0;
+}
+
+int cmd_replicate_verify(int argc, char **argv)
+{
+    parsed p = {.allowed = G_TARGET | G_FILTER};
+    int rc = parse(argc, argv, "replicate verify", &p);
+    if (rc < 0)
+        return rc;
+    if ((rc = dr_repl_check_opts(&p.r)) < 0)
+        return rc;
+    int64_t rev = 0, nkeys = -1;
+    rc = dr_repl_verify(&p.r, &rev, &nkeys);
+    if (rc < 0)
+        return rc;
+    if (nkeys >= 0)
+        printf("ok: source and target are identical at revision %lld (%lld keys compared)\n",
+               (long long)rev, (long long)nkeys);
+    else
+        printf("ok: source and target are identical at revision %lld (HashKV)\n", (long long)rev);
+    return 0;
+}
+
+int cmd_replicate_seed(int argc, char **argv)
+{
+    parsed p = {.allowed = G_SEED};
+    int rc = parse(argc, argv, "replicate seed", &p);
+    if (rc < 0)
+        return rc;
+    if (!p.data_dir || !p.icluster || !p.ipeer || strcmp(p.r.name, "default") == 0)
+        return dr_error_set(DR_EUSAGE, "drd replicate seed: --data-dir, --name, "
+                                       "--initial-cluster and --initial-advertise-peer-urls are "
+                                       "required");
+    dr_repl_seed_opts so = {.source = p.r.source,
+                            .data_dir = p.data_dir,
+                            .name = p.r.name,
+                            .initial_cluster = p.icluster,
+                            .initial_advertise_peer_urls = p.ipeer};
+    int64_t rev = 0;
+    if ((rc = dr_repl_seed(&so, &rev)) < 0)
+        return rc;
+    printf("seeded %s at revision %lld\n", p.data_dir, (long long)rev);
+    return 0;
+}

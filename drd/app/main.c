@@ -1,0 +1,150 @@
+/*
+ * drd: the single binary. Finds the command in the table, runs it, prints its error as one line
+ * on stderr and exits with the error's catalog number. Must never print secrets.
+ */
+#include "drd/app/cmd.h"
+#include "drd/core/core.h"
+
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+static const drd_cmd commands[] = {
+    {"replicate etcd", "stream every revision from a primary etcd to a standby (live standby)",
+     usage_replicate_etcd, cmd_replicate_etcd},
+    {"replicate seed", "restore a snapshot of the primary into a data dir for the standby etcd",
+     usage_replicate_seed, cmd_replicate_seed},
+    {"replicate status", "show source revision, applied revision and lag",
+     usage_replicate_status, cmd_replicate_status},
+    {"replicate verify", "compare primary and standby at the same revision",
+     usage_replicate_verify, cmd_replicate_verify},
+};
+#define NCMD (sizeof commands / sizeof commands[0])
+
+volatile sig_atomic_t drd_stop;
+
+static void on_signal(int sig)
+{
+    (void)sig;
+    drd_stop = 1;
+}
+
+void drd_signals_install(void)
+{
+    struct sigaction sa;
+    memset(&sa, 0, sizeof sa);
+    sa.sa_handler = on_signal;
+    sigemptyset(&sa.sa_mask);
+    sigaction(SIGTERM, &sa, NULL);
+    sigaction(SIGINT, &sa, NULL);
+    signal(SIGPIPE, SIG_IGN);
+}
+
+int drd_wants_help(int argc, char **argv)
+{
+    for (int i = 1; i < argc; i++)
+        if (strcmp(argv[i], "--help") == 0 || strcmp(argv[i], "-h") == 0)
+            return 1;
+    return 0;
+}
+
+int drd_getopt(int argc, char **argv, const struct option *opts, const char *cmd)
+{
+    opterr = 0;
+    int idx = 0;
+    int c = getopt_long(argc, argv, ":", opts, &idx);
+    if (c == '?') {
+        const char *bad = argv[optind - 1];
+        return dr_error_set(DR_EUSAGE, "drd %s: unknown flag '%s' (see drd %s --help)", cmd,
+                            bad ? bad : "?", cmd);
+    }
+    if (c == ':')
+        return dr_error_set(DR_EUSAGE, "drd %s: flag '%s' needs a value", cmd, argv[optind - 1]);
+    return c;
+}
+
+static void print_help(FILE *f)
+{
+    fprintf(f, "drd %s: disaster recovery for etcd (live standby, snapshots, restore)\n\n"
+               "usage: drd <command> [flags]      drd <command> --help\n\ncommands:\n",
+            DRD_VERSION);
+    for (size_t i = 0; i < NCMD; i++)
+        fprintf(f, "  %-18s %s\n", commands[i].name, commands[i].summary);
+    fprintf(f, "\nflags for every command:\n  --log-level L      debug, info, warn, error "
+               "(default info; also DRD_LOG_LEVEL)\n"
+               "\nExit status: 0 on success, else the error's number (docs/error-codes.md).\n");
+}
+
+int main(int argc, char **argv)
+{
+    const char *lvl = getenv("DRD_LOG_LEVEL");
+    dr_log_level l;
+    if (lvl && dr_log_parse_level(lvl, &l) == 0)
+        dr_log_set_level(l);
+    if (argc < 2 || strcmp(argv[1], "--help") == 0 || strcmp(argv[1], "-h") == 0 ||
+        strcmp(argv[1], "help") == 0) {
+        print_help(stdout);
+        return argc < 2 ? 2 : 0;
+    }
+    if (strcmp(argv[1], "--version") == 0 || strcmp(argv[1], "version") == 0) {
+        printf("drd %s\n", DRD_VERSION);
+        return 0;
+    }
+    /* strip a global --log-level anywhere */
+    for (int i = 1; i < argc - 1; i++) {
+        if (strcmp(argv[i], "--log-level") == 0) {
+            if (dr_log_parse_level(argv[i + 1], &l) < 0) {
+                fprintf(stderr, "drd: %s\n", dr_error_msg());
+                return 2;
+            }
+            dr_log_set_level(l);
+            memmove(&argv[i], &argv[i + 2], sizeof(char *) * (size_t)(argc - i - 1));
+            argc -= 2;
+            break;
+        }
+    }
+    for (size_t i = 0; i < NCMD; i++) {
+        const char *name = commands[i].name;
+        const char *sp = strchr(name, ' ');
+        size_t l1 = sp ? (size_t)(sp - name) : strlen(name);
+        if (strncmp(argv[1], name, l1) != 0 || argv[1][l1] != 0)
+            continue;
+        int consumed = 2;
+        if (sp) {
+            if (argc < 3 || strcmp(argv[2], sp + 1) != 0)
+                continue;
+            consumed = 3;
+        }
+        if (drd_wants_help(argc, argv)) {
+            fputs(commands[i].usage, stdout);
+            return 0;
+        }
+        /* argv for the command: argv[0] = command name, then its flags */
+        char **cargv = argv + consumed - 1;
+        int cargc = argc - consumed + 1;
+        cargv[0] = (char *)name;
+        optind = 1;
+        dr_error_clear();
+        int rc = commands[i].run(cargc, cargv);
+        if (rc < 0) {
+            const char *msg = dr_error_msg();
+            fprintf(stderr, "drd: %s\n", msg[0] ? msg : dr_error_desc(rc));
+        }
+        return dr_error_exit_status(rc);
+    }
+    /* a known group without a valid subcommand */
+    for (size_t i = 0; i < NCMD; i++) {
+        size_t l1 = strcspn(commands[i].name, " ");
+        if (strncmp(argv[1], commands[i].name, l1) == 0 && argv[1][l1] == 0) {
+            if (argc >= 3 && (strcmp(argv[2], "--help") == 0 || strcmp(argv[2], "-h") == 0)) {
+                print_help(stdout);
+                return 0;
+            }
+            fprintf(stderr, "drd: unknown command 'drd %s %s' (see drd --help)\n", argv[1],
+                    argc >= 3 ? argv[2] : "");
+            return dr_error_exit_status(DR_EUSAGE);
+        }
+    }
+    fprintf(stderr, "drd: unknown command '%s' (see drd --help)\n", argv[1]);
+    return dr_error_exit_status(DR_EUSAGE);
+}

@@ -1,0 +1,874 @@
+/*
+ * Filtered mode: copy the keys under the chosen prefixes to a target that has other writers.
+ *
+ * The cursor key /drd/replicate/<name>/revision on the target holds the last source revision
+ * whose effects are on the target. Every transaction carries source revisions [a, b] whole and
+ * also writes cursor = b, guarded by value(cursor) == the previous transaction's b. So a crash at
+ * any moment leaves the cursor exactly at a revision boundary that is fully applied: the next run
+ * resumes from cursor+1 and nothing is lost or applied twice. The guard chain also orders the
+ * pipelined transactions (a refused one is resent after its predecessor).
+ *
+ * Resync (first run, or when the source compacted past the cursor): page through the source at
+ * one revision S and the target's mapped range side by side (both in key order), put what differs
+ * and delete target keys the source no longer has (deletes made while drd was down), then write
+ * cursor = S. Memory: one page of each side.
+ *
+ * A revision with more changes than fit in one transaction is applied in chunks after everything
+ * before it, the last chunk writing the cursor: replaying a partly applied revision after a crash
+ * is harmless because puts and deletes of the same values are idempotent here (no revision
+ * identity to keep, unlike exact mode).
+ *
+ * Must never touch target keys outside the mapped prefixes, nor under /drd/replicate/ except its
+ * own cursor.
+ */
+#include "repl_int.h"
+
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#define PAGE 500
+
+enum { B_FREE = 0, B_INFLIGHT, B_OK, B_RETRY };
+
+typedef struct fbatch {
+    dr_etcd_txn *txn;
+    int64_t first_rev, last_rev, prev_cursor;
+    int state, after_pred;
+    int64_t arrival_ms;
+    size_t nevents;
+} fbatch;
+
+typedef struct fs {
+    const dr_repl_opts *o;
+    dr_repl_stats *st;
+    dr_etcd *src, *tgt;
+    dr_etcd_pipe *pipe;
+    leases *ls;
+    char ck[512];
+    size_t ckl;
+    fbatch *ring;
+    size_t cap, head, count;
+    int64_t confirmed; /* cursor value known to be on the target */
+    int64_t chain;     /* cursor value the last submitted transaction writes */
+    int64_t last_cursor_write_ms;
+    /* keys of the batch being built, to close it before a key repeats (etcd refuses that) */
+    uint64_t *keyset;
+    size_t keyset_cap, keyset_n;
+    dr_buf kbuf;
+} fs;
+
+void repl_cursor_key(const dr_repl_opts *o, char *out, size_t cap)
+{
+    snprintf(out, cap, REPL_CURSOR_ROOT "%s/revision", o->name);
+}
+
+static int under(const uint8_t *k, size_t kl, const char *p)
+{
+    size_t pl = strlen(p);
+    return kl >= pl && memcmp(k, p, pl) == 0;
+}
+
+int repl_map_key(const dr_repl_opts *o, const uint8_t *k, size_t kl, dr_buf *out)
+{
+    if (under(k, kl, REPL_CURSOR_ROOT))
+        return 0;
+    const char *pfx = NULL;
+    if (o->n_prefixes) {
+        for (size_t i = 0; i < o->n_prefixes && !pfx; i++)
+            if (under(k, kl, o->prefixes[i]))
+                pfx = o->prefixes[i];
+        if (!pfx)
+            return 0;
+    }
+    for (size_t i = 0; i < o->n_excludes; i++)
+        if (under(k, kl, o->excludes[i]))
+            return 0;
+    out->len = 0;
+    if (o->dest_prefix) {
+        size_t pl = strlen(pfx);
+        if (dr_buf_append(out, o->dest_prefix, strlen(o->dest_prefix)) < 0 ||
+            dr_buf_append(out, k + pl, kl - pl) < 0)
+            return DR_ENOMEM;
+    } else if (dr_buf_append(out, k, kl) < 0) {
+        return DR_ENOMEM;
+    }
+    return 1;
+}
+
+/* Target keys resync must leave alone: our cursors and the mapped excludes. */
+static int target_ignored(const dr_repl_opts *o, const uint8_t *k, size_t kl)
+{
+    if (under(k, kl, REPL_CURSOR_ROOT))
+        return 1;
+    for (size_t i = 0; i < o->n_excludes; i++) {
+        const char *e = o->excludes[i];
+        if (o->dest_prefix) {
+            const char *p = o->prefixes[0];
+            size_t pl = strlen(p), dl = strlen(o->dest_prefix);
+            if (strncmp(e, p, pl) != 0)
+                continue;
+            if (kl >= dl && memcmp(k, o->dest_prefix, dl) == 0 && under(k + dl, kl - dl, e + pl))
+                return 1;
+        } else if (under(k, kl, e)) {
+            return 1;
+        }
+    }
+    return 0;
+}
+
+int repl_read_cursor(const dr_repl_opts *o, dr_etcd *tgt, int64_t *rev)
+{
+    char ck[512];
+    repl_cursor_key(o, ck, sizeof ck);
+    dr_etcd_range_req q = {.key = ck, .key_len = strlen(ck)};
+    dr_etcd_range_res r;
+    int rc = dr_etcd_range(tgt, &q, &r);
+    if (rc < 0)
+        return rc;
+    if (r.n_kvs == 0) {
+        dr_etcd_range_res_free(&r);
+        return 0;
+    }
+    char v[32];
+    size_t n = r.kvs[0].value_len < sizeof v - 1 ? r.kvs[0].value_len : sizeof v - 1;
+    memcpy(v, r.kvs[0].value, n);
+    v[n] = 0;
+    dr_etcd_range_res_free(&r);
+    if (dr_parse_i64(v, "cursor", rev) < 0)
+        return dr_error_set(DR_EPROTO, "the cursor key %s holds '%s', not a revision", ck, v);
+    return 1;
+}
+
+/* ---- pipelined writes without ordering (resync) ---- */
+
+static int wait_ok(fs *f, int64_t wait_ms)
+{
+    void *user;
+    int trc = 0;
+    dr_etcd_txn_res res;
+    int rc = dr_etcd_pipe_next(f->pipe, wait_ms, &user, &trc, &res);
+    if (rc == DR_ETIMEOUT || rc == DR_ENOTFOUND)
+        return 0;
+    if (rc < 0)
+        return rc;
+    if (trc < 0)
+        return trc;
+    f->st->txns_total++;
+    dr_etcd_txn_res_free(&res);
+    return 0;
+}
+
+static int flush_unordered(fs *f, dr_etcd_txn *t)
+{
+    int rc = 0;
+    if (dr_etcd_txn_nops(t) == 0)
+        return 0;
+    while (dr_etcd_pipe_inflight(f->pipe) >= f->cap && rc == 0)
+        rc = wait_ok(f, 1000);
+    if (rc == 0)
+        rc = dr_etcd_pipe_submit(f->pipe, t, NULL);
+    dr_etcd_txn_reset(t);
+    return rc;
+}
+
+static int drain_unordered(fs *f)
+{
+    int rc = 0;
+    while (dr_etcd_pipe_inflight(f->pipe) > 0 && rc == 0)
+        rc = wait_ok(f, 1000);
+    return rc;
+}
+
+static int kv_cmp(const uint8_t *a, size_t al, const uint8_t *b, size_t bl)
+{
+    size_t m = al < bl ? al : bl;
+    int c = memcmp(a, b, m);
+    if (c)
+        return c;
+    return al < bl ? -1 : al > bl ? 1 : 0;
+}
+
+/* A paged cursor over [key, end) at a revision. */
+typedef struct pager {
+    dr_etcd *e;
+    dr_buf next;
+    uint8_t end[1024];
+    size_t end_len;
+    int64_t rev;
+    dr_etcd_range_res page;
+    size_t i;
+    int done;
+} pager;
+
+static int pager_fill(pager *p)
+{
+    if (p->page.priv && p->i < p->page.n_kvs)
+        return 0;
+    if (p->page.priv && !p->page.more) {
+        dr_etcd_range_res_free(&p->page);
+        p->done = 1;
+        return 0;
+    }
+    dr_etcd_range_res_free(&p->page);
+    if (p->done)
+        return 0;
+    dr_etcd_range_req q = {.key = p->next.data, .key_len = p->next.len, .range_end = p->end,
+                           .range_end_len = p->end_len, .limit = PAGE, .revision = p->rev};
+    int rc = dr_etcd_range(p->e, &q, &p->page);
+    if (rc < 0)
+        return rc;
+    p->i = 0;
+    if (p->page.n_kvs == 0) {
+        p->done = 1;
+        return 0;
+    }
+    const dr_etcd_kv *last = &p->page.kvs[p->page.n_kvs - 1];
+    p->next.len = 0;
+    if ((rc = dr_buf_append(&p->next, last->key, last->key_len)) < 0 ||
+        (rc = dr_buf_append(&p->next, "\0", 1)) < 0)
+        return rc;
+    return 0;
+}
+
+static const dr_etcd_kv *pager_cur(pager *p) { return p->done ? NULL : &p->page.kvs[p->i]; }
+
+static int pager_init(pager *p, dr_etcd *e, const char *prefix, int64_t rev)
+{
+    memset(p, 0, sizeof p[0]);
+    p->e = e;
+    p->rev = rev;
+    size_t pl = prefix ? strlen(prefix) : 0;
+    if (pl >= sizeof p->end)
+        return dr_error_set(DR_EUSAGE, "prefix too long");
+    if (pl == 0) {
+        p->end[0] = 0;
+        p->end_len = 1;
+        return dr_buf_append(&p->next, "\0", 1);
+    }
+    dr_etcd_prefix_end(prefix, pl, p->end, &p->end_len);
+    return dr_buf_append(&p->next, prefix, pl);
+}
+
+static void pager_free(pager *p)
+{
+    dr_etcd_range_res_free(&p->page);
+    dr_buf_free(&p->next);
+}
+
+static int resync_range(fs *f, const char *sp, const char *tp, int64_t rev, dr_etcd_txn *t,
+                        int64_t *copied, int64_t *deleted)
+{
+    pager s, d;
+    int rc = pager_init(&s, f->src, sp, rev);
+    if (rc == 0)
+        rc = pager_init(&d, f->tgt, tp, 0);
+    dr_buf mk = {0};
+    while (rc == 0) {
+        if ((rc = pager_fill(&s)) < 0 || (rc = pager_fill(&d)) < 0)
+            break;
+        const dr_etcd_kv *a = pager_cur(&s), *b = pager_cur(&d);
+        if (!a && !b)
+            break;
+        int m = 0;
+        if (a) {
+            m = repl_map_key(f->o, a->key, a->key_len, &mk);
+            if (m < 0) {
+                rc = dr_error_set(DR_ENOMEM, "out of memory");
+                break;
+            }
+            if (m == 0) {
+                s.i++;
+                continue;
+            }
+        }
+        if (b && target_ignored(f->o, b->key, b->key_len)) {
+            d.i++;
+            continue;
+        }
+        int c = !a ? 1 : !b ? -1 : kv_cmp((uint8_t *)mk.data, mk.len, b->key, b->key_len);
+        if (c <= 0) {
+            int same = c == 0 && a->value_len == b->value_len && a->lease == b->lease &&
+                       memcmp(a->value, b->value, a->value_len) == 0;
+            if (!same) {
+                if (a->lease && (rc = leases_ensure(f->ls, a->lease)) < 0)
+                    break;
+                rc = dr_etcd_txn_put(t, DR_TXN_SUCCESS, mk.data, mk.len, a->value, a->value_len,
+                                     a->lease);
+                (*copied)++;
+            }
+            s.i++;
+            if (c == 0)
+                d.i++;
+        } else {
+            rc = dr_etcd_txn_delete(t, DR_TXN_SUCCESS, b->key, b->key_len, NULL, 0);
+            (*deleted)++;
+            d.i++;
+        }
+        if (rc == 0 && (int64_t)dr_etcd_txn_nops(t) >= f->o->max_txn_ops)
+            rc = flush_unordered(f, t);
+    }
+    if (rc == 0)
+        rc = flush_unordered(f, t);
+    pager_free(&s);
+    pager_free(&d);
+    dr_buf_free(&mk);
+    return rc;
+}
+
+static int write_cursor(fs *f, int64_t rev)
+{
+    char v[32];
+    int n = snprintf(v, sizeof v, "%lld", (long long)rev);
+    dr_etcd_header h;
+    int rc = dr_etcd_put(f->tgt, f->ck, f->ckl, v, (size_t)n, 0, &h);
+    if (rc == 0) {
+        f->confirmed = f->chain = rev;
+        f->last_cursor_write_ms = dr_mono_ms();
+    }
+    return rc;
+}
+
+static int resync(fs *f)
+{
+    int rc = 0;
+    dr_etcd_txn *t = NULL;
+    f->st->state = DR_REPL_SYNCING;
+    f->st->resyncs_total++;
+    if ((rc = dr_etcd_txn_new(&t)) < 0)
+        return rc;
+    for (int attempt = 0;; attempt++) {
+        dr_etcd_status ss;
+        if ((rc = dr_etcd_status_get(f->src, &ss)) < 0)
+            break;
+        int64_t rev = ss.header.revision, copied = 0, deleted = 0;
+        int64_t t0 = dr_mono_ms();
+        dr_info("resync of '%s' at source revision %lld", f->o->name, (long long)rev);
+        if (f->o->n_prefixes == 0) {
+            rc = resync_range(f, NULL, NULL, rev, t, &copied, &deleted);
+        } else {
+            for (size_t i = 0; i < f->o->n_prefixes && rc == 0; i++)
+                rc = resync_range(f, f->o->prefixes[i],
+                                  f->o->dest_prefix ? f->o->dest_prefix : f->o->prefixes[i], rev,
+                                  t, &copied, &deleted);
+        }
+        if (rc == 0)
+            rc = drain_unordered(f);
+        if (rc == DR_ECOMPACTED && attempt < 10) {
+            /* the source compacted under the copy: start again at a newer revision */
+            dr_warn("source compacted during the resync; starting it again");
+            drain_unordered(f);
+            dr_etcd_txn_reset(t);
+            rc = 0;
+            continue;
+        }
+        if (rc == 0)
+            rc = write_cursor(f, rev);
+        if (rc == 0) {
+            f->st->applied_revision = rev;
+            dr_info("resync done at revision %lld: %lld keys written, %lld deleted, %lld ms",
+                    (long long)rev, (long long)copied, (long long)deleted,
+                    (long long)(dr_mono_ms() - t0));
+        }
+        break;
+    }
+    dr_etcd_txn_free(t);
+    return rc;
+}
+
+/* ---- streaming ---- */
+
+static fbatch *at(fs *f, size_t i) { return &f->ring[(f->head + i) % f->cap]; }
+
+static uint64_t fnv(const void *p, size_t n)
+{
+    const uint8_t *b = p;
+    uint64_t h = 1469598103934665603ULL;
+    for (size_t i = 0; i < n; i++)
+        h = (h ^ b[i]) * 1099511628211ULL;
+    return h | 1; /* 0 marks an empty slot */
+}
+
+static void keyset_clear(fs *f)
+{
+    if (f->keyset_n)
+        memset(f->keyset, 0, f->keyset_cap * sizeof *f->keyset);
+    f->keyset_n = 0;
+}
+
+/* 1 if the key may already be in the batch (hash match: conservative), else add it. */
+static int keyset_seen(fs *f, uint64_t h)
+{
+    size_t m = f->keyset_cap - 1;
+    for (size_t i = h & m;; i = (i + 1) & m) {
+        if (f->keyset[i] == h)
+            return 1;
+        if (f->keyset[i] == 0) {
+            f->keyset[i] = h;
+            f->keyset_n++;
+            return 0;
+        }
+    }
+}
+
+static int cursor_ops(fs *f, dr_etcd_txn *t, int64_t prev, int64_t last)
+{
+    char v[32];
+    int n = snprintf(v, sizeof v, "%lld", (long long)prev);
+    int rc = dr_etcd_txn_compare_value(t, f->ck, f->ckl, DR_CMP_EQUAL, v, (size_t)n);
+    n = snprintf(v, sizeof v, "%lld", (long long)last);
+    if (rc == 0)
+        rc = dr_etcd_txn_put(t, DR_TXN_SUCCESS, f->ck, f->ckl, v, (size_t)n, 0);
+    if (rc == 0)
+        rc = dr_etcd_txn_get(t, DR_TXN_FAILURE, f->ck, f->ckl);
+    return rc;
+}
+
+static int cursor_moved(fs *f, int64_t cur)
+{
+    return dr_error_set(DR_EDIVERGED,
+                        "the cursor key %s on the target was changed by someone else (now %lld): "
+                        "is another drd running with --name %s?",
+                        f->ck, (long long)cur, f->o->name);
+}
+
+static int complete_one(fs *f, int64_t wait_ms)
+{
+    void *user = NULL;
+    int trc = 0;
+    dr_etcd_txn_res res;
+    int rc = dr_etcd_pipe_next(f->pipe, wait_ms, &user, &trc, &res);
+    if (rc == DR_ETIMEOUT || rc == DR_ENOTFOUND)
+        return 0;
+    if (rc < 0)
+        return rc;
+    fbatch *b = user;
+    if (trc < 0)
+        return trc;
+    if (res.succeeded) {
+        b->state = B_OK;
+        f->st->txns_total++;
+    } else {
+        dr_etcd_kv tmp;
+        const dr_etcd_kv *kv = dr_etcd_txn_res_kv(&res, 0, &tmp);
+        int64_t cur = -1;
+        if (kv) {
+            char v[32];
+            size_t n = kv->value_len < sizeof v - 1 ? kv->value_len : sizeof v - 1;
+            memcpy(v, kv->value, n);
+            v[n] = 0;
+            if (dr_parse_i64(v, "cursor", &cur) < 0)
+                cur = -1;
+        }
+        if (cur == b->last_rev) {
+            b->state = B_OK; /* already applied by an earlier send */
+        } else if (b->after_pred) {
+            dr_etcd_txn_res_free(&res);
+            return cursor_moved(f, cur);
+        } else {
+            b->state = B_RETRY;
+        }
+    }
+    dr_etcd_txn_res_free(&res);
+    while (f->count && at(f, 0)->state == B_OK) {
+        fbatch *h = at(f, 0);
+        f->confirmed = h->last_rev;
+        f->st->applied_revision = h->last_rev;
+        f->st->events_total += (int64_t)h->nevents;
+        f->last_cursor_write_ms = dr_mono_ms();
+        h->state = B_FREE;
+        f->head = (f->head + 1) % f->cap;
+        f->count--;
+    }
+    for (size_t i = 0; i < f->count; i++) {
+        fbatch *c = at(f, i);
+        if (c->state != B_RETRY || (i > 0 && at(f, i - 1)->state != B_INFLIGHT))
+            break;
+        c->state = B_INFLIGHT;
+        c->after_pred = i == 0;
+        if ((rc = dr_etcd_pipe_submit(f->pipe, c->txn, c)) < 0)
+            return rc;
+    }
+    return 0;
+}
+
+static int drain(fs *f)
+{
+    int rc = 0;
+    while (dr_etcd_pipe_inflight(f->pipe) > 0 && rc == 0)
+        rc = complete_one(f, 1000);
+    return rc;
+}
+
+/* Ops of one revision after mapping, into t (which must have room). */
+static int add_rev_ops(fs *f, dr_etcd_txn *t, const evcur *c, size_t from, size_t to)
+{
+    int rc = 0;
+    for (size_t i = from; i < to && rc == 0; i++) {
+        const dr_etcd_kv *kv = &c->evs[i]->kv;
+        int m = repl_map_key(f->o, kv->key, kv->key_len, &f->kbuf);
+        if (m < 0)
+            return dr_error_set(DR_ENOMEM, "out of memory");
+        if (!m)
+            continue;
+        if (c->evs[i]->type == DR_EV_PUT) {
+            if (kv->lease && (rc = leases_ensure(f->ls, kv->lease)) < 0)
+                break;
+            rc = dr_etcd_txn_put(t, DR_TXN_SUCCESS, f->kbuf.data, f->kbuf.len, kv->value,
+                                 kv->value_len, kv->lease);
+        } else {
+            rc = dr_etcd_txn_delete(t, DR_TXN_SUCCESS, f->kbuf.data, f->kbuf.len, NULL, 0);
+        }
+    }
+    return rc;
+}
+
+/* Count the replicated ops of the current revision; 1 in *dup when a key is already in the batch. */
+static int rev_ops(fs *f, const evcur *c, size_t *n, int *dup)
+{
+    *n = 0;
+    *dup = 0;
+    for (size_t i = 0; i < c->n_evs; i++) {
+        const dr_etcd_kv *kv = &c->evs[i]->kv;
+        int m = repl_map_key(f->o, kv->key, kv->key_len, &f->kbuf);
+        if (m < 0)
+            return dr_error_set(DR_ENOMEM, "out of memory");
+        if (!m)
+            continue;
+        (*n)++;
+        if (keyset_seen(f, fnv(f->kbuf.data, f->kbuf.len)))
+            *dup = 1;
+    }
+    return 0;
+}
+
+/* Apply one revision too large for a transaction, in chunks, after all before it. */
+static int apply_large(fs *f, const evcur *c)
+{
+    int rc = drain(f);
+    dr_etcd_txn *t = NULL;
+    if (rc == 0)
+        rc = dr_etcd_txn_new(&t);
+    size_t per = (size_t)f->o->max_txn_ops - 1;
+    for (size_t from = 0; rc == 0 && from < c->n_evs; from += per) {
+        size_t to = from + per < c->n_evs ? from + per : c->n_evs;
+        dr_etcd_txn_reset(t);
+        if ((rc = add_rev_ops(f, t, c, from, to)) < 0)
+            break;
+        if (to == c->n_evs && (rc = cursor_ops(f, t, f->chain, c->rev)) < 0)
+            break;
+        dr_etcd_txn_res res;
+        if ((rc = dr_etcd_txn_do(f->tgt, t, &res)) < 0)
+            break;
+        int ok = res.succeeded;
+        dr_etcd_txn_res_free(&res);
+        if (!ok) {
+            rc = cursor_moved(f, -1);
+            break;
+        }
+        f->st->txns_total++;
+    }
+    if (rc == 0) {
+        f->confirmed = f->chain = c->rev;
+        f->st->applied_revision = c->rev;
+        f->st->events_total += (int64_t)c->n_evs;
+        f->last_cursor_write_ms = dr_mono_ms();
+    }
+    dr_etcd_txn_free(t);
+    return rc;
+}
+
+static void watch_range(const dr_repl_opts *o, uint8_t *key, size_t *kl, uint8_t *end,
+                        size_t *el)
+{
+    if (o->n_prefixes == 0) {
+        key[0] = 0;
+        *kl = 1;
+        end[0] = 0;
+        *el = 1;
+        return;
+    }
+    /* the span of all prefixes; events outside them are filtered here */
+    const char *lo = o->prefixes[0];
+    for (size_t i = 1; i < o->n_prefixes; i++)
+        if (strcmp(o->prefixes[i], lo) < 0)
+            lo = o->prefixes[i];
+    *kl = strlen(lo);
+    memcpy(key, lo, *kl);
+    *el = 0;
+    for (size_t i = 0; i < o->n_prefixes; i++) {
+        uint8_t e[512];
+        size_t l;
+        dr_etcd_prefix_end(o->prefixes[i], strlen(o->prefixes[i]), e, &l);
+        if (*el == 0 || kv_cmp(e, l, end, *el) > 0) {
+            memcpy(end, e, l);
+            *el = l;
+        }
+    }
+}
+
+int repl_run_filtered(const dr_repl_opts *o, dr_repl_stats *st, dr_etcd *src, dr_etcd *tgt,
+                      int first)
+{
+    (void)first;
+    int rc = 0, reader_on = 0, have = 0;
+    fs f = {.o = o, .st = st, .src = src, .tgt = tgt};
+    reader rd;
+    evcur c = {0};
+    dr_etcd_txn *build = NULL;
+    repl_cursor_key(o, f.ck, sizeof f.ck);
+    f.ckl = strlen(f.ck);
+    f.cap = (size_t)o->window;
+    f.keyset_cap = 1;
+    while (f.keyset_cap < (size_t)o->max_txn_ops * 4)
+        f.keyset_cap *= 2;
+    f.ring = calloc(f.cap, sizeof *f.ring);
+    f.keyset = calloc(f.keyset_cap, sizeof *f.keyset);
+    if (!f.ring || !f.keyset) {
+        rc = dr_error_set(DR_ENOMEM, "out of memory");
+        goto out;
+    }
+    for (size_t i = 0; i < f.cap && rc == 0; i++)
+        rc = dr_etcd_txn_new(&f.ring[i].txn);
+    if (rc < 0 || (rc = dr_etcd_pipe_new(tgt, &f.pipe)) < 0 ||
+        (rc = leases_new(&f.ls, src, tgt, st)) < 0)
+        goto out;
+    dr_etcd_status ss;
+    if ((rc = dr_etcd_status_get(src, &ss)) < 0)
+        goto out;
+    int64_t s0 = ss.header.revision;
+    st->source_revision = s0;
+    int64_t cur = 0;
+    rc = repl_read_cursor(o, tgt, &cur);
+    if (rc < 0)
+        goto out;
+    if (rc == 1 && cur > s0) {
+        rc = dr_error_set(DR_EDIVERGED,
+                          "the cursor %s says revision %lld, but the source is only at %lld: "
+                          "is this the same source? delete the cursor key to start over",
+                          f.ck, (long long)cur, (long long)s0);
+        goto out;
+    }
+    if (rc == 0) {
+        if ((rc = resync(&f)) < 0)
+            goto out;
+    } else {
+        f.confirmed = f.chain = cur;
+        st->applied_revision = cur;
+        rc = 0;
+    }
+    uint8_t wkey[512], wend[512];
+    size_t wkl, wel;
+    watch_range(o, wkey, &wkl, wend, &wel);
+    for (;;) {
+        int64_t crev = 0;
+        rc = reader_start(&rd, src, wkey, wkl, wend, wel, f.confirmed + 1, st, &crev);
+        if (rc != DR_ECOMPACTED)
+            break;
+        dr_warn("the source compacted past the cursor (%lld < compact revision %lld): resync",
+                (long long)f.confirmed, (long long)crev);
+        reader_stop(&rd);
+        if ((rc = resync(&f)) < 0)
+            goto out;
+    }
+    if (rc < 0) {
+        reader_stop(&rd);
+        goto out;
+    }
+    reader_on = 1;
+    st->state = DR_REPL_STREAMING;
+    dr_info("filtered replication '%s' streaming from revision %lld", o->name,
+            (long long)f.confirmed + 1);
+    if ((rc = dr_etcd_txn_new(&build)) < 0)
+        goto out;
+    int64_t processed = f.confirmed; /* every source revision <= processed is in a batch */
+    for (;;) {
+        if (o->stop && *o->stop) {
+            rc = drain(&f);
+            break;
+        }
+        /* build one batch from as many whole revisions as fit */
+        if (f.count < f.cap) {
+            fbatch *b = at(&f, f.count);
+            size_t nops = 0, nev = 0;
+            int64_t first_rev = 0, arrival = 0;
+            dr_etcd_txn_reset(b->txn);
+            keyset_clear(&f);
+            for (;;) {
+                if (!have) {
+                    rc = evcur_next(&c, &rd, 0);
+                    if (rc < 0)
+                        goto out;
+                    have = rc;
+                    rc = 0;
+                    if (!have)
+                        break;
+                }
+                if (c.rev <= processed) { /* replayed history we already hold */
+                    have = 0;
+                    continue;
+                }
+                size_t n = 0;
+                int dup = 0;
+                if ((rc = rev_ops(&f, &c, &n, &dup)) < 0)
+                    goto out;
+                if (n + 1 > (size_t)o->max_txn_ops) {
+                    if (nev)
+                        break; /* close this batch first */
+                    if ((rc = apply_large(&f, &c)) < 0)
+                        goto out;
+                    processed = c.rev;
+                    have = 0;
+                    continue;
+                }
+                if (nev && (dup || nops + n + 1 > (size_t)o->max_txn_ops))
+                    break;
+                if ((rc = add_rev_ops(&f, b->txn, &c, 0, c.n_evs)) < 0)
+                    goto out;
+                if (!first_rev) {
+                    first_rev = c.rev;
+                    arrival = c.arrival_ms;
+                }
+                nops += n;
+                nev += c.n_evs;
+                processed = c.rev;
+                have = 0;
+            }
+            if (!have && c.progress_rev > processed && f.count == 0 && nev == 0)
+                processed = c.progress_rev; /* nothing pending below the progress mark */
+            int64_t now = dr_mono_ms();
+            int want_cursor = processed > f.chain &&
+                              (nops > 0 || now - f.last_cursor_write_ms >= 5000 ||
+                               (o->until_caught_up && processed >= s0));
+            if (want_cursor) {
+                if (!first_rev)
+                    arrival = 0;
+                if ((rc = cursor_ops(&f, b->txn, f.chain, processed)) < 0)
+                    goto out;
+                b->first_rev = first_rev;
+                b->last_rev = processed;
+                b->prev_cursor = f.chain;
+                b->nevents = nev;
+                b->arrival_ms = arrival;
+                b->state = B_INFLIGHT;
+                b->after_pred = f.count == 0;
+                f.count++;
+                f.chain = processed;
+                if ((rc = dr_etcd_pipe_submit(f.pipe, b->txn, b)) < 0)
+                    goto out;
+            }
+        }
+        if (c.progress_rev > st->source_revision)
+            st->source_revision = c.progress_rev;
+        if (f.count == 0 && !have && processed > st->applied_revision &&
+            processed == f.chain)
+            st->applied_revision = processed;
+        int64_t oldest = f.count ? at(&f, 0)->arrival_ms : 0;
+        if (!oldest)
+            oldest = have ? c.arrival_ms : reader_oldest_ms(&rd);
+        repl_set_lag(st, oldest);
+        if (o->until_caught_up && f.count == 0 && !have && f.confirmed >= s0) {
+            rc = 0;
+            break;
+        }
+        if (dr_etcd_pipe_inflight(f.pipe) > 0) {
+            if ((rc = complete_one(&f, 100)) < 0)
+                goto out;
+        } else if (!have) {
+            rc = evcur_next(&c, &rd, 100);
+            if (rc < 0)
+                goto out;
+            have = rc;
+            rc = 0;
+        }
+    }
+out:
+    {
+        char msg[1024];
+        snprintf(msg, sizeof msg, "%s", dr_error_msg());
+        if (reader_on)
+            reader_stop(&rd);
+        dr_etcd_pipe_free(f.pipe);
+        if (rc < 0)
+            dr_error_set(rc, "%s", msg);
+    }
+    evcur_free(&c);
+    leases_free(f.ls);
+    dr_etcd_txn_free(build);
+    for (size_t i = 0; f.ring && i < f.cap; i++)
+        dr_etcd_txn_free(f.ring[i].txn);
+    free(f.ring);
+    free(f.keyset);
+    dr_buf_free(&f.kbuf);
+    return rc;
+}
+
+/* ---- key-by-key comparison (verify) ---- */
+
+int repl_compare(const dr_repl_opts *o, dr_etcd *src, dr_etcd *tgt, int64_t srev, int64_t trev,
+                 int64_t *nkeys)
+{
+    int exact = o->mode == DR_REPL_EXACT;
+    fs f = {.o = o, .src = src, .tgt = tgt};
+    size_t nranges = exact || o->n_prefixes == 0 ? 1 : o->n_prefixes;
+    int rc = 0;
+    dr_buf mk = {0};
+    *nkeys = 0;
+    for (size_t r = 0; r < nranges && rc == 0; r++) {
+        const char *sp = exact || o->n_prefixes == 0 ? NULL : o->prefixes[r];
+        const char *tp = sp && o->dest_prefix ? o->dest_prefix : sp;
+        pager s, d;
+        if ((rc = pager_init(&s, src, sp, srev)) < 0)
+            break;
+        if ((rc = pager_init(&d, tgt, tp, trev)) < 0) {
+            pager_free(&s);
+            break;
+        }
+        while (rc == 0) {
+            if ((rc = pager_fill(&s)) < 0 || (rc = pager_fill(&d)) < 0)
+                break;
+            const dr_etcd_kv *a = pager_cur(&s), *b = pager_cur(&d);
+            if (!a && !b)
+                break;
+            if (a) {
+                int m = exact ? (mk.len = 0, dr_buf_append(&mk, a->key, a->key_len) == 0)
+                              : repl_map_key(o, a->key, a->key_len, &mk);
+                if (m == 0) {
+                    s.i++;
+                    continue;
+                }
+            }
+            if (b && !exact && target_ignored(o, b->key, b->key_len)) {
+                d.i++;
+                continue;
+            }
+            int c = !a ? 1 : !b ? -1 : kv_cmp((uint8_t *)mk.data, mk.len, b->key, b->key_len);
+            const dr_etcd_kv *k = c <= 0 ? a : b;
+            if (c != 0) {
+                rc = dr_error_set(DR_EDIVERGED, "key '%.*s' is only on the %s",
+                                  (int)(c < 0 ? mk.len : k->key_len),
+                                  c < 0 ? mk.data : (const char *)k->key,
+                                  c < 0 ? "source" : "target");
+                break;
+            }
+            int same = a->value_len == b->value_len &&
+                       memcmp(a->value, b->value, a->value_len) == 0 && a->lease == b->lease;
+            if (exact)
+                same = same && a->create_revision == b->create_revision &&
+                       a->mod_revision == b->mod_revision && a->version == b->version;
+            if (!same) {
+                rc = dr_error_set(DR_EDIVERGED, "key '%.*s' differs between source and target",
+                                  (int)mk.len, mk.data);
+                break;
+            }
+            (*nkeys)++;
+            s.i++;
+            d.i++;
+        }
+        pager_free(&s);
+        pager_free(&d);
+    }
+    (void)f;
+    dr_buf_free(&mk);
+    return rc;
+}

@@ -1,0 +1,99 @@
+/*
+ * Private to replicate/: the watch reader thread with its bounded queue, the lease mirror, and
+ * the two mode loops. Nothing outside this folder includes it.
+ */
+#ifndef DRD_REPL_INT_H
+#define DRD_REPL_INT_H
+
+#include "replicate/replicate.h"
+
+#include <pthread.h>
+
+/* ---- watch reader: source watch -> bounded queue (backpressure, not buffering) ---- */
+typedef struct rq_item {
+    dr_etcd_watch_res res;
+    size_t bytes;
+    int64_t arrival_ms;
+    struct rq_item *next;
+} rq_item;
+
+typedef struct reader {
+    dr_etcd_watch *w;
+    pthread_t th;
+    pthread_mutex_t mu;
+    pthread_cond_t cv;
+    rq_item *head, *tail;
+    size_t bytes, max_bytes;
+    int rc; /* first error of the reader thread, with its message in err */
+    char err[1024];
+    int stop, started;
+    dr_repl_stats *stats;
+} reader;
+
+/* Opens the watch from start_rev over [key, end) and starts the thread. DR_ECOMPACTED with
+ * *compact_rev set when start_rev is compacted. */
+int reader_start(reader *r, dr_etcd *src, const void *key, size_t klen, const void *end,
+                 size_t elen, int64_t start_rev, dr_repl_stats *stats, int64_t *compact_rev);
+/* Next item, waiting up to wait_ms. Returns 1 with *out, 0 on timeout, or the reader's error. */
+int reader_pop(reader *r, int64_t wait_ms, rq_item **out);
+/* Arrival time of the oldest queued item, or 0. */
+int64_t reader_oldest_ms(reader *r);
+void reader_stop(reader *r);
+void rq_item_free(rq_item *it);
+
+/* ---- event cursor over popped items: whole revisions at a time ---- */
+typedef struct evcur {
+    rq_item *items[8]; /* items the current revision spans (a revision is nearly always in one) */
+    size_t n_items;
+    rq_item *cur;
+    size_t idx;
+    const dr_etcd_event **evs; /* events of the current revision */
+    size_t n_evs, cap_evs;
+    int64_t rev;
+    int64_t arrival_ms;
+    int64_t progress_rev; /* revision of the last progress notification consumed */
+} evcur;
+
+/* Gathers the next revision's events. Returns 1 (evs/n_evs/rev set), 0 when nothing is queued
+ * within wait_ms, or an error. Items of the previous revision are freed. */
+int evcur_next(evcur *c, reader *r, int64_t wait_ms);
+void evcur_free(evcur *c);
+
+/* ---- lease mirror: target leases with the source's ids, kept alive while the source has them,
+ * revoked once the source no longer has them and no key is attached on the target ---- */
+typedef struct leases leases;
+int leases_new(leases **out, dr_etcd *src, dr_etcd *tgt, dr_repl_stats *stats);
+/* Load every lease the target has (exact mode: they are all ours). */
+int leases_adopt_all(leases *l);
+/* Make sure lease id exists on the target (grant it with the source's ttl). */
+int leases_ensure(leases *l, int64_t id);
+void leases_free(leases *l);
+
+/* ---- mode loops and helpers ---- */
+int repl_run_exact(const dr_repl_opts *o, dr_repl_stats *st, dr_etcd *src, dr_etcd *tgt,
+                   int first);
+int repl_run_filtered(const dr_repl_opts *o, dr_repl_stats *st, dr_etcd *src, dr_etcd *tgt,
+                      int first);
+/* Source compact revision (probe: a watch from revision 1 is cancelled with it). */
+int repl_compact_revision(dr_etcd *e, int64_t *out);
+/* Is rc a network problem worth a reconnect (vs an alarm or a usage error)? */
+int repl_is_transient(int rc);
+void repl_set_lag(dr_repl_stats *st, int64_t oldest_ms);
+
+/* Filtered-mode key mapping: 1 and the target key in out when k is replicated, else 0. */
+int repl_map_key(const dr_repl_opts *o, const uint8_t *k, size_t kl, dr_buf *out);
+/* The cursor key of a filtered replication. */
+void repl_cursor_key(const dr_repl_opts *o, char *out, size_t cap);
+/* Read the filtered cursor: 1 and *rev when present, 0 when absent. */
+int repl_read_cursor(const dr_repl_opts *o, dr_etcd *tgt, int64_t *rev);
+
+#define REPL_CURSOR_ROOT "/drd/replicate/"
+
+
+
+/* Key-by-key comparison of source at srev and target at trev (0 = newest) over the replicated
+ * ranges; exact mode also compares create/mod revision and version. DR_EDIVERGED names the first
+ * difference. */
+int repl_compare(const dr_repl_opts *o, dr_etcd *src, dr_etcd *tgt, int64_t srev, int64_t trev,
+                 int64_t *nkeys);
+#endif

@@ -1,0 +1,106 @@
+/*
+ * replicate: the live standby. Streams every etcd revision from a source (primary) to a target
+ * (standby), in one of two modes:
+ *
+ *  exact     the target is dedicated: seeded from a snapshot of the source, then every source
+ *            revision becomes exactly one target transaction, checked by header.revision. The
+ *            target's own revision is the cursor.
+ *  filtered  the target has other writers: keys under the prefixes (minus excludes, optionally
+ *            rewritten) are copied; each transaction also writes the cursor key
+ *            /drd/replicate/<name>/revision, guarded by its previous value.
+ *
+ * This module must never write to the source, never overwrite a target that does not match
+ * (it raises an alarm instead), and never hold more than a bounded amount of events in memory.
+ */
+#ifndef DRD_REPLICATE_H
+#define DRD_REPLICATE_H
+
+#include "drd/core/core.h"
+#include "drd/lib/etcd/etcd.h"
+
+#include <signal.h>
+#include <stdint.h>
+
+typedef enum { DR_REPL_EXACT = 0, DR_REPL_FILTERED = 1 } dr_repl_mode;
+
+typedef struct dr_repl_opts {
+    dr_etcd_opts source;
+    dr_etcd_opts target;
+    dr_repl_mode mode;
+    const char *name; /* cursor name (filtered); default "default" */
+    const char **prefixes;
+    size_t n_prefixes;
+    const char **excludes;
+    size_t n_excludes;
+    const char *dest_prefix; /* NULL: no rewrite; needs exactly one prefix */
+    int64_t max_txn_ops;     /* the target's --max-txn-ops; default 128 */
+    int window;              /* transactions in flight; default 64 */
+    int until_caught_up;     /* return 0 once every source revision seen at start is applied */
+    volatile sig_atomic_t *stop; /* set by a signal handler: drain and return 0 */
+} dr_repl_opts;
+
+/* Live counters of a running replication, readable from another thread. */
+typedef struct dr_repl_stats {
+    volatile int state;              /* dr_repl_state */
+    volatile int64_t source_revision; /* newest source revision seen */
+    volatile int64_t applied_revision;
+    volatile int64_t lag_ms;          /* age of the oldest source revision not yet applied */
+    volatile int64_t events_total;
+    volatile int64_t txns_total;
+    volatile int64_t resyncs_total;
+    volatile int64_t reconnects_total;
+    volatile int64_t leases_granted_total;
+    volatile int64_t start_ms;
+} dr_repl_stats;
+
+typedef enum {
+    DR_REPL_STARTING = 0,
+    DR_REPL_SYNCING,   /* initial copy / resync (filtered) */
+    DR_REPL_STREAMING, /* watching and applying */
+    DR_REPL_RECONNECTING,
+    DR_REPL_ALARM, /* stopped: diverged, not seeded or compacted past the cursor (exact) */
+    DR_REPL_STOPPED
+} dr_repl_state;
+
+const char *dr_repl_state_name(int state);
+
+/* Validate options (prefix/exclude/dest-prefix combinations). 0 or DR_EUSAGE. */
+int dr_repl_check_opts(const dr_repl_opts *o);
+
+/* Run replication until stopped (or caught up). Reconnects with backoff on network errors.
+ * Returns 0, or DR_EDIVERGED / DR_ENOTSEEDED / DR_ECOMPACTED (exact-mode alarms, message names
+ * the reseed command), DR_ETOOMANYOPS, DR_EUSAGE, or a connection error when the endpoints are
+ * unreachable at start. stats may be NULL. */
+int dr_repl_run(const dr_repl_opts *o, dr_repl_stats *stats);
+
+/* Prometheus text for stats (metric names drd_replicate_*), appended to b. */
+int dr_repl_metrics(const dr_repl_stats *s, const char *name, dr_buf *b);
+
+/* One-shot status: source revision, applied revision (target revision in exact mode, cursor in
+ * filtered mode), lag. JSON or text into b. */
+typedef struct dr_repl_status {
+    int64_t source_revision;
+    int64_t applied_revision;
+    int64_t lag_revisions;
+    int64_t source_compact_revision;
+    const char *state; /* "in-sync", "lagging", "not-seeded", "diverged", "no-cursor" */
+} dr_repl_status;
+int dr_repl_status_get(const dr_repl_opts *o, dr_repl_status *st);
+
+/* Compare source and target at the target's applied revision: HashKV when the compact revisions
+ * match (exact mode), else a paged key-by-key comparison. 0 when equal, DR_EDIVERGED otherwise
+ * (message names the first difference). *compared gets the revision compared. */
+int dr_repl_verify(const dr_repl_opts *o, int64_t *compared, int64_t *nkeys);
+
+/* Seed: snapshot the source into a fresh data dir for a standby etcd (via etcdctl/etcdutl
+ * snapshot restore). Refuses a non-empty data dir. */
+typedef struct dr_repl_seed_opts {
+    dr_etcd_opts source;
+    const char *data_dir;
+    const char *name;
+    const char *initial_cluster;
+    const char *initial_advertise_peer_urls;
+} dr_repl_seed_opts;
+int dr_repl_seed(const dr_repl_seed_opts *o, int64_t *revision);
+
+#endif
