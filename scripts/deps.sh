@@ -1,0 +1,42 @@
+#!/usr/bin/env bash
+# Install the Debian 12 packages drd needs to build, test and run its demo.
+#
+# Idempotent: asks dpkg which packages are missing and runs apt-get (update once, then install)
+# only when something is. Safe to run on every build. Needs root (or sudo) only when installing.
+# To add a dependency, add it to PACKAGES below; nothing else lists packages.
+set -euo pipefail
+
+PACKAGES=(
+    # toolchain
+    build-essential cmake pkg-config
+    # etcd client: gRPC core + protobuf-c, protos from golang-etcd-server-dev
+    libgrpc-dev libprotobuf-c-dev protobuf-c-compiler golang-etcd-server-dev
+    # real etcd servers for tests and the demo
+    etcd-server etcd-client
+    # libraries
+    libcmocka-dev libyaml-dev libssl-dev openssl libsqlite3-dev libcurl4-openssl-dev
+    libxml2-dev libarchive-dev libzstd-dev librsync-dev
+    # used by scripts/ and tests/harness: curl, jq, ps, ss
+    curl jq procps iproute2
+)
+
+missing=()
+for pkg in "${PACKAGES[@]}"; do
+    status=$(dpkg-query -W -f='${Status}' "$pkg" 2>/dev/null || true)
+    if [[ "$status" != "install ok installed" ]]; then
+        missing+=("$pkg")
+    fi
+done
+
+if ((${#missing[@]} == 0)); then
+    exit 0
+fi
+
+echo "deps: installing ${missing[*]}" >&2
+sudo=()
+if ((EUID != 0)); then
+    command -v sudo >/dev/null || { echo "deps: need root (or sudo) to install: ${missing[*]}" >&2; exit 1; }
+    sudo=(sudo)
+fi
+"${sudo[@]}" apt-get update
+"${sudo[@]}" env DEBIAN_FRONTEND=noninteractive apt-get install -y --no-install-recommends "${missing[@]}"
