@@ -360,7 +360,7 @@ int dr_repl_run(const dr_repl_opts *o, dr_repl_stats *stats)
         }
         if (!repl_is_transient(rc)) {
             st->state = DR_REPL_ALARM;
-            dr_err("replication stopped: %s", dr_error_msg());
+            dr_debug("replication stopped: %s", dr_error_msg());
             return rc;
         }
         first = 0;
