@@ -1,0 +1,110 @@
+/* Unit tests for the pure logic of replicate/: option checks, key mapping, prefix ranges. */
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <cmocka.h>
+
+#include "replicate/repl_int.h"
+
+#include <string.h>
+
+static int map(const dr_repl_opts *o, const char *k, dr_buf *out)
+{
+    return repl_map_key(o, (const uint8_t *)k, strlen(k), out);
+}
+
+static void test_map_key(void **state)
+{
+    (void)state;
+    const char *pfx[] = {"/registry/configmaps/"};
+    const char *exc[] = {"/registry/configmaps/kube-system/"};
+    dr_repl_opts o = {.mode = DR_REPL_FILTERED, .name = "t", .prefixes = pfx, .n_prefixes = 1,
+                      .excludes = exc, .n_excludes = 1, .dest_prefix = "/copy/"};
+    dr_buf b = {0};
+    assert_int_equal(map(&o, "/registry/configmaps/default/a", &b), 1);
+    assert_int_equal(b.len, strlen("/copy/default/a"));
+    assert_memory_equal(b.data, "/copy/default/a", b.len);
+    assert_int_equal(map(&o, "/registry/configmaps/kube-system/a", &b), 0);
+    assert_int_equal(map(&o, "/registry/secrets/a", &b), 0);
+    /* our own cursors are never replicated */
+    o.n_prefixes = 0;
+    o.dest_prefix = NULL;
+    assert_int_equal(map(&o, "/drd/replicate/x/revision", &b), 0);
+    assert_int_equal(map(&o, "/a", &b), 1);
+    dr_buf_free(&b);
+}
+
+static void test_check_opts(void **state)
+{
+    (void)state;
+    const char *two[] = {"/a/", "/b/"};
+    const char *nested[] = {"/a/", "/a/b/"};
+    dr_repl_opts o = {.mode = DR_REPL_FILTERED, .name = "t", .prefixes = two, .n_prefixes = 2};
+    assert_int_equal(dr_repl_check_opts(&o), 0);
+    o.dest_prefix = "/c/";
+    assert_int_equal(dr_repl_check_opts(&o), DR_EUSAGE);
+    o.dest_prefix = NULL;
+    o.prefixes = nested;
+    assert_int_equal(dr_repl_check_opts(&o), DR_EUSAGE);
+    o.n_prefixes = 1;
+    o.mode = DR_REPL_EXACT;
+    assert_int_equal(dr_repl_check_opts(&o), DR_EUSAGE);
+    o.n_prefixes = 0;
+    assert_int_equal(dr_repl_check_opts(&o), 0);
+    o.name = "a/b";
+    assert_int_equal(dr_repl_check_opts(&o), DR_EUSAGE);
+    o.name = "t";
+    o.source.endpoints = o.target.endpoints = "http://127.0.0.1:2379";
+    assert_int_equal(dr_repl_check_opts(&o), DR_EUSAGE);
+}
+
+static void test_prefix_end(void **state)
+{
+    (void)state;
+    uint8_t out[16];
+    size_t n = 0;
+    dr_etcd_prefix_end("/a/", 3, out, &n);
+    assert_int_equal(n, 3);
+    assert_memory_equal(out, "/a0", 3);
+    dr_etcd_prefix_end("a\xff\xff", 3, out, &n);
+    assert_int_equal(n, 1);
+    assert_int_equal(out[0], 'b');
+    dr_etcd_prefix_end("", 0, out, &n);
+    assert_int_equal(n, 1);
+    assert_int_equal(out[0], 0);
+}
+
+static void test_cursor_key(void **state)
+{
+    (void)state;
+    dr_repl_opts o = {.name = "dr-1"};
+    char k[128];
+    repl_cursor_key(&o, k, sizeof k);
+    assert_string_equal(k, "/drd/replicate/dr-1/revision");
+    assert_string_equal(dr_repl_state_name(DR_REPL_STREAMING), "streaming");
+    assert_string_equal(dr_repl_state_name(99), "unknown");
+}
+
+static void test_metrics(void **state)
+{
+    (void)state;
+    dr_repl_stats s = {.state = DR_REPL_STREAMING, .source_revision = 10,
+                       .applied_revision = 7, .lag_ms = 1500};
+    dr_buf b = {0};
+    assert_int_equal(dr_repl_metrics(&s, "x", &b), 0);
+    assert_non_null(strstr(b.data, "drd_replicate_lag_revisions{name=\"x\"} 3\n"));
+    assert_non_null(strstr(b.data, "drd_replicate_lag_seconds{name=\"x\"} 1.500\n"));
+    assert_non_null(strstr(b.data, "drd_replicate_state{name=\"x\",state=\"streaming\"} 1\n"));
+    dr_buf_free(&b);
+}
+
+int main(void)
+{
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test(test_map_key),    cmocka_unit_test(test_check_opts),
+        cmocka_unit_test(test_prefix_end), cmocka_unit_test(test_cursor_key),
+        cmocka_unit_test(test_metrics),
+    };
+    return cmocka_run_group_tests(tests, NULL, NULL);
+}
