@@ -1,0 +1,30 @@
+#!/bin/sh
+# Checks the module dependency graph: dependencies point down only, the domain folders never
+# include each other, and only a wrapper includes its library's headers.
+#   drd/app -> replicate (and future domains) -> drd/lib/* -> drd/core
+# usage: check-layers.sh REPO_ROOT
+set -eu
+cd "$1"
+fail=0
+bad() { echo "layer violation: $*"; fail=1; }
+for f in $(git ls-files 'drd/*.c' 'drd/*.h' 'replicate/*.c' 'replicate/*.h' 'snapshot/*.[ch]' 'restore/*.[ch]' 'policies/*.[ch]' 2>/dev/null); do
+  mod=$(dirname "$f")
+  grep -o '#include [<"][^>"]*[>"]' "$f" | sed 's/#include [<"]\(.*\)[>"]/\1/' | while read -r inc; do
+    case "$mod" in
+      drd/core) case "$inc" in drd/*|replicate/*|snapshot/*|restore/*|policies/*) [ "${inc#drd/core/}" != "$inc" ] || bad "$f includes $inc";; esac ;;
+      drd/lib/*) case "$inc" in replicate/*|snapshot/*|restore/*|policies/*|drd/app/*) bad "$f includes $inc";; esac ;;
+      replicate|snapshot|restore|policies)
+        case "$inc" in
+          drd/app/*) bad "$f includes $inc" ;;
+          replicate/*|snapshot/*|restore/*|policies/*) [ "${inc%%/*}" = "$mod" ] || bad "$f includes $inc" ;;
+        esac ;;
+    esac
+    case "$inc" in
+      grpc/*|etcd/*) case "$mod" in drd/lib/etcd) ;; *) bad "$f includes $inc (only drd/lib/etcd may)";; esac ;;
+      openssl/*) case "$mod" in drd/lib/crypto) ;; *) bad "$f includes $inc (only drd/lib/crypto may)";; esac ;;
+    esac
+  done
+done | tee /tmp/.drd-layers.$$
+if [ -s /tmp/.drd-layers.$$ ]; then rm -f /tmp/.drd-layers.$$; exit 1; fi
+rm -f /tmp/.drd-layers.$$
+echo "layers ok"
