@@ -53,7 +53,10 @@ static const char reseed_hint[] =
     "--source <primary> --data-dir <dir> --name <member> --initial-cluster <c> "
     "--initial-advertise-peer-urls <u>' and start the standby etcd on <dir>";
 
-static batch *at(xs *x, size_t i) { return &x->ring[(x->head + i) % x->cap]; }
+static batch *at(xs *x, size_t i)
+{
+    return &x->ring[(x->head + i) % x->cap];
+}
 
 static int diverged(xs *x, const char *fmt, ...) DR_PRINTF(2, 3);
 static int diverged(xs *x, const char *fmt, ...)
@@ -84,8 +87,8 @@ static int build(xs *x, dr_etcd_txn *t, int64_t rev, const dr_etcd_event **evs, 
         if (evs[i]->type == DR_EV_PUT) {
             if (kv->lease && (rc = leases_ensure(x->ls, kv->lease)) < 0)
                 break;
-            rc = dr_etcd_txn_put(t, DR_TXN_SUCCESS, kv->key, kv->key_len, kv->value,
-                                 kv->value_len, kv->lease);
+            rc = dr_etcd_txn_put(t, DR_TXN_SUCCESS, kv->key, kv->key_len, kv->value, kv->value_len,
+                                 kv->lease);
         } else {
             rc = dr_etcd_txn_delete(t, DR_TXN_SUCCESS, kv->key, kv->key_len, NULL, 0);
         }
@@ -209,8 +212,8 @@ static int apply_large(xs *x, int64_t rev, const dr_etcd_event **evs, size_t n)
         if (evs[i]->type == DR_EV_PUT) {
             if (kv->lease && (rc = leases_ensure(x->ls, kv->lease)) < 0)
                 break;
-            rc = dr_etcd_txn_put(t, DR_TXN_SUCCESS, kv->key, kv->key_len, kv->value,
-                                 kv->value_len, kv->lease);
+            rc = dr_etcd_txn_put(t, DR_TXN_SUCCESS, kv->key, kv->key_len, kv->value, kv->value_len,
+                                 kv->lease);
             expect[nops++] = -1;
             i++;
             continue;
@@ -235,8 +238,11 @@ static int apply_large(xs *x, int64_t rev, const dr_etcd_event **evs, size_t n)
             }
             memcpy(end, last->key, last->key_len);
             end[last->key_len] = 0;
-            dr_etcd_range_req q = {.key = kv->key, .key_len = kv->key_len, .range_end = end,
-                                   .range_end_len = last->key_len + 1, .count_only = 1};
+            dr_etcd_range_req q = {.key = kv->key,
+                                   .key_len = kv->key_len,
+                                   .range_end = end,
+                                   .range_end_len = last->key_len + 1,
+                                   .count_only = 1};
             dr_etcd_range_res rr;
             rc = dr_etcd_range(x->tgt, &q, &rr);
             if (rc == 0) {
@@ -245,8 +251,8 @@ static int apply_large(xs *x, int64_t rev, const dr_etcd_event **evs, size_t n)
             }
         }
         if (rc == 0 && use_range) {
-            rc = dr_etcd_txn_delete(t, DR_TXN_SUCCESS, kv->key, kv->key_len, end,
-                                    last->key_len + 1);
+            rc =
+                dr_etcd_txn_delete(t, DR_TXN_SUCCESS, kv->key, kv->key_len, end, last->key_len + 1);
             expect[nops++] = (int64_t)(j - i);
             i = j;
         } else if (rc == 0) {
@@ -279,7 +285,8 @@ static int apply_large(xs *x, int64_t rev, const dr_etcd_event **evs, size_t n)
         if (expect[k] > 0 && dr_etcd_txn_res_deleted(&res, k) != expect[k]) {
             int64_t got = dr_etcd_txn_res_deleted(&res, k);
             dr_etcd_txn_res_free(&res);
-            rc = diverged(x, "a range delete of %lld keys deleted %lld", (long long)expect[k], (long long)got);
+            rc = diverged(x, "a range delete of %lld keys deleted %lld", (long long)expect[k],
+                          (long long)got);
             goto out;
         }
     }
@@ -349,8 +356,7 @@ static int check_seeded(xs *x, int64_t t, int64_t s)
     return 0;
 }
 
-int repl_run_exact(const dr_repl_opts *o, dr_repl_stats *st, dr_etcd *src, dr_etcd *tgt,
-                   int first)
+int repl_run_exact(const dr_repl_opts *o, dr_repl_stats *st, dr_etcd *src, dr_etcd *tgt, int first)
 {
     (void)first;
     int rc = 0;

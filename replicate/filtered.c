@@ -213,8 +213,12 @@ static int pager_fill(pager *p)
     dr_etcd_range_res_free(&p->page);
     if (p->done)
         return 0;
-    dr_etcd_range_req q = {.key = p->next.data, .key_len = p->next.len, .range_end = p->end,
-                           .range_end_len = p->end_len, .limit = PAGE, .revision = p->rev};
+    dr_etcd_range_req q = {.key = p->next.data,
+                           .key_len = p->next.len,
+                           .range_end = p->end,
+                           .range_end_len = p->end_len,
+                           .limit = PAGE,
+                           .revision = p->rev};
     int rc = dr_etcd_range(p->e, &q, &p->page);
     if (rc < 0)
         return rc;
@@ -231,7 +235,10 @@ static int pager_fill(pager *p)
     return 0;
 }
 
-static const dr_etcd_kv *pager_cur(pager *p) { return p->done ? NULL : &p->page.kvs[p->i]; }
+static const dr_etcd_kv *pager_cur(pager *p)
+{
+    return p->done ? NULL : &p->page.kvs[p->i];
+}
 
 static int pager_init(pager *p, dr_etcd *e, const char *prefix, int64_t rev)
 {
@@ -349,8 +356,8 @@ static int resync(fs *f)
         } else {
             for (size_t i = 0; i < f->o->n_prefixes && rc == 0; i++)
                 rc = resync_range(f, f->o->prefixes[i],
-                                  f->o->dest_prefix ? f->o->dest_prefix : f->o->prefixes[i], rev,
-                                  t, &copied, &deleted);
+                                  f->o->dest_prefix ? f->o->dest_prefix : f->o->prefixes[i], rev, t,
+                                  &copied, &deleted);
         }
         if (rc == 0)
             rc = drain_unordered(f);
@@ -378,7 +385,10 @@ static int resync(fs *f)
 
 /* ---- streaming ---- */
 
-static fbatch *at(fs *f, size_t i) { return &f->ring[(f->head + i) % f->cap]; }
+static fbatch *at(fs *f, size_t i)
+{
+    return &f->ring[(f->head + i) % f->cap];
+}
 
 static uint64_t fnv(const void *p, size_t n)
 {
@@ -523,7 +533,8 @@ static int add_rev_ops(fs *f, dr_etcd_txn *t, const evcur *c, size_t from, size_
     return rc;
 }
 
-/* Count the replicated ops of the current revision; 1 in *dup when a key is already in the batch. */
+/* Count the replicated ops of the current revision; 1 in *dup when a key is already in the batch.
+ */
 static int rev_ops(fs *f, const evcur *c, size_t *n, int *dup)
 {
     *n = 0;
@@ -578,8 +589,7 @@ static int apply_large(fs *f, const evcur *c)
     return rc;
 }
 
-static void watch_range(const dr_repl_opts *o, uint8_t *key, size_t *kl, uint8_t *end,
-                        size_t *el)
+static void watch_range(const dr_repl_opts *o, uint8_t *key, size_t *kl, uint8_t *end, size_t *el)
 {
     if (o->n_prefixes == 0) {
         key[0] = 0;
@@ -737,9 +747,9 @@ int repl_run_filtered(const dr_repl_opts *o, dr_repl_stats *st, dr_etcd *src, dr
             if (!have && c.progress_rev > processed && f.count == 0 && nev == 0)
                 processed = c.progress_rev; /* nothing pending below the progress mark */
             int64_t now = dr_mono_ms();
-            int want_cursor = processed > f.chain &&
-                              (nops > 0 || now - f.last_cursor_write_ms >= 5000 ||
-                               (o->until_caught_up && processed >= s0));
+            int want_cursor =
+                processed > f.chain && (nops > 0 || now - f.last_cursor_write_ms >= 5000 ||
+                                        (o->until_caught_up && processed >= s0));
             if (want_cursor) {
                 if (!first_rev)
                     arrival = 0;
@@ -760,8 +770,7 @@ int repl_run_filtered(const dr_repl_opts *o, dr_repl_stats *st, dr_etcd *src, dr
         }
         if (c.progress_rev > st->source_revision)
             st->source_revision = c.progress_rev;
-        if (f.count == 0 && !have && processed > st->applied_revision &&
-            processed == f.chain)
+        if (f.count == 0 && !have && processed > st->applied_revision && processed == f.chain)
             st->applied_revision = processed;
         int64_t oldest = f.count ? at(&f, 0)->arrival_ms : 0;
         if (!oldest)
@@ -782,16 +791,15 @@ int repl_run_filtered(const dr_repl_opts *o, dr_repl_stats *st, dr_etcd *src, dr
             rc = 0;
         }
     }
-out:
-    {
-        char msg[1024];
-        snprintf(msg, sizeof msg, "%s", dr_error_msg());
-        if (reader_on)
-            reader_stop(&rd);
-        dr_etcd_pipe_free(f.pipe);
-        if (rc < 0)
-            dr_error_set(rc, "%s", msg);
-    }
+out : {
+    char msg[1024];
+    snprintf(msg, sizeof msg, "%s", dr_error_msg());
+    if (reader_on)
+        reader_stop(&rd);
+    dr_etcd_pipe_free(f.pipe);
+    if (rc < 0)
+        dr_error_set(rc, "%s", msg);
+}
     evcur_free(&c);
     leases_free(f.ls);
     dr_etcd_txn_free(build);

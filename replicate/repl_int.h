@@ -70,8 +70,7 @@ int leases_ensure(leases *l, int64_t id);
 void leases_free(leases *l);
 
 /* ---- mode loops and helpers ---- */
-int repl_run_exact(const dr_repl_opts *o, dr_repl_stats *st, dr_etcd *src, dr_etcd *tgt,
-                   int first);
+int repl_run_exact(const dr_repl_opts *o, dr_repl_stats *st, dr_etcd *src, dr_etcd *tgt, int first);
 int repl_run_filtered(const dr_repl_opts *o, dr_repl_stats *st, dr_etcd *src, dr_etcd *tgt,
                       int first);
 /* Source compact revision (probe: a watch from revision 1 is cancelled with it). */
@@ -88,8 +87,6 @@ void repl_cursor_key(const dr_repl_opts *o, char *out, size_t cap);
 int repl_read_cursor(const dr_repl_opts *o, dr_etcd *tgt, int64_t *rev);
 
 #define REPL_CURSOR_ROOT "/drd/replicate/"
-
-
 
 /* Key-by-key comparison of source at srev and target at trev (0 = newest) over the replicated
  * ranges; exact mode also compares create/mod revision and version. DR_EDIVERGED names the first

@@ -16,12 +16,15 @@
 
 const char *dr_repl_state_name(int s)
 {
-    static const char *const n[] = {"starting", "syncing", "streaming",
-                                    "reconnecting", "alarm", "stopped"};
+    static const char *const n[] = {"starting",     "syncing", "streaming",
+                                    "reconnecting", "alarm",   "stopped"};
     return s >= 0 && s <= DR_REPL_STOPPED ? n[s] : "unknown";
 }
 
-static int is_prefix_of(const char *a, const char *b) { return strncmp(a, b, strlen(a)) == 0; }
+static int is_prefix_of(const char *a, const char *b)
+{
+    return strncmp(a, b, strlen(a)) == 0;
+}
 
 int dr_repl_check_opts(const dr_repl_opts *o)
 {
@@ -63,8 +66,8 @@ void repl_set_lag(dr_repl_stats *st, int64_t oldest_ms)
 int repl_compact_revision(dr_etcd *e, int64_t *out)
 {
     static const uint8_t zero = 0;
-    dr_etcd_watch_opts wo = {.key = &zero, .key_len = 1, .range_end = &zero, .range_end_len = 1,
-                             .start_revision = 1};
+    dr_etcd_watch_opts wo = {
+        .key = &zero, .key_len = 1, .range_end = &zero, .range_end_len = 1, .start_revision = 1};
     dr_etcd_watch *w = NULL;
     int64_t cr = 0;
     int rc = dr_etcd_watch_open(e, &wo, &w, &cr);
@@ -158,8 +161,12 @@ int reader_start(reader *r, dr_etcd *src, const void *key, size_t klen, const vo
     pthread_cond_init(&r->cv, NULL);
     r->max_bytes = 64u << 20;
     r->stats = stats;
-    dr_etcd_watch_opts wo = {.key = key, .key_len = klen, .range_end = end, .range_end_len = elen,
-                             .start_revision = start_rev, .progress_notify = 1};
+    dr_etcd_watch_opts wo = {.key = key,
+                             .key_len = klen,
+                             .range_end = end,
+                             .range_end_len = elen,
+                             .start_revision = start_rev,
+                             .progress_notify = 1};
     int rc = dr_etcd_watch_open(src, &wo, &r->w, compact_rev);
     if (rc < 0)
         return rc;
@@ -379,12 +386,12 @@ int dr_repl_run(const dr_repl_opts *o, dr_repl_stats *stats)
 
 int dr_repl_metrics(const dr_repl_stats *s, const char *name, dr_buf *b)
 {
-    int64_t lagr = s->source_revision > s->applied_revision
-                       ? s->source_revision - s->applied_revision
-                       : 0;
-#define G(metric, help, type, fmt, val)                                                     \
-    dr_buf_printf(b, "# HELP drd_replicate_" metric " " help "\n# TYPE drd_replicate_" metric \
-                     " " type "\ndrd_replicate_" metric "{name=\"%s\"} " fmt "\n",           \
+    int64_t lagr =
+        s->source_revision > s->applied_revision ? s->source_revision - s->applied_revision : 0;
+#define G(metric, help, type, fmt, val)                                                            \
+    dr_buf_printf(b,                                                                               \
+                  "# HELP drd_replicate_" metric " " help "\n# TYPE drd_replicate_" metric         \
+                  " " type "\ndrd_replicate_" metric "{name=\"%s\"} " fmt "\n",                    \
                   name, val)
     G("source_revision", "Newest source revision seen.", "gauge", "%lld",
       (long long)s->source_revision);

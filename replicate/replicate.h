@@ -32,19 +32,19 @@ typedef struct dr_repl_opts {
     size_t n_prefixes;
     const char **excludes;
     size_t n_excludes;
-    const char *dest_prefix; /* NULL: no rewrite; needs exactly one prefix */
-    int64_t max_txn_ops;     /* the target's --max-txn-ops; default 128 */
-    int window;              /* transactions in flight; default 64 */
-    int until_caught_up;     /* return 0 once every source revision seen at start is applied */
+    const char *dest_prefix;     /* NULL: no rewrite; needs exactly one prefix */
+    int64_t max_txn_ops;         /* the target's --max-txn-ops; default 128 */
+    int window;                  /* transactions in flight; default 64 */
+    int until_caught_up;         /* return 0 once every source revision seen at start is applied */
     volatile sig_atomic_t *stop; /* set by a signal handler: drain and return 0 */
 } dr_repl_opts;
 
 /* Live counters of a running replication, readable from another thread. */
 typedef struct dr_repl_stats {
-    volatile int state;              /* dr_repl_state */
+    volatile int state;               /* dr_repl_state */
     volatile int64_t source_revision; /* newest source revision seen */
     volatile int64_t applied_revision;
-    volatile int64_t lag_ms;          /* age of the oldest source revision not yet applied */
+    volatile int64_t lag_ms; /* age of the oldest source revision not yet applied */
     volatile int64_t events_total;
     volatile int64_t txns_total;
     volatile int64_t resyncs_total;

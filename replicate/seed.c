@@ -166,11 +166,18 @@ int dr_repl_seed(const dr_repl_seed_opts *o, int64_t *revision)
         rc = dr_error_set(DR_EIO, "cannot replace empty '%s': %s", o->data_dir, strerror(errno));
         goto out;
     }
-    char *re_argv[] = {(char *)tool, "snapshot", "restore", tmp,
-                       "--data-dir", (char *)o->data_dir,
-                       "--name", (char *)o->name,
-                       "--initial-cluster", (char *)o->initial_cluster,
-                       "--initial-advertise-peer-urls", (char *)o->initial_advertise_peer_urls,
+    char *re_argv[] = {(char *)tool,
+                       "snapshot",
+                       "restore",
+                       tmp,
+                       "--data-dir",
+                       (char *)o->data_dir,
+                       "--name",
+                       (char *)o->name,
+                       "--initial-cluster",
+                       (char *)o->initial_cluster,
+                       "--initial-advertise-peer-urls",
+                       (char *)o->initial_advertise_peer_urls,
                        NULL};
     ex = run_capture(re_argv, out, sizeof out);
     if (ex != 0) {
@@ -179,8 +186,8 @@ int dr_repl_seed(const dr_repl_seed_opts *o, int64_t *revision)
         goto out;
     }
     chmod(o->data_dir, 0700);
-    dr_info("seeded %s from %s at revision %lld (%llu bytes)", o->data_dir,
-            dr_etcd_endpoint(src), (long long)*revision, (unsigned long long)size);
+    dr_info("seeded %s from %s at revision %lld (%llu bytes)", o->data_dir, dr_etcd_endpoint(src),
+            (long long)*revision, (unsigned long long)size);
 out:
     if (fd >= 0)
         close(fd);

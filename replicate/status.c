@@ -37,9 +37,8 @@ int dr_repl_status_get(const dr_repl_opts *o, dr_repl_status *st)
         st->applied_revision = cur;
         rc = 0;
     }
-    st->lag_revisions = st->source_revision > st->applied_revision
-                            ? st->source_revision - st->applied_revision
-                            : 0;
+    st->lag_revisions =
+        st->source_revision > st->applied_revision ? st->source_revision - st->applied_revision : 0;
     if (!st->state)
         st->state = st->lag_revisions == 0 ? "in-sync" : "lagging";
 out:
@@ -101,8 +100,9 @@ int dr_repl_verify(const dr_repl_opts *o, int64_t *compared, int64_t *nkeys)
     *compared = cur;
     rc = repl_compare(o, src, tgt, cur, 0, nkeys);
     if (rc == DR_ECOMPACTED)
-        rc = dr_error_wrap(rc, "the source compacted past the cursor %lld; wait for replication "
-                               "to catch up and verify again",
+        rc = dr_error_wrap(rc,
+                           "the source compacted past the cursor %lld; wait for replication "
+                           "to catch up and verify again",
                            (long long)cur);
 out:
     dr_etcd_close(src);

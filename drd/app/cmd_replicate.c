@@ -9,9 +9,9 @@
 #include <stdlib.h>
 #include <string.h>
 
-#define TLS_FLAGS_HELP                                                                         \
-    "  --source-cacert F --source-cert F --source-key F   TLS to the source (https:// URLs)\n" \
-    "  --target-cacert F --target-cert F --target-key F   TLS to the target\n"                 \
+#define TLS_FLAGS_HELP                                                                             \
+    "  --source-cacert F --source-cert F --source-key F   TLS to the source (https:// URLs)\n"     \
+    "  --target-cacert F --target-cert F --target-key F   TLS to the target\n"                     \
     "  --timeout D        per-request deadline (default 10s)\n"
 
 const char usage_replicate_etcd[] =
@@ -32,7 +32,8 @@ const char usage_replicate_etcd[] =
     "  --max-txn-ops N    the target's --max-txn-ops (default 128)\n"
     "  --window N         transactions in flight (default 64)\n"
     "  --until-caught-up  exit 0 once every source revision that existed at start is applied\n"
-    "  --status-listen A  serve /metrics, /healthz, /readyz, /status on A (host:port)\n" TLS_FLAGS_HELP
+    "  --status-listen A  serve /metrics, /healthz, /readyz, /status on A "
+    "(host:port)\n" TLS_FLAGS_HELP
     "\nRuns until SIGTERM/SIGINT, then stops cleanly. Alarms (exit non-zero): a foreign write on\n"
     "an exact standby, a standby that was not seeded, a source compacted past the cursor.\n";
 
@@ -56,9 +57,28 @@ const char usage_replicate_verify[] =
     "the same compact revision, otherwise key by key. Exit 0 when equal.\n";
 
 enum {
-    O_SOURCE = 1000, O_TARGET, O_MODE, O_NAME, O_PREFIX, O_EXCLUDE, O_DEST, O_MAXOPS, O_WINDOW,
-    O_UNTIL, O_LISTEN, O_SCA, O_SCERT, O_SKEY, O_TCA, O_TCERT, O_TKEY, O_TIMEOUT, O_JSON,
-    O_DATADIR, O_ICLUSTER, O_IPEER
+    O_SOURCE = 1000,
+    O_TARGET,
+    O_MODE,
+    O_NAME,
+    O_PREFIX,
+    O_EXCLUDE,
+    O_DEST,
+    O_MAXOPS,
+    O_WINDOW,
+    O_UNTIL,
+    O_LISTEN,
+    O_SCA,
+    O_SCERT,
+    O_SKEY,
+    O_TCA,
+    O_TCERT,
+    O_TKEY,
+    O_TIMEOUT,
+    O_JSON,
+    O_DATADIR,
+    O_ICLUSTER,
+    O_IPEER
 };
 
 static const struct option repl_opts[] = {
@@ -107,15 +127,26 @@ typedef struct parsed {
 static unsigned group_of(int c)
 {
     switch (c) {
-    case O_MAXOPS: case O_WINDOW: case O_UNTIL: case O_LISTEN:
+    case O_MAXOPS:
+    case O_WINDOW:
+    case O_UNTIL:
+    case O_LISTEN:
         return G_LIVE;
-    case O_PREFIX: case O_EXCLUDE: case O_DEST:
+    case O_PREFIX:
+    case O_EXCLUDE:
+    case O_DEST:
         return G_FILTER;
-    case O_TARGET: case O_TCA: case O_TCERT: case O_TKEY: case O_MODE:
+    case O_TARGET:
+    case O_TCA:
+    case O_TCERT:
+    case O_TKEY:
+    case O_MODE:
         return G_TARGET;
     case O_JSON:
         return G_JSON;
-    case O_DATADIR: case O_ICLUSTER: case O_IPEER:
+    case O_DATADIR:
+    case O_ICLUSTER:
+    case O_IPEER:
         return G_SEED;
     default:
         return 0; /* common */
@@ -136,12 +167,17 @@ static int parse(int argc, char **argv, const char *cmd, parsed *p)
             return c;
         unsigned g = group_of(c);
         if (g && !(p->allowed & g)) {
-            return dr_error_set(DR_EUSAGE, "drd %s: flag '%s' does not apply here (see drd %s --help)",
-                                cmd, argv[optind - 1 - (optarg ? 1 : 0)], cmd);
+            return dr_error_set(DR_EUSAGE,
+                                "drd %s: flag '%s' does not apply here (see drd %s --help)", cmd,
+                                argv[optind - 1 - (optarg ? 1 : 0)], cmd);
         }
         switch (c) {
-        case O_SOURCE: r->source.endpoints = optarg; break;
-        case O_TARGET: r->target.endpoints = optarg; break;
+        case O_SOURCE:
+            r->source.endpoints = optarg;
+            break;
+        case O_TARGET:
+            r->target.endpoints = optarg;
+            break;
         case O_MODE:
             if (strcmp(optarg, "exact") == 0)
                 r->mode = DR_REPL_EXACT;
@@ -151,7 +187,9 @@ static int parse(int argc, char **argv, const char *cmd, parsed *p)
                 return dr_error_set(DR_EUSAGE, "drd %s: --mode must be exact or filtered, not '%s'",
                                     cmd, optarg);
             break;
-        case O_NAME: r->name = optarg; break;
+        case O_NAME:
+            r->name = optarg;
+            break;
         case O_PREFIX:
             if (r->n_prefixes >= 64)
                 return dr_error_set(DR_EUSAGE, "drd %s: too many --prefix (64 at most)", cmd);
@@ -162,7 +200,9 @@ static int parse(int argc, char **argv, const char *cmd, parsed *p)
                 return dr_error_set(DR_EUSAGE, "drd %s: too many --exclude (64 at most)", cmd);
             p->excludes[r->n_excludes++] = optarg;
             break;
-        case O_DEST: r->dest_prefix = optarg; break;
+        case O_DEST:
+            r->dest_prefix = optarg;
+            break;
         case O_MAXOPS:
             if (dr_parse_i64(optarg, "--max-txn-ops", &v) < 0)
                 return DR_EUSAGE;
@@ -177,23 +217,47 @@ static int parse(int argc, char **argv, const char *cmd, parsed *p)
                 return dr_error_set(DR_EUSAGE, "drd %s: --window must be 1..1024", cmd);
             r->window = (int)v;
             break;
-        case O_UNTIL: r->until_caught_up = 1; break;
-        case O_LISTEN: p->listen = optarg; break;
-        case O_SCA: r->source.cacert = optarg; break;
-        case O_SCERT: r->source.cert = optarg; break;
-        case O_SKEY: r->source.key = optarg; break;
-        case O_TCA: r->target.cacert = optarg; break;
-        case O_TCERT: r->target.cert = optarg; break;
-        case O_TKEY: r->target.key = optarg; break;
+        case O_UNTIL:
+            r->until_caught_up = 1;
+            break;
+        case O_LISTEN:
+            p->listen = optarg;
+            break;
+        case O_SCA:
+            r->source.cacert = optarg;
+            break;
+        case O_SCERT:
+            r->source.cert = optarg;
+            break;
+        case O_SKEY:
+            r->source.key = optarg;
+            break;
+        case O_TCA:
+            r->target.cacert = optarg;
+            break;
+        case O_TCERT:
+            r->target.cert = optarg;
+            break;
+        case O_TKEY:
+            r->target.key = optarg;
+            break;
         case O_TIMEOUT:
             if (dr_parse_duration_ms(optarg, "--timeout", &v) < 0)
                 return DR_EUSAGE;
             r->source.timeout_ms = r->target.timeout_ms = v;
             break;
-        case O_JSON: p->json = 1; break;
-        case O_DATADIR: p->data_dir = optarg; break;
-        case O_ICLUSTER: p->icluster = optarg; break;
-        case O_IPEER: p->ipeer = optarg; break;
+        case O_JSON:
+            p->json = 1;
+            break;
+        case O_DATADIR:
+            p->data_dir = optarg;
+            break;
+        case O_ICLUSTER:
+            p->icluster = optarg;
+            break;
+        case O_IPEER:
+            p->ipeer = optarg;
+            break;
         }
     }
     if (optind < argc)

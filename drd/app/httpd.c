@@ -51,7 +51,10 @@ static void serve_one(int fd)
     dr_buf_printf(&out,
                   "HTTP/1.0 %d %s\r\nContent-Type: %s\r\nContent-Length: %zu\r\n"
                   "Connection: close\r\n\r\n",
-                  status, status == 200 ? "OK" : status == 404 ? "Not Found" : "Unavailable",
+                  status,
+                  status == 200   ? "OK"
+                  : status == 404 ? "Not Found"
+                                  : "Unavailable",
                   ctype, body.len);
     dr_buf_append(&out, body.data ? body.data : "", body.len);
     size_t off = 0;

@@ -14,10 +14,10 @@ static const drd_cmd commands[] = {
      usage_replicate_etcd, cmd_replicate_etcd},
     {"replicate seed", "restore a snapshot of the primary into a data dir for the standby etcd",
      usage_replicate_seed, cmd_replicate_seed},
-    {"replicate status", "show source revision, applied revision and lag",
-     usage_replicate_status, cmd_replicate_status},
-    {"replicate verify", "compare primary and standby at the same revision",
-     usage_replicate_verify, cmd_replicate_verify},
+    {"replicate status", "show source revision, applied revision and lag", usage_replicate_status,
+     cmd_replicate_status},
+    {"replicate verify", "compare primary and standby at the same revision", usage_replicate_verify,
+     cmd_replicate_verify},
 };
 #define NCMD (sizeof commands / sizeof commands[0])
 
@@ -65,8 +65,9 @@ int drd_getopt(int argc, char **argv, const struct option *opts, const char *cmd
 
 static void print_help(FILE *f)
 {
-    fprintf(f, "drd %s: disaster recovery for etcd (live standby, snapshots, restore)\n\n"
-               "usage: drd <command> [flags]      drd <command> --help\n\ncommands:\n",
+    fprintf(f,
+            "drd %s: disaster recovery for etcd (live standby, snapshots, restore)\n\n"
+            "usage: drd <command> [flags]      drd <command> --help\n\ncommands:\n",
             DRD_VERSION);
     for (size_t i = 0; i < NCMD; i++)
         fprintf(f, "  %-18s %s\n", commands[i].name, commands[i].summary);

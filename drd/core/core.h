@@ -23,7 +23,8 @@ enum {
 
 #define DR_PRINTF(a, b) __attribute__((format(printf, a, b)))
 
-/* Set the thread's error message; returns code (negative) so callers can `return dr_error_set(..)`. */
+/* Set the thread's error message; returns code (negative) so callers can `return dr_error_set(..)`.
+ */
 int dr_error_set(int code, const char *fmt, ...) DR_PRINTF(2, 3);
 /* Prefix the current message with context ("ctx: old message"); returns code. */
 int dr_error_wrap(int code, const char *fmt, ...) DR_PRINTF(2, 3);

@@ -44,8 +44,14 @@ int dr_error_wrap(int code, const char *fmt, ...)
     return code;
 }
 
-const char *dr_error_msg(void) { return err_msg; }
-int dr_error_code(void) { return err_code; }
+const char *dr_error_msg(void)
+{
+    return err_msg;
+}
+int dr_error_code(void)
+{
+    return err_code;
+}
 
 void dr_error_clear(void)
 {
@@ -56,8 +62,8 @@ void dr_error_clear(void)
 const char *dr_error_name(int code)
 {
     switch (code) {
-#define X(name, num, desc) \
-    case -(num):           \
+#define X(name, num, desc)                                                                         \
+    case -(num):                                                                                   \
         return #name;
 #include "drd/core/errors.def"
 #undef X
@@ -70,8 +76,8 @@ const char *dr_error_name(int code)
 const char *dr_error_desc(int code)
 {
     switch (code) {
-#define X(name, num, desc) \
-    case -(num):           \
+#define X(name, num, desc)                                                                         \
+    case -(num):                                                                                   \
         return desc;
 #include "drd/core/errors.def"
 #undef X

@@ -12,8 +12,14 @@ static dr_log_level cur_level = DR_LOG_INFO;
 static pthread_mutex_t log_mu = PTHREAD_MUTEX_INITIALIZER;
 static const char *const names[] = {"debug", "info", "warn", "error"};
 
-void dr_log_set_level(dr_log_level lvl) { cur_level = lvl; }
-dr_log_level dr_log_get_level(void) { return cur_level; }
+void dr_log_set_level(dr_log_level lvl)
+{
+    cur_level = lvl;
+}
+dr_log_level dr_log_get_level(void)
+{
+    return cur_level;
+}
 
 int dr_log_parse_level(const char *s, dr_log_level *out)
 {

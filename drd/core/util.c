@@ -58,7 +58,10 @@ int64_t dr_backoff_next(dr_backoff *b)
     return lim / 2 + (int64_t)(r % (uint64_t)(lim / 2 + 1));
 }
 
-void dr_backoff_reset(dr_backoff *b) { b->attempt = 0; }
+void dr_backoff_reset(dr_backoff *b)
+{
+    b->attempt = 0;
+}
 
 int dr_parse_i64(const char *s, const char *what, int64_t *out)
 {

@@ -141,7 +141,10 @@ void etcd_current_method(dr_etcd *e, int m, grpc_channel **ch, void **method)
     pthread_mutex_unlock(&e->mu);
 }
 
-const char *dr_etcd_endpoint(const dr_etcd *e) { return e->eps[e->cur]; }
+const char *dr_etcd_endpoint(const dr_etcd *e)
+{
+    return e->eps[e->cur];
+}
 
 static int parse_endpoints(dr_etcd *e, const char *list)
 {
@@ -199,8 +202,7 @@ static int read_pem(const char *path, const char *what, char **out)
         return 0;
     int rc = dr_fs_read_all(path, 1 << 20, out, NULL);
     if (rc < 0)
-        return dr_error_set(DR_EUSAGE, "cannot read %s file '%s': %s", what, path,
-                            dr_error_msg());
+        return dr_error_set(DR_EUSAGE, "cannot read %s file '%s': %s", what, path, dr_error_msg());
     return 0;
 }
 
@@ -309,7 +311,10 @@ void dr_etcd_close(dr_etcd *e)
 
 /* ---- errors ---- */
 
-static int contains(const char *hay, const char *needle) { return strstr(hay, needle) != NULL; }
+static int contains(const char *hay, const char *needle)
+{
+    return strstr(hay, needle) != NULL;
+}
 
 int etcd_status_rc(dr_etcd *e, const char *op, grpc_status_code st, grpc_slice details)
 {
@@ -346,8 +351,7 @@ int etcd_status_rc(dr_etcd *e, const char *op, grpc_status_code st, grpc_slice d
     case GRPC_STATUS_CANCELLED:
         return dr_error_set(DR_EINTR, "etcd %s: %s: cancelled", ep, op);
     default:
-        return dr_error_set(DR_EGENERIC, "etcd %s: %s: grpc status %d: %s", ep, op, (int)st,
-                            msg);
+        return dr_error_set(DR_EGENERIC, "etcd %s: %s: grpc status %d: %s", ep, op, (int)st, msg);
     }
 }
 
@@ -382,9 +386,8 @@ static int unary_once(dr_etcd *e, int m, const char *op, const ProtobufCMessage 
     grpc_channel *ch;
     void *method;
     etcd_current_method(e, m, &ch, &method);
-    grpc_call *call = grpc_channel_create_registered_call(ch, NULL, GRPC_PROPAGATE_DEFAULTS,
-                                                          e->pluck, method,
-                                                          etcd_deadline(e->timeout_ms), NULL);
+    grpc_call *call = grpc_channel_create_registered_call(
+        ch, NULL, GRPC_PROPAGATE_DEFAULTS, e->pluck, method, etcd_deadline(e->timeout_ms), NULL);
     grpc_byte_buffer *send = etcd_pack(req), *recv = NULL;
     grpc_metadata_array md_init, md_trail;
     grpc_metadata_array_init(&md_init);
@@ -588,9 +591,9 @@ int dr_etcd_lease_ttl(dr_etcd *e, int64_t id, int64_t *ttl, int64_t *granted_ttl
     req.id = id;
     req.keys = nkeys != NULL;
     Etcdserverpb__LeaseTimeToLiveResponse *r = NULL;
-    int rc = etcd_unary(e, M_LEASE_TTL, "LeaseTimeToLive", &req.base,
-                        &etcdserverpb__lease_time_to_live_response__descriptor,
-                        (ProtobufCMessage **)&r);
+    int rc =
+        etcd_unary(e, M_LEASE_TTL, "LeaseTimeToLive", &req.base,
+                   &etcdserverpb__lease_time_to_live_response__descriptor, (ProtobufCMessage **)&r);
     if (rc < 0)
         return rc;
     if (r->ttl < 0)
@@ -631,9 +634,9 @@ int dr_etcd_lease_keepalive(dr_etcd *e, int64_t id, int64_t *ttl)
     Etcdserverpb__LeaseKeepAliveRequest req = ETCDSERVERPB__LEASE_KEEP_ALIVE_REQUEST__INIT;
     req.id = id;
     Etcdserverpb__LeaseKeepAliveResponse *r = NULL;
-    int rc = etcd_unary(e, M_LEASE_KEEPALIVE, "LeaseKeepAlive", &req.base,
-                        &etcdserverpb__lease_keep_alive_response__descriptor,
-                        (ProtobufCMessage **)&r);
+    int rc =
+        etcd_unary(e, M_LEASE_KEEPALIVE, "LeaseKeepAlive", &req.base,
+                   &etcdserverpb__lease_keep_alive_response__descriptor, (ProtobufCMessage **)&r);
     if (rc < 0)
         return rc;
     if (r->ttl <= 0)
@@ -717,8 +720,7 @@ int dr_etcd_member_list(dr_etcd *e, dr_etcd_member **members, size_t *n, dr_etcd
 
 /* Snapshot: a server stream. The last 32 bytes are sha256 of everything before them, so the
  * hash runs 32 bytes behind the sink. */
-int dr_etcd_snapshot(dr_etcd *e, dr_etcd_sink sink, void *ctx, uint64_t *size,
-                     dr_etcd_header *hdr)
+int dr_etcd_snapshot(dr_etcd *e, dr_etcd_sink sink, void *ctx, uint64_t *size, dr_etcd_header *hdr)
 {
     int rc = 0;
     grpc_channel *ch;
@@ -726,8 +728,7 @@ int dr_etcd_snapshot(dr_etcd *e, dr_etcd_sink sink, void *ctx, uint64_t *size,
     etcd_current_method(e, M_SNAPSHOT, &ch, &method);
     grpc_completion_queue *cq = grpc_completion_queue_create_for_pluck(NULL);
     grpc_call *call = grpc_channel_create_registered_call(
-        ch, NULL, GRPC_PROPAGATE_DEFAULTS, cq, method, gpr_inf_future(GPR_CLOCK_REALTIME),
-        NULL);
+        ch, NULL, GRPC_PROPAGATE_DEFAULTS, cq, method, gpr_inf_future(GPR_CLOCK_REALTIME), NULL);
     Etcdserverpb__SnapshotRequest req = ETCDSERVERPB__SNAPSHOT_REQUEST__INIT;
     grpc_byte_buffer *send = etcd_pack(&req.base), *recv = NULL;
     grpc_metadata_array md_init, md_trail;
@@ -767,16 +768,16 @@ int dr_etcd_snapshot(dr_etcd *e, dr_etcd_sink sink, void *ctx, uint64_t *size,
         rop.data.recv_message.recv_message = &recv;
         grpc_call_start_batch(call, &rop, 1, (void *)3, NULL);
         /* a stalled server must not hang a CronJob forever */
-        grpc_event ev = grpc_completion_queue_pluck(cq, (void *)3,
-                                                    etcd_deadline(e->timeout_ms * 6), NULL);
+        grpc_event ev =
+            grpc_completion_queue_pluck(cq, (void *)3, etcd_deadline(e->timeout_ms * 6), NULL);
         if (ev.type == GRPC_QUEUE_TIMEOUT) {
             grpc_call_cancel(call, NULL);
             grpc_completion_queue_pluck(cq, (void *)3, gpr_inf_future(GPR_CLOCK_REALTIME), NULL);
             if (recv)
                 grpc_byte_buffer_destroy(recv);
             recv = NULL;
-            rc = dr_error_set(DR_ETIMEOUT, "etcd %s: Snapshot: no data for %lld ms",
-                              e->eps[e->cur], (long long)(e->timeout_ms * 6));
+            rc = dr_error_set(DR_ETIMEOUT, "etcd %s: Snapshot: no data for %lld ms", e->eps[e->cur],
+                              (long long)(e->timeout_ms * 6));
             goto out;
         }
         if (!recv)

@@ -216,8 +216,7 @@ int dr_etcd_hashkv(dr_etcd *e, int64_t rev, uint32_t *hash, int64_t *compact_rev
  * when the sha256 trailer matched (DR_ECHECKSUM otherwise); a sink error (<0) aborts the stream
  * and is returned. *size gets the total bytes. */
 typedef int (*dr_etcd_sink)(void *ctx, const void *data, size_t len);
-int dr_etcd_snapshot(dr_etcd *e, dr_etcd_sink sink, void *ctx, uint64_t *size,
-                     dr_etcd_header *hdr);
+int dr_etcd_snapshot(dr_etcd *e, dr_etcd_sink sink, void *ctx, uint64_t *size, dr_etcd_header *hdr);
 
 typedef struct dr_etcd_member {
     uint64_t id;

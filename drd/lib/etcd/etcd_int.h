@@ -17,9 +17,21 @@
 #include "etcd/etcdserver/etcdserverpb/rpc.pb-c.h"
 
 enum {
-    M_RANGE, M_PUT, M_DELETE, M_TXN, M_COMPACT, M_WATCH,
-    M_LEASE_GRANT, M_LEASE_REVOKE, M_LEASE_KEEPALIVE, M_LEASE_TTL, M_LEASE_LEASES,
-    M_STATUS, M_SNAPSHOT, M_HASHKV, M_MEMBER_LIST,
+    M_RANGE,
+    M_PUT,
+    M_DELETE,
+    M_TXN,
+    M_COMPACT,
+    M_WATCH,
+    M_LEASE_GRANT,
+    M_LEASE_REVOKE,
+    M_LEASE_KEEPALIVE,
+    M_LEASE_TTL,
+    M_LEASE_LEASES,
+    M_STATUS,
+    M_SNAPSHOT,
+    M_HASHKV,
+    M_MEMBER_LIST,
     M_COUNT
 };
 
@@ -32,11 +44,11 @@ typedef struct chan {
 } chan;
 
 struct dr_etcd {
-    char **eps;      /* "host:port" */
-    int *eps_tls;    /* 1 for https */
+    char **eps;   /* "host:port" */
+    int *eps_tls; /* 1 for https */
     size_t n_eps;
-    size_t cur;      /* index in eps */
-    chan *ch;        /* current channel; older ones follow in ->next */
+    size_t cur; /* index in eps */
+    chan *ch;   /* current channel; older ones follow in ->next */
     pthread_mutex_t mu;
     grpc_completion_queue *pluck;
     int64_t timeout_ms;

@@ -66,7 +66,10 @@ void dr_etcd_txn_free(dr_etcd_txn *t)
     free(t);
 }
 
-size_t dr_etcd_txn_nops(const dr_etcd_txn *t) { return t->nwrites; }
+size_t dr_etcd_txn_nops(const dr_etcd_txn *t)
+{
+    return t->nwrites;
+}
 
 /* One allocation holding a struct of size sz followed by copies of a and b. */
 static void *blob2(size_t sz, const void *a, size_t alen, uint8_t **ac, const void *b, size_t blen,
@@ -325,7 +328,8 @@ int dr_etcd_pipe_submit(dr_etcd_pipe *p, const dr_etcd_txn *t, void *user)
     grpc_channel *ch;
     void *method;
     etcd_current_method(p->e, M_TXN, &ch, &method);
-    s->call = grpc_channel_create_registered_call(ch, NULL, GRPC_PROPAGATE_DEFAULTS, p->cq, method, etcd_deadline(p->e->timeout_ms), NULL);
+    s->call = grpc_channel_create_registered_call(ch, NULL, GRPC_PROPAGATE_DEFAULTS, p->cq, method,
+                                                  etcd_deadline(p->e->timeout_ms), NULL);
     grpc_op ops[6];
     memset(ops, 0, sizeof ops);
     ops[0].op = GRPC_OP_SEND_INITIAL_METADATA;
@@ -348,7 +352,10 @@ int dr_etcd_pipe_submit(dr_etcd_pipe *p, const dr_etcd_txn *t, void *user)
     return 0;
 }
 
-size_t dr_etcd_pipe_inflight(const dr_etcd_pipe *p) { return p->inflight; }
+size_t dr_etcd_pipe_inflight(const dr_etcd_pipe *p)
+{
+    return p->inflight;
+}
 
 int dr_etcd_pipe_next(dr_etcd_pipe *p, int64_t timeout_ms, void **user, int *rc,
                       dr_etcd_txn_res *res)
@@ -370,8 +377,8 @@ int dr_etcd_pipe_next(dr_etcd_pipe *p, int64_t timeout_ms, void **user, int *rc,
         *rc = dr_error_set(DR_EPROTO, "etcd %s: Txn: empty response", p->e->eps[p->e->cur]);
     } else {
         Etcdserverpb__TxnResponse *r = NULL;
-        *rc = etcd_unpack(s->recv, &etcdserverpb__txn_response__descriptor,
-                          (ProtobufCMessage **)&r);
+        *rc =
+            etcd_unpack(s->recv, &etcdserverpb__txn_response__descriptor, (ProtobufCMessage **)&r);
         if (*rc == 0)
             fill_res(res, r);
     }
@@ -385,8 +392,7 @@ void dr_etcd_pipe_free(dr_etcd_pipe *p)
         return;
     /* Completions of cancelled calls still arrive: drain them before freeing their slots. */
     while (p->inflight > 0) {
-        grpc_event ev = grpc_completion_queue_next(p->cq, gpr_inf_future(GPR_CLOCK_REALTIME),
-                                                   NULL);
+        grpc_event ev = grpc_completion_queue_next(p->cq, gpr_inf_future(GPR_CLOCK_REALTIME), NULL);
         if (ev.type != GRPC_OP_COMPLETE)
             break;
         slot_free(ev.tag);

@@ -131,7 +131,8 @@ int dr_etcd_watch_open(dr_etcd *e, const dr_etcd_watch_opts *o, dr_etcd_watch **
     grpc_channel *ch;
     void *method;
     etcd_current_method(e, M_WATCH, &ch, &method);
-    w->call = grpc_channel_create_registered_call(ch, NULL, GRPC_PROPAGATE_DEFAULTS, w->cq, method, gpr_inf_future(GPR_CLOCK_REALTIME), NULL);
+    w->call = grpc_channel_create_registered_call(ch, NULL, GRPC_PROPAGATE_DEFAULTS, w->cq, method,
+                                                  gpr_inf_future(GPR_CLOCK_REALTIME), NULL);
     grpc_op st;
     memset(&st, 0, sizeof st);
     st.op = GRPC_OP_RECV_STATUS_ON_CLIENT;
@@ -255,8 +256,7 @@ void dr_etcd_watch_close(dr_etcd_watch *w)
         return;
     grpc_call_cancel(w->call, NULL);
     while (w->send_pending || w->recv_pending || w->status_pending) {
-        grpc_event ev = grpc_completion_queue_next(w->cq, gpr_inf_future(GPR_CLOCK_REALTIME),
-                                                   NULL);
+        grpc_event ev = grpc_completion_queue_next(w->cq, gpr_inf_future(GPR_CLOCK_REALTIME), NULL);
         if (ev.type != GRPC_OP_COMPLETE)
             break;
         switch ((intptr_t)ev.tag) {

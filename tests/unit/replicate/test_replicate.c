@@ -19,8 +19,13 @@ static void test_map_key(void **state)
     (void)state;
     const char *pfx[] = {"/registry/configmaps/"};
     const char *exc[] = {"/registry/configmaps/kube-system/"};
-    dr_repl_opts o = {.mode = DR_REPL_FILTERED, .name = "t", .prefixes = pfx, .n_prefixes = 1,
-                      .excludes = exc, .n_excludes = 1, .dest_prefix = "/copy/"};
+    dr_repl_opts o = {.mode = DR_REPL_FILTERED,
+                      .name = "t",
+                      .prefixes = pfx,
+                      .n_prefixes = 1,
+                      .excludes = exc,
+                      .n_excludes = 1,
+                      .dest_prefix = "/copy/"};
     dr_buf b = {0};
     assert_int_equal(map(&o, "/registry/configmaps/default/a", &b), 1);
     assert_int_equal(b.len, strlen("/copy/default/a"));
@@ -89,8 +94,8 @@ static void test_cursor_key(void **state)
 static void test_metrics(void **state)
 {
     (void)state;
-    dr_repl_stats s = {.state = DR_REPL_STREAMING, .source_revision = 10,
-                       .applied_revision = 7, .lag_ms = 1500};
+    dr_repl_stats s = {
+        .state = DR_REPL_STREAMING, .source_revision = 10, .applied_revision = 7, .lag_ms = 1500};
     dr_buf b = {0};
     assert_int_equal(dr_repl_metrics(&s, "x", &b), 0);
     assert_non_null(strstr(b.data, "drd_replicate_lag_revisions{name=\"x\"} 3\n"));
