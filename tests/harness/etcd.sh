@@ -22,7 +22,7 @@
 #   NAME_PEER_URL     peer URL, always http://127.0.0.1:PORT
 #   NAME_CLIENT_PORT, NAME_PEER_PORT
 #   NAME_INITIAL_CLUSTER   "NAME=NAME_PEER_URL", what --initial-cluster must say for this member
-#   NAME_PID          PID while running, empty after h_stop/h_kill9
+#   NAME_PID          PID while running, empty after h_stop/h_kill9; then NAME_STATUS = exit status
 #   NAME_DATADIR, NAME_LOG (DATADIR/../NAME.log, appended to across restarts)
 #   NAME_CERTDIR      the --tls dir, empty without TLS; then NAME_CACERT, NAME_CERT, NAME_KEY are
 #                     the CA and *client* cert/key a client (etcdctl, drd) uses to reach it
@@ -44,14 +44,16 @@
 #   h_etcd_reserve NAME [--tls CERTDIR]
 #   h_etcd_start NAME DATADIR [--tls CERTDIR] [extra etcd flags...]   waits until healthy (20 s)
 #   h_etcd_start_existing NAME DATADIR CLIENT_PORT PEER_PORT [--tls CERTDIR] [extra flags...]
-#   h_etcd_stop NAME / h_stop NAME     SIGTERM the process (and its children), SIGKILL after 5 s
-#   h_etcd_kill9 NAME / h_kill9 NAME   SIGKILL, then reap
+#   h_etcd_stop NAME / h_stop NAME     SIGTERM the process (and its children), SIGKILL after 5 s,
+#                             reap; NAME_PID becomes empty, NAME_STATUS its exit status (0 for a
+#                             clean stop, 143 if TERM killed it, 137 if it needed SIGKILL)
+#   h_etcd_kill9 NAME / h_kill9 NAME   SIGKILL, then reap (NAME_STATUS 137)
 #   h_etcdctl NAME args...    ETCDCTL_API=3 etcdctl --endpoints $NAME_URL (+ client cert with TLS)
 #   h_certs DIR               CA, server and client certs (tests/harness/certs.sh)
 #   h_bg NAME cmd...          run cmd in the background, output to $H_TMP/NAME.log (NAME_LOG),
 #                             NAME_PID; stopped at exit like the servers. cmd may be h_drd.
-#   h_wait_exit NAME [SECS]   wait (default 30 s) for a h_bg process to exit; returns its status,
-#                             or 124 on timeout (the process keeps running until h_stop or exit)
+#   h_wait_exit NAME [SECS]   wait (default 30 s) for a h_bg process to exit; returns its status
+#                             (also in NAME_STATUS), or 124 on timeout (the process keeps running until h_stop or exit)
 #   h_running NAME            true while NAME's process is alive
 #   h_drd args...             the drd binary: $DRD (set by ctest) or <repo>/build/drd/app/drd
 #   h_drd_path                prints that path (for `timeout 30 "$(h_drd_path)" ...`)
@@ -319,8 +321,6 @@ _h_stop_trees() {
         read -r pid st <<<"$rec"
         _h_alive "$pid" "$st" && kill -KILL "$pid" 2>/dev/null
     done
-    # reap our direct children so no zombie is left behind
-    for rec in "$@"; do wait "${rec%% *}" 2>/dev/null || true; done
     return 0
 }
 
@@ -329,8 +329,15 @@ _h_stop_named() {  # SIGNAL GRACE NAME
     v=$(_h_var "$3")
     rec=$(_h_record "$3") || h_fail "no running process named '$3'"
     _h_stop_trees "$1" "$2" "$rec"
-    _h_untrack "${rec%% *}"
-    _h_set "${v}_PID" ""
+    _h_reap "${v}" "${rec%% *}"
+}
+
+_h_reap() {  # VARPREFIX PID: collect the exit status into VARPREFIX_STATUS, forget the PID
+    local st=0
+    wait "$2" 2>/dev/null || st=$?
+    _h_untrack "$2"
+    _h_set "${1}_PID" ""
+    _h_set "${1}_STATUS" "$st"
 }
 
 h_stop() { _h_main_shell h_stop; _h_stop_named TERM 5 "$1"; }
@@ -376,9 +383,8 @@ h_wait_exit() {
         ((SECONDS < deadline)) || return 124
         sleep 0.1
     done
-    wait "$pid" 2>/dev/null || rc=$?
-    _h_untrack "$pid"
-    _h_set "$(_h_var "$name")_PID" ""
+    _h_reap "$(_h_var "$name")" "$pid"
+    rc=$(_h_get "$(_h_var "$name")_STATUS")
     return "$rc"
 }
 
@@ -451,11 +457,9 @@ h_etcd_start() {
     deadline=$((SECONDS + H_ETCD_START_TIMEOUT))
     until h_etcdctl "$name" --dial-timeout=1s --command-timeout=2s endpoint health >/dev/null 2>&1; do
         if ! h_running "$name"; then
-            tail -n 20 "$log" >&2 || true
             h_fail "etcd '$name' exited during start (log: $log)"
         fi
         if ((SECONDS >= deadline)); then
-            tail -n 20 "$log" >&2 || true
             h_fail "etcd '$name' not healthy at $url after ${H_ETCD_START_TIMEOUT}s (log: $log)"
         fi
         sleep 0.1
@@ -528,6 +532,7 @@ _h_cleanup() {
         local recs=()
         for rec in "${_H_PROCS[@]}"; do recs+=("${rec% *}"); done
         _h_stop_trees TERM 5 "${recs[@]}"
+        for rec in "${recs[@]}"; do wait "${rec%% *}" 2>/dev/null; done
         _H_PROCS=()
     fi
     if [[ -n "$_H_WATCHDOG_PID" ]]; then

@@ -53,6 +53,14 @@ pids+=("$SECURE2_PID")
 h_bg sleeper sleep 300
 pids+=("$SLEEPER_PID")
 h_running sleeper || h_fail "h_bg process not running"
+h_bg sleeper2 sleep 300
+h_stop sleeper2
+h_assert_eq "$SLEEPER2_STATUS" 143 "status of a process stopped by SIGTERM"
+h_bg quick bash -c 'echo hello; exit 3'
+rc=0
+h_wait_exit quick 10 || rc=$?
+h_assert_eq "$rc" 3 "h_wait_exit returns the exit status"
+h_assert_eq "$(cat "$QUICK_LOG")" hello "h_bg output goes to NAME_LOG"
 
 # everything this test started is stopped by the harness at exit: run the same thing in a child
 # test and check its processes are gone after it exits
