@@ -49,6 +49,8 @@
 #                             clean stop, 143 if TERM killed it, 137 if it needed SIGKILL)
 #   h_etcd_kill9 NAME / h_kill9 NAME   SIGKILL, then reap (NAME_STATUS 137)
 #   h_etcdctl NAME args...    ETCDCTL_API=3 etcdctl --endpoints $NAME_URL (+ client cert with TLS)
+#   h_etcd_count NAME [PREFIX]   prints the number of keys under PREFIX (default: all keys)
+#   h_etcd_revision NAME      prints the server's current store revision
 #   h_certs DIR               CA, server and client certs (tests/harness/certs.sh)
 #   h_bg NAME cmd...          run cmd in the background, output to $H_TMP/NAME.log (NAME_LOG),
 #                             NAME_PID; stopped at exit like the servers. cmd may be h_drd.
@@ -69,7 +71,8 @@
 #
 # At exit (also on failure, SIGINT, SIGTERM): h_on_exit hooks, then every process still running is
 # stopped (TERM, KILL after 5 s), temp dirs removed, port claims released. On failure the last lines
-# of each log are printed. A watchdog process does the stopping too if the test shell is killed -9.
+# of each log are printed. A watchdog process does the same if the test shell is killed with SIGKILL
+# (as ctest does on TIMEOUT).
 
 set -euo pipefail
 
@@ -86,6 +89,7 @@ _H_LOGS=()        # log files to show on failure
 _H_EXIT_HOOKS=()  # h_on_exit commands
 _H_STATE=""       # file mirroring _H_PROCS and _H_TMPDIRS for the watchdog
 _H_WATCHDOG_PID=""
+_H_WATCHDOG_ST=""
 
 # ---------------------------------------------------------------------------------------------
 # messages and assertions
@@ -230,42 +234,46 @@ _h_state_write() {
     } >"$_H_STATE.new" && mv -f "$_H_STATE.new" "$_H_STATE"
 }
 
-# The watchdog outlives a test shell killed with SIGKILL (no trap runs then) and stops what the
-# test started, from the state file.
+# The watchdog stops what the test started when the test shell dies without running its EXIT
+# trap (SIGKILL; ctest's timeout kills the whole process tree with SIGKILL). It is started detached
+# (its parent exits at once, so it is no longer in the test's process tree), reads the state file
+# once the test shell is gone, and exits by itself within a second once the state file is removed.
+_h_watchdog() {
+    trap - EXIT ERR
+    set +e
+    local parent=$$ state=$_H_STATE procs=() dirs=() kind a b rec i left d link
+    while kill -0 "$parent" 2>/dev/null && [[ -e "$state" ]]; do sleep 1; done
+    [[ -e "$state" ]] || exit 0
+    while read -r kind a b _; do
+        case "$kind" in
+            proc) procs+=("$a $b") ;;
+            dir) dirs+=("$a") ;;
+        esac
+    done <"$state"
+    rm -f "$state"
+    for rec in "${procs[@]}"; do _h_alive "${rec%% *}" "${rec#* }" && kill -TERM "${rec%% *}"; done
+    for ((i = 0; i < 50; i++)); do
+        left=0
+        for rec in "${procs[@]}"; do _h_alive "${rec%% *}" "${rec#* }" && left=1; done
+        ((left)) || break
+        sleep 0.1
+    done
+    for rec in "${procs[@]}"; do _h_alive "${rec%% *}" "${rec#* }" && kill -KILL "${rec%% *}"; done
+    if [[ "${KEEP_TMP:-0}" != 1 ]]; then
+        for d in "${dirs[@]}"; do rm -rf "$d"; done
+    fi
+    for link in "$H_PORT_DIR"/*; do
+        [[ "$(readlink "$link")" == "$parent" ]] && rm -f "$link"
+    done
+    exit 0
+}
+
 _h_watchdog_start() {
     [[ -z "$_H_WATCHDOG_PID" ]] || return 0
     _H_STATE=$(mktemp "${TMPDIR:-/tmp}/drd-harness-state.XXXXXX")
     _h_state_write
-    (
-        trap - EXIT ERR
-        set +e
-        parent=$$ state=$_H_STATE
-        while kill -0 "$parent" 2>/dev/null && [[ -e "$state" ]]; do sleep 1; done
-        [[ -e "$state" ]] || exit 0
-        procs=() dirs=()
-        while read -r kind a b _; do
-            case "$kind" in
-                proc) procs+=("$a $b") ;;
-                dir) dirs+=("$a") ;;
-            esac
-        done <"$state"
-        rm -f "$state"
-        for rec in "${procs[@]}"; do _h_alive "${rec%% *}" "${rec#* }" && kill -TERM "${rec%% *}"; done
-        for ((i = 0; i < 50; i++)); do
-            left=0
-            for rec in "${procs[@]}"; do _h_alive "${rec%% *}" "${rec#* }" && left=1; done
-            ((left)) || break
-            sleep 0.1
-        done
-        for rec in "${procs[@]}"; do _h_alive "${rec%% *}" "${rec#* }" && kill -KILL "${rec%% *}"; done
-        if [[ "${KEEP_TMP:-0}" != 1 ]]; then
-            for d in "${dirs[@]}"; do rm -rf "$d"; done
-        fi
-        for link in "$H_PORT_DIR"/*; do
-            [[ "$(readlink "$link")" == "$parent" ]] && rm -f "$link"
-        done
-    ) >/dev/null 2>&1 </dev/null &
-    _H_WATCHDOG_PID=$!
+    _H_WATCHDOG_PID=$( (_h_watchdog >/dev/null 2>&1 </dev/null & echo $!))
+    _H_WATCHDOG_ST=$(_h_starttime "$_H_WATCHDOG_PID") || _H_WATCHDOG_ST=0
 }
 
 _h_track() {  # PID NAME
@@ -492,6 +500,20 @@ h_etcdctl() {
     fi
 }
 
+# etcdctl 3.4 has no --count-only: the Range response's count is the total even with --limit=1
+h_etcd_count() {
+    local out
+    out=$(h_etcdctl "$1" get --prefix "${2:-}" --keys-only --limit=1 -w json) ||
+        h_fail "h_etcd_count: cannot read '${2:-}' on '$1'"
+    jq -r '.count // 0' <<<"$out"
+}
+
+h_etcd_revision() {
+    local out
+    out=$(h_etcdctl "$1" endpoint status -w json) || h_fail "h_etcd_revision: '$1' unreachable"
+    jq -r '.[0].Status.header.revision' <<<"$out"
+}
+
 h_certs() {
     bash "$H_DIR/certs.sh" "$1" >/dev/null || h_fail "cannot create certificates in '$1'"
 }
@@ -536,9 +558,8 @@ _h_cleanup() {
         _H_PROCS=()
     fi
     if [[ -n "$_H_WATCHDOG_PID" ]]; then
-        rm -f "$_H_STATE"  # tells the watchdog its job is done
-        kill -TERM "$_H_WATCHDOG_PID" 2>/dev/null
-        wait "$_H_WATCHDOG_PID" 2>/dev/null
+        rm -f "$_H_STATE"  # tells the watchdog its job is done; stop it now rather than in 1 s
+        _h_stop_trees TERM 1 "$_H_WATCHDOG_PID $_H_WATCHDOG_ST"
     fi
     for i in "${_H_TMPDIRS[@]}"; do
         if [[ "${KEEP_TMP:-0}" == 1 ]]; then

@@ -20,6 +20,10 @@ for s in primary standby secure; do
     h_assert_eq "$(h_etcdctl "$s" get --print-value-only /registry/namespaces/default)" "hello $s" "get on $s"
 done
 
+h_assert_eq "$(h_etcd_count primary /registry/)" 1 "h_etcd_count"
+h_assert_eq "$(h_etcd_count primary /nothing/)" 0 "h_etcd_count of an empty prefix"
+h_assert_eq "$(h_etcd_revision primary)" 2 "h_etcd_revision after one put"
+
 # separate clusters: each server only has its own key
 h_assert_eq "$(h_etcdctl standby get --print-value-only /registry/namespaces/default)" "hello standby" \
     "servers are separate"
