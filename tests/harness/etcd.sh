@@ -463,14 +463,20 @@ h_etcd_start() {
     _h_set "${v}_PID" "$pid"
 
     deadline=$((SECONDS + H_ETCD_START_TIMEOUT))
-    until h_etcdctl "$name" --dial-timeout=1s --command-timeout=2s endpoint health >/dev/null 2>&1; do
+    # poll /health with curl (an etcdctl probe of a port nobody listens on yet takes 2 s), then
+    # check the gRPC path once with etcdctl
+    local curl_tls=()
+    [[ -z "$certdir" ]] || curl_tls=(--cacert "$certdir/ca.pem" --cert "$certdir/client.pem"
+        --key "$certdir/client-key.pem")
+    until [[ "$(curl -s --max-time 2 "${curl_tls[@]}" "$url/health" 2>/dev/null)" == *'"health":"true"'* ]] &&
+        h_etcdctl "$name" --dial-timeout=2s --command-timeout=3s endpoint health >/dev/null 2>&1; do
         if ! h_running "$name"; then
             h_fail "etcd '$name' exited during start (log: $log)"
         fi
         if ((SECONDS >= deadline)); then
             h_fail "etcd '$name' not healthy at $url after ${H_ETCD_START_TIMEOUT}s (log: $log)"
         fi
-        sleep 0.1
+        sleep 0.05
     done
 }
 
@@ -581,7 +587,7 @@ _h_cleanup() {
 # With set -e a failing command ends the test; say which one (once, from the test's own shell).
 _h_err() {
     local rc=$? line=$1 cmd=$2
-    [[ "$BASHPID" == "$$" ]] || return 0
+    [[ "$BASHPID" == "$$" && $- == *e* ]] || return 0  # not in subshells, not under set +e
     printf 'FAIL: %s: line %s: "%s" exited with status %d\n' "$H_TEST_NAME" "$line" "$cmd" "$rc" >&2
     _H_FAILED=1
 }
