@@ -483,6 +483,11 @@ int repl_run_exact(const dr_repl_opts *o, dr_repl_stats *st, dr_etcd *src, dr_et
         }
     }
 out:
+    if (rc == DR_ECOMPACTED)
+        rc = dr_error_set(DR_ECOMPACTED,
+                          "the source compacted past the standby's revision %lld: the revisions "
+                          "in between are gone (%s); %s",
+                          (long long)x.confirmed, dr_error_msg(), reseed_hint);
     if (rc < 0) {
         /* keep the first error's message while tearing down */
         char msg[1024];

@@ -665,7 +665,15 @@ int repl_run_filtered(const dr_repl_opts *o, dr_repl_stats *st, dr_etcd *src, dr
     } else {
         f.confirmed = f.chain = cur;
         st->applied_revision = cur;
-        rc = 0;
+        int64_t cs = 0;
+        if ((rc = repl_compact_revision(src, &cs)) < 0)
+            goto out;
+        if (cs > cur) {
+            dr_warn("the source compacted past the cursor (%lld < compact revision %lld): resync",
+                    (long long)cur, (long long)cs);
+            if ((rc = resync(&f)) < 0)
+                goto out;
+        }
     }
     uint8_t wkey[512], wend[512];
     size_t wkl, wel;

@@ -65,16 +65,24 @@ void repl_set_lag(dr_repl_stats *st, int64_t oldest_ms)
 
 int repl_compact_revision(dr_etcd *e, int64_t *out)
 {
+    /* A watch from revision 1 is cancelled with the compact revision, or streams history from 1
+     * when nothing was compacted; an empty store answers nothing at all. */
     static const uint8_t zero = 0;
     dr_etcd_watch_opts wo = {
         .key = &zero, .key_len = 1, .range_end = &zero, .range_end_len = 1, .start_revision = 1};
     dr_etcd_watch *w = NULL;
     int64_t cr = 0;
+    *out = 0;
     int rc = dr_etcd_watch_open(e, &wo, &w, &cr);
     if (rc == 0) {
+        dr_etcd_watch_res res;
+        rc = dr_etcd_watch_next(w, 3000, &res);
+        cr = res.compact_revision;
+        if (rc == 0)
+            dr_etcd_watch_res_free(&res);
         dr_etcd_watch_close(w);
-        *out = 0; /* nothing compacted */
-        return 0;
+        if (rc == DR_ETIMEOUT)
+            rc = 0;
     }
     if (rc == DR_ECOMPACTED) {
         dr_error_clear();
@@ -365,7 +373,9 @@ int dr_repl_run(const dr_repl_opts *o, dr_repl_stats *stats)
             st->state = DR_REPL_STOPPED;
             return 0;
         }
-        if (!repl_is_transient(rc)) {
+        /* filtered mode resyncs when the source compacted under the stream: a new session */
+        int resync = o->mode == DR_REPL_FILTERED && rc == DR_ECOMPACTED;
+        if (!resync && !repl_is_transient(rc)) {
             st->state = DR_REPL_ALARM;
             dr_debug("replication stopped: %s", dr_error_msg());
             return rc;

@@ -175,11 +175,14 @@ typedef struct dr_etcd_watch_res {
 } dr_etcd_watch_res;
 
 /* Opens the stream and creates the watch; waits for the "created" answer. DR_ECOMPACTED when
- * start_revision is below the compact revision (*compact_rev set when not NULL). */
+ * that answer already says start_revision is compacted (*compact_rev set when not NULL); etcd 3.4
+ * usually says it in the next response instead (see dr_etcd_watch_next). */
 int dr_etcd_watch_open(dr_etcd *e, const dr_etcd_watch_opts *o, dr_etcd_watch **out,
                        int64_t *compact_rev);
 /* Next response with events or progress (header.revision). DR_ETIMEOUT: nothing within
- * timeout_ms (the stream stays usable); DR_ECOMPACTED; DR_EUNAVAILABLE when the stream broke. */
+ * timeout_ms (the stream stays usable); DR_ECOMPACTED (res->compact_revision set: etcd answers
+ * "created" first and cancels a watch below the compact revision in a later response);
+ * DR_EUNAVAILABLE when the stream broke. */
 int dr_etcd_watch_next(dr_etcd_watch *w, int64_t timeout_ms, dr_etcd_watch_res *res);
 /* Ask the server for a progress notification (answered as a response with no events). */
 int dr_etcd_watch_request_progress(dr_etcd_watch *w);

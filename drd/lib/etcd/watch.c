@@ -201,6 +201,8 @@ int dr_etcd_watch_next(dr_etcd_watch *w, int64_t timeout_ms, dr_etcd_watch_res *
         char reason[256];
         snprintf(reason, sizeof reason, "%s", r->cancel_reason ? r->cancel_reason : "");
         protobuf_c_message_free_unpacked(&r->base, NULL);
+        memset(res, 0, sizeof *res);
+        res->compact_revision = cr;
         if (cr > 0)
             return dr_error_set(DR_ECOMPACTED,
                                 "etcd %s: Watch: history compacted (compact revision %lld)",
