@@ -102,14 +102,19 @@ static int build(xs *x, dr_etcd_txn *t, int64_t rev, const dr_etcd_event **evs, 
     return rc;
 }
 
-static int too_many(xs *x, int64_t rev, size_t n)
+static int too_many(xs *x, int64_t rev, size_t n, int refused_by_server)
 {
+    char limit[96];
+    if (refused_by_server)
+        snprintf(limit, sizeof limit, "the standby refused it as too many operations");
+    else
+        snprintf(limit, sizeof limit, "more than drd's --max-txn-ops %lld",
+                 (long long)x->o->max_txn_ops);
     return dr_error_set(DR_ETOOMANYOPS,
-                        "source revision %lld changed %zu keys in one transaction, more than the "
-                        "standby accepts (--max-txn-ops %lld); exact mode never splits a revision: "
-                        "restart the standby etcd with --max-txn-ops=%zu and run drd with "
-                        "--max-txn-ops %zu",
-                        (long long)rev, n, (long long)x->o->max_txn_ops, n, n);
+                        "source revision %lld changed %zu keys in one transaction and %s; exact "
+                        "mode never splits a revision: restart the standby etcd with "
+                        "--max-txn-ops=%zu and run drd with --max-txn-ops %zu",
+                        (long long)rev, n, limit, n, n);
 }
 
 static int submit(xs *x, batch *b, int after_pred)
@@ -133,7 +138,7 @@ static int complete_one(xs *x, int64_t wait_ms)
     batch *b = user;
     if (trc < 0) {
         if (trc == DR_ETOOMANYOPS)
-            return too_many(x, b->rev, b->nevents);
+            return too_many(x, b->rev, b->nevents, 1);
         return trc; /* unknown outcome: the session restarts from the target's revision */
     }
     int succeeded = res.succeeded;
@@ -265,13 +270,13 @@ static int apply_large(xs *x, int64_t rev, const dr_etcd_event **evs, size_t n)
     if (rc < 0)
         goto out;
     if ((int64_t)dr_etcd_txn_nops(t) > x->o->max_txn_ops) {
-        rc = too_many(x, rev, dr_etcd_txn_nops(t));
+        rc = too_many(x, rev, dr_etcd_txn_nops(t), 0);
         goto out;
     }
     dr_etcd_txn_res res;
     rc = dr_etcd_txn_do(x->tgt, t, &res);
     if (rc == DR_ETOOMANYOPS)
-        rc = too_many(x, rev, dr_etcd_txn_nops(t));
+        rc = too_many(x, rev, dr_etcd_txn_nops(t), 1);
     if (rc < 0)
         goto out;
     if (!res.succeeded || res.header.revision != rev) {
@@ -313,6 +318,11 @@ static int check_seeded(xs *x, int64_t t, int64_t s)
                             "the standby %s is at revision %lld, ahead of the source (%lld): it "
                             "was written to by someone else or seeded from another cluster; %s",
                             dr_etcd_endpoint(x->tgt), (long long)t, (long long)s, reseed_hint);
+    if (t <= 1 && s > 1)
+        return dr_error_set(DR_ENOTSEEDED,
+                            "the standby %s is not seeded from the source (it is a fresh etcd at "
+                            "revision %lld, the source is at %lld); %s",
+                            dr_etcd_endpoint(x->tgt), (long long)t, (long long)s, reseed_hint);
     int64_t cs = 0, ct = 0;
     int rc = repl_compact_revision(x->src, &cs);
     if (rc == 0)
@@ -340,6 +350,20 @@ static int check_seeded(xs *x, int64_t t, int64_t s)
                 "standby %lld)",
                 (long long)t, (long long)hcs, (long long)hct);
         return 0;
+    }
+    if (hs != ht && t > 1 && t - 1 >= hcs) {
+        /* equal one revision earlier: the standby's last revision was written by someone else */
+        uint32_t ps = 0, pt = 0;
+        if ((rc = dr_etcd_hashkv(x->src, t - 1, &ps, NULL, NULL)) < 0 ||
+            (rc = dr_etcd_hashkv(x->tgt, t - 1, &pt, NULL, NULL)) < 0)
+            return rc;
+        if (ps == pt)
+            return dr_error_set(DR_EDIVERGED,
+                                "foreign write on the standby %s: its revision %lld differs from "
+                                "the source's (HashKV %08x vs %08x) although revision %lld "
+                                "matches; %s",
+                                dr_etcd_endpoint(x->tgt), (long long)t, ht, hs, (long long)t - 1,
+                                reseed_hint);
     }
     if (hs != ht) {
         if (t <= 1)

@@ -91,9 +91,9 @@ int main(int argc, char **argv)
         printf("drd %s\n", DRD_VERSION);
         return 0;
     }
-    /* strip a global --log-level anywhere */
+    /* strip global --log-level flags anywhere */
     for (int i = 1; i < argc - 1; i++) {
-        if (strcmp(argv[i], "--log-level") == 0) {
+        while (i < argc - 1 && strcmp(argv[i], "--log-level") == 0) {
             if (dr_log_parse_level(argv[i + 1], &l) < 0) {
                 fprintf(stderr, "drd: %s\n", dr_error_msg());
                 return 2;
@@ -101,7 +101,6 @@ int main(int argc, char **argv)
             dr_log_set_level(l);
             memmove(&argv[i], &argv[i + 2], sizeof(char *) * (size_t)(argc - i - 1));
             argc -= 2;
-            break;
         }
     }
     for (size_t i = 0; i < NCMD; i++) {

@@ -333,6 +333,12 @@ int etcd_status_rc(dr_etcd *e, const char *op, grpc_status_code st, grpc_slice d
         if (contains(msg, "SSL") || contains(msg, "ssl") || contains(msg, "TLS") ||
             contains(msg, "certificate") || contains(msg, "handshake"))
             return dr_error_set(DR_ETLS, "etcd %s: %s: TLS handshake failed (%s)", ep, op, msg);
+        if (e->eps_tls[e->cur] && !contains(msg, "refused") && !contains(msg, "No route"))
+            /* a server that wants a client certificate just closes the connection */
+            return dr_error_set(DR_ETLS,
+                                "etcd %s: %s: the TLS connection was closed (%s); check the CA, "
+                                "client certificate and key",
+                                ep, op, msg);
         return dr_error_set(DR_EUNAVAILABLE, "etcd %s: %s: unreachable (%s)", ep, op, msg);
     case GRPC_STATUS_DEADLINE_EXCEEDED:
         return dr_error_set(DR_ETIMEOUT, "etcd %s: %s: deadline exceeded", ep, op);
