@@ -30,6 +30,7 @@ typedef struct batch {
     dr_etcd_txn *txn;
     int state;
     int after_pred; /* sent when R-1 was already confirmed: a guard failure is a divergence */
+    int spec;       /* speculative resends while R-1 was still in flight */
     int64_t arrival_ms;
     size_t nevents;
 } batch;
@@ -155,6 +156,7 @@ static int complete_one(xs *x, int64_t wait_ms)
             return diverged(x, "the guard of source revision %lld failed at standby revision %lld",
                             (long long)b->rev, (long long)hrev);
         b->state = B_RETRY;
+        x->st->retries_total++;
     }
     /* confirm from the head */
     while (x->count && at(x, 0)->state == B_OK) {
@@ -166,13 +168,16 @@ static int complete_one(xs *x, int64_t wait_ms)
         x->head = (x->head + 1) % x->cap;
         x->count--;
     }
-    /* resend refused transactions in order, behind the head */
+    /* Resend refused transactions: the head at once (its predecessor is confirmed), and one
+     * whose predecessor is in flight speculatively (it is most likely applied by the time the
+     * resend arrives), a few times at most before waiting for the predecessor's answer. */
     for (size_t i = 0; i < x->count; i++) {
         batch *c = at(x, i);
         if (c->state != B_RETRY)
-            break;
-        if (i > 0 && at(x, i - 1)->state != B_INFLIGHT)
-            break;
+            continue;
+        if (i > 0 && (at(x, i - 1)->state != B_INFLIGHT || c->spec >= 3))
+            continue;
+        c->spec = i > 0 ? c->spec + 1 : 0;
         if ((rc = submit(x, c, i == 0)) < 0)
             return rc;
     }
@@ -454,6 +459,7 @@ int repl_run_exact(const dr_repl_opts *o, dr_repl_stats *st, dr_etcd *src, dr_et
             if ((rc = build(&x, b->txn, c.rev, c.evs, c.n_evs)) < 0)
                 goto out;
             b->rev = c.rev;
+            b->spec = 0;
             b->nevents = c.n_evs;
             b->arrival_ms = c.arrival_ms;
             x.count++;

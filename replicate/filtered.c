@@ -477,6 +477,7 @@ static int complete_one(fs *f, int64_t wait_ms)
             return cursor_moved(f, cur);
         } else {
             b->state = B_RETRY;
+            f->st->retries_total++;
         }
     }
     dr_etcd_txn_res_free(&res);

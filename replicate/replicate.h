@@ -50,6 +50,7 @@ typedef struct dr_repl_stats {
     volatile int64_t resyncs_total;
     volatile int64_t reconnects_total;
     volatile int64_t leases_granted_total;
+    volatile int64_t retries_total; /* transactions refused by their ordering guard and resent */
     volatile int64_t start_ms;
 } dr_repl_stats;
 
