@@ -167,7 +167,7 @@ int reader_start(reader *r, dr_etcd *src, const void *key, size_t klen, const vo
     memset(r, 0, sizeof *r);
     pthread_mutex_init(&r->mu, NULL);
     pthread_cond_init(&r->cv, NULL);
-    r->max_bytes = 64u << 20;
+    r->max_bytes = 16u << 20;
     r->stats = stats;
     dr_etcd_watch_opts wo = {.key = key,
                              .key_len = klen,
