@@ -180,10 +180,16 @@ static int drain_unordered(fs *f)
     return rc;
 }
 
+/* Byte strings may be empty (and then NULL): memcmp must not see them. */
+static int same_bytes(const uint8_t *a, size_t al, const uint8_t *b, size_t bl)
+{
+    return al == bl && (al == 0 || memcmp(a, b, al) == 0);
+}
+
 static int kv_cmp(const uint8_t *a, size_t al, const uint8_t *b, size_t bl)
 {
     size_t m = al < bl ? al : bl;
-    int c = memcmp(a, b, m);
+    int c = m ? memcmp(a, b, m) : 0;
     if (c)
         return c;
     return al < bl ? -1 : al > bl ? 1 : 0;
@@ -295,8 +301,8 @@ static int resync_range(fs *f, const char *sp, const char *tp, int64_t rev, dr_e
         }
         int c = !a ? 1 : !b ? -1 : kv_cmp((uint8_t *)mk.data, mk.len, b->key, b->key_len);
         if (c <= 0) {
-            int same = c == 0 && a->value_len == b->value_len && a->lease == b->lease &&
-                       memcmp(a->value, b->value, a->value_len) == 0;
+            int same = c == 0 && a->lease == b->lease &&
+                       same_bytes(a->value, a->value_len, b->value, b->value_len);
             if (!same) {
                 if (a->lease && (rc = leases_ensure(f->ls, a->lease)) < 0)
                     break;
@@ -409,6 +415,8 @@ static void keyset_clear(fs *f)
 /* 1 if the key may already be in the batch (hash match: conservative), else add it. */
 static int keyset_seen(fs *f, uint64_t h)
 {
+    if (f->keyset_n * 2 >= f->keyset_cap)
+        return 1; /* full enough: close the batch */
     size_t m = f->keyset_cap - 1;
     for (size_t i = h & m;; i = (i + 1) & m) {
         if (f->keyset[i] == h)
@@ -534,22 +542,27 @@ static int add_rev_ops(fs *f, dr_etcd_txn *t, const evcur *c, size_t from, size_
     return rc;
 }
 
-/* Count the replicated ops of the current revision; 1 in *dup when a key is already in the batch.
- */
+/* Count the replicated ops of the current revision; when they fit in a transaction, also record
+ * their keys and set *dup when one may already be in the batch (etcd refuses a key twice). */
 static int rev_ops(fs *f, const evcur *c, size_t *n, int *dup)
 {
     *n = 0;
     *dup = 0;
-    for (size_t i = 0; i < c->n_evs; i++) {
-        const dr_etcd_kv *kv = &c->evs[i]->kv;
-        int m = repl_map_key(f->o, kv->key, kv->key_len, &f->kbuf);
-        if (m < 0)
-            return dr_error_set(DR_ENOMEM, "out of memory");
-        if (!m)
-            continue;
-        (*n)++;
-        if (keyset_seen(f, fnv(f->kbuf.data, f->kbuf.len)))
-            *dup = 1;
+    for (int pass = 0; pass < 2; pass++) {
+        for (size_t i = 0; i < c->n_evs; i++) {
+            const dr_etcd_kv *kv = &c->evs[i]->kv;
+            int m = repl_map_key(f->o, kv->key, kv->key_len, &f->kbuf);
+            if (m < 0)
+                return dr_error_set(DR_ENOMEM, "out of memory");
+            if (!m)
+                continue;
+            if (pass == 0)
+                (*n)++;
+            else if (keyset_seen(f, fnv(f->kbuf.data, f->kbuf.len)))
+                *dup = 1;
+        }
+        if (*n + 1 > (size_t)f->o->max_txn_ops)
+            return 0; /* applied alone, in chunks: no need for the key set */
     }
     return 0;
 }
@@ -868,8 +881,8 @@ int repl_compare(const dr_repl_opts *o, dr_etcd *src, dr_etcd *tgt, int64_t srev
                                   c < 0 ? "source" : "target");
                 break;
             }
-            int same = a->value_len == b->value_len &&
-                       memcmp(a->value, b->value, a->value_len) == 0 && a->lease == b->lease;
+            int same =
+                same_bytes(a->value, a->value_len, b->value, b->value_len) && a->lease == b->lease;
             if (exact)
                 same = same && a->create_revision == b->create_revision &&
                        a->mod_revision == b->mod_revision && a->version == b->version;
