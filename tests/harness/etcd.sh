@@ -318,7 +318,7 @@ _h_stop_trees() {
         while read -r pid st; do [[ -n "$pid" ]] && all+=("$pid $st"); done < <(_h_tree "${rec%% *}")
     done
     ((${#all[@]})) || return 0
-    for rec in "${all[@]}"; do read -r pid st <<<"$rec"; _h_alive "$pid" "$st" && kill "-$sig" "$pid" 2>/dev/null; done
+    for rec in "${all[@]}"; do read -r pid st <<<"$rec"; { _h_alive "$pid" "$st" && kill "-$sig" "$pid" 2>/dev/null; } || true; done
     for ((i = 0; i < grace * 10; i++)); do
         left=0
         for rec in "${all[@]}"; do read -r pid st <<<"$rec"; _h_alive "$pid" "$st" && left=1 && break; done
@@ -327,7 +327,7 @@ _h_stop_trees() {
     done
     for rec in "${all[@]}"; do
         read -r pid st <<<"$rec"
-        _h_alive "$pid" "$st" && kill -KILL "$pid" 2>/dev/null
+        { _h_alive "$pid" "$st" && kill -KILL "$pid" 2>/dev/null; } || true  # it may exit meanwhile
     done
     return 0
 }
