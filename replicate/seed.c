@@ -162,6 +162,8 @@ int dr_repl_seed(const dr_repl_seed_opts *o, int64_t *revision)
         goto out;
     }
     *revision = strtoll(rp + 11, NULL, 10);
+    if (*revision < 1)
+        *revision = 1; /* an empty store: etcd starts at revision 1 */
     if (ds == 1 && rmdir(o->data_dir) != 0) {
         rc = dr_error_set(DR_EIO, "cannot replace empty '%s': %s", o->data_dir, strerror(errno));
         goto out;
