@@ -47,6 +47,12 @@ typedef struct xs {
     dr_buf prev_key;   /* first event of the last built revision, for the next one's guard */
     int prev_put;
     int64_t prev_rev;
+    /* Effective window, adapted like a congestion window: etcd applies concurrent Txn calls in
+     * whatever order its handlers reach raft, and every refused guard costs a raft round, so the
+     * window shrinks by half on a refusal and grows by one after a window's worth of clean
+     * confirmations. */
+    size_t win;
+    size_t clean;
 } xs;
 
 static const char reseed_hint[] =
@@ -157,12 +163,18 @@ static int complete_one(xs *x, int64_t wait_ms)
                             (long long)b->rev, (long long)hrev);
         b->state = B_RETRY;
         x->st->retries_total++;
+        x->win = x->win > 1 ? x->win / 2 : 1;
+        x->clean = 0;
     }
     /* confirm from the head */
     while (x->count && at(x, 0)->state == B_OK) {
         batch *h = at(x, 0);
         x->confirmed = h->rev;
         x->st->applied_revision = h->rev;
+        if (++x->clean >= x->win && x->win < x->cap) {
+            x->win++;
+            x->clean = 0;
+        }
         x->st->events_total += (int64_t)h->nevents;
         h->state = B_FREE;
         x->head = (x->head + 1) % x->cap;
@@ -403,6 +415,7 @@ int repl_run_exact(const dr_repl_opts *o, dr_repl_stats *st, dr_etcd *src, dr_et
     x.confirmed = t;
     st->applied_revision = t;
     x.cap = (size_t)o->window;
+    x.win = x.cap < 4 ? x.cap : 4;
     x.ring = calloc(x.cap, sizeof *x.ring);
     if (!x.ring)
         return dr_error_set(DR_ENOMEM, "out of memory");
@@ -433,7 +446,7 @@ int repl_run_exact(const dr_repl_opts *o, dr_repl_stats *st, dr_etcd *src, dr_et
             break;
         }
         /* fill the window */
-        while (x.count < x.cap) {
+        while (x.count < x.win) {
             if (!have) {
                 rc = evcur_next(&c, &rd, 0);
                 if (rc < 0)
