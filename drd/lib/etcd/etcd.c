@@ -99,26 +99,22 @@ static chan *chan_new(dr_etcd *e, size_t idx)
     chan *c = calloc(1, sizeof *c);
     if (!c)
         return NULL;
-    grpc_arg args[6];
-    args[0] = (grpc_arg){.type = GRPC_ARG_INTEGER,
-                         .key = (char *)GRPC_ARG_MAX_RECEIVE_MESSAGE_LENGTH,
-                         .value.integer = -1};
-    args[1] = (grpc_arg){.type = GRPC_ARG_INTEGER,
-                         .key = (char *)GRPC_ARG_KEEPALIVE_TIME_MS,
-                         .value.integer = 10000};
-    args[2] = (grpc_arg){.type = GRPC_ARG_INTEGER,
-                         .key = (char *)GRPC_ARG_KEEPALIVE_TIMEOUT_MS,
-                         .value.integer = 5000};
-    args[3] = (grpc_arg){.type = GRPC_ARG_INTEGER,
-                         .key = (char *)GRPC_ARG_INITIAL_RECONNECT_BACKOFF_MS,
-                         .value.integer = 200};
-    args[4] = (grpc_arg){.type = GRPC_ARG_INTEGER,
-                         .key = (char *)GRPC_ARG_MAX_RECONNECT_BACKOFF_MS,
-                         .value.integer = 2000};
-    args[5] = (grpc_arg){.type = GRPC_ARG_INTEGER,
-                         .key = (char *)GRPC_ARG_MAX_SEND_MESSAGE_LENGTH,
-                         .value.integer = -1};
-    grpc_channel_args ca = {.num_args = 6, .args = args};
+    /* unlimited message sizes (large Range pages); keepalive to notice a dead peer on an idle
+     * watch; a short reconnect backoff so a restarted etcd is found again quickly */
+    static const struct {
+        const char *key;
+        int value;
+    } opts[] = {
+        {GRPC_ARG_MAX_RECEIVE_MESSAGE_LENGTH, -1},    {GRPC_ARG_MAX_SEND_MESSAGE_LENGTH, -1},
+        {GRPC_ARG_KEEPALIVE_TIME_MS, 10000},          {GRPC_ARG_KEEPALIVE_TIMEOUT_MS, 5000},
+        {GRPC_ARG_INITIAL_RECONNECT_BACKOFF_MS, 200}, {GRPC_ARG_MAX_RECONNECT_BACKOFF_MS, 2000},
+    };
+    enum { NOPTS = sizeof opts / sizeof opts[0] };
+    grpc_arg args[NOPTS];
+    for (size_t i = 0; i < NOPTS; i++)
+        args[i] = (grpc_arg){
+            .type = GRPC_ARG_INTEGER, .key = (char *)opts[i].key, .value.integer = opts[i].value};
+    grpc_channel_args ca = {.num_args = NOPTS, .args = args};
     grpc_channel_credentials *creds;
     if (e->eps_tls[idx]) {
         grpc_ssl_pem_key_cert_pair pair = {.private_key = e->key_pem, .cert_chain = e->cert_pem};
