@@ -91,4 +91,60 @@ void dr_buf_free(dr_buf *b);
 /* Append s as a JSON string literal (with quotes and escapes). */
 int dr_buf_json_str(dr_buf *b, const char *s, size_t n);
 
+/* ---- byte streams ----
+ * Data moves through chains of filters (CONVENTIONS.md "Data paths"): a sink is pushed to, a
+ * source is pulled from, and a filter wraps the next sink (or the previous source).
+ * Rules every implementation keeps:
+ *  - dr_sink_finish flushes, completes the stream and finishes the sink it wraps (a chain is
+ *    finished from its head); what a sink writes becomes visible/complete only on finish.
+ *  - dr_sink_free releases only this sink, never the one it wraps; freeing a sink that was not
+ *    finished aborts it (a store upload is abandoned, a file is removed).
+ *  - dr_source_free releases only this source. A source returns *n == 0 only at end of stream.
+ */
+typedef struct dr_sink dr_sink;
+typedef struct dr_sink_ops {
+    int (*write)(dr_sink *s, const void *data, size_t len);
+    int (*finish)(dr_sink *s);
+    void (*free)(dr_sink *s);
+} dr_sink_ops;
+struct dr_sink {
+    const dr_sink_ops *ops;
+};
+int dr_sink_write(dr_sink *s, const void *data, size_t len);
+int dr_sink_finish(dr_sink *s);
+void dr_sink_free(dr_sink *s);
+
+typedef struct dr_source dr_source;
+typedef struct dr_source_ops {
+    int (*read)(dr_source *s, void *buf, size_t cap, size_t *n);
+    void (*free)(dr_source *s);
+} dr_source_ops;
+struct dr_source {
+    const dr_source_ops *ops;
+};
+/* Reads up to cap bytes (at least 1 unless at end of stream). */
+int dr_source_read(dr_source *s, void *buf, size_t cap, size_t *n);
+/* Reads until cap bytes or end of stream; *n < cap only at end of stream. */
+int dr_source_read_full(dr_source *s, void *buf, size_t cap, size_t *n);
+/* Pumps src to the end into dst (does not finish dst); *bytes may be NULL. */
+int dr_stream_copy(dr_source *src, dr_sink *dst, uint64_t *bytes);
+void dr_source_free(dr_source *s);
+
+/* A sink into a new local file: written to "<path>.tmp.<pid>" and, on finish, fsynced and
+ * renamed over path (durable, as dr_fs_write_atomic); freed unfinished it removes the temp file.
+ * With exclusive, finish refuses (DR_EIO) when path already exists. */
+int dr_fs_sink_new(const char *path, unsigned mode, int exclusive, dr_sink **out);
+/* A source reading a local file from offset off. DR_ENOTFOUND when missing. */
+int dr_fs_source_new(const char *path, uint64_t off, dr_source **out);
+/* A sink collecting into memory (at most max bytes, DR_EIO beyond); take the bytes with
+ * dr_buf_sink_take before freeing. */
+int dr_buf_sink_new(size_t max, dr_sink **out);
+/* Hands over the collected bytes (caller frees *data; NUL-terminated for convenience). */
+void dr_buf_sink_take(dr_sink *s, char **data, size_t *len);
+/* A source over borrowed memory. */
+int dr_mem_source_new(const void *data, size_t len, dr_source **out);
+
+/* Creates dir and its parents (mode for the new ones). */
+int dr_fs_mkdirs(const char *dir, unsigned mode);
+
 #endif

@@ -1,12 +1,16 @@
 /*
- * drd crypto: the one place that includes OpenSSL. For now: streaming SHA-256.
- * Must never log key material.
+ * drd crypto: the one place that includes OpenSSL. Streaming SHA-256, HMAC, random bytes, the
+ * keyring of named master keys, and the encrypted object format (AES-256-GCM in fixed-size
+ * chunks, docs/format.md "Encryption").
+ * Must never log, print or put key material into an error message.
  */
 #ifndef DRD_CRYPTO_H
 #define DRD_CRYPTO_H
 
 #include <stddef.h>
 #include <stdint.h>
+
+#include "drd/core/core.h"
 
 typedef struct dr_sha256 dr_sha256;
 
@@ -16,7 +20,61 @@ int dr_sha256_update(dr_sha256 *h, const void *data, size_t len);
 /* Writes 32 bytes to digest; the context can then only be freed. */
 int dr_sha256_final(dr_sha256 *h, uint8_t digest[32]);
 void dr_sha256_free(dr_sha256 *h);
+/* One-shot SHA-256. */
+int dr_sha256_buf(const void *data, size_t len, uint8_t digest[32]);
 /* Lowercase hex of n bytes into out (2n+1 bytes). */
 void dr_hex(const uint8_t *in, size_t n, char *out);
+
+/* HMAC-SHA256 (S3 SigV4 signing). */
+int dr_hmac_sha256(const void *key, size_t klen, const void *msg, size_t mlen, uint8_t out[32]);
+/* Cryptographically secure random bytes. */
+int dr_random_bytes(void *buf, size_t n);
+
+/* A pass-through tap: bytes written go on to next unchanged (next may be NULL: the tap is then a
+ * terminal sink), counted and hashed with SHA-256. Finishing the tap finishes next. The result
+ * is valid after dr_sink_finish. */
+int dr_hash_sink_new(dr_sink *next, dr_sink **out);
+void dr_hash_sink_result(dr_sink *tap, uint8_t digest[32], uint64_t *bytes);
+
+/* ---- keyring: named 256-bit master keys in a file (mode 0600) ----
+ * The file is text, one entry per line, '#' comments:
+ *     key <name> <64 hex digits>
+ *     current <name>
+ * Names are [A-Za-z0-9._-]{1,64}. */
+typedef struct dr_keyring dr_keyring;
+#define DR_KEY_NAME_MAX 64
+/* Loads and checks a keyring file. DR_ENOTFOUND (missing), DR_EAUTH (readable by group or
+ * others: names the mode and says chmod 600), DR_EINVAL (malformed: names the line), DR_EIO. */
+int dr_keyring_load(const char *path, dr_keyring **out);
+void dr_keyring_free(dr_keyring *k);
+/* Name of the current master key (borrowed). */
+const char *dr_keyring_current(const dr_keyring *k);
+/* Whether a key of this name is in the ring. */
+int dr_keyring_has(const dr_keyring *k, const char *name);
+/* Writes a new keyring with one random key (name NULL: "key-<UTC date>-<4 hex>") as current.
+ * Refuses (DR_EIO) when path exists. Mode 0600, durable. */
+int dr_keyring_generate(const char *path, const char *name, char name_out[DR_KEY_NAME_MAX + 1]);
+/* Adds a new random key to an existing keyring and makes it current; the old keys stay so that
+ * old objects remain readable. DR_EINVAL when the name is taken. */
+int dr_keyring_rotate(const char *path, const char *name, char name_out[DR_KEY_NAME_MAX + 1]);
+
+/* ---- encrypted streams ----
+ * Encrypting sink: a random 256-bit data key per object, wrapped with the keyring's current
+ * master key; the plaintext is cut into chunks of DR_CRYPT_CHUNK bytes, each sealed with
+ * AES-256-GCM, nonce = chunk index, and the header, chunk index and a final-chunk flag as
+ * associated data (reordering, truncation and header edits fail authentication). Finishing it
+ * seals the final chunk and finishes next. */
+#define DR_CRYPT_CHUNK (64 * 1024)
+int dr_encrypt_sink_new(dr_sink *next, const dr_keyring *k, dr_sink **out);
+/* Decrypting source over an encrypted stream. Errors: DR_EAUTH (the master key named in the
+ * header is not in the keyring: names it), DR_ECHECKSUM (authentication failed: corrupt,
+ * reordered, truncated, or a wrong key), DR_EPROTO (not a drd encrypted object). */
+int dr_decrypt_source_new(dr_source *in, const dr_keyring *k, dr_source **out);
+/* Reads the master key name from the first bytes of an encrypted object (at least
+ * DR_CRYPT_HEADER_MAX, or the whole object when shorter). DR_EPROTO when not one. */
+#define DR_CRYPT_HEADER_MAX 256
+int dr_crypt_key_name(const void *head, size_t len, char name[DR_KEY_NAME_MAX + 1]);
+/* Whether these first bytes look like a drd encrypted object (magic check only). */
+int dr_crypt_is_encrypted(const void *head, size_t len);
 
 #endif
