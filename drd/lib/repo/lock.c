@@ -1,0 +1,195 @@
+/*
+ * Job locks: one writer per job ("save", "follow") and store.
+ *
+ * Two layers. A local flock on "<catalog>.<job>.lock" stops a second run on the same host at
+ * once. A lock object in the store, locks/<job>-<start ms>-<nonce>.json holding its expiry,
+ * stops runs on other hosts (CronJob pods): take = drop expired locks, refuse when another live
+ * one exists, write ours, list again and back off when an older live lock appeared meanwhile
+ * (create-then-check: of two racing runs the one that started first wins, the other refuses).
+ * The holder rewrites its object every LOCK_REFRESH_MS; a killed holder's lock expires after
+ * LOCK_TTL_MS, so it does not block the next CronJob for long.
+ * Must never block forever, and never let two live holders both believe they hold the lock.
+ */
+#include "drd/lib/json/json.h"
+#include "drd/lib/repo/repo.h"
+#include "repo_int.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/file.h>
+#include <unistd.h>
+
+#define LOCK_TTL_MS 120000
+#define LOCK_REFRESH_MS 30000
+
+struct dr_repo_lock {
+    dr_repo *r;
+    int fd;
+    char name[256];
+    char prefix[64];
+    int64_t refreshed_ms;
+    int held_in_store;
+};
+
+static int lock_body(dr_buf *b)
+{
+    char host[256] = "";
+    gethostname(host, sizeof host - 1);
+    int rc = dr_buf_printf(b, "{\"host\": ");
+    rc |= dr_buf_json_str(b, host, strlen(host));
+    rc |= dr_buf_printf(b, ", \"pid\": %ld, \"expires_ms\": %lld}\n", (long)getpid(),
+                        (long long)(dr_wall_ms() + LOCK_TTL_MS));
+    return rc ? dr_error_set(DR_ENOMEM, "out of memory") : 0;
+}
+
+typedef struct scan_ctx {
+    dr_repo_lock *l;
+    int64_t now;
+    char holder[300]; /* the oldest other live lock */
+    char holder_name[256];
+} scan_ctx;
+
+static int scan_lock(void *ctx, const dr_store_obj *o)
+{
+    scan_ctx *s = ctx;
+    if (!strcmp(o->name, s->l->name))
+        return 0;
+    char *text = NULL;
+    size_t len = 0;
+    int rc = dr_store_get_buf(s->l->r->store, o->name, 4096, &text, &len);
+    if (rc == DR_ENOTFOUND) {
+        dr_error_clear();
+        return 0;
+    }
+    if (rc < 0)
+        return rc;
+    dr_json *j = NULL;
+    int64_t exp = 0, pid = 0;
+    const char *host = "?";
+    if (dr_json_parse(text, len, &j) == 0) {
+        dr_json_i64(j, "expires_ms", &exp);
+        dr_json_i64(j, "pid", &pid);
+        if (dr_json_str(j, "host"))
+            host = dr_json_str(j, "host");
+    }
+    dr_error_clear();
+    if (exp < s->now) {
+        dr_info("removing expired lock %s", o->name);
+        dr_store_delete(s->l->r->store, o->name);
+        dr_error_clear();
+    } else if (!s->holder[0] || strcmp(o->name, s->holder_name) < 0) {
+        snprintf(s->holder, sizeof s->holder, "host %s pid %lld, until %llds from now", host,
+                 (long long)pid, (long long)((exp - s->now) / 1000));
+        snprintf(s->holder_name, sizeof s->holder_name, "%s", o->name);
+    }
+    dr_json_free(j);
+    free(text);
+    return 0;
+}
+
+static int put_lock(dr_repo_lock *l)
+{
+    dr_buf b = {0};
+    int rc = lock_body(&b);
+    if (rc == 0) {
+        dr_store_delete(l->r->store, l->name); /* objects are immutable: replace */
+        rc = dr_store_put_buf(l->r->store, l->name, b.data, b.len);
+    }
+    dr_buf_free(&b);
+    if (rc == 0)
+        l->refreshed_ms = dr_mono_ms();
+    return rc;
+}
+
+int dr_repo_lock_take(dr_repo *r, const char *job, dr_repo_lock **out)
+{
+    int rc = 0;
+    dr_repo_lock *l = calloc(1, sizeof *l);
+    if (!l)
+        return dr_error_set(DR_ENOMEM, "out of memory");
+    l->r = r;
+    l->fd = -1;
+    char path[4200];
+    snprintf(path, sizeof path, "%s.%s.lock", r->catalog_path, job);
+    l->fd = open(path, O_RDWR | O_CREAT | O_CLOEXEC, 0600);
+    if (l->fd < 0) {
+        rc = dr_error_set(DR_EIO, "cannot open lock file '%s': %s", path, strerror(errno));
+        goto out;
+    }
+    if (flock(l->fd, LOCK_EX | LOCK_NB) != 0) {
+        char pid[32] = "?";
+        ssize_t n = pread(l->fd, pid, sizeof pid - 1, 0);
+        pid[n > 0 ? n : 0] = 0;
+        pid[strcspn(pid, "\n")] = 0;
+        rc =
+            dr_error_set(DR_EBUSY, "another drd %s for store '%s' is running on this host (pid %s)",
+                         job, dr_store_url(r->store), pid);
+        goto out;
+    }
+    char pid[32];
+    int pn = snprintf(pid, sizeof pid, "%ld\n", (long)getpid());
+    if (ftruncate(l->fd, 0) == 0 && pwrite(l->fd, pid, (size_t)pn, 0) < 0)
+        dr_warn("cannot write lock file %s", path);
+    uint8_t rnd[4];
+    char hex[9];
+    if ((rc = dr_random_bytes(rnd, sizeof rnd)) < 0)
+        goto out;
+    dr_hex(rnd, sizeof rnd, hex);
+    snprintf(l->prefix, sizeof l->prefix, REPO_LOCKS "%s-", job);
+    snprintf(l->name, sizeof l->name, "%s%013lld-%s.json", l->prefix, (long long)dr_wall_ms(), hex);
+    scan_ctx s = {.l = l, .now = dr_wall_ms()};
+    if ((rc = dr_store_list(r->store, l->prefix, scan_lock, &s)) < 0)
+        goto out;
+    if (s.holder[0]) {
+        rc = dr_error_set(DR_EBUSY, "another drd %s holds the lock of store '%s' (%s)", job,
+                          dr_store_url(r->store), s.holder);
+        goto out;
+    }
+    if ((rc = put_lock(l)) < 0)
+        goto out;
+    l->held_in_store = 1;
+    scan_ctx s2 = {.l = l, .now = dr_wall_ms()};
+    if ((rc = dr_store_list(r->store, l->prefix, scan_lock, &s2)) < 0)
+        goto out;
+    if (s2.holder[0] && strcmp(s2.holder_name, l->name) < 0) {
+        rc = dr_error_set(DR_EBUSY, "another drd %s took the lock of store '%s' first (%s)", job,
+                          dr_store_url(r->store), s2.holder);
+        goto out;
+    }
+out:
+    if (rc < 0)
+        dr_repo_lock_release(l);
+    else
+        *out = l;
+    return rc;
+}
+
+int dr_repo_lock_refresh(dr_repo_lock *l)
+{
+    if (!l || dr_mono_ms() - l->refreshed_ms < LOCK_REFRESH_MS)
+        return 0;
+    return put_lock(l);
+}
+
+void dr_repo_lock_release(dr_repo_lock *l)
+{
+    if (!l)
+        return;
+    if (l->held_in_store) {
+        int code = dr_error_code();
+        char msg[1024];
+        snprintf(msg, sizeof msg, "%s", dr_error_msg());
+        if (dr_store_delete(l->r->store, l->name) < 0)
+            dr_warn("cannot remove lock %s: %s (it expires by itself)", l->name, dr_error_msg());
+        if (code)
+            dr_error_set(code, "%s", msg); /* keep the caller's error */
+        else
+            dr_error_clear();
+    }
+    if (l->fd >= 0)
+        close(l->fd); /* releases the flock */
+    free(l);
+}

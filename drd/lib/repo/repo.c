@@ -1,0 +1,395 @@
+/*
+ * The repository handle: store + keyring + catalog, the catalog sync with the store's manifests,
+ * and deletion and cleanup of objects. The store is the truth; the catalog follows it.
+ * Must never delete data a manifest still references, and never delete a manifest's data before
+ * the manifest itself (a listed snapshot always has its data).
+ */
+#include "drd/lib/catalog/catalog.h"
+#include "drd/lib/repo/repo.h"
+#include "repo_int.h"
+
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+static int default_catalog_path(const char *url, char *out, size_t cap)
+{
+    char dir[3000];
+    const char *d = getenv("DRD_CATALOG_DIR");
+    const char *xdg = getenv("XDG_STATE_HOME");
+    const char *home = getenv("HOME");
+    if (d && *d)
+        snprintf(dir, sizeof dir, "%s", d);
+    else if (xdg && *xdg)
+        snprintf(dir, sizeof dir, "%s/drd", xdg);
+    else if (home && *home)
+        snprintf(dir, sizeof dir, "%s/.local/state/drd", home);
+    else
+        snprintf(dir, sizeof dir, "/tmp/drd-state");
+    uint8_t h[32];
+    char hex[65];
+    int rc = dr_sha256_buf(url, strlen(url), h);
+    if (rc < 0)
+        return rc;
+    dr_hex(h, 8, hex);
+    if (snprintf(out, cap, "%s/catalog-%s.db", dir, hex) >= (int)cap)
+        return dr_error_set(DR_EUSAGE, "catalog path too long");
+    return 0;
+}
+
+int dr_repo_open(const dr_repo_opts *o, dr_repo **out)
+{
+    int rc = 0;
+    dr_repo *r = calloc(1, sizeof *r);
+    if (!r)
+        return dr_error_set(DR_ENOMEM, "out of memory");
+    if (o->need_key && !o->key_file && !o->no_encryption) {
+        rc = dr_error_set(DR_EUSAGE, "no --key-file: drd encrypts snapshots at rest; give a "
+                                     "keyring (drd key generate) or --no-encryption explicitly");
+        goto out;
+    }
+    if (o->key_file && (rc = dr_keyring_load(o->key_file, &r->keys)) < 0)
+        goto out;
+    r->no_encryption = o->no_encryption && !o->key_file;
+    if ((rc = dr_store_open(o->store_url, &o->store, &r->store)) < 0)
+        goto out;
+    if (o->catalog_path)
+        snprintf(r->catalog_path, sizeof r->catalog_path, "%s", o->catalog_path);
+    else if ((rc = default_catalog_path(o->store_url, r->catalog_path, sizeof r->catalog_path)) < 0)
+        goto out;
+    if ((rc = dr_catalog_open(r->catalog_path, &r->cat)) < 0)
+        goto out;
+    char *url = NULL;
+    if (dr_catalog_meta_get(r->cat, "store", &url) == 0) {
+        if (strcmp(url, o->store_url) != 0) {
+            /* the same catalog file for another store (hash collision or a copied file) */
+            dr_warn("catalog %s belonged to %s: rebuilding it for %s", r->catalog_path, url,
+                    o->store_url);
+            dr_catalog_clear(r->cat);
+        }
+        free(url);
+    }
+    dr_error_clear();
+    rc = dr_catalog_meta_set(r->cat, "store", o->store_url);
+out:
+    if (rc < 0)
+        dr_repo_close(r);
+    else
+        *out = r;
+    return rc;
+}
+
+void dr_repo_close(dr_repo *r)
+{
+    if (!r)
+        return;
+    dr_catalog_close(r->cat);
+    dr_store_close(r->store);
+    dr_keyring_free(r->keys);
+    free(r);
+}
+
+dr_store *dr_repo_store(dr_repo *r)
+{
+    return r->store;
+}
+
+const dr_keyring *dr_repo_keyring(dr_repo *r)
+{
+    return r->keys;
+}
+
+struct dr_catalog *dr_repo_catalog(dr_repo *r)
+{
+    return r->cat;
+}
+
+/* ---- catalog sync ---- */
+
+typedef struct id_list {
+    char **ids;
+    size_t n, cap;
+} id_list;
+
+static int id_push(id_list *l, const char *id, size_t n)
+{
+    if (l->n == l->cap) {
+        size_t nc = l->cap ? l->cap * 2 : 256;
+        char **p = realloc(l->ids, nc * sizeof *p);
+        if (!p)
+            return dr_error_set(DR_ENOMEM, "out of memory");
+        l->ids = p;
+        l->cap = nc;
+    }
+    if (!(l->ids[l->n] = strndup(id, n)))
+        return dr_error_set(DR_ENOMEM, "out of memory");
+    l->n++;
+    return 0;
+}
+
+static void id_list_free(id_list *l)
+{
+    for (size_t i = 0; i < l->n; i++)
+        free(l->ids[i]);
+    free(l->ids);
+    memset(l, 0, sizeof *l);
+}
+
+static int collect_manifest(void *ctx, const dr_store_obj *o)
+{
+    const char *base = o->name + strlen(REPO_MANIFESTS);
+    size_t n = strlen(base);
+    if (n < 6 || strcmp(base + n - 5, ".json") != 0 || strchr(base, '/'))
+        return 0;
+    return id_push(ctx, base, n - 5);
+}
+
+static int cmp_str(const void *a, const void *b)
+{
+    return strcmp(*(char *const *)a, *(char *const *)b);
+}
+
+typedef struct stale_ctx {
+    id_list *store;
+    id_list gone;
+} stale_ctx;
+
+static int find_stale(void *ctx, const dr_catalog_entry *e)
+{
+    stale_ctx *s = ctx;
+    const char *key = e->id;
+    if (bsearch(&key, s->store->ids, s->store->n, sizeof(char *), cmp_str))
+        return 0;
+    return id_push(&s->gone, e->id, strlen(e->id));
+}
+
+static int has_id(void *ctx, const dr_catalog_entry *e)
+{
+    (void)e;
+    *(int *)ctx = 1;
+    return 0;
+}
+
+int repo_read_manifest(dr_repo *r, const char *id, dr_manifest *m)
+{
+    char name[256], *text = NULL;
+    size_t len = 0;
+    snprintf(name, sizeof name, REPO_MANIFESTS "%s.json", id);
+    int rc = dr_store_get_buf(r->store, name, 1 << 20, &text, &len);
+    if (rc < 0)
+        return rc;
+    rc = dr_manifest_from_json(text, len, m);
+    if (rc < 0)
+        dr_error_wrap(rc, "%s", name);
+    else if (strcmp(m->id, id) != 0)
+        rc = dr_error_set(DR_EPROTO, "%s: manifest names a different id '%s'", name, m->id);
+    free(text);
+    return rc;
+}
+
+int repo_catalog_put(dr_repo *r, const dr_manifest *m)
+{
+    dr_buf b = {0};
+    int rc = dr_manifest_to_json(m, &b);
+    if (rc == 0) {
+        dr_catalog_entry e = {.id = m->id,
+                              .kind = dr_repo_kind_name(m->kind),
+                              .rev_start = m->rev_start,
+                              .rev_end = m->rev_end,
+                              .created_ms = m->created_ms,
+                              .stored_bytes = m->stored_bytes,
+                              .manifest = b.data};
+        rc = dr_catalog_put(r->cat, &e);
+    }
+    dr_buf_free(&b);
+    return rc;
+}
+
+static int sync(dr_repo *r, int rebuild, int64_t *count)
+{
+    int rc = 0, in_tx = 0;
+    id_list store = {0};
+    stale_ctx st = {.store = &store};
+    if ((rc = dr_store_list(r->store, REPO_MANIFESTS, collect_manifest, &store)) < 0)
+        goto out;
+    qsort(store.ids, store.n, sizeof(char *), cmp_str);
+    if ((rc = dr_catalog_begin(r->cat)) < 0)
+        goto out;
+    in_tx = 1;
+    if (rebuild && (rc = dr_catalog_clear(r->cat)) < 0)
+        goto out;
+    for (size_t i = 0; i < store.n; i++) {
+        int have = 0;
+        if (!rebuild) {
+            rc = dr_catalog_get(r->cat, store.ids[i], has_id, &have);
+            if (rc < 0 && rc != DR_ENOTFOUND)
+                goto out;
+            rc = 0;
+        }
+        if (have)
+            continue;
+        dr_manifest m;
+        rc = repo_read_manifest(r, store.ids[i], &m);
+        if (rc == DR_ENOTFOUND) { /* deleted since the listing */
+            rc = 0;
+            continue;
+        }
+        if (rc < 0)
+            goto out;
+        if ((rc = repo_catalog_put(r, &m)) < 0)
+            goto out;
+    }
+    if (!rebuild) {
+        /* entries whose manifest is gone from the store */
+        rc = dr_catalog_each(r->cat, NULL, find_stale, &st);
+        if (rc < 0)
+            goto out;
+        for (size_t i = 0; i < st.gone.n; i++)
+            if ((rc = dr_catalog_remove(r->cat, st.gone.ids[i])) < 0)
+                goto out;
+    }
+    if ((rc = dr_catalog_commit(r->cat)) < 0)
+        goto out;
+    in_tx = 0;
+    if (count)
+        rc = dr_catalog_count(r->cat, count);
+out:
+    if (in_tx)
+        dr_catalog_rollback(r->cat);
+    id_list_free(&store);
+    id_list_free(&st.gone);
+    return rc;
+}
+
+int dr_repo_sync(dr_repo *r, int64_t *n)
+{
+    return sync(r, 0, n);
+}
+
+int dr_repo_rebuild(dr_repo *r, int64_t *n)
+{
+    return sync(r, 1, n);
+}
+
+typedef struct newest_ctx {
+    char id[DR_REPO_ID_MAX];
+} newest_ctx;
+
+static int take_newest(void *ctx, const dr_catalog_entry *e)
+{
+    newest_ctx *c = ctx;
+    snprintf(c->id, sizeof c->id, "%s", e->id); /* ordered by revision: the last one wins */
+    return 0;
+}
+
+int dr_repo_manifest(dr_repo *r, const char *id, dr_manifest *m)
+{
+    if (!strcmp(id, "latest")) {
+        newest_ctx c = {{0}};
+        int rc = dr_catalog_each(r->cat, "full", take_newest, &c);
+        if (rc < 0)
+            return rc;
+        if (!c.id[0])
+            return dr_error_set(DR_ENOTFOUND, "store '%s' holds no full snapshot",
+                                dr_store_url(r->store));
+        return repo_read_manifest(r, c.id, m);
+    }
+    int rc = dr_repo_parse_id(id, NULL, NULL, NULL, NULL);
+    if (rc < 0)
+        return rc;
+    rc = repo_read_manifest(r, id, m);
+    if (rc == DR_ENOTFOUND)
+        rc = dr_error_set(DR_ENOTFOUND, "no snapshot or segment '%s' in store '%s'", id,
+                          dr_store_url(r->store));
+    return rc;
+}
+
+typedef struct each_ctx {
+    dr_repo_manifest_cb cb;
+    void *ctx;
+} each_ctx;
+
+static int each_entry(void *ctx, const dr_catalog_entry *e)
+{
+    each_ctx *c = ctx;
+    dr_manifest m;
+    int rc = dr_manifest_from_json(e->manifest, strlen(e->manifest), &m);
+    if (rc < 0)
+        return dr_error_wrap(rc, "catalog entry %s (run drd catalog rebuild)", e->id);
+    return c->cb(c->ctx, &m);
+}
+
+int dr_repo_each(dr_repo *r, dr_repo_manifest_cb cb, void *ctx)
+{
+    each_ctx c = {cb, ctx};
+    return dr_catalog_each(r->cat, NULL, each_entry, &c);
+}
+
+int dr_repo_delete(dr_repo *r, const char *id)
+{
+    dr_manifest m;
+    int rc = dr_repo_manifest(r, id, &m);
+    if (rc < 0)
+        return rc;
+    char name[256];
+    snprintf(name, sizeof name, REPO_MANIFESTS "%s.json", m.id);
+    if ((rc = dr_store_delete(r->store, name)) < 0)
+        return rc;
+    if ((rc = dr_store_delete(r->store, m.data)) < 0)
+        return dr_error_wrap(rc,
+                             "%s deleted but its data %s remains (drd snapshot cleanup "
+                             "removes it)",
+                             m.id, m.data);
+    return dr_catalog_remove(r->cat, m.id);
+}
+
+/* ---- cleanup of orphaned data ---- */
+
+typedef struct orphan_ctx {
+    dr_repo *r;
+    id_list referenced; /* data names, sorted */
+    int64_t before_ms;
+    int removed;
+} orphan_ctx;
+
+static int ref_data(void *ctx, const dr_manifest *m)
+{
+    orphan_ctx *o = ctx;
+    return id_push(&o->referenced, m->data, strlen(m->data));
+}
+
+static int drop_orphan(void *ctx, const dr_store_obj *obj)
+{
+    orphan_ctx *o = ctx;
+    const char *key = obj->name;
+    if (bsearch(&key, o->referenced.ids, o->referenced.n, sizeof(char *), cmp_str))
+        return 0;
+    if (obj->mtime_ms > o->before_ms)
+        return 0; /* may be a writer still uploading, or committing its manifest */
+    int rc = dr_store_delete(o->r->store, obj->name);
+    if (rc == 0) {
+        dr_info("removed unreferenced data object %s (left by an interrupted run)", obj->name);
+        o->removed++;
+    }
+    return rc;
+}
+
+int dr_repo_cleanup(dr_repo *r, int64_t older_than_ms, int *n)
+{
+    int rc, uploads = 0;
+    orphan_ctx o = {.r = r, .before_ms = dr_wall_ms() - older_than_ms};
+    if ((rc = dr_repo_sync(r, NULL)) < 0)
+        goto out;
+    if ((rc = dr_repo_each(r, ref_data, &o)) < 0)
+        goto out;
+    qsort(o.referenced.ids, o.referenced.n, sizeof(char *), cmp_str);
+    if ((rc = dr_store_list(r->store, REPO_DATA, drop_orphan, &o)) < 0)
+        goto out;
+    if ((rc = dr_store_cleanup(r->store, older_than_ms, &uploads)) < 0)
+        goto out;
+    if (n)
+        *n = o.removed + uploads;
+out:
+    id_list_free(&o.referenced);
+    return rc;
+}

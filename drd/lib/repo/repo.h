@@ -1,0 +1,171 @@
+/*
+ * drd repo: the backup repository format shared by the snapshot and restore commands.
+ * A repository is a store (drd/lib/objstore) laid out as (docs/format.md):
+ *
+ *     manifests/<ID>.json    plaintext manifest; its presence makes the object visible
+ *     data/<upload>.drd      the container: tar (+zstd) (+AES-256-GCM chunks)
+ *     locks/<job>-<start>-<nonce>.json   advisory job locks (save, follow)
+ *
+ * ID = <rev_start:019>-<rev_end:019>-<kind>-<UTC yyyymmddThhmmssZ>, so names sort by revision and
+ * say kind and range. A full snapshot has rev_start == rev_end == its revision; a segment
+ * (kind "incr") holds the events of revisions [rev_start, rev_end].
+ *
+ * This module composes the wrappers (objstore, archive, crypto, catalog, json) into the
+ * repository's operations; it must never talk to etcd (that is the commands' job) and never
+ * make an object visible before its data is complete: the data object is finished first, the
+ * manifest is written last, the catalog row after that.
+ */
+#ifndef DRD_REPO_H
+#define DRD_REPO_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include "drd/core/core.h"
+#include "drd/lib/archive/archive.h"
+#include "drd/lib/crypto/crypto.h"
+#include "drd/lib/objstore/objstore.h"
+
+#define DR_REPO_ID_MAX 80
+#define DR_REPO_FORMAT 1
+
+typedef enum { DR_KIND_FULL = 0, DR_KIND_INCR = 1 } dr_repo_kind;
+const char *dr_repo_kind_name(dr_repo_kind k);
+
+/* ID for an object; time in ms since the epoch (UTC). */
+void dr_repo_make_id(dr_repo_kind kind, int64_t rev_start, int64_t rev_end, int64_t time_ms,
+                     char id[DR_REPO_ID_MAX]);
+/* Parses an ID; DR_EUSAGE naming it when malformed. Any out pointer may be NULL. */
+int dr_repo_parse_id(const char *id, dr_repo_kind *kind, int64_t *rev_start, int64_t *rev_end,
+                     int64_t *time_ms);
+
+/* The manifest of one object (docs/format.md "Manifest"). */
+typedef struct dr_manifest {
+    int format;
+    char id[DR_REPO_ID_MAX];
+    dr_repo_kind kind;
+    int64_t rev_start, rev_end;
+    int64_t created_ms;
+    char data[160]; /* data object name */
+    uint64_t cluster_id;
+    uint64_t member_id;
+    char etcd_version[32];
+    char etcd_endpoint[128];
+    int64_t compact_revision; /* the source's compact revision when taken (full), or 0 */
+    uint64_t plain_bytes;     /* full: the etcd snapshot file (trailer included); incr: events */
+    char plain_sha256[65];
+    uint64_t stored_bytes; /* the data object */
+    char stored_sha256[65];
+    char compression[8]; /* "zstd" | "none" */
+    char encryption[16]; /* "aes-256-gcm" | "none" */
+    char key_id[DR_KEY_NAME_MAX + 1];
+    int64_t key_count; /* full: keys at the revision; incr: -1 */
+    int has_hashkv;
+    uint32_t hashkv;  /* full: HashKV at the revision */
+    int64_t events;   /* incr: number of events; full: 0 */
+    int64_t leases;   /* incr: lease records */
+    char labels[512]; /* "k=v,k2=v2" */
+    char drd_version[32];
+} dr_manifest;
+int dr_manifest_to_json(const dr_manifest *m, dr_buf *out);
+/* DR_EPROTO naming the field when something is missing or malformed. */
+int dr_manifest_from_json(const char *text, size_t len, dr_manifest *m);
+
+/* ---- the repository handle ---- */
+typedef struct dr_repo dr_repo;
+typedef struct dr_repo_opts {
+    const char *store_url;
+    dr_store_opts store;
+    const char *key_file;     /* keyring; required for writing unless no_encryption */
+    int no_encryption;        /* write plaintext objects (explicit opt-out) */
+    int need_key;             /* refuse to open without a key (writers) */
+    const char *catalog_path; /* NULL: $DRD_CATALOG_DIR or $XDG_STATE_HOME/drd or
+                                 ~/.local/state/drd, file catalog-<hash of URL>.db */
+} dr_repo_opts;
+/* Opens store, keyring (when given) and catalog. Writers: DR_EUSAGE when neither a key file nor
+ * no_encryption is given. */
+int dr_repo_open(const dr_repo_opts *o, dr_repo **out);
+void dr_repo_close(dr_repo *r);
+dr_store *dr_repo_store(dr_repo *r);
+/* Borrowed; NULL when no key file was given. */
+const dr_keyring *dr_repo_keyring(dr_repo *r);
+struct dr_catalog *dr_repo_catalog(dr_repo *r);
+
+/* Brings the catalog in line with the store's manifests (adds new ones, drops vanished ones);
+ * rebuild empties it first. *n gets the number of entries after. */
+int dr_repo_sync(dr_repo *r, int64_t *n);
+int dr_repo_rebuild(dr_repo *r, int64_t *n);
+
+/* Reads a manifest by ID (or "latest": the newest full snapshot) from the store. */
+int dr_repo_manifest(dr_repo *r, const char *id, dr_manifest *m);
+/* Calls cb for each manifest in the catalog (after a sync), ordered by rev_end, segments before
+ * the full snapshot of the same revision. */
+typedef int (*dr_repo_manifest_cb)(void *ctx, const dr_manifest *m);
+int dr_repo_each(dr_repo *r, dr_repo_manifest_cb cb, void *ctx);
+/* Deletes an object: manifest first (it disappears at once), then data, then the catalog row. */
+int dr_repo_delete(dr_repo *r, const char *id);
+/* Removes data objects no manifest references (a killed writer's) and stale uploads, when older
+ * than older_than_ms. *n (may be NULL) gets the count. */
+int dr_repo_cleanup(dr_repo *r, int64_t older_than_ms, int *n);
+
+/* ---- writing a container ----
+ * begin creates the chain  tar -> zstd -> encrypt -> hash -> store upload  into a new data object;
+ * the caller writes entries through the archive writer, then commit finishes the chain, fills the
+ * manifest's data/stored/compression/encryption/key fields, writes manifests/<m->id>.json and the
+ * catalog row. Freed uncommitted, nothing becomes visible. */
+typedef struct dr_repo_writer dr_repo_writer;
+int dr_repo_writer_new(dr_repo *r, dr_compress c, dr_repo_writer **out);
+dr_archive_writer *dr_repo_writer_archive(dr_repo_writer *w);
+/* m: kind, revisions, id and content fields set by the caller. */
+int dr_repo_writer_commit(dr_repo_writer *w, dr_manifest *m);
+void dr_repo_writer_free(dr_repo_writer *w);
+
+/* ---- reading a container ----
+ * Opens the data object of m: store -> hash -> decrypt -> archive reader. Entries are read with
+ * dr_archive_next/dr_archive_read; dr_repo_reader_finish drains the stream and checks that the
+ * stored bytes match the manifest's size and sha256 (DR_ECHECKSUM otherwise). */
+typedef struct dr_repo_reader dr_repo_reader;
+int dr_repo_reader_new(dr_repo *r, const dr_manifest *m, dr_repo_reader **out);
+dr_archive_reader *dr_repo_reader_archive(dr_repo_reader *rd);
+int dr_repo_reader_finish(dr_repo_reader *rd);
+void dr_repo_reader_free(dr_repo_reader *rd);
+
+/* ---- job locks ----
+ * An advisory lock per job name ("save", "follow") in the store plus a local flock, so a second
+ * run refuses (DR_EBUSY naming the holder) instead of writing alongside. The store lock expires
+ * when its holder stops refreshing it (a killed run does not block the next one for long). */
+typedef struct dr_repo_lock dr_repo_lock;
+int dr_repo_lock_take(dr_repo *r, const char *job, dr_repo_lock **out);
+/* Refreshes the lock when due (call at least every 30 s while holding it). */
+int dr_repo_lock_refresh(dr_repo_lock *l);
+void dr_repo_lock_release(dr_repo_lock *l);
+
+/* ---- segments: watch events in the container (docs/format.md "Segment events") ----
+ * Records, all integers big-endian:
+ *   'R' rev:u64 count:u32                     a revision; count records follow
+ *   'P' key_len:u32 key val_len:u32 val create_rev:u64 mod_rev:u64 version:u64 lease:u64
+ *   'D' key_len:u32 key
+ *   'L' lease:u64 ttl:u64                     a lease first seen at this revision (granted TTL)
+ */
+typedef struct dr_seg_event {
+    int type; /* 'P', 'D' or 'L' */
+    const uint8_t *key;
+    size_t key_len;
+    const uint8_t *value;
+    size_t value_len;
+    int64_t create_revision, mod_revision, version, lease;
+    int64_t ttl;
+} dr_seg_event;
+/* Appends one encoded record to b. */
+int dr_seg_encode_rev(dr_buf *b, int64_t rev, uint32_t count);
+int dr_seg_encode_event(dr_buf *b, const dr_seg_event *ev);
+/* Streaming decoder over a source (the events entries): next revision header, then its events. */
+typedef struct dr_seg_reader dr_seg_reader;
+int dr_seg_reader_new(dr_source *in, dr_seg_reader **out);
+/* 0 and *rev, *count; DR_ENOTFOUND at a clean end; DR_EPROTO when malformed or truncated. */
+int dr_seg_next_rev(dr_seg_reader *s, int64_t *rev, uint32_t *count);
+/* The next event of the current revision; pointers valid until the next call. */
+int dr_seg_next_event(dr_seg_reader *s, dr_seg_event *ev);
+void dr_seg_reader_free(dr_seg_reader *s);
+
+#endif
