@@ -724,6 +724,12 @@ int dr_etcd_member_list(dr_etcd *e, dr_etcd_member **members, size_t *n, dr_etcd
  * hash runs 32 bytes behind the sink. */
 int dr_etcd_snapshot(dr_etcd *e, dr_etcd_sink sink, void *ctx, uint64_t *size, dr_etcd_header *hdr)
 {
+    return dr_etcd_snapshot_sized(e, NULL, sink, ctx, size, hdr);
+}
+
+int dr_etcd_snapshot_sized(dr_etcd *e, dr_etcd_size_cb on_size, dr_etcd_sink sink, void *ctx,
+                           uint64_t *size, dr_etcd_header *hdr)
+{
     int rc = 0;
     grpc_channel *ch;
     void *method;
@@ -795,6 +801,13 @@ int dr_etcd_snapshot(dr_etcd *e, dr_etcd_sink sink, void *ctx, uint64_t *size, d
             etcd_copy_header(hdr, r->header);
         const uint8_t *d = r->blob.data;
         size_t n = r->blob.len;
+        /* etcd sends RemainingBytes = db size - bytes sent so far, then the 32-byte trailer */
+        if (on_size && total == 0)
+            rc = on_size(ctx, r->remaining_bytes + n + 32);
+        if (rc < 0) {
+            protobuf_c_message_free_unpacked(&r->base, NULL);
+            goto cancel;
+        }
         total += n;
         if (n)
             rc = sink(ctx, d, n);

@@ -256,7 +256,15 @@ static void test_leases(void **state)
 typedef struct snap {
     FILE *f;
     uint64_t n;
+    uint64_t announced;
 } snap;
+
+static int snap_size(void *ctx, uint64_t total)
+{
+    snap *s = ctx;
+    s->announced = total;
+    return s->n == 0 ? 0 : DR_EINVAL; /* before the first byte */
+}
 
 static int snap_sink(void *ctx, const void *d, size_t n)
 {
@@ -288,7 +296,8 @@ static void test_maintenance(void **state)
     const char *out = getenv("DRD_TEST_SNAPSHOT_OUT");
     snap s = {.f = out ? fopen(out, "wb") : NULL};
     uint64_t size = 0;
-    assert_int_equal(dr_etcd_snapshot(E, snap_sink, &s, &size, NULL), 0);
+    assert_int_equal(dr_etcd_snapshot_sized(E, snap_size, snap_sink, &s, &size, NULL), 0);
+    assert_int_equal(s.announced, size); /* the size announced up front is exact */
     if (s.f)
         fclose(s.f);
     assert_int_equal(size, s.n);
