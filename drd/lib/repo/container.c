@@ -253,3 +253,72 @@ void dr_repo_reader_free(dr_repo_reader *rd)
     dr_source_free(rd->download);
     free(rd);
 }
+
+/* ---- events entries as one stream ---- */
+
+typedef struct events_source {
+    dr_source base;
+    dr_archive_reader *ar;
+    int in_entry;
+    int done;
+    char stop_name[256];
+    uint64_t stop_size;
+} events_source;
+
+static int events_read(dr_source *base, void *buf, size_t cap, size_t *n)
+{
+    events_source *s = (events_source *)base;
+    *n = 0;
+    while (!s->done) {
+        if (s->in_entry) {
+            int rc = dr_archive_read(s->ar, buf, cap, n);
+            if (rc < 0 || *n)
+                return rc;
+            s->in_entry = 0;
+        }
+        char name[256];
+        uint64_t size = 0;
+        int rc = dr_archive_next(s->ar, name, sizeof name, &size);
+        if (rc == DR_ENOTFOUND) {
+            dr_error_clear();
+            s->done = 1;
+            break;
+        }
+        if (rc < 0)
+            return rc;
+        if (strncmp(name, "events-", 7) != 0) {
+            snprintf(s->stop_name, sizeof s->stop_name, "%s", name);
+            s->stop_size = size;
+            s->done = 1;
+            break;
+        }
+        s->in_entry = 1;
+    }
+    return 0;
+}
+
+static void events_free(dr_source *base)
+{
+    free(base);
+}
+
+static const dr_source_ops events_ops = {events_read, events_free};
+
+int dr_repo_events_source_new(dr_archive_reader *ar, dr_source **out)
+{
+    events_source *s = calloc(1, sizeof *s);
+    if (!s)
+        return dr_error_set(DR_ENOMEM, "out of memory");
+    s->base.ops = &events_ops;
+    s->ar = ar;
+    *out = &s->base;
+    return 0;
+}
+
+const char *dr_repo_events_stop(dr_source *events, uint64_t *size)
+{
+    events_source *s = (events_source *)events;
+    if (size)
+        *size = s->stop_size;
+    return s->stop_name;
+}

@@ -130,6 +130,12 @@ dr_archive_reader *dr_repo_reader_archive(dr_repo_reader *rd);
 int dr_repo_reader_finish(dr_repo_reader *rd);
 void dr_repo_reader_free(dr_repo_reader *rd);
 
+/* A source over the data of consecutive entries named "events-*" from the archive's next entry
+ * on (a segment's records); it ends at the first other entry, whose name and size
+ * dr_repo_events_stop then gives (name "" at the end of the archive). */
+int dr_repo_events_source_new(dr_archive_reader *ar, dr_source **out);
+const char *dr_repo_events_stop(dr_source *events, uint64_t *size);
+
 /* ---- job locks ----
  * An advisory lock per job name ("save", "follow") in the store plus a local flock, so a second
  * run refuses (DR_EBUSY naming the holder) instead of writing alongside. The store lock expires
