@@ -25,7 +25,7 @@ struct dr_repo_writer {
     int committed;
 };
 
-int dr_repo_writer_new(dr_repo *r, dr_compress c, dr_repo_writer **out)
+int dr_repo_writer_new(dr_repo *r, const char *job, dr_compress c, dr_repo_writer **out)
 {
     int rc = 0;
     dr_repo_writer *w = calloc(1, sizeof *w);
@@ -38,7 +38,8 @@ int dr_repo_writer_new(dr_repo *r, dr_compress c, dr_repo_writer **out)
     if ((rc = dr_random_bytes(rnd, sizeof rnd)) < 0)
         goto out;
     dr_hex(rnd, sizeof rnd, hex);
-    snprintf(w->data, sizeof w->data, REPO_DATA "%013lld-%s.drd", (long long)dr_wall_ms(), hex);
+    snprintf(w->data, sizeof w->data, REPO_DATA "%s-%013lld-%s.drd", job, (long long)dr_wall_ms(),
+             hex);
     if ((rc = dr_store_put(r->store, w->data, &w->upload)) < 0)
         goto out;
     if ((rc = dr_hash_sink_new(w->upload, &w->tap)) < 0)

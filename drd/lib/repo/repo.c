@@ -352,6 +352,13 @@ typedef struct orphan_ctx {
     int removed;
 } orphan_ctx;
 
+static int64_t name_ms(const char *name)
+{
+    /* data/<job>-<ms>-<rand>.drd: when the writer started */
+    const char *dash = strchr(name + strlen(REPO_DATA), '-');
+    return dash ? strtoll(dash + 1, NULL, 10) : 0;
+}
+
 static int ref_data(void *ctx, const dr_manifest *m)
 {
     orphan_ctx *o = ctx;
@@ -364,7 +371,8 @@ static int drop_orphan(void *ctx, const dr_store_obj *obj)
     const char *key = obj->name;
     if (bsearch(&key, o->referenced.ids, o->referenced.n, sizeof(char *), cmp_str))
         return 0;
-    if (obj->mtime_ms > o->before_ms)
+    int64_t t = obj->mtime_ms > name_ms(obj->name) ? obj->mtime_ms : name_ms(obj->name);
+    if (t > o->before_ms)
         return 0; /* may be a writer still uploading, or committing its manifest */
     int rc = dr_store_delete(o->r->store, obj->name);
     if (rc == 0) {
@@ -374,18 +382,20 @@ static int drop_orphan(void *ctx, const dr_store_obj *obj)
     return rc;
 }
 
-int dr_repo_cleanup(dr_repo *r, int64_t older_than_ms, int *n)
+int dr_repo_cleanup(dr_repo *r, const char *job, int64_t older_than_ms, int *n)
 {
     int rc, uploads = 0;
+    char prefix[128];
+    snprintf(prefix, sizeof prefix, REPO_DATA "%s%s", job ? job : "", job ? "-" : "");
     orphan_ctx o = {.r = r, .before_ms = dr_wall_ms() - older_than_ms};
     if ((rc = dr_repo_sync(r, NULL)) < 0)
         goto out;
     if ((rc = dr_repo_each(r, ref_data, &o)) < 0)
         goto out;
     qsort(o.referenced.ids, o.referenced.n, sizeof(char *), cmp_str);
-    if ((rc = dr_store_list(r->store, REPO_DATA, drop_orphan, &o)) < 0)
+    if ((rc = dr_store_list(r->store, prefix, drop_orphan, &o)) < 0)
         goto out;
-    if ((rc = dr_store_cleanup(r->store, older_than_ms, &uploads)) < 0)
+    if ((rc = dr_store_cleanup(r->store, prefix, older_than_ms, &uploads)) < 0)
         goto out;
     if (n)
         *n = o.removed + uploads;

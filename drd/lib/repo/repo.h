@@ -3,7 +3,7 @@
  * A repository is a store (drd/lib/objstore) laid out as (docs/format.md):
  *
  *     manifests/<ID>.json    plaintext manifest; its presence makes the object visible
- *     data/<upload>.drd      the container: tar (+zstd) (+AES-256-GCM chunks)
+ *     data/<job>-<ms>-<rand>.drd   the container: tar (+zstd) (+AES-256-GCM chunks)
  *     locks/<job>-<start>-<nonce>.json   advisory job locks (save, follow)
  *
  * ID = <rev_start:019>-<rev_end:019>-<kind>-<UTC yyyymmddThhmmssZ>, so names sort by revision and
@@ -104,9 +104,11 @@ typedef int (*dr_repo_manifest_cb)(void *ctx, const dr_manifest *m);
 int dr_repo_each(dr_repo *r, dr_repo_manifest_cb cb, void *ctx);
 /* Deletes an object: manifest first (it disappears at once), then data, then the catalog row. */
 int dr_repo_delete(dr_repo *r, const char *id);
-/* Removes data objects no manifest references (a killed writer's) and stale uploads, when older
- * than older_than_ms. *n (may be NULL) gets the count. */
-int dr_repo_cleanup(dr_repo *r, int64_t older_than_ms, int *n);
+/* Removes data objects no manifest references (a killed writer's) and unfinished uploads, of
+ * job (NULL: every job) and older than older_than_ms. A run holding the job's lock passes 0: no
+ * other writer of that job is alive, so whatever it left is garbage. *n (may be NULL) gets the
+ * count. */
+int dr_repo_cleanup(dr_repo *r, const char *job, int64_t older_than_ms, int *n);
 
 /* ---- writing a container ----
  * begin creates the chain  tar -> zstd -> encrypt -> hash -> store upload  into a new data object;
@@ -114,7 +116,8 @@ int dr_repo_cleanup(dr_repo *r, int64_t older_than_ms, int *n);
  * manifest's data/stored/compression/encryption/key fields, writes manifests/<m->id>.json and the
  * catalog row. Freed uncommitted, nothing becomes visible. */
 typedef struct dr_repo_writer dr_repo_writer;
-int dr_repo_writer_new(dr_repo *r, dr_compress c, dr_repo_writer **out);
+/* job names the writer ("save", "follow") in the data object's name (data/<job>-...). */
+int dr_repo_writer_new(dr_repo *r, const char *job, dr_compress c, dr_repo_writer **out);
 dr_archive_writer *dr_repo_writer_archive(dr_repo_writer *w);
 /* m: kind, revisions, id and content fields set by the caller. */
 int dr_repo_writer_commit(dr_repo_writer *w, dr_manifest *m);
