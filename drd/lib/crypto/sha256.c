@@ -1,8 +1,10 @@
 /*
- * SHA-256 on OpenSSL's EVP interface. OpenSSL errors become DR_EGENERIC with the queue's reason.
+ * SHA-256 on OpenSSL's EVP interface, hex, and the module's one translation of OpenSSL errors
+ * (DR_EGENERIC with the queue's reason). Must never put input bytes into an error message.
  */
 #include "drd/lib/crypto/crypto.h"
 #include "drd/core/core.h"
+#include "crypto_int.h"
 
 #include <openssl/err.h>
 #include <openssl/evp.h>
@@ -12,7 +14,7 @@ struct dr_sha256 {
     EVP_MD_CTX *ctx;
 };
 
-static int ossl_err(const char *what)
+int dr_crypto_ossl_err(const char *what)
 {
     char buf[256];
     unsigned long e = ERR_get_error();
@@ -29,7 +31,7 @@ int dr_sha256_new(dr_sha256 **out)
     h->ctx = EVP_MD_CTX_new();
     if (!h->ctx || EVP_DigestInit_ex(h->ctx, EVP_sha256(), NULL) != 1) {
         dr_sha256_free(h);
-        return ossl_err("sha256 init");
+        return dr_crypto_ossl_err("sha256 init");
     }
     *out = h;
     return 0;
@@ -38,7 +40,7 @@ int dr_sha256_new(dr_sha256 **out)
 int dr_sha256_update(dr_sha256 *h, const void *data, size_t len)
 {
     if (len && EVP_DigestUpdate(h->ctx, data, len) != 1)
-        return ossl_err("sha256 update");
+        return dr_crypto_ossl_err("sha256 update");
     return 0;
 }
 
@@ -46,7 +48,7 @@ int dr_sha256_final(dr_sha256 *h, uint8_t digest[32])
 {
     unsigned int n = 32;
     if (EVP_DigestFinal_ex(h->ctx, digest, &n) != 1)
-        return ossl_err("sha256 final");
+        return dr_crypto_ossl_err("sha256 final");
     return 0;
 }
 
@@ -56,6 +58,14 @@ void dr_sha256_free(dr_sha256 *h)
         return;
     EVP_MD_CTX_free(h->ctx);
     free(h);
+}
+
+int dr_sha256_buf(const void *data, size_t len, uint8_t digest[32])
+{
+    unsigned int n = 32;
+    if (EVP_Digest(len ? data : "", len, digest, &n, EVP_sha256(), NULL) != 1)
+        return dr_crypto_ossl_err("sha256");
+    return 0;
 }
 
 void dr_hex(const uint8_t *in, size_t n, char *out)
