@@ -1,7 +1,7 @@
 /*
  * drd crypto: the one place that includes OpenSSL. Streaming SHA-256, HMAC, random bytes, the
  * keyring of named master keys, and the encrypted object format (AES-256-GCM in fixed-size
- * chunks, docs/format.md "Encryption").
+ * chunks, docs/format-encryption.md).
  * Must never log, print or put key material into an error message.
  */
 #ifndef DRD_CRYPTO_H
@@ -32,7 +32,8 @@ int dr_random_bytes(void *buf, size_t n);
 
 /* A pass-through tap: bytes written go on to next unchanged (next may be NULL: the tap is then a
  * terminal sink), counted and hashed with SHA-256. Finishing the tap finishes next. The result
- * is valid after dr_sink_finish. */
+ * is valid after dr_sink_finish (before it the digest is all zero); digest or bytes may be NULL.
+ * next is borrowed. */
 int dr_hash_sink_new(dr_sink *next, dr_sink **out);
 void dr_hash_sink_result(dr_sink *tap, uint8_t digest[32], uint64_t *bytes);
 
@@ -43,8 +44,9 @@ void dr_hash_sink_result(dr_sink *tap, uint8_t digest[32], uint64_t *bytes);
  * Names are [A-Za-z0-9._-]{1,64}. */
 typedef struct dr_keyring dr_keyring;
 #define DR_KEY_NAME_MAX 64
-/* Loads and checks a keyring file. DR_ENOTFOUND (missing), DR_EAUTH (readable by group or
- * others: names the mode and says chmod 600), DR_EINVAL (malformed: names the line), DR_EIO. */
+/* Loads and checks a keyring file. DR_ENOTFOUND (missing), DR_EAUTH (group or others have any
+ * permission on it: names the mode and says chmod 600), DR_EINVAL (malformed: names the file and
+ * line, never echoes key material), DR_EIO (unreadable, not a regular file, larger than 1 MiB). */
 int dr_keyring_load(const char *path, dr_keyring **out);
 void dr_keyring_free(dr_keyring *k);
 /* Name of the current master key (borrowed). */
@@ -52,29 +54,41 @@ const char *dr_keyring_current(const dr_keyring *k);
 /* Whether a key of this name is in the ring. */
 int dr_keyring_has(const dr_keyring *k, const char *name);
 /* Writes a new keyring with one random key (name NULL: "key-<UTC date>-<4 hex>") as current.
- * Refuses (DR_EIO) when path exists. Mode 0600, durable. */
+ * Refuses (DR_EIO) when path exists; DR_EUSAGE for an invalid name. Mode 0600, durable.
+ * name_out (may be NULL) receives the name used. */
 int dr_keyring_generate(const char *path, const char *name, char name_out[DR_KEY_NAME_MAX + 1]);
 /* Adds a new random key to an existing keyring and makes it current; the old keys stay so that
- * old objects remain readable. DR_EINVAL when the name is taken. */
+ * old objects remain readable. Every other line (comments included) is kept, the old 'current'
+ * line is replaced. DR_EINVAL when the name is taken, DR_EUSAGE for an invalid name, and the
+ * load errors. Rewrites the file durably with mode 0600; two concurrent rotations of one file
+ * are not serialized (the last rename wins). name_out may be NULL. */
 int dr_keyring_rotate(const char *path, const char *name, char name_out[DR_KEY_NAME_MAX + 1]);
 
-/* ---- encrypted streams ----
+/* ---- encrypted streams (format: docs/format-encryption.md) ----
  * Encrypting sink: a random 256-bit data key per object, wrapped with the keyring's current
  * master key; the plaintext is cut into chunks of DR_CRYPT_CHUNK bytes, each sealed with
  * AES-256-GCM, nonce = chunk index, and the header, chunk index and a final-chunk flag as
- * associated data (reordering, truncation and header edits fail authentication). Finishing it
- * seals the final chunk and finishes next. */
+ * associated data (reordering, truncation and header edits fail authentication). A full chunk
+ * is never the final one: the final chunk holds 0 to DR_CRYPT_CHUNK - 1 bytes. Accepts writes of
+ * any size (buffers at most one chunk); the header goes to next in front of the first chunk.
+ * Finishing it seals the final chunk and finishes next. The keyring is only used during the
+ * call (the data key is wrapped then); next is borrowed. */
 #define DR_CRYPT_CHUNK (64 * 1024)
 int dr_encrypt_sink_new(dr_sink *next, const dr_keyring *k, dr_sink **out);
-/* Decrypting source over an encrypted stream. Errors: DR_EAUTH (the master key named in the
- * header is not in the keyring: names it), DR_ECHECKSUM (authentication failed: corrupt,
- * reordered, truncated, or a wrong key), DR_EPROTO (not a drd encrypted object). */
+/* Decrypting source over an encrypted stream. Reads and authenticates the header during the
+ * call, so key errors come from here; the keyring is not used afterwards, in is borrowed.
+ * Releases a chunk's plaintext only after its tag verified, and reports end of stream only after
+ * the final chunk verified. Memory: one chunk, whatever the stream's length.
+ * Errors: DR_EAUTH (the master key named in the header is not in the keyring: names it),
+ * DR_ECHECKSUM (authentication failed: corrupt, reordered, truncated, extra data after the
+ * final chunk, or a wrong key under the right name), DR_EPROTO (not a drd encrypted object, or
+ * an unsupported version). A failed read fails again on every later call. */
 int dr_decrypt_source_new(dr_source *in, const dr_keyring *k, dr_source **out);
 /* Reads the master key name from the first bytes of an encrypted object (at least
  * DR_CRYPT_HEADER_MAX, or the whole object when shorter). DR_EPROTO when not one. */
 #define DR_CRYPT_HEADER_MAX 256
 int dr_crypt_key_name(const void *head, size_t len, char name[DR_KEY_NAME_MAX + 1]);
-/* Whether these first bytes look like a drd encrypted object (magic check only). */
+/* Whether these first bytes look like a drd encrypted object (magic check only): 1 or 0. */
 int dr_crypt_is_encrypted(const void *head, size_t len);
 
 #endif

@@ -280,7 +280,7 @@ static int parse_keyring(const char *path, const char *text, size_t len, dr_keyr
                               path, line, shown(name), 2 * DR_CRYPT_KEY_LEN, t[2].n);
             goto out;
         }
-        key_entry *e;
+        key_entry *e = NULL;
         if ((rc = ring_add(k, &e)) < 0)
             goto out;
         memcpy(e->name, name, sizeof name);
