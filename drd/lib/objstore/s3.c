@@ -264,6 +264,14 @@ static const struct s3_code {
     {"InvalidRange", DR_EINVAL, "range outside the object"},
 };
 
+void s3_why(CURLcode cc, long status, const char *code, char *out, size_t cap)
+{
+    if (cc != CURLE_OK)
+        snprintf(out, cap, "%s", curl_easy_strerror(cc));
+    else
+        snprintf(out, cap, "HTTP %ld%s%s", status, *code ? " " : "", code);
+}
+
 int s3_fail(s3_store *s, const char *op, const char *key, CURLcode cc, const char *errbuf,
             long status, const char *code, int attempts)
 {
@@ -571,9 +579,10 @@ int s3_request(s3_store *s, s3_req *r)
             goto out;
         }
         int64_t wait = dr_backoff_next(&bo);
-        dr_debug("s3: %s %s: attempt %d failed (%s%s%ld %s), retrying in %lld ms", r->op,
-                 r->key ? r->key : s->bucket, attempt, cc ? curl_easy_strerror(cc) : "",
-                 cc ? "" : "HTTP ", r->status, code, (long long)wait);
+        char why[160];
+        s3_why(cc, r->status, code, why, sizeof why);
+        dr_debug("s3: %s '%s': attempt %d failed (%s), retrying in %lld ms", r->op,
+                 r->key ? r->key : s->bucket, attempt, why, (long long)wait);
         dr_sleep_ms(wait);
     }
 out:

@@ -195,9 +195,10 @@ static int transfer_ended(s3_source *r)
         return s3_fail(r->st, "get", r->key, cc, r->errbuf, status, code, r->attempts);
     }
     int64_t wait = dr_backoff_next(&r->bo);
-    dr_debug("s3: get '%s': attempt %d failed (%s %ld %s), resuming at byte %llu in %lld ms",
-             r->key, r->attempts, cc ? curl_easy_strerror(cc) : "HTTP", status, code,
-             (unsigned long long)r->off, (long long)wait);
+    char why[160];
+    s3_why(cc, status, code, why, sizeof why);
+    dr_debug("s3: get '%s': attempt %d failed (%s), resuming at byte %llu in %lld ms", r->key,
+             r->attempts, why, (unsigned long long)r->off, (long long)wait);
     dr_sleep_ms(wait);
     return start_transfer(r);
 }

@@ -88,6 +88,8 @@ int s3_setup(s3_store *s, CURL *h, const char *method, const char *key, const ch
              struct curl_slist **hdrs, char *errbuf);
 /* Whether a failed attempt may be sent again. */
 int s3_retryable(CURLcode cc, long status, const char *code);
+/* A short reason for a failed attempt ("HTTP 503 SlowDown", curl's text), for debug logs. */
+void s3_why(CURLcode cc, long status, const char *code, char *out, size_t cap);
 /* Sets the message for a failed request and returns its DR_E* code. code is the S3 error code
  * from the answer ("" if none), attempts how many were made. */
 int s3_fail(s3_store *s, const char *op, const char *key, CURLcode cc, const char *errbuf,
