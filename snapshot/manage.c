@@ -212,6 +212,14 @@ out:
     return rc;
 }
 
+/* Every failure names the object once. */
+static int name_it(int rc, const dr_manifest *m)
+{
+    if (rc < 0 && !strstr(dr_error_msg(), m->id))
+        dr_error_wrap(rc, "%s", m->id);
+    return rc;
+}
+
 int dr_snapshot_verify(dr_repo *repo, const dr_manifest *m)
 {
     dr_repo_reader *rd = NULL;
@@ -219,7 +227,7 @@ int dr_snapshot_verify(dr_repo *repo, const dr_manifest *m)
     if (rc == 0)
         rc = m->kind == DR_KIND_FULL ? read_full(rd, m, NULL) : read_incr(rd, m);
     dr_repo_reader_free(rd);
-    return rc;
+    return name_it(rc, m);
 }
 
 int dr_snapshot_get(dr_repo *repo, const dr_manifest *m, const char *path)
@@ -237,7 +245,7 @@ int dr_snapshot_get(dr_repo *repo, const dr_manifest *m, const char *path)
         rc = dr_sink_finish(out); /* only now does path appear */
     dr_repo_reader_free(rd);
     dr_sink_free(out);
-    return rc;
+    return name_it(rc, m);
 }
 
 /* ---- retention ---- */

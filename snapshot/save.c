@@ -111,11 +111,12 @@ int dr_snapshot_save(dr_repo *repo, dr_etcd *etcd, const dr_snapshot_save_opts *
         goto out;
     if ((rc = dr_archive_entry_end(s.ar)) < 0)
         goto out;
-    int64_t rev = 0;
-    if ((rc = dr_bolt_scan_result(s.scan, &rev)) < 0) {
+    dr_bolt_result br;
+    if ((rc = dr_bolt_scan_result(s.scan, &br)) < 0) {
         dr_error_wrap(rc, "cannot tell the revision of the snapshot");
         goto out;
     }
+    int64_t rev = br.revision;
     if (rev < st.header.revision) {
         rc = dr_error_set(DR_EPROTO,
                           "snapshot holds revision %" PRId64 ", older than the %" PRId64

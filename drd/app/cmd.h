@@ -38,4 +38,19 @@ int cmd_replicate_verify(int argc, char **argv);
 extern const char usage_replicate_etcd[], usage_replicate_seed[], usage_replicate_status[],
     usage_replicate_verify[];
 
+int cmd_snapshot_save(int argc, char **argv);
+int cmd_snapshot_follow(int argc, char **argv);
+int cmd_snapshot_list(int argc, char **argv);
+int cmd_snapshot_show(int argc, char **argv);
+int cmd_snapshot_verify(int argc, char **argv);
+int cmd_snapshot_get(int argc, char **argv);
+int cmd_snapshot_delete(int argc, char **argv);
+int cmd_snapshot_prune(int argc, char **argv);
+int cmd_catalog_rebuild(int argc, char **argv);
+int cmd_key_generate(int argc, char **argv);
+int cmd_key_rotate(int argc, char **argv);
+extern const char usage_snapshot_save[], usage_snapshot_follow[], usage_snapshot_list[],
+    usage_snapshot_show[], usage_snapshot_verify[], usage_snapshot_get[], usage_snapshot_delete[],
+    usage_snapshot_prune[], usage_catalog_rebuild[], usage_key_generate[], usage_key_rotate[];
+
 #endif

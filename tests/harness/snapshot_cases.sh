@@ -142,37 +142,24 @@ snap_case_tamper() {
     store_put "$DATA1" "$H_TMP/bad"
     snap verify "$ID1" --key-file "$H_TMP/keys"
     expect_fail 11 "verify truncated" "$ID1"
-    # truncated at a chunk boundary (header + 2 whole chunks)
-    local hdr=$((size - (size - 0)))
-    # two chunks swapped (chunk = 64 KiB + 16-byte tag, after the header; find the header size
-    # from the object's length: size = header + n*65552 + last)
-    python3 - "$H_TMP/orig" "$H_TMP/bad" <<'EOF' || h_fail "cannot build the swapped-chunk object"
+    # cut right after the second whole chunk (header + 2 chunks: a clean chunk boundary), and two
+    # whole chunks swapped (docs/format.md: header = 74 + key name length, chunks of 64 KiB + tag)
+    python3 - "$H_TMP/orig" "$H_TMP/cut" "$H_TMP/bad" <<'EOF2' || h_fail "cannot build the chunk cases"
 import sys
 data = open(sys.argv[1], 'rb').read()
+h = 74 + data[13]
 C = 65536 + 16
-# the header is whatever precedes the chunks: try the sizes a header can have
-for h in range(16, 512):
-    rest = len(data) - h
-    if rest > 2 * C and (rest % C) != 0 or (rest > 2 * C and rest % C == 0):
-        pass
-# find the header size from the format: magic(8) ver(1) chunk(4) namelen(1) name nonce(12) wrapped(48)
-# fall back to swapping chunks 1 and 2 counted from the end, which are whole chunks either way
-n = len(data)
-last = None
-# whole chunks end where the final (short) chunk starts; the final one is < C
-tail = (n - 0) % C
-a_end = n - tail
-a0, a1 = a_end - 2 * C, a_end - C
-if a0 < 64:
-    sys.exit(1)
-out = data[:a0] + data[a1:a_end] + data[a0:a1] + data[a_end:]
-open(sys.argv[2], 'wb').write(out)
-EOF
+open(sys.argv[2], 'wb').write(data[:h + 2 * C])
+out = data[:h] + data[h + C:h + 2 * C] + data[h:h + C] + data[h + 2 * C:]
+open(sys.argv[3], 'wb').write(out)
+EOF2
+    store_put "$DATA1" "$H_TMP/cut"
+    snap verify "$ID1" --key-file "$H_TMP/keys"
+    expect_fail 11 "verify truncated at a chunk boundary" "$ID1"
     store_put "$DATA1" "$H_TMP/bad"
     snap verify "$ID1" --key-file "$H_TMP/keys"
     expect_fail 11 "verify swapped chunks" "$ID1"
     store_put "$DATA1" "$H_TMP/orig"
-    : "$hdr"
     # wrong keys: same name, other key material; and a ring without the key
     run_drd 10 key generate --out "$H_TMP/keys.same" --name k1
     snap verify "$ID1" --key-file "$H_TMP/keys.same"

@@ -175,12 +175,29 @@ static void file_sink_free(dr_sink *base)
 
 static const dr_sink_ops file_sink_ops = {file_sink_write, file_sink_finish, file_sink_free};
 
+/* An object name as one file name: '/' becomes '%', '%' becomes "%%"; cut at cap - 1. */
+static void tmp_encode(const char *name, char *out, size_t cap)
+{
+    size_t o = 0;
+    for (const char *p = name; *p && o + 2 < cap; p++) {
+        if (*p == '/') {
+            out[o++] = '%';
+        } else if (*p == '%') {
+            out[o++] = '%';
+            out[o++] = '%';
+        } else {
+            out[o++] = *p;
+        }
+    }
+    out[o] = 0;
+}
+
 static int file_put(dr_store *s, const char *name, dr_sink **out)
 {
     file_store *st = (file_store *)s;
     int rc = 0;
     uint8_t rnd[8];
-    char rname[sizeof TMP_DIR + 2 * sizeof rnd + 1];
+    char rname[sizeof TMP_DIR + 2 * 255 + 2 * sizeof rnd + 3];
     file_sink *k = calloc(1, sizeof *k);
     if (!k)
         return dr_error_set(DR_ENOMEM, "out of memory");
@@ -191,9 +208,13 @@ static int file_put(dr_store *s, const char *name, dr_sink **out)
         rc = dr_error_set(DR_EIO, "cannot get random bytes: %s", strerror(errno));
         goto out;
     }
-    snprintf(rname, sizeof rname, "%s/", TMP_DIR);
+    /* .tmp/<object name, '/' as '%'>.<random>: cleanup can tell whose it is by name */
+    size_t off = (size_t)snprintf(rname, sizeof rname, "%s/", TMP_DIR);
+    tmp_encode(name, rname + off, 2 * 255 + 1);
+    off += strlen(rname + off);
+    rname[off++] = '.';
     for (size_t i = 0; i < sizeof rnd; i++)
-        snprintf(rname + sizeof TMP_DIR + 2 * i, 3, "%02x", rnd[i]);
+        snprintf(rname + off + 2 * i, 3, "%02x", rnd[i]);
     if (!(k->name = strdup(name)) || !(k->path = join(st, name)) || !(k->tmp = join(st, rname))) {
         rc = dr_error_set(DR_ENOMEM, "out of memory");
         goto out;
@@ -486,10 +507,12 @@ static int file_list(dr_store *s, const char *prefix, dr_store_list_cb cb, void 
     return rc;
 }
 
-static int file_cleanup(dr_store *s, int64_t older_than_ms, int *count)
+static int file_cleanup(dr_store *s, const char *prefix, int64_t older_than_ms, int *count)
 {
     file_store *st = (file_store *)s;
     int rc = 0;
+    char enc[2 * 255 + 1];
+    tmp_encode(prefix, enc, sizeof enc);
     DIR *d = NULL;
     char *dir = join(st, TMP_DIR);
     int64_t cutoff = dr_wall_ms() - older_than_ms;
@@ -504,7 +527,7 @@ static int file_cleanup(dr_store *s, int64_t older_than_ms, int *count)
     struct dirent *e;
     while ((e = readdir(d))) {
         struct stat sb;
-        if (e->d_name[0] == '.')
+        if (e->d_name[0] == '.' || strncmp(e->d_name, enc, strlen(enc)) != 0)
             continue;
         if (fstatat(dirfd(d), e->d_name, &sb, AT_SYMLINK_NOFOLLOW) != 0 || !S_ISREG(sb.st_mode))
             continue;

@@ -180,8 +180,9 @@ int dr_store_list(dr_store *s, const char *prefix, dr_store_list_cb cb, void *ct
     return s->ops->list(s, prefix ? prefix : "", cb, ctx);
 }
 
-int dr_store_cleanup(dr_store *s, int64_t older_than_ms, int *n)
+int dr_store_cleanup(dr_store *s, const char *prefix, int64_t older_than_ms, int *n)
 {
     int dummy = 0;
-    return s->ops->cleanup(s, older_than_ms < 0 ? 0 : older_than_ms, n ? n : &dummy);
+    return s->ops->cleanup(s, prefix ? prefix : "", older_than_ms < 0 ? 0 : older_than_ms,
+                           n ? n : &dummy);
 }

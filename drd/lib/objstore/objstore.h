@@ -69,8 +69,9 @@ typedef struct dr_store_obj {
 typedef int (*dr_store_list_cb)(void *ctx, const dr_store_obj *obj);
 int dr_store_list(dr_store *s, const char *prefix, dr_store_list_cb cb, void *ctx);
 
-/* Removes what killed writers left: S3 multipart uploads and file:// temp files older than
- * older_than_ms. *n (may be NULL) gets how many were removed. */
-int dr_store_cleanup(dr_store *s, int64_t older_than_ms, int *n);
+/* Removes what killed writers of objects whose names start with prefix ("" or NULL: all) left:
+ * S3 multipart uploads and file:// temp files older than older_than_ms. *n (may be NULL) gets
+ * how many were removed. */
+int dr_store_cleanup(dr_store *s, const char *prefix, int64_t older_than_ms, int *n);
 
 #endif

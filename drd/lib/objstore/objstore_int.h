@@ -15,7 +15,7 @@ typedef struct store_ops {
     int (*head)(dr_store *s, const char *name, uint64_t *size);
     int (*del)(dr_store *s, const char *name);
     int (*list)(dr_store *s, const char *prefix, dr_store_list_cb cb, void *ctx);
-    int (*cleanup)(dr_store *s, int64_t older_than_ms, int *n);
+    int (*cleanup)(dr_store *s, const char *prefix, int64_t older_than_ms, int *n);
     void (*close)(dr_store *s);
 } store_ops;
 

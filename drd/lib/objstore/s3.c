@@ -721,10 +721,13 @@ out:
 }
 
 /* Aborts the multipart uploads under the store's prefix initiated before now - older_than_ms. */
-static int s3_cleanup(dr_store *base, int64_t older_than_ms, int *count)
+static int s3_cleanup(dr_store *base, const char *prefix, int64_t older_than_ms, int *count)
 {
     s3_store *s = (s3_store *)base;
     int rc = 0;
+    dr_buf full = {0};
+    if ((rc = dr_buf_printf(&full, "%s%s", s->prefix, prefix)) < 0)
+        return rc;
     char *kmark = NULL, *umark = NULL;
     dr_buf q = {0}, aq = {0};
     xmlDocPtr doc = NULL;
@@ -737,9 +740,9 @@ static int s3_cleanup(dr_store *base, int64_t older_than_ms, int *count)
         if (kmark && ((rc = dr_buf_printf(&q, "key-marker=")) < 0 ||
                       (rc = s3_uri_encode(&q, kmark, 0)) < 0 || (rc = dr_buf_printf(&q, "&")) < 0))
             goto out;
-        if (*s->prefix &&
+        if (*full.data &&
             ((rc = dr_buf_printf(&q, "prefix=")) < 0 ||
-             (rc = s3_uri_encode(&q, s->prefix, 0)) < 0 || (rc = dr_buf_printf(&q, "&")) < 0))
+             (rc = s3_uri_encode(&q, full.data, 0)) < 0 || (rc = dr_buf_printf(&q, "&")) < 0))
             goto out;
         if (umark && ((rc = dr_buf_printf(&q, "upload-id-marker=")) < 0 ||
                       (rc = s3_uri_encode(&q, umark, 0)) < 0 || (rc = dr_buf_printf(&q, "&")) < 0))
@@ -808,6 +811,7 @@ out:
     xmlFreeDoc(doc);
     dr_buf_free(&q);
     dr_buf_free(&aq);
+    dr_buf_free(&full);
     free(kmark);
     free(umark);
     return rc;

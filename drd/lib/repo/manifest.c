@@ -34,7 +34,11 @@ int dr_repo_parse_id(const char *id, dr_repo_kind *kind, int64_t *rev_start, int
     char k[8], ts[20];
     long long a, b;
     int n = 0;
-    if (strlen(id) >= DR_REPO_ID_MAX ||
+    size_t len = strlen(id);
+    int digits = len > 40 && id[19] == '-' && id[39] == '-';
+    for (int i = 0; digits && i < 39; i++)
+        digits = i == 19 || (id[i] >= '0' && id[i] <= '9');
+    if (!digits || len >= DR_REPO_ID_MAX ||
         sscanf(id, "%19lld-%19lld-%4[a-z]-%16[0-9TZ]%n", &a, &b, k, ts, &n) != 4 || id[n] != 0 ||
         strlen(ts) != 16 || a < 0 || b < a)
         return dr_error_set(DR_EUSAGE, "'%s' is not a snapshot or segment ID", id);

@@ -526,7 +526,7 @@ static void test_abort(dr_store *s, size_t part)
     CHECK(!strcmp(dr_error_msg(), "caller's error")); /* freeing keeps the caller's message */
     CHECK_RC(dr_store_head(s, "abort/big", &size), DR_ENOTFOUND);
     /* nothing left behind: no temp file, no multipart upload */
-    CHECK_RC(dr_store_cleanup(s, 0, &n), 0);
+    CHECK_RC(dr_store_cleanup(s, NULL, 0, &n), 0);
     CHECK(n == 0);
     collected c = {0};
     CHECK_RC(dr_store_list(s, "abort/", collect_cb, &c), 0);
@@ -780,7 +780,7 @@ int main(int argc, char **argv)
         rc = dr_store_list(s, argc > 2 ? argv[2] : "", print_cb, NULL);
     } else if (!strcmp(cmd, "cleanup") && argc >= 3) {
         int n = 0;
-        if ((rc = dr_store_cleanup(s, atoll(argv[2]), &n)) == 0)
+        if ((rc = dr_store_cleanup(s, NULL, atoll(argv[2]), &n)) == 0)
             printf("%d\n", n);
     } else if (!strcmp(cmd, "bench") && argc >= 4) {
         rc = cmd_bench(s, argv[2], strtoull(argv[3], NULL, 10));
