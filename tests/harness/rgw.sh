@@ -15,7 +15,8 @@
 # Daemons write to log files under DIR/log, never to the test's stdout/stderr.
 #
 # Functions:
-#   h_rgw_start DIR    starts mon, osd and radosgw in DIR (removed first; must not be in use),
+#   h_rgw_start DIR    starts mon, osd and radosgw in DIR (emptied first: it must be empty or
+#                      an earlier instance's dir, whose daemons are then stopped),
 #                      creates the test user and bucket, warms up, exports (also written to
 #                      DIR/env, a file of `export` lines):
 #                        RGW_ENDPOINT  host:port (plain http on 127.0.0.1)
@@ -131,6 +132,9 @@ h_rgw_start() {
     local dir=$1 fsid mon_port rgw_port tls_port osd_uuid osd_secret osd_id deadline t0=$SECONDS
     mkdir -p "$dir"
     dir=$(cd "$dir" && pwd)
+    if [[ -n "$(ls -A "$dir")" && ! -e "$dir/ceph.conf" && ! -e "$dir/pids" ]]; then
+        h_fail "h_rgw_start: '$dir' is neither empty nor an RGW test dir: refusing to empty it"
+    fi
     # a stale instance from a killed run: stop it by its recorded PIDs, then start afresh
     _h_rgw_stop_file "$dir/pids"
     rm -rf "${dir:?}"/*

@@ -129,6 +129,7 @@ check() {  # WANT_RC PART CMD...: exit status and a one-line message containing 
 check 3 "bucket 'no-such-bucket-$$' does not exist" "$T" "${S3[@]}" open "s3://no-such-bucket-$$/x"
 check 10 "bad credentials" env AWS_SECRET_ACCESS_KEY=wrong-secret "$T" "${S3[@]}" open "$url"
 check 10 "bad credentials" env AWS_ACCESS_KEY_ID=NOSUCHACCESSKEY "$T" "${S3[@]}" open "$url"
+dead_port=""
 h_free_port dead_port
 t0=$SECONDS
 check 4 "127.0.0.1:$dead_port" "$T" --endpoint "127.0.0.1:$dead_port" --insecure-http --retries 3 open "$url"

@@ -18,6 +18,7 @@ source "$H_DIR/rgw.sh"
 dir=$2
 case "$1" in
     start)
+        # shellcheck disable=SC2034 # read by h_rgw_start
         H_RGW_DETACH=1
         h_rgw_start "$dir"
         h_log "RGW at $RGW_ENDPOINT (https $RGW_TLS_ENDPOINT), env in $dir/env"
