@@ -7,8 +7,8 @@
 #     left), invalid names;
 #  2. a real peer: curl --aws-sigv4 reads what drd wrote (multipart, 4 parts in parallel) and drd
 #     reads what curl wrote; the file:// driver stores the same bytes;
-#  3. kill -9 of a writer mid-upload: no object, one multipart upload that dr_store_cleanup
-#     aborts (ListMultipartUploads shows none after), and keeps while younger than the threshold;
+#  3. kill -9 of writers mid-upload: no object, multipart uploads that dr_store_cleanup aborts
+#     by prefix or all (ListMultipartUploads shows none after), and keeps while young;
 #  4. faults injected by a proxy (objstore/faultproxy.py): SlowDown and 500 are retried, a
 #     download cut mid-object resumes where it broke, a request that gets no answer times out and
 #     is retried; SlowDown that never ends is DR_EUNAVAILABLE after the retries;
@@ -64,20 +64,26 @@ h_assert_eq "$out" "$want" "file:// put of the same object"
 cmp -s <("$T" "${S3[@]}" cat "$url" peer/multi) "$H_TMP/fs/peer/multi" ||
     h_fail "s3:// and file:// hold different bytes for the same object"
 
-# 3. kill -9 of a writer mid-upload
+# 3. kill -9 of two writers mid-upload; cleanup by prefix, then of all
 uploads() { h_rgw_curl GET "$RGW_BUCKET?prefix=$prefix%2F&uploads=" | grep -o '<UploadId>' | wc -l; }
 h_assert_eq "$(uploads)" 0 "multipart uploads before the crash"
 h_bg writer "$T" "${S3[@]}" --part-size 5242880 --hang-after 12000000 put "$url" crash/obj 104857600
+h_bg writer2 "$T" "${S3[@]}" --part-size 5242880 --hang-after 6000000 put "$url" other/obj 104857600
 h_wait_until 30 "writer to have written 12 MB" grep -q hanging "$WRITER_LOG"
+h_wait_until 30 "writer2 to have written 6 MB" grep -q hanging "$WRITER2_LOG"
 h_kill9 writer
+h_kill9 writer2
 run "$T" "${S3[@]}" head "$url" crash/obj
 h_assert_eq "$rc" 3 "head of the killed writer's object (out: $out, err: $err)"
-h_assert_eq "$(uploads)" 1 "multipart uploads left by the killed writer"
+h_assert_eq "$(uploads)" 2 "multipart uploads left by the killed writers"
 run "$T" "${S3[@]}" cleanup "$url" 3600000
-h_assert_eq "$out" 0 "cleanup with a 1 h threshold keeps a young upload ($err)"
-h_assert_eq "$(uploads)" 1 "multipart uploads after a cleanup that keeps young ones"
+h_assert_eq "$out" 0 "cleanup with a 1 h threshold keeps young uploads ($err)"
+h_assert_eq "$(uploads)" 2 "multipart uploads after a cleanup that keeps young ones"
+run "$T" "${S3[@]}" cleanup "$url" 0 crash/
+h_assert_eq "$out" 1 "cleanup of prefix crash/ aborts that writer's upload ($err)"
+h_assert_eq "$(uploads)" 1 "multipart uploads after cleanup of crash/"
 run "$T" "${S3[@]}" cleanup "$url" 0
-h_assert_eq "$out" 1 "cleanup aborts the killed writer's upload ($err)"
+h_assert_eq "$out" 1 "cleanup of everything aborts the other upload ($err)"
 h_assert_eq "$(uploads)" 0 "multipart uploads after cleanup"
 run "$T" "${S3[@]}" list "$url" crash/
 h_assert_eq "$out" "" "list after the crash"

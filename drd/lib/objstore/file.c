@@ -175,19 +175,21 @@ static void file_sink_free(dr_sink *base)
 
 static const dr_sink_ops file_sink_ops = {file_sink_write, file_sink_finish, file_sink_free};
 
-/* An object name as one file name: '/' becomes '%', '%' becomes "%%"; cut at cap - 1. */
-static void tmp_encode(const char *name, char *out, size_t cap)
+/* The object name in a temp file's name, so that cleanup can tell whose it is: percent-encoded
+ * ('/' as %2F, '%' as %25: a prefix of a name encodes to a prefix of its encoding) and cut before
+ * the escape or byte that would pass TMP_NAME_MAX bytes (temp names must fit NAME_MAX). */
+#define TMP_NAME_MAX 200
+static void tmp_encode(const char *name, char *out)
 {
     size_t o = 0;
-    for (const char *p = name; *p && o + 2 < cap; p++) {
-        if (*p == '/') {
-            out[o++] = '%';
-        } else if (*p == '%') {
-            out[o++] = '%';
-            out[o++] = '%';
-        } else {
+    for (const char *p = name; *p; p++) {
+        int esc = *p == '/' || *p == '%';
+        if (o + (esc ? 3 : 1) > TMP_NAME_MAX)
+            break;
+        if (esc)
+            o += (size_t)snprintf(out + o, 4, "%%%02X", (unsigned char)*p);
+        else
             out[o++] = *p;
-        }
     }
     out[o] = 0;
 }
@@ -197,7 +199,7 @@ static int file_put(dr_store *s, const char *name, dr_sink **out)
     file_store *st = (file_store *)s;
     int rc = 0;
     uint8_t rnd[8];
-    char rname[sizeof TMP_DIR + 2 * 255 + 2 * sizeof rnd + 3];
+    char rname[sizeof TMP_DIR + TMP_NAME_MAX + 2 * sizeof rnd + 3];
     file_sink *k = calloc(1, sizeof *k);
     if (!k)
         return dr_error_set(DR_ENOMEM, "out of memory");
@@ -208,9 +210,9 @@ static int file_put(dr_store *s, const char *name, dr_sink **out)
         rc = dr_error_set(DR_EIO, "cannot get random bytes: %s", strerror(errno));
         goto out;
     }
-    /* .tmp/<object name, '/' as '%'>.<random>: cleanup can tell whose it is by name */
+    /* .tmp/<encoded object name>.<random> */
     size_t off = (size_t)snprintf(rname, sizeof rname, "%s/", TMP_DIR);
-    tmp_encode(name, rname + off, 2 * 255 + 1);
+    tmp_encode(name, rname + off);
     off += strlen(rname + off);
     rname[off++] = '.';
     for (size_t i = 0; i < sizeof rnd; i++)
@@ -511,8 +513,8 @@ static int file_cleanup(dr_store *s, const char *prefix, int64_t older_than_ms, 
 {
     file_store *st = (file_store *)s;
     int rc = 0;
-    char enc[2 * 255 + 1];
-    tmp_encode(prefix, enc, sizeof enc);
+    char enc[TMP_NAME_MAX + 1];
+    tmp_encode(prefix, enc); /* (a prefix longer than TMP_NAME_MAX matches by its start only) */
     DIR *d = NULL;
     char *dir = join(st, TMP_DIR);
     int64_t cutoff = dr_wall_ms() - older_than_ms;
@@ -527,7 +529,8 @@ static int file_cleanup(dr_store *s, const char *prefix, int64_t older_than_ms, 
     struct dirent *e;
     while ((e = readdir(d))) {
         struct stat sb;
-        if (e->d_name[0] == '.' || strncmp(e->d_name, enc, strlen(enc)) != 0)
+        if (!strcmp(e->d_name, ".") || !strcmp(e->d_name, "..") ||
+            strncmp(e->d_name, enc, strlen(enc)) != 0)
             continue;
         if (fstatat(dirfd(d), e->d_name, &sb, AT_SYMLINK_NOFOLLOW) != 0 || !S_ISREG(sb.st_mode))
             continue;

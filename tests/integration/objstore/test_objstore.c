@@ -9,7 +9,7 @@
  *                 "hanging" after N bytes and waits to be killed
  *   test_objstore [opts] sha URL NAME            streams the object; prints "<sha256> <size>"
  *   test_objstore [opts] cat URL NAME [OFF LEN]  the object's bytes to stdout
- *   test_objstore [opts] head|delete URL NAME, list URL [PREFIX], cleanup URL OLDER_MS
+ *   test_objstore [opts] head|delete URL NAME, list URL [PREFIX], cleanup URL OLDER_MS [PREFIX]
  *   test_objstore [opts] gensha NAME SIZE        sha256 of what put would write (no store)
  *   test_objstore [opts] bench URL NAME SIZE     streamed PUT then GET of SIZE bytes: MiB/s of
  *                 each and the peak RSS of this process
@@ -460,6 +460,26 @@ static void test_names(dr_store *s)
     const char *bad[] = {"", "/abs", "a//b", "a/", "./a", "a/../b", "..", ".tmp/x", "a\nb"};
     for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++)
         CHECK_RC(dr_store_put_buf(s, bad[i], "x", 1), DR_EUSAGE);
+    cur_test = "long and dotted names";
+    /* 610 bytes in components of 100 (a file system's NAME_MAX limits one component to 255) */
+    char lname[700] = "long", *data = NULL;
+    size_t len = 0, o = 4;
+    for (int i = 0; i < 6; i++) {
+        lname[o++] = '/';
+        memset(lname + o, 'a' + i, 100);
+        o += 100;
+    }
+    lname[o] = 0;
+    CHECK(strlen(lname) == 610);
+    CHECK_RC(dr_store_put_buf(s, lname, "long", 4), 0);
+    CHECK_RC(dr_store_get_buf(s, lname, 100, &data, &len), 0);
+    CHECK(len == 4 && data && !memcmp(data, "long", 4));
+    free(data);
+    data = NULL;
+    CHECK_RC(dr_store_put_buf(s, ".hidden/.x", "dot", 3), 0);
+    CHECK_RC(dr_store_get_buf(s, ".hidden/.x", 100, &data, &len), 0);
+    CHECK(len == 3 && data && !memcmp(data, "dot", 3));
+    free(data);
 }
 
 static void test_immutable(dr_store *s, size_t part)
@@ -780,7 +800,7 @@ int main(int argc, char **argv)
         rc = dr_store_list(s, argc > 2 ? argv[2] : "", print_cb, NULL);
     } else if (!strcmp(cmd, "cleanup") && argc >= 3) {
         int n = 0;
-        if ((rc = dr_store_cleanup(s, NULL, atoll(argv[2]), &n)) == 0)
+        if ((rc = dr_store_cleanup(s, argc > 3 ? argv[3] : NULL, atoll(argv[2]), &n)) == 0)
             printf("%d\n", n);
     } else if (!strcmp(cmd, "bench") && argc >= 4) {
         rc = cmd_bench(s, argv[2], strtoull(argv[3], NULL, 10));
