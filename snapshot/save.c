@@ -163,6 +163,16 @@ int dr_snapshot_save(dr_repo *repo, dr_etcd *etcd, const dr_snapshot_save_opts *
              dr_repo_keyring(repo) ? dr_keyring_current(dr_repo_keyring(repo)) : "");
     snprintf(m->compression, sizeof m->compression, "%s",
              o->compression == DR_COMPRESS_ZSTD ? "zstd" : "none");
+    /* a snapshot of the same revision in the same second is already stored (a save right after
+     * another, on an idle cluster): it is this one; ours is dropped unfinished */
+    char mname[DR_REPO_ID_MAX + 32];
+    uint64_t msize = 0;
+    snprintf(mname, sizeof mname, "manifests/%s.json", m->id);
+    if (dr_store_head(dr_repo_store(repo), mname, &msize) == 0) {
+        dr_info("snapshot %s of revision %" PRId64 " is already stored", m->id, rev);
+        goto out;
+    }
+    dr_error_clear();
     if ((rc = snapshot_write_inner_manifest(s.ar, m, s.mtime)) < 0)
         goto out;
     if ((rc = dr_repo_writer_commit(w, m)) < 0)

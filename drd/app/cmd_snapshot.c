@@ -558,7 +558,9 @@ static int verify_one(void *ctx, const dr_manifest *m)
             return 0;
     }
     v->checked++;
-    if (dr_snapshot_verify(v->r, m) < 0) {
+    /* the store's manifest, not the catalog's copy: verify checks what a restore would read */
+    dr_manifest sm;
+    if (dr_repo_manifest(v->r, m->id, &sm) < 0 || dr_snapshot_verify(v->r, &sm) < 0) {
         fprintf(stderr, "drd: FAILED %s\n", dr_error_msg());
         dr_error_clear();
         v->failed++;

@@ -19,6 +19,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <signal.h>
 #include <sys/file.h>
 #include <unistd.h>
 
@@ -76,7 +77,11 @@ static int scan_lock(void *ctx, const dr_store_obj *o)
             host = dr_json_str(j, "host");
     }
     dr_error_clear();
-    if (exp < s->now) {
+    char me[256] = "";
+    gethostname(me, sizeof me - 1);
+    /* a holder on this host that is gone (kill -9) needs no expiry to be known dead */
+    int dead = !strcmp(host, me) && pid > 0 && kill((pid_t)pid, 0) != 0 && errno == ESRCH;
+    if (exp < s->now || dead) {
         dr_info("removing expired lock %s", o->name);
         dr_store_delete(s->l->r->store, o->name);
         dr_error_clear();
