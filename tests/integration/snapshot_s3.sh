@@ -14,11 +14,12 @@ STORE_FLAGS=(--s3-endpoint "$RGW_ENDPOINT" --s3-insecure-http --s3-part-size 5)
 store_fetch() { h_rgw_curl GET "$RGW_BUCKET/$P/$1" -f -o "$2" || h_fail "curl GET $1"; }
 store_put() { h_rgw_curl PUT "$RGW_BUCKET/$P/$1" -f --data-binary "@$2" -o /dev/null || h_fail "curl PUT $1"; }
 store_ls() {
-    h_rgw_curl GET "$RGW_BUCKET?list-type=2&max-keys=1000&prefix=$P/$1" -f |
+    # SigV4 wants the canonical query: sorted, '/' encoded
+    h_rgw_curl GET "$RGW_BUCKET?list-type=2&max-keys=1000&prefix=$P%2F${1//\//%2F}" -f |
         grep -o '<Key>[^<]*</Key>' | sed -e 's|<Key>||; s|</Key>||' -e "s|^$P/||" || true
 }
 store_pending() {
-    h_rgw_curl GET "$RGW_BUCKET?uploads&prefix=$P/" -f | grep -o '<Key>[^<]*</Key>' || true
+    h_rgw_curl GET "$RGW_BUCKET?prefix=$P%2F&uploads=" -f | grep -o '<Key>[^<]*</Key>' || true
 }
 
 source "$HARNESS/snapshot_cases.sh"
@@ -28,7 +29,7 @@ h_log "S3 bad input"
 run_drd 30 snapshot list --store "s3://no-such-bucket-$$/x" --s3-endpoint "$RGW_ENDPOINT" --s3-insecure-http
 expect_fail 3 "missing bucket" "no-such-bucket-$$"
 AWS_SECRET_ACCESS_KEY=wrong-secret run_drd 30 snapshot list --store "$STORE" --s3-endpoint "$RGW_ENDPOINT" --s3-insecure-http
-expect_fail 10 "bad credentials" "$RGW_ENDPOINT"
+expect_fail 10 "bad credentials" "bad credentials"
 if grep -q "wrong-secret" <<<"$err"; then h_fail "the secret appears in an error message"; fi
 run_drd 30 snapshot list --store "$STORE" --s3-endpoint "127.0.0.1:1" --s3-insecure-http
 expect_fail 4 "unreachable endpoint" "127.0.0.1:1"
