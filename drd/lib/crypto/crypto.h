@@ -1,7 +1,7 @@
 /*
  * drd crypto: the one place that includes OpenSSL. Streaming SHA-256, HMAC, random bytes, the
  * keyring of named master keys, and the encrypted object format (AES-256-GCM in fixed-size
- * chunks, docs/format-encryption.md).
+ * chunks, docs/format.md "Encryption").
  * Must never log, print or put key material into an error message.
  */
 #ifndef DRD_CRYPTO_H
@@ -64,7 +64,7 @@ int dr_keyring_generate(const char *path, const char *name, char name_out[DR_KEY
  * are not serialized (the last rename wins). name_out may be NULL. */
 int dr_keyring_rotate(const char *path, const char *name, char name_out[DR_KEY_NAME_MAX + 1]);
 
-/* ---- encrypted streams (format: docs/format-encryption.md) ----
+/* ---- encrypted streams (format: docs/format.md "Encryption") ----
  * Encrypting sink: a random 256-bit data key per object, wrapped with the keyring's current
  * master key; the plaintext is cut into chunks of DR_CRYPT_CHUNK bytes, each sealed with
  * AES-256-GCM, nonce = chunk index, and the header, chunk index and a final-chunk flag as

@@ -1,5 +1,5 @@
 /*
- * Encrypted objects (docs/format-encryption.md): an encrypting sink and a decrypting source.
+ * Encrypted objects (docs/format.md "Encryption"): an encrypting sink and a decrypting source.
  *
  *   header  = "DRDCRYPT" | version u8 (1) | chunk size u32 BE | name length u8 | key name
  *             | wrap nonce (12) | wrapped data key (32) | wrap tag (16)

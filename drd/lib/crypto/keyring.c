@@ -1,6 +1,6 @@
 /*
  * The keyring: named 256-bit master keys in a text file (format in crypto.h and
- * docs/format-encryption.md). Loading checks the file's mode and every line; generate and rotate
+ * docs/format.md "Encryption"). Loading checks the file's mode and every line; generate and rotate
  * write the whole file durably with mode 0600.
  * Must never print, log or put key material (or a line that may hold it) into an error message,
  * and never leave a copy of a key in memory it frees: every buffer that held one is cleansed.

@@ -1,6 +1,6 @@
 /*
  * crypto-tool: a small driver of drd/lib/crypto for the format reference test (reference.py
- * checks that a third party following docs/format-encryption.md reads and writes what drd
+ * checks that a third party following docs/format.md "Encryption" reads and writes what drd
  * does) and for a throughput measurement. Not part of the drd binary.
  *   crypto-tool keygen RING NAME | rotate RING NAME
  *   crypto-tool encrypt RING IN OUT | decrypt RING IN OUT

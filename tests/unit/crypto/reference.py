@@ -1,5 +1,5 @@
 #!/usr/bin/env python3
-"""Reference implementation of drd's encrypted object format (docs/format-encryption.md), written
+"""Reference implementation of drd's encrypted object format (docs/format.md "Encryption"), written
 from the document with the `cryptography` package, and a test that drd (through crypto-tool)
 agrees with it in both directions and rejects objects forged with the right keys but the wrong
 structure (which drd's own writer cannot produce).
