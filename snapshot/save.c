@@ -117,6 +117,9 @@ int dr_snapshot_save(dr_repo *repo, dr_etcd *etcd, const dr_snapshot_save_opts *
         goto out;
     }
     int64_t rev = br.revision;
+    dr_debug("bolt scan: revision %" PRId64 ", %" PRIu64 " branch pages, %" PRIu64
+             " leaf records, peak %zu bytes",
+             rev, br.branch_pages, br.leaf_records, br.peak_mem);
     if (rev < st.header.revision) {
         rc = dr_error_set(DR_EPROTO,
                           "snapshot holds revision %" PRId64 ", older than the %" PRId64

@@ -100,14 +100,21 @@ static chan *chan_new(dr_etcd *e, size_t idx)
     if (!c)
         return NULL;
     /* unlimited message sizes (large Range pages); keepalive to notice a dead peer on an idle
-     * watch; a short reconnect backoff so a restarted etcd is found again quickly */
+     * watch; a short reconnect backoff so a restarted etcd is found again quickly; a fixed 4 MiB
+     * flow-control window per stream instead of BDP probing, which let a Snapshot stream buffer
+     * up to ~70 MiB ahead of a slower consumer (memory must not depend on the database size) */
     static const struct {
         const char *key;
         int value;
     } opts[] = {
-        {GRPC_ARG_MAX_RECEIVE_MESSAGE_LENGTH, -1},    {GRPC_ARG_MAX_SEND_MESSAGE_LENGTH, -1},
-        {GRPC_ARG_KEEPALIVE_TIME_MS, 10000},          {GRPC_ARG_KEEPALIVE_TIMEOUT_MS, 5000},
-        {GRPC_ARG_INITIAL_RECONNECT_BACKOFF_MS, 200}, {GRPC_ARG_MAX_RECONNECT_BACKOFF_MS, 2000},
+        {GRPC_ARG_MAX_RECEIVE_MESSAGE_LENGTH, -1},
+        {GRPC_ARG_MAX_SEND_MESSAGE_LENGTH, -1},
+        {GRPC_ARG_KEEPALIVE_TIME_MS, 10000},
+        {GRPC_ARG_KEEPALIVE_TIMEOUT_MS, 5000},
+        {GRPC_ARG_INITIAL_RECONNECT_BACKOFF_MS, 200},
+        {GRPC_ARG_MAX_RECONNECT_BACKOFF_MS, 2000},
+        {GRPC_ARG_HTTP2_BDP_PROBE, 0},
+        {GRPC_ARG_HTTP2_STREAM_LOOKAHEAD_BYTES, 4 << 20},
     };
     enum { NOPTS = sizeof opts / sizeof opts[0] };
     grpc_arg args[NOPTS];
