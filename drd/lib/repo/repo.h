@@ -177,4 +177,22 @@ int dr_seg_next_rev(dr_seg_reader *s, int64_t *rev, uint32_t *count);
 int dr_seg_next_event(dr_seg_reader *s, dr_seg_event *ev);
 void dr_seg_reader_free(dr_seg_reader *s);
 
+/* ---- reading objects back (verify.c) ---- */
+/* Reads an object completely and checks everything that needs no etcd: stored size and sha256,
+ * every encrypted chunk, the archive, the content's size and sha256, the sealed manifest against
+ * m, and for segments the revision records (consecutive, exactly the manifest's range). Every
+ * error names the object. */
+int dr_repo_verify(dr_repo *r, const dr_manifest *m);
+/* Writes the plain etcd snapshot file of full snapshot m to path (mode 0600), which appears only
+ * when every check of dr_repo_verify passed. */
+int dr_repo_get_db(dr_repo *r, const dr_manifest *m, const char *path);
+/* Reads segment m completely (with every check of dr_repo_verify) and calls cb for each record of
+ * the revisions up to upto (0: all), in order: i counts 0..count-1 within a revision. The checks
+ * complete only at the end, so callers verify the segment first and replay it after. cb's
+ * non-zero return stops and is returned. */
+typedef int (*dr_repo_event_cb)(void *ctx, int64_t rev, uint32_t i, uint32_t count,
+                                const dr_seg_event *ev);
+int dr_repo_read_events(dr_repo *r, const dr_manifest *m, int64_t upto, dr_repo_event_cb cb,
+                        void *ctx);
+
 #endif
