@@ -4,6 +4,7 @@
  * Secrets (S3 keys) come only from the environment or a credentials file, never from flags.
  */
 #include "drd/app/cmd.h"
+#include "drd/app/store_args.h"
 #include "drd/core/core.h"
 #include "drd/lib/catalog/catalog.h"
 #include "snapshot/snapshot.h"
@@ -13,24 +14,6 @@
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
-
-#define STORE_HELP                                                                                 \
-    "  --store URL          file:///path or s3://bucket/prefix\n"                                  \
-    "  --s3-endpoint H:P    S3 endpoint (s3:// stores); credentials from AWS_ACCESS_KEY_ID and\n"  \
-    "                       AWS_SECRET_ACCESS_KEY or a credentials file "                          \
-    "(AWS_SHARED_CREDENTIALS_FILE)\n"                                                              \
-    "  --s3-region R        region for signing (default us-east-1)\n"                              \
-    "  --s3-cacert F        CA bundle for https to the endpoint\n"                                 \
-    "  --s3-insecure-http   plain http to the endpoint (trusted networks only)\n"                  \
-    "  --s3-part-size N     multipart part size in MiB (default 8)\n"                              \
-    "  --catalog F          local catalog file (default: under $XDG_STATE_HOME/drd)\n"
-#define KEY_HELP                                                                                   \
-    "  --key-file F         keyring (drd key generate); objects are encrypted with its current "   \
-    "key\n"
-#define ETCD_HELP                                                                                  \
-    "  --etcd URLS          etcd endpoints, comma-separated http(s)://host:port\n"                 \
-    "  --etcd-cacert F --etcd-cert F --etcd-key F   TLS to etcd\n"                                 \
-    "  --timeout D          per-request deadline (default 10s)\n"
 
 const char usage_snapshot_save[] =
     "usage: drd snapshot save --etcd URLS --store URL (--key-file F | --no-encryption)\n"
@@ -100,303 +83,17 @@ const char usage_key_rotate[] =
     "Adds a new master key to the keyring and makes it current; older keys stay, so objects\n"
     "written with them remain readable.\n";
 
-enum {
-    O_ETCD = 2000,
-    O_ECA,
-    O_ECERT,
-    O_EKEY,
-    O_TIMEOUT,
-    O_STORE,
-    O_S3EP,
-    O_S3REGION,
-    O_S3CA,
-    O_S3HTTP,
-    O_S3PART,
-    O_CATALOG,
-    O_KEYFILE,
-    O_NOENC,
-    O_COMP,
-    O_LABEL,
-    O_JSON,
-    O_PERIOD,
-    O_MAXBYTES,
-    O_UNTIL,
-    O_ALL,
-    O_SAMPLE,
-    O_OUT,
-    O_KLAST,
-    O_KHOUR,
-    O_KDAY,
-    O_KWEEK,
-    O_KMONTH,
-    O_DRY,
-    O_NAME,
-    O_KEYRING,
-};
-
-static const struct option opts[] = {
-    {"etcd", required_argument, NULL, O_ETCD},
-    {"etcd-cacert", required_argument, NULL, O_ECA},
-    {"etcd-cert", required_argument, NULL, O_ECERT},
-    {"etcd-key", required_argument, NULL, O_EKEY},
-    {"timeout", required_argument, NULL, O_TIMEOUT},
-    {"store", required_argument, NULL, O_STORE},
-    {"s3-endpoint", required_argument, NULL, O_S3EP},
-    {"s3-region", required_argument, NULL, O_S3REGION},
-    {"s3-cacert", required_argument, NULL, O_S3CA},
-    {"s3-insecure-http", no_argument, NULL, O_S3HTTP},
-    {"s3-part-size", required_argument, NULL, O_S3PART},
-    {"catalog", required_argument, NULL, O_CATALOG},
-    {"key-file", required_argument, NULL, O_KEYFILE},
-    {"no-encryption", no_argument, NULL, O_NOENC},
-    {"compression", required_argument, NULL, O_COMP},
-    {"label", required_argument, NULL, O_LABEL},
-    {"json", no_argument, NULL, O_JSON},
-    {"segment-period", required_argument, NULL, O_PERIOD},
-    {"segment-max-bytes", required_argument, NULL, O_MAXBYTES},
-    {"until-revision", required_argument, NULL, O_UNTIL},
-    {"all", no_argument, NULL, O_ALL},
-    {"sample", required_argument, NULL, O_SAMPLE},
-    {"out", required_argument, NULL, O_OUT},
-    {"keep-last", required_argument, NULL, O_KLAST},
-    {"keep-hourly", required_argument, NULL, O_KHOUR},
-    {"keep-daily", required_argument, NULL, O_KDAY},
-    {"keep-weekly", required_argument, NULL, O_KWEEK},
-    {"keep-monthly", required_argument, NULL, O_KMONTH},
-    {"dry-run", no_argument, NULL, O_DRY},
-    {"name", required_argument, NULL, O_NAME},
-    {"keyring", required_argument, NULL, O_KEYRING},
-    {0, 0, 0, 0},
-};
-
-typedef struct args {
-    const char *cmd;
-    dr_etcd_opts etcd;
-    dr_repo_opts repo;
-    dr_compress comp;
-    char labels[512];
-    int json, all, dry_run;
-    int64_t period_ms, max_bytes, until, sample;
-    const char *out, *name, *keyring;
-    dr_retention keep;
-    const char *pos; /* the positional ID */
-} args;
-
-static const char *flag_name(int c)
-{
-    for (const struct option *o = opts; o->name; o++)
-        if (o->val == c)
-            return o->name;
-    return "?";
-}
-
-/* Parses argv; allowed lists the flags this command takes (0-terminated). */
-static int parse(int argc, char **argv, const int *allowed, int positional, args *a)
-{
-    int c, rc = 0;
-    memset(a, 0, sizeof *a);
-    a->cmd = argv[0];
-    a->comp = DR_COMPRESS_ZSTD;
-    a->sample = 100;
-    while ((c = drd_getopt(argc, argv, opts, a->cmd)) != -1) {
-        if (c < 0)
-            return c;
-        int ok = 0;
-        for (const int *p = allowed; *p; p++)
-            ok |= *p == c;
-        if (!ok)
-            return dr_error_set(DR_EUSAGE,
-                                "drd %s: flag '--%s' does not apply here (see drd %s --help)",
-                                a->cmd, flag_name(c), a->cmd);
-        int64_t v = 0;
-        switch (c) {
-        case O_ETCD:
-            a->etcd.endpoints = optarg;
-            break;
-        case O_ECA:
-            a->etcd.cacert = optarg;
-            break;
-        case O_ECERT:
-            a->etcd.cert = optarg;
-            break;
-        case O_EKEY:
-            a->etcd.key = optarg;
-            break;
-        case O_TIMEOUT:
-            if ((rc = dr_parse_duration_ms(optarg, "--timeout", &a->etcd.timeout_ms)) < 0)
-                return rc;
-            a->repo.store.timeout_ms = a->etcd.timeout_ms;
-            break;
-        case O_STORE:
-            a->repo.store_url = optarg;
-            break;
-        case O_S3EP:
-            a->repo.store.s3_endpoint = optarg;
-            break;
-        case O_S3REGION:
-            a->repo.store.s3_region = optarg;
-            break;
-        case O_S3CA:
-            a->repo.store.s3_cacert = optarg;
-            break;
-        case O_S3HTTP:
-            a->repo.store.s3_insecure_http = 1;
-            break;
-        case O_S3PART:
-            if ((rc = dr_parse_i64(optarg, "--s3-part-size", &v)) < 0)
-                return rc;
-            if (v < 5 || v > 4096)
-                return dr_error_set(DR_EUSAGE, "--s3-part-size must be 5..4096 (MiB)");
-            a->repo.store.part_size = (size_t)v << 20;
-            break;
-        case O_CATALOG:
-            a->repo.catalog_path = optarg;
-            break;
-        case O_KEYFILE:
-            a->repo.key_file = optarg;
-            break;
-        case O_NOENC:
-            a->repo.no_encryption = 1;
-            break;
-        case O_COMP:
-            if (!strcmp(optarg, "zstd"))
-                a->comp = DR_COMPRESS_ZSTD;
-            else if (!strcmp(optarg, "none"))
-                a->comp = DR_COMPRESS_NONE;
-            else
-                return dr_error_set(DR_EUSAGE, "--compression must be zstd or none, not '%s'",
-                                    optarg);
-            break;
-        case O_LABEL: {
-            const char *eq = strchr(optarg, '=');
-            if (!eq || eq == optarg || strchr(optarg, ','))
-                return dr_error_set(DR_EUSAGE, "--label '%s': expected K=V (no commas)", optarg);
-            size_t l = strlen(a->labels);
-            if (l + strlen(optarg) + 2 > sizeof a->labels)
-                return dr_error_set(DR_EUSAGE, "too many labels");
-            snprintf(a->labels + l, sizeof a->labels - l, "%s%s", l ? "," : "", optarg);
-            break;
-        }
-        case O_JSON:
-            a->json = 1;
-            break;
-        case O_PERIOD:
-            if ((rc = dr_parse_duration_ms(optarg, "--segment-period", &a->period_ms)) < 0)
-                return rc;
-            if (a->period_ms < 100)
-                return dr_error_set(DR_EUSAGE, "--segment-period must be at least 100ms");
-            break;
-        case O_MAXBYTES: {
-            char *end;
-            double d = strtod(optarg, &end);
-            int64_t mul = 1;
-            if (!strcmp(end, "KiB") || !strcmp(end, "K"))
-                mul = 1 << 10;
-            else if (!strcmp(end, "MiB") || !strcmp(end, "M"))
-                mul = 1 << 20;
-            else if (!strcmp(end, "GiB") || !strcmp(end, "G"))
-                mul = 1 << 30;
-            else if (*end)
-                return dr_error_set(DR_EUSAGE, "--segment-max-bytes '%s': expected e.g. 64MiB",
-                                    optarg);
-            a->max_bytes = (int64_t)(d * (double)mul);
-            if (end == optarg || a->max_bytes < 4096)
-                return dr_error_set(DR_EUSAGE, "--segment-max-bytes '%s': at least 4KiB", optarg);
-            break;
-        }
-        case O_UNTIL:
-            if ((rc = dr_parse_i64(optarg, "--until-revision", &a->until)) < 0)
-                return rc;
-            break;
-        case O_ALL:
-            a->all = 1;
-            break;
-        case O_SAMPLE:
-            if ((rc = dr_parse_i64(optarg, "--sample", &a->sample)) < 0)
-                return rc;
-            if (a->sample < 1 || a->sample > 100)
-                return dr_error_set(DR_EUSAGE, "--sample must be a percentage from 1 to 100");
-            break;
-        case O_OUT:
-            a->out = optarg;
-            break;
-        case O_KLAST:
-        case O_KHOUR:
-        case O_KDAY:
-        case O_KWEEK:
-        case O_KMONTH:
-            if ((rc = dr_parse_i64(optarg, flag_name(c), &v)) < 0)
-                return rc;
-            if (v > 100000)
-                return dr_error_set(DR_EUSAGE, "--%s: %s is too large", flag_name(c), optarg);
-            *(c == O_KLAST   ? &a->keep.keep_last
-              : c == O_KHOUR ? &a->keep.keep_hourly
-              : c == O_KDAY  ? &a->keep.keep_daily
-              : c == O_KWEEK ? &a->keep.keep_weekly
-                             : &a->keep.keep_monthly) = (int)v;
-            break;
-        case O_DRY:
-            a->dry_run = 1;
-            break;
-        case O_NAME:
-            a->name = optarg;
-            break;
-        case O_KEYRING:
-            a->keyring = optarg;
-            break;
-        default:
-            return dr_error_set(DR_EUSAGE, "drd %s: unexpected flag", a->cmd);
-        }
-    }
-    if (positional) {
-        if (optind < argc)
-            a->pos = argv[optind++];
-    }
-    if (optind < argc)
-        return dr_error_set(DR_EUSAGE, "drd %s: unexpected argument '%s'", a->cmd, argv[optind]);
-    return 0;
-}
-
-static int need(const char *v, const char *flag, const char *cmd)
-{
-    if (!v || !*v)
-        return dr_error_set(DR_EUSAGE, "drd %s: %s is required (see drd %s --help)", cmd, flag,
-                            cmd);
-    return 0;
-}
-
-#define STORE_FLAGS O_STORE, O_S3EP, O_S3REGION, O_S3CA, O_S3HTTP, O_S3PART, O_CATALOG, O_TIMEOUT
-#define ETCD_FLAGS O_ETCD, O_ECA, O_ECERT, O_EKEY
-
-static int open_repo(args *a, int writer, dr_repo **r)
-{
-    int rc = need(a->repo.store_url, "--store", a->cmd);
-    if (rc < 0)
-        return rc;
-    if (writer && a->repo.key_file && a->repo.no_encryption)
-        return dr_error_set(DR_EUSAGE, "drd %s: --key-file and --no-encryption exclude each other",
-                            a->cmd);
-    a->repo.need_key = writer;
-    return dr_repo_open(&a->repo, r);
-}
-
-static int open_etcd(args *a, dr_etcd **e)
-{
-    int rc = need(a->etcd.endpoints, "--etcd", a->cmd);
-    return rc < 0 ? rc : dr_etcd_open(e, &a->etcd);
-}
-
 int cmd_snapshot_save(int argc, char **argv)
 {
     static const int allowed[] = {ETCD_FLAGS, STORE_FLAGS, O_KEYFILE, O_NOENC, O_COMP, O_LABEL, 0};
     args a;
     dr_repo *r = NULL;
     dr_etcd *e = NULL;
-    int rc = parse(argc, argv, allowed, 0, &a);
+    int rc = args_parse(argc, argv, allowed, 0, &a);
     if (rc == 0)
-        rc = open_repo(&a, 1, &r);
+        rc = args_open_repo(&a, 1, &r);
     if (rc == 0)
-        rc = open_etcd(&a, &e);
+        rc = args_open_etcd(&a, &e);
     if (rc == 0) {
         dr_snapshot_save_opts so = {.compression = a.comp, .labels = a.labels};
         dr_manifest m;
@@ -416,11 +113,11 @@ int cmd_snapshot_follow(int argc, char **argv)
     args a;
     dr_repo *r = NULL;
     dr_etcd *e = NULL;
-    int rc = parse(argc, argv, allowed, 0, &a);
+    int rc = args_parse(argc, argv, allowed, 0, &a);
     if (rc == 0)
-        rc = open_repo(&a, 1, &r);
+        rc = args_open_repo(&a, 1, &r);
     if (rc == 0)
-        rc = open_etcd(&a, &e);
+        rc = args_open_etcd(&a, &e);
     if (rc == 0) {
         drd_signals_install();
         dr_snapshot_follow_opts fo = {.compression = a.comp,
@@ -485,9 +182,9 @@ int cmd_snapshot_list(int argc, char **argv)
     static const int allowed[] = {STORE_FLAGS, O_JSON, 0};
     args a;
     dr_repo *r = NULL;
-    int rc = parse(argc, argv, allowed, 0, &a);
+    int rc = args_parse(argc, argv, allowed, 0, &a);
     if (rc == 0)
-        rc = open_repo(&a, 0, &r);
+        rc = args_open_repo(&a, 0, &r);
     if (rc == 0)
         rc = dr_repo_sync(r, NULL);
     if (rc == 0) {
@@ -512,11 +209,11 @@ int cmd_snapshot_show(int argc, char **argv)
     static const int allowed[] = {STORE_FLAGS, 0};
     args a;
     dr_repo *r = NULL;
-    int rc = parse(argc, argv, allowed, 1, &a);
+    int rc = args_parse(argc, argv, allowed, 1, &a);
     if (rc == 0)
-        rc = need(a.pos, "an ID (or latest)", a.cmd);
+        rc = args_need(a.pos, "an ID (or latest)", a.cmd);
     if (rc == 0)
-        rc = open_repo(&a, 0, &r);
+        rc = args_open_repo(&a, 0, &r);
     if (rc == 0 && !strcmp(a.pos, "latest"))
         rc = dr_repo_sync(r, NULL);
     dr_manifest m;
@@ -575,13 +272,13 @@ int cmd_snapshot_verify(int argc, char **argv)
     static const int allowed[] = {STORE_FLAGS, O_KEYFILE, O_ALL, O_SAMPLE, 0};
     args a;
     dr_repo *r = NULL;
-    int rc = parse(argc, argv, allowed, 1, &a);
+    int rc = args_parse(argc, argv, allowed, 1, &a);
     if (rc == 0 && !a.all)
-        rc = need(a.pos, "an ID, latest or --all", a.cmd);
+        rc = args_need(a.pos, "an ID, latest or --all", a.cmd);
     if (rc == 0 && a.all && a.pos)
         rc = dr_error_set(DR_EUSAGE, "drd %s: give an ID or --all, not both", a.cmd);
     if (rc == 0)
-        rc = open_repo(&a, 0, &r);
+        rc = args_open_repo(&a, 0, &r);
     if (rc == 0)
         rc = dr_repo_sync(r, NULL);
     if (rc < 0)
@@ -617,13 +314,13 @@ int cmd_snapshot_get(int argc, char **argv)
     static const int allowed[] = {STORE_FLAGS, O_KEYFILE, O_OUT, 0};
     args a;
     dr_repo *r = NULL;
-    int rc = parse(argc, argv, allowed, 1, &a);
+    int rc = args_parse(argc, argv, allowed, 1, &a);
     if (rc == 0)
-        rc = need(a.pos, "an ID (or latest)", a.cmd);
+        rc = args_need(a.pos, "an ID (or latest)", a.cmd);
     if (rc == 0)
-        rc = need(a.out, "--out", a.cmd);
+        rc = args_need(a.out, "--out", a.cmd);
     if (rc == 0)
-        rc = open_repo(&a, 0, &r);
+        rc = args_open_repo(&a, 0, &r);
     if (rc == 0 && !strcmp(a.pos, "latest"))
         rc = dr_repo_sync(r, NULL);
     dr_manifest m;
@@ -643,13 +340,13 @@ int cmd_snapshot_delete(int argc, char **argv)
     static const int allowed[] = {STORE_FLAGS, 0};
     args a;
     dr_repo *r = NULL;
-    int rc = parse(argc, argv, allowed, 1, &a);
+    int rc = args_parse(argc, argv, allowed, 1, &a);
     if (rc == 0)
-        rc = need(a.pos, "an ID", a.cmd);
+        rc = args_need(a.pos, "an ID", a.cmd);
     if (rc == 0 && !strcmp(a.pos, "latest"))
         rc = dr_error_set(DR_EUSAGE, "drd %s: name the ID to delete, not 'latest'", a.cmd);
     if (rc == 0)
-        rc = open_repo(&a, 0, &r);
+        rc = args_open_repo(&a, 0, &r);
     if (rc == 0)
         rc = dr_repo_sync(r, NULL);
     if (rc == 0)
@@ -667,7 +364,7 @@ int cmd_snapshot_prune(int argc, char **argv)
     args a;
     dr_repo *r = NULL;
     int deleted = 0;
-    int rc = parse(argc, argv, allowed, 0, &a);
+    int rc = args_parse(argc, argv, allowed, 0, &a);
     if (rc == 0 && !a.keep.keep_last && !a.keep.keep_hourly && !a.keep.keep_daily &&
         !a.keep.keep_weekly && !a.keep.keep_monthly)
         rc = dr_error_set(DR_EUSAGE,
@@ -675,7 +372,7 @@ int cmd_snapshot_prune(int argc, char **argv)
                           "everything)",
                           a.cmd);
     if (rc == 0)
-        rc = open_repo(&a, 0, &r);
+        rc = args_open_repo(&a, 0, &r);
     if (rc == 0)
         rc = dr_snapshot_prune(r, &a.keep, a.dry_run, print_out, NULL, &deleted);
     if (rc == 0 && !a.dry_run) {
@@ -693,9 +390,9 @@ int cmd_catalog_rebuild(int argc, char **argv)
     args a;
     dr_repo *r = NULL;
     int64_t n = 0;
-    int rc = parse(argc, argv, allowed, 0, &a);
+    int rc = args_parse(argc, argv, allowed, 0, &a);
     if (rc == 0)
-        rc = open_repo(&a, 0, &r);
+        rc = args_open_repo(&a, 0, &r);
     if (rc == 0)
         rc = dr_repo_rebuild(r, &n);
     if (rc == 0)
@@ -709,9 +406,9 @@ int cmd_key_generate(int argc, char **argv)
     static const int allowed[] = {O_OUT, O_NAME, 0};
     args a;
     char name[DR_KEY_NAME_MAX + 1];
-    int rc = parse(argc, argv, allowed, 0, &a);
+    int rc = args_parse(argc, argv, allowed, 0, &a);
     if (rc == 0)
-        rc = need(a.out, "--out", a.cmd);
+        rc = args_need(a.out, "--out", a.cmd);
     if (rc == 0)
         rc = dr_keyring_generate(a.out, a.name, name);
     if (rc == 0)
@@ -724,9 +421,9 @@ int cmd_key_rotate(int argc, char **argv)
     static const int allowed[] = {O_KEYRING, O_NAME, 0};
     args a;
     char name[DR_KEY_NAME_MAX + 1];
-    int rc = parse(argc, argv, allowed, 0, &a);
+    int rc = args_parse(argc, argv, allowed, 0, &a);
     if (rc == 0)
-        rc = need(a.keyring, "--keyring", a.cmd);
+        rc = args_need(a.keyring, "--keyring", a.cmd);
     if (rc == 0)
         rc = dr_keyring_rotate(a.keyring, a.name, name);
     if (rc == 0)

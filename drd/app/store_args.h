@@ -1,0 +1,101 @@
+/*
+ * Flags shared by the commands that use a store (snapshot, catalog, key, restore, drill): one
+ * option table, one parser, each command naming the flags it accepts.
+ */
+#ifndef DRD_APP_STORE_ARGS_H
+#define DRD_APP_STORE_ARGS_H
+
+#include "drd/lib/etcd/etcd.h"
+#include "drd/lib/repo/repo.h"
+#include "policies/policies.h"
+
+#define STORE_HELP                                                                                 \
+    "  --store URL          file:///path or s3://bucket/prefix\n"                                  \
+    "  --s3-endpoint H:P    S3 endpoint (s3:// stores); credentials from AWS_ACCESS_KEY_ID and\n"  \
+    "                       AWS_SECRET_ACCESS_KEY or a credentials file "                          \
+    "(AWS_SHARED_CREDENTIALS_FILE)\n"                                                              \
+    "  --s3-region R        region for signing (default us-east-1)\n"                              \
+    "  --s3-cacert F        CA bundle for https to the endpoint\n"                                 \
+    "  --s3-insecure-http   plain http to the endpoint (trusted networks only)\n"                  \
+    "  --s3-part-size N     multipart part size in MiB (default 8)\n"                              \
+    "  --catalog F          local catalog file (default: under $XDG_STATE_HOME/drd)\n"
+#define KEY_HELP                                                                                   \
+    "  --key-file F         keyring (drd key generate); objects are encrypted with its current "   \
+    "key\n"
+#define ETCD_HELP                                                                                  \
+    "  --etcd URLS          etcd endpoints, comma-separated http(s)://host:port\n"                 \
+    "  --etcd-cacert F --etcd-cert F --etcd-key F   TLS to etcd\n"                                 \
+    "  --timeout D          per-request deadline (default 10s)\n"
+
+enum {
+    O_ETCD = 2000,
+    O_ECA,
+    O_ECERT,
+    O_EKEY,
+    O_TIMEOUT,
+    O_STORE,
+    O_S3EP,
+    O_S3REGION,
+    O_S3CA,
+    O_S3HTTP,
+    O_S3PART,
+    O_CATALOG,
+    O_KEYFILE,
+    O_NOENC,
+    O_COMP,
+    O_LABEL,
+    O_JSON,
+    O_PERIOD,
+    O_MAXBYTES,
+    O_UNTIL,
+    O_ALL,
+    O_SAMPLE,
+    O_OUT,
+    O_KLAST,
+    O_KHOUR,
+    O_KDAY,
+    O_KWEEK,
+    O_KMONTH,
+    O_DRY,
+    O_NAME,
+    O_KEYRING,
+    O_SNAPSHOT,
+    O_REVISION,
+    O_TIME,
+    O_DATADIR,
+    O_ICLUSTER,
+    O_IPEER,
+    O_BUMP,
+    O_MARKCOMP,
+    O_PREFIX,
+    O_TARGET,
+    O_OVERWRITE,
+    O_LIMIT,
+};
+
+typedef struct args {
+    const char *cmd;
+    dr_etcd_opts etcd;
+    dr_repo_opts repo;
+    dr_compress comp;
+    char labels[512];
+    int json, all, dry_run, mark_compacted, overwrite;
+    int64_t period_ms, max_bytes, until, sample, revision, time_ms, bump, limit;
+    const char *out, *name, *keyring, *snapshot, *data_dir, *icluster, *ipeer, *prefix, *target;
+    dr_retention keep;
+    const char *pos; /* the positional ID */
+} args;
+
+#define STORE_FLAGS O_STORE, O_S3EP, O_S3REGION, O_S3CA, O_S3HTTP, O_S3PART, O_CATALOG, O_TIMEOUT
+#define ETCD_FLAGS O_ETCD, O_ECA, O_ECERT, O_EKEY
+
+/* Parses argv; allowed lists the flags this command takes (0-terminated); positional: one
+ * optional positional argument (a->pos). */
+int args_parse(int argc, char **argv, const int *allowed, int positional, args *a);
+/* DR_EUSAGE "drd CMD: FLAG is required" when v is empty. */
+int args_need(const char *v, const char *flag, const char *cmd);
+/* Opens the repository (writer: needs a key or --no-encryption). */
+int args_open_repo(args *a, int writer, dr_repo **r);
+int args_open_etcd(args *a, dr_etcd **e);
+
+#endif

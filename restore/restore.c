@@ -1,0 +1,341 @@
+/*
+ * Restore: plan, check everything, restore the snapshot next to the target, replay segments
+ * through a throw-away etcd, rename into place. See restore.h.
+ *
+ *   plan --> verify base + segments --> get etcd.db (temp file next to data dir)
+ *        --> snapshot restore into <data dir>.restoring-<pid> --> [throw-away etcd: replay]
+ *        --> rename to <data dir>
+ * A crash at any step leaves the target name absent (or as it was: empty), never half restored.
+ */
+#include "restore/restore.h"
+#include "drd/lib/etcd/etcd.h"
+#include "drd/lib/etcdtool/etcdtool.h"
+#include "restore_int.h"
+
+#include <errno.h>
+#include <ftw.h>
+#include <stdarg.h>
+#include <inttypes.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+/* ---- plan ---- */
+
+typedef struct collect {
+    dr_manifest *v;
+    size_t n, cap;
+} collect;
+
+static int collect_all(void *ctx, const dr_manifest *m)
+{
+    collect *c = ctx;
+    if (c->n == c->cap) {
+        size_t nc = c->cap ? c->cap * 2 : 64;
+        dr_manifest *v = realloc(c->v, nc * sizeof *v);
+        if (!v)
+            return dr_error_set(DR_ENOMEM, "out of memory");
+        c->v = v;
+        c->cap = nc;
+    }
+    c->v[c->n++] = *m;
+    return 0;
+}
+
+int dr_restore_plan_make(dr_repo *repo, const char *snapshot, int64_t revision, int64_t time_ms,
+                         dr_restore_plan *p)
+{
+    int rc;
+    collect all = {0};
+    memset(p, 0, sizeof *p);
+    if ((rc = dr_repo_sync(repo, NULL)) < 0)
+        return rc;
+    if (snapshot) {
+        if ((rc = dr_repo_manifest(repo, snapshot, &p->base)) < 0)
+            return rc;
+        if (p->base.kind != DR_KIND_FULL)
+            return dr_error_set(DR_EUSAGE, "%s is a segment: name a full snapshot, or --revision",
+                                p->base.id);
+        p->target = p->base.rev_end;
+        return 0;
+    }
+    if ((rc = dr_repo_each(repo, collect_all, &all)) < 0)
+        goto out;
+    /* the newest full snapshot at or before the point (entries are ordered by revision) */
+    int have = 0;
+    for (size_t i = 0; i < all.n; i++) {
+        const dr_manifest *m = &all.v[i];
+        if (m->kind != DR_KIND_FULL)
+            continue;
+        if ((revision > 0 && m->rev_end <= revision) || (time_ms > 0 && m->created_ms <= time_ms)) {
+            p->base = *m;
+            have = 1;
+        }
+    }
+    if (!have) {
+        rc = revision > 0
+                 ? dr_error_set(DR_ENOTFOUND,
+                                "no full snapshot at or before revision %" PRId64 " in store '%s'",
+                                revision, dr_store_url(dr_repo_store(repo)))
+                 : dr_error_set(DR_ENOTFOUND,
+                                "no full snapshot taken at or before the given time in "
+                                "store '%s'",
+                                dr_store_url(dr_repo_store(repo)));
+        goto out;
+    }
+    int64_t need = p->base.rev_end + 1;
+    int64_t goal = revision > 0 ? revision : INT64_MAX;
+    for (size_t i = 0; i < all.n && need <= goal; i++) {
+        const dr_manifest *m = &all.v[i];
+        if (m->kind != DR_KIND_INCR || m->rev_end < need)
+            continue;
+        if (time_ms > 0 && m->created_ms > time_ms)
+            break;
+        if (m->rev_start > need)
+            break; /* a gap: reported below */
+        dr_manifest *v = realloc(p->segs, (p->n_segs + 1) * sizeof *v);
+        if (!v) {
+            rc = dr_error_set(DR_ENOMEM, "out of memory");
+            goto out;
+        }
+        p->segs = v;
+        p->segs[p->n_segs++] = *m;
+        need = m->rev_end + 1;
+    }
+    if (revision > 0) {
+        if (need <= revision) {
+            rc = dr_error_set(DR_ENOTFOUND,
+                              "revisions %" PRId64 "-%" PRId64 " are in no segment: cannot "
+                              "restore to revision %" PRId64 " (from snapshot %s)",
+                              need, revision, revision, p->base.id);
+            goto out;
+        }
+        p->target = revision;
+    } else {
+        p->target = need - 1;
+    }
+out:
+    free(all.v);
+    if (rc < 0)
+        dr_restore_plan_free(p);
+    return rc;
+}
+
+void dr_restore_plan_free(dr_restore_plan *p)
+{
+    free(p->segs);
+    p->segs = NULL;
+    p->n_segs = 0;
+}
+
+/* ---- replay ---- */
+
+typedef struct replay {
+    dr_etcd *e;
+    dr_etcd_txn *t;
+    int64_t from; /* first revision to apply */
+    int64_t upto;
+    int64_t applied;
+    int64_t last_log_ms;
+} replay;
+
+static int lease_ensure(dr_etcd *e, int64_t id, int64_t ttl)
+{
+    int64_t left = 0, granted = 0;
+    int rc = dr_etcd_lease_ttl(e, id, &left, &granted, NULL);
+    if (rc == 0)
+        return 0; /* in the snapshot already */
+    if (rc != DR_ENOTFOUND)
+        return rc;
+    dr_error_clear();
+    return dr_etcd_lease_grant(e, id, ttl > 0 ? ttl : 1, NULL);
+}
+
+static int on_event(void *ctx, int64_t rev, uint32_t i, uint32_t count, const dr_seg_event *ev)
+{
+    replay *r = ctx;
+    int rc = 0;
+    if (rev < r->from)
+        return 0; /* before the base snapshot: already in it */
+    if (ev->type == 'L')
+        rc = lease_ensure(r->e, ev->lease, ev->ttl);
+    else if (ev->type == 'P')
+        rc = dr_etcd_txn_put(r->t, DR_TXN_SUCCESS, ev->key, ev->key_len, ev->value, ev->value_len,
+                             ev->lease);
+    else
+        rc = dr_etcd_txn_delete(r->t, DR_TXN_SUCCESS, ev->key, ev->key_len, NULL, 0);
+    if (rc < 0 || i + 1 < count)
+        return rc;
+    /* the revision is complete: one transaction, and it must become exactly this revision */
+    dr_etcd_txn_res res;
+    if ((rc = dr_etcd_txn_do(r->e, r->t, &res)) < 0)
+        return dr_error_wrap(rc, "replaying revision %" PRId64, rev);
+    int64_t got = res.header.revision;
+    dr_etcd_txn_res_free(&res);
+    dr_etcd_txn_reset(r->t);
+    if (got != rev)
+        return dr_error_set(DR_EDIVERGED,
+                            "replaying revision %" PRId64 " produced revision %" PRId64
+                            " (the restored snapshot and the segments do not line up)",
+                            rev, got);
+    r->applied++;
+    if (dr_mono_ms() - r->last_log_ms > 2000) {
+        dr_info("replayed up to revision %" PRId64 " of %" PRId64, rev, r->upto);
+        r->last_log_ms = dr_mono_ms();
+    }
+    return 0;
+}
+
+int dr_restore_replay(dr_repo *repo, const dr_restore_plan *p, const char *url, int64_t *replayed)
+{
+    replay r = {.from = p->base.rev_end + 1, .upto = p->target, .last_log_ms = dr_mono_ms()};
+    dr_etcd_opts eo = {.endpoints = url, .timeout_ms = 30000};
+    int rc = dr_etcd_open(&r.e, &eo);
+    if (rc == 0)
+        rc = dr_etcd_txn_new(&r.t);
+    dr_etcd_status st;
+    if (rc == 0 && (rc = dr_etcd_status_get(r.e, &st)) == 0 &&
+        st.header.revision != p->base.rev_end)
+        rc = dr_error_set(DR_EDIVERGED,
+                          "the restored snapshot %s is at revision %" PRId64 ", its manifest "
+                          "says %" PRId64,
+                          p->base.id, st.header.revision, p->base.rev_end);
+    for (size_t i = 0; rc == 0 && i < p->n_segs; i++)
+        rc = dr_repo_read_events(repo, &p->segs[i], p->target, on_event, &r);
+    if (rc == 0 && (rc = dr_etcd_status_get(r.e, &st)) == 0 && st.header.revision != p->target)
+        rc = dr_error_set(DR_EDIVERGED,
+                          "after the replay etcd is at revision %" PRId64 ", not %" PRId64,
+                          st.header.revision, p->target);
+    if (replayed)
+        *replayed = r.applied;
+    dr_etcd_txn_free(r.t);
+    dr_etcd_close(r.e);
+    return rc;
+}
+
+/* ---- run ---- */
+
+void restore_say(const dr_restore_opts *o, const char *fmt, ...)
+{
+    char line[1024];
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(line, sizeof line, fmt, ap);
+    va_end(ap);
+    if (o->print)
+        o->print(o->ctx, line);
+}
+
+static int rm_one(const char *path, const struct stat *sb, int flag, struct FTW *ftw)
+{
+    (void)sb;
+    (void)flag;
+    (void)ftw;
+    return remove(path);
+}
+
+int restore_rm_rf(const char *path)
+{
+    /* only our own scratch and partial directories come here */
+    if (!path[0] || !strcmp(path, "/"))
+        return 0;
+    if (nftw(path, rm_one, 16, FTW_DEPTH | FTW_PHYS) != 0 && errno != ENOENT)
+        return dr_error_set(DR_EIO, "cannot remove '%s': %s", path, strerror(errno));
+    return 0;
+}
+
+int restore_verify_plan(dr_repo *repo, const dr_restore_plan *p, const dr_restore_opts *o)
+{
+    int rc = dr_repo_verify(repo, &p->base);
+    if (rc < 0)
+        return rc;
+    restore_say(
+        o, "checked %s: revision %" PRId64 ", %" PRIu64 " bytes, sha256 and every chunk verified",
+        p->base.id, p->base.rev_end, p->base.plain_bytes);
+    for (size_t i = 0; i < p->n_segs; i++) {
+        if ((rc = dr_repo_verify(repo, &p->segs[i])) < 0)
+            return rc;
+        restore_say(o, "checked %s: revisions %" PRId64 "-%" PRId64 ", %" PRId64 " events",
+                    p->segs[i].id, p->segs[i].rev_start, p->segs[i].rev_end, p->segs[i].events);
+    }
+    return 0;
+}
+
+int dr_restore_run(dr_repo *repo, const dr_restore_plan *p, const dr_restore_opts *o,
+                   dr_restore_result *res)
+{
+    int rc = 0;
+    char partial[4200], dbfile[4300], log[4300];
+    dr_etcd_proc *proc = NULL;
+    int made_partial = 0;
+    int64_t t0 = dr_mono_ms();
+    memset(res, 0, sizeof *res);
+    if (dr_etcdtool_dir_state(o->data_dir) == 2)
+        return dr_error_set(DR_EUSAGE, "--data-dir '%s' is not empty: refusing to restore over it",
+                            o->data_dir);
+    if (o->bump_revision > 0 || o->mark_compacted)
+        return dr_error_set(DR_EUSAGE,
+                            "--bump-revision/--mark-compacted are not supported with etcd %s "
+                            "(etcdutl snapshot restore has them from etcd 3.5.x on)",
+                            dr_etcdtool_version());
+    restore_say(o, "%s snapshot %s (revision %" PRId64 ") into %s",
+                o->dry_run ? "would restore" : "restoring", p->base.id, p->base.rev_end,
+                o->data_dir);
+    if (p->n_segs)
+        restore_say(o,
+                    "%s %zu segment(s) from revision %" PRId64 " to %" PRId64
+                    " through a throw-away etcd on 127.0.0.1",
+                    o->dry_run ? "would replay" : "replaying", p->n_segs, p->base.rev_end + 1,
+                    p->target);
+    if ((rc = restore_verify_plan(repo, p, o)) < 0)
+        return rc;
+    res->verify_ms = dr_mono_ms() - t0;
+    if (o->dry_run) {
+        restore_say(o, "dry run: nothing was changed; %s would hold revision %" PRId64, o->data_dir,
+                    p->target);
+        res->revision = p->target;
+        return 0;
+    }
+    snprintf(partial, sizeof partial, "%s.restoring-%ld", o->data_dir, (long)getpid());
+    snprintf(dbfile, sizeof dbfile, "%s.snapshot.db", partial);
+    snprintf(log, sizeof log, "%s.etcd.log", partial);
+    if ((rc = dr_repo_get_db(repo, &p->base, dbfile)) < 0)
+        goto out;
+    made_partial = 1;
+    if ((rc = dr_etcdtool_restore(dbfile, partial, o->name, o->initial_cluster, o->peer_urls)) < 0)
+        goto out;
+    unlink(dbfile);
+    if (p->n_segs) {
+        if ((rc = dr_etcdtool_start(partial, o->name, log, 60000, &proc)) < 0)
+            goto out;
+        if ((rc = dr_restore_replay(repo, p, dr_etcdtool_url(proc), &res->replayed)) < 0)
+            goto out;
+        dr_etcdtool_stop(proc);
+        proc = NULL;
+        restore_say(o, "replayed %" PRId64 " revisions", res->replayed);
+    }
+    /* the target name appears only now, complete */
+    if (dr_etcdtool_dir_state(o->data_dir) == 1)
+        rmdir(o->data_dir);
+    if (rename(partial, o->data_dir) != 0) {
+        rc = dr_error_set(DR_EIO, "cannot rename '%s' to '%s': %s", partial, o->data_dir,
+                          strerror(errno));
+        goto out;
+    }
+    made_partial = 0;
+    chmod(o->data_dir, 0700);
+    res->revision = p->target;
+    res->total_ms = dr_mono_ms() - t0;
+    restore_say(
+        o, "restored %s at revision %" PRId64 " in %.1f s: start etcd with --data-dir %s --name %s",
+        o->data_dir, p->target, (double)res->total_ms / 1000.0, o->data_dir, o->name);
+out:
+    dr_etcdtool_stop(proc);
+    unlink(dbfile);
+    unlink(log);
+    if (made_partial)
+        restore_rm_rf(partial);
+    return rc;
+}

@@ -1,0 +1,75 @@
+/*
+ * drd restore: a snapshot, or a snapshot plus segments up to a revision, back into an etcd data
+ * dir; and drills that prove a backup restores and measure how long it takes.
+ *
+ * A restore is planned (which full snapshot, which segments), every object of the plan is read
+ * back and checked completely before anything is touched, then the snapshot is restored into a
+ * new directory next to the target (etcdutl/etcdctl snapshot restore), the segments are replayed
+ * through a throw-away etcd on loopback (one transaction per source revision, the revision checked
+ * after each), and the directory is renamed into place last.
+ * Must never write into a non-empty data dir, never leave a half-restored data dir under the
+ * target name, and never talk to an etcd other than its own throw-away one (restore keys: the
+ * target it was given).
+ */
+#ifndef DRD_RESTORE_H
+#define DRD_RESTORE_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include "drd/lib/repo/repo.h"
+
+/* What a restore will do. */
+typedef struct dr_restore_plan {
+    dr_manifest base;  /* the full snapshot */
+    int64_t target;    /* the revision the result holds */
+    dr_manifest *segs; /* segments to replay, in order (the first may start before base + 1) */
+    size_t n_segs;
+} dr_restore_plan;
+
+/* Picks the plan: snapshot (ID or "latest"), else the newest full snapshot at or before revision
+ * (> 0) or time_ms (> 0: the point is then the end of the last segment closed at or before it),
+ * plus the chain of segments up to the point. DR_ENOTFOUND when no snapshot is old enough or a
+ * revision range is in no segment (the message names the gap). */
+int dr_restore_plan_make(dr_repo *repo, const char *snapshot, int64_t revision, int64_t time_ms,
+                         dr_restore_plan *p);
+void dr_restore_plan_free(dr_restore_plan *p);
+
+/* Progress and dry-run lines. */
+typedef void (*dr_restore_print)(void *ctx, const char *line);
+
+typedef struct dr_restore_opts {
+    const char *data_dir;
+    const char *name;
+    const char *initial_cluster;
+    const char *peer_urls;
+    int dry_run;
+    int64_t bump_revision; /* > 0: etcdutl --bump-revision (where the installed etcd has it) */
+    int mark_compacted;
+    dr_restore_print print;
+    void *ctx;
+} dr_restore_opts;
+
+typedef struct dr_restore_result {
+    int64_t revision;  /* what the data dir holds */
+    int64_t replayed;  /* revisions replayed from segments */
+    int64_t verify_ms; /* reading and checking the objects */
+    int64_t total_ms;
+} dr_restore_result;
+
+/* Runs a plan into o->data_dir (see the top of this file). */
+int dr_restore_run(dr_repo *repo, const dr_restore_plan *p, const dr_restore_opts *o,
+                   dr_restore_result *res);
+
+/* Replays the plan's segments into the etcd at url, which holds the plan's base snapshot:
+ * revisions base+1 .. target, one transaction each, revision checked. *replayed may be NULL. */
+int dr_restore_replay(dr_repo *repo, const dr_restore_plan *p, const char *url, int64_t *replayed);
+
+/* A drill: restore the plan into a scratch dir, start a throw-away etcd on loopback, check
+ * revision, key count and (full snapshots) HashKV against the manifest, measure the time from
+ * start to the first successful read (RTO), record the result in the catalog. Returns 0 when
+ * every check passed, DR_ECHECKSUM (or the failure's code) otherwise; *report gets a JSON report
+ * either way (caller frees). */
+int dr_drill_run(dr_repo *repo, const dr_restore_plan *p, char **report);
+
+#endif

@@ -1,0 +1,14 @@
+/* Private to restore/: helpers shared by its files. */
+#ifndef DRD_RESTORE_INT_H
+#define DRD_RESTORE_INT_H
+
+#include "drd/core/core.h"
+#include "restore/restore.h"
+
+/* Reads every object of the plan back completely (dr_repo_verify), reporting each. */
+int restore_verify_plan(dr_repo *repo, const dr_restore_plan *p, const dr_restore_opts *o);
+/* Removes a directory tree drd created (scratch or partial dirs). */
+int restore_rm_rf(const char *path);
+void restore_say(const dr_restore_opts *o, const char *fmt, ...) DR_PRINTF(2, 3);
+
+#endif
