@@ -17,6 +17,7 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include "drd/lib/etcd/etcd.h"
 #include "drd/lib/repo/repo.h"
 
 /* What a restore will do. */
@@ -64,6 +65,14 @@ int dr_restore_run(dr_repo *repo, const dr_restore_plan *p, const dr_restore_opt
 /* Replays the plan's segments into the etcd at url, which holds the plan's base snapshot:
  * revisions base+1 .. target, one transaction each, revision checked. *replayed may be NULL. */
 int dr_restore_replay(dr_repo *repo, const dr_restore_plan *p, const char *url, int64_t *replayed);
+
+/* Restores the keys under prefix, as they were at the plan's point, into the live etcd target:
+ * creates the missing ones; with overwrite also restores changed values and deletes keys the
+ * point did not have. Every write is guarded (absent / same mod_revision), so a key written
+ * meanwhile is left alone and reported (DR_EDIVERGED at the end). o->dry_run prints the plan
+ * and writes nothing; o->print gets one line per difference and a summary. */
+int dr_restore_keys(dr_repo *repo, const dr_restore_plan *p, const char *prefix,
+                    const dr_etcd_opts *target, int overwrite, const dr_restore_opts *o);
 
 /* A drill: restore the plan into a scratch dir, start a throw-away etcd on loopback, check
  * revision, key count and (full snapshots) HashKV against the manifest, measure the time from

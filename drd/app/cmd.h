@@ -51,8 +51,9 @@ int cmd_key_generate(int argc, char **argv);
 int cmd_key_rotate(int argc, char **argv);
 int cmd_restore(int argc, char **argv);
 int cmd_drill(int argc, char **argv);
+int cmd_restore_keys(int argc, char **argv);
 int cmd_drill_list(int argc, char **argv);
-extern const char usage_restore[], usage_drill[], usage_drill_list[];
+extern const char usage_restore[], usage_restore_keys[], usage_drill[], usage_drill_list[];
 extern const char usage_snapshot_save[], usage_snapshot_follow[], usage_snapshot_list[],
     usage_snapshot_show[], usage_snapshot_verify[], usage_snapshot_get[], usage_snapshot_delete[],
     usage_snapshot_prune[], usage_catalog_rebuild[], usage_key_generate[], usage_key_rotate[];

@@ -35,6 +35,8 @@ static const drd_cmd commands[] = {
      usage_snapshot_prune, cmd_snapshot_prune},
     {"catalog rebuild", "recreate the local catalog from the store", usage_catalog_rebuild,
      cmd_catalog_rebuild},
+    {"restore keys", "restore the keys under a prefix into a live etcd", usage_restore_keys,
+     cmd_restore_keys},
     {"restore", "restore a snapshot, or any revision, into a new etcd data dir", usage_restore,
      cmd_restore},
     {"drill list", "the history of restore drills", usage_drill_list, cmd_drill_list},

@@ -154,6 +154,35 @@ restore_case_refusals() {
     store_put "$data" "$H_TMP/seg.orig"
 }
 
+restore_case_keys() {
+    h_log "restore keys of one prefix into a live etcd"
+    local pfx=/registry/pods/ns-2/
+    want() { jq -c --arg p "$pfx" 'map(select(.key | @base64d | startswith($p)) | {key, value})' "$H_TMP/at-mid"; }
+    have() { h_etcdctl live get "$pfx" --prefix -w json | jq -c '.kvs // [] | map({key, value})'; }
+    h_etcd_start live "$H_TMP/live"
+    h_etcdctl live put /other/keep me >/dev/null
+    d restore keys --revision "$MID_REV" --prefix "$pfx" --target "$LIVE_URL"
+    expect_ok "restore keys"
+    h_assert_eq "$(have)" "$(want)" "keys under $pfx as at revision $MID_REV"
+    h_assert_eq "$(h_etcdctl live get /other/keep --print-value-only)" me "keys outside the prefix untouched"
+    local k
+    k=$(jq -r '.[0].key | @base64d' <<<"$(want)")
+    h_etcdctl live put "$k" changed >/dev/null
+    h_etcdctl live put "${pfx}extra" x >/dev/null
+    d restore keys --revision "$MID_REV" --prefix "$pfx" --target "$LIVE_URL" --overwrite --dry-run
+    expect_ok "restore keys dry run"
+    h_assert_contains "$out" "would change $k" "dry run names the change"
+    h_assert_contains "$out" "would delete ${pfx}extra" "dry run names the delete"
+    h_assert_eq "$(h_etcdctl live get "$k" --print-value-only)" changed "dry run wrote nothing"
+    d restore keys --revision "$MID_REV" --prefix "$pfx" --target "$LIVE_URL"
+    expect_ok "restore keys without --overwrite"
+    h_assert_eq "$(h_etcdctl live get "$k" --print-value-only)" changed "without --overwrite a changed key is kept"
+    d restore keys --revision "$MID_REV" --prefix "$pfx" --target "$LIVE_URL" --overwrite
+    expect_ok "restore keys --overwrite"
+    h_assert_eq "$(have)" "$(want)" "keys under $pfx restored exactly with --overwrite"
+    h_stop live
+}
+
 restore_case_drill() {
     h_log "drills"
     d drill --json
@@ -186,5 +215,6 @@ restore_cases_run() {
     restore_case_latest
     restore_case_pitr
     restore_case_refusals
+    restore_case_keys
     restore_case_drill
 }
