@@ -76,7 +76,7 @@ int dr_drill_run(dr_repo *repo, const dr_restore_plan *p, char **report)
     snprintf(dbfile, sizeof dbfile, "%s/snapshot.db", scratch);
     snprintf(log, sizeof log, "%s/etcd.log", scratch);
     dr_restore_opts quiet = {0};
-    if ((rc = restore_verify_plan(repo, p, &quiet)) < 0)
+    if ((rc = restore_verify_plan(repo, p, &quiet, 0)) < 0)
         goto out;
     if ((rc = dr_repo_get_db(repo, &p->base, dbfile)) < 0)
         goto out;

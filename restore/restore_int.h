@@ -5,8 +5,11 @@
 #include "drd/core/core.h"
 #include "restore/restore.h"
 
-/* Reads every object of the plan back completely (dr_repo_verify), reporting each. */
-int restore_verify_plan(dr_repo *repo, const dr_restore_plan *p, const dr_restore_opts *o);
+/* Reads the plan's segments (and with_base, its full snapshot) back completely
+ * (dr_repo_verify), reporting each. Without with_base the caller must write the snapshot out
+ * with dr_repo_get_db, which checks it on the way, before touching anything. */
+int restore_verify_plan(dr_repo *repo, const dr_restore_plan *p, const dr_restore_opts *o,
+                        int with_base);
 /* Removes a directory tree drd created (scratch or partial dirs). */
 int restore_rm_rf(const char *path);
 void restore_say(const dr_restore_opts *o, const char *fmt, ...) DR_PRINTF(2, 3);
