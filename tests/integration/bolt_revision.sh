@@ -61,7 +61,8 @@ single_puts() {
     else
         local i cfg=$H_TMP/puts.cfg
         for ((i = 0; i < $2; i++)); do
-            printf 'url = "%s/v3/kv/put"\ndata = "{\\"key\\":\\"%s\\",\\"value\\":\\"dg==\\"}"\nnext\n' \
+            ((i == 0)) || echo next
+            printf 'url = "%s/v3/kv/put"\ndata = "{\\"key\\":\\"%s\\",\\"value\\":\\"dg==\\"}"\n' \
                 "$E_URL" "$(printf '%s%08d' "$1" "$i" | base64 -w0)"
         done >"$cfg"
         curl -sf -K "$cfg" >/dev/null || h_fail "single puts"
