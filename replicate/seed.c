@@ -16,7 +16,6 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
-
 typedef struct fsink {
     int fd;
 } fsink;
