@@ -158,7 +158,7 @@ static int find_stale(void *ctx, const dr_catalog_entry *e)
 {
     stale_ctx *s = ctx;
     const char *key = e->id;
-    if (bsearch(&key, s->store->ids, s->store->n, sizeof(char *), cmp_str))
+    if (s->store->n && bsearch(&key, s->store->ids, s->store->n, sizeof(char *), cmp_str))
         return 0;
     return id_push(&s->gone, e->id, strlen(e->id));
 }
@@ -212,7 +212,8 @@ static int sync(dr_repo *r, int rebuild, int64_t *count)
     stale_ctx st = {.store = &store};
     if ((rc = dr_store_list(r->store, REPO_MANIFESTS, collect_manifest, &store)) < 0)
         goto out;
-    qsort(store.ids, store.n, sizeof(char *), cmp_str);
+    if (store.n)
+        qsort(store.ids, store.n, sizeof(char *), cmp_str);
     if ((rc = dr_catalog_begin(r->cat)) < 0)
         goto out;
     in_tx = 1;
@@ -369,7 +370,8 @@ static int drop_orphan(void *ctx, const dr_store_obj *obj)
 {
     orphan_ctx *o = ctx;
     const char *key = obj->name;
-    if (bsearch(&key, o->referenced.ids, o->referenced.n, sizeof(char *), cmp_str))
+    if (o->referenced.n &&
+        bsearch(&key, o->referenced.ids, o->referenced.n, sizeof(char *), cmp_str))
         return 0;
     int64_t t = obj->mtime_ms > name_ms(obj->name) ? obj->mtime_ms : name_ms(obj->name);
     if (t > o->before_ms)
@@ -392,7 +394,8 @@ int dr_repo_cleanup(dr_repo *r, const char *job, int64_t older_than_ms, int *n)
         goto out;
     if ((rc = dr_repo_each(r, ref_data, &o)) < 0)
         goto out;
-    qsort(o.referenced.ids, o.referenced.n, sizeof(char *), cmp_str);
+    if (o.referenced.n)
+        qsort(o.referenced.ids, o.referenced.n, sizeof(char *), cmp_str);
     if ((rc = dr_store_list(r->store, prefix, drop_orphan, &o)) < 0)
         goto out;
     if ((rc = dr_store_cleanup(r->store, prefix, older_than_ms, &uploads)) < 0)
