@@ -1,6 +1,6 @@
 /*
  * The revision of an etcd snapshot, found in one pass over its bbolt stream (snapshot/bolt.h,
- * docs/format-bolt.md).
+ * docs/format.md "The revision of an etcd snapshot").
  *
  * Pages arrive in page-id order, not tree order, so every page-size slot is summarized as it goes
  * by and the trees are walked at the end, from the meta page:

@@ -5,8 +5,8 @@
  * etcd 3.4's Maintenance.Snapshot sends a bbolt database file (bbolt 1.3, Tx.WriteTo) followed by
  * a 32-byte sha256 of it, and says nothing about the revision. The scanner reads the stream once,
  * in order, keeps small per-page summaries and walks the B+trees from the meta page at the end
- * (docs/format-bolt.md). Memory stays bounded by the buffer cap and the summaries, never by the
- * size of the database; there is no temp file.
+ * (docs/format.md "The revision of an etcd snapshot"). Memory stays bounded by the buffer cap and
+ * the summaries, never by the size of the database; there is no temp file.
  *
  * What it must never do: trust a page that the walk from the valid meta page does not reach (free
  * pages may hold stale or newer data), skip bytes because of such a page's overflow count, or read
