@@ -237,7 +237,54 @@ static int newest_rev(void *ctx, const dr_manifest *m)
     return 0;
 }
 
+typedef struct newest_revs {
+    int64_t full, incr;
+} newest_revs;
+
+static int newest_kinds(void *ctx, const dr_manifest *m)
+{
+    newest_revs *n = ctx;
+    int64_t *c = m->kind == DR_KIND_FULL ? &n->full : &n->incr;
+    if (m->rev_end > *c)
+        *c = m->rev_end;
+    return 0;
+}
+
+/* Where to resume: after the newest segment (a full snapshot taken meanwhile by a CronJob does
+ * not end the chain: resuming keeps every revision restorable), else after the newest full. */
+static int resume_point(dr_repo *repo, int64_t *cursor, int64_t *newest_full)
+{
+    newest_revs n = {0};
+    int rc = dr_repo_each(repo, newest_kinds, &n);
+    if (rc == 0) {
+        *cursor = n.incr ? n.incr : n.full;
+        *newest_full = n.full;
+    }
+    return rc;
+}
+
 static int stopping(const follower *f);
+static int base_snapshot(follower *f, const char *why);
+
+/* The history after the cursor is compacted: continue after a stored full snapshot that is past
+ * the compaction, or take a new one. */
+static int after_compaction(follower *f, int64_t compact_rev)
+{
+    int64_t cur = 0, full = 0;
+    int rc = dr_repo_sync(f->repo, NULL);
+    if (rc == 0)
+        rc = resume_point(f->repo, &cur, &full);
+    if (rc < 0)
+        return rc;
+    if (compact_rev > 0 && full >= compact_rev && full > f->cursor) {
+        dr_warn("revisions %" PRId64 "-%" PRId64 " were compacted before they reached a segment; "
+                "continuing after the full snapshot at %" PRId64,
+                f->cursor + 1, full, full);
+        f->cursor = full;
+        return 0;
+    }
+    return base_snapshot(f, "revision history compacted past the store");
+}
 
 static int base_snapshot(follower *f, const char *why)
 {
@@ -291,7 +338,8 @@ int dr_snapshot_follow(dr_repo *repo, dr_etcd *etcd, const dr_snapshot_follow_op
     int cleaned = 0; /* what an interrupted follow left (we hold its lock) */
     if ((rc = dr_repo_cleanup(repo, "follow", 0, &cleaned)) < 0)
         goto out;
-    if ((rc = dr_repo_each(repo, newest_rev, &f.cursor)) < 0)
+    int64_t newest_full = 0;
+    if ((rc = resume_point(repo, &f.cursor, &newest_full)) < 0)
         goto out;
     if (f.cursor == 0 && (rc = base_snapshot(&f, "the store holds none")) < 0)
         goto out;
@@ -311,7 +359,7 @@ int dr_snapshot_follow(dr_repo *repo, dr_etcd *etcd, const dr_snapshot_follow_op
             rc = dr_etcd_watch_open(etcd, &wo, &w, &compact);
             if (rc == DR_ECOMPACTED) {
                 w = NULL;
-                if ((rc = base_snapshot(&f, "revision history compacted past the store")) < 0)
+                if ((rc = after_compaction(&f, compact)) < 0)
                     goto out;
                 continue;
             }
@@ -348,10 +396,10 @@ int dr_snapshot_follow(dr_repo *repo, dr_etcd *etcd, const dr_snapshot_follow_op
             rc = 0;
             dr_error_clear();
         } else if (rc == DR_ECOMPACTED) {
+            int64_t compact = res.compact_revision;
             dr_etcd_watch_close(w);
             w = NULL;
-            if ((rc = cut(&f)) < 0 ||
-                (rc = base_snapshot(&f, "revision history compacted past the store")) < 0)
+            if ((rc = cut(&f)) < 0 || (rc = after_compaction(&f, compact)) < 0)
                 goto out;
             continue;
         } else if (rc == DR_EUNAVAILABLE) {

@@ -282,6 +282,23 @@ snap_case_follow() {
         $((ops + 1)) "every put and delete is in a segment once"
     snap verify --all --key-file "$H_TMP/keys"
     expect_ok "verify all with segments"
+    h_log "follow after the history it needs was compacted"
+    for ((i = 0; i < 5; i++)); do h_etcdctl primary put "/seg/c-$i" x >/dev/null; done
+    local crev
+    crev=$(h_etcd_revision primary)
+    h_etcdctl primary compact "$crev" >/dev/null
+    h_etcdctl primary put /seg/after-compaction y >/dev/null
+    final=$(h_etcd_revision primary)
+    run_drd 120 --log-level error snapshot follow --etcd "$PRIMARY_URL" --store "$STORE" \
+        "${STORE_FLAGS[@]}" --key-file "$H_TMP/keys" --segment-period 300ms --until-revision "$final"
+    expect_ok "follow after compaction"
+    snap list --json
+    h_assert_eq "$(jq --argjson c "$crev" '[.[] | select(.kind == "full" and .revision.end >= $c and .labels.by == "follow")] | length' <<<"$out")" 1 \
+        "a new base snapshot after the compaction"
+    h_assert_eq "$(jq '[.[] | .revision.end] | max' <<<"$out")" "$final" \
+        "the store reaches the last revision after the compaction"
+    snap verify --all --key-file "$H_TMP/keys"
+    expect_ok "verify all after compaction"
 }
 
 snap_case_prune() {
