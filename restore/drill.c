@@ -78,7 +78,7 @@ int dr_drill_run(dr_repo *repo, const dr_restore_plan *p, char **report)
     dr_restore_opts quiet = {0};
     if ((rc = restore_verify_plan(repo, p, &quiet, 0)) < 0)
         goto out;
-    if ((rc = dr_repo_get_db(repo, &p->base, dbfile)) < 0)
+    if ((rc = dr_repo_get_db(repo, &p->base, dbfile, 1)) < 0)
         goto out;
     if ((rc = dr_etcdtool_restore(dbfile, data, "drill", "drill=http://127.0.0.1:2380",
                                   "http://127.0.0.1:2380")) < 0)

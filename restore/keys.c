@@ -160,7 +160,7 @@ int dr_restore_keys(dr_repo *repo, const dr_restore_plan *p, const char *prefix,
     snprintf(log, sizeof log, "%s/etcd.log", scratch);
     dr_restore_opts quiet = {0};
     if ((rc = restore_verify_plan(repo, p, &quiet, 0)) < 0 ||
-        (rc = dr_repo_get_db(repo, &p->base, dbfile)) < 0 ||
+        (rc = dr_repo_get_db(repo, &p->base, dbfile, 1)) < 0 ||
         (rc = dr_etcdtool_restore(dbfile, data, "restore-keys",
                                   "restore-keys=http://127.0.0.1:2380", "http://127.0.0.1:2380")) <
             0 ||

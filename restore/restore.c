@@ -307,7 +307,7 @@ int dr_restore_run(dr_repo *repo, const dr_restore_plan *p, const dr_restore_opt
     snprintf(partial, sizeof partial, "%s.restoring-%ld", o->data_dir, (long)getpid());
     snprintf(dbfile, sizeof dbfile, "%s.snapshot.db", partial);
     snprintf(log, sizeof log, "%s.etcd.log", partial);
-    if ((rc = dr_repo_get_db(repo, &p->base, dbfile)) < 0)
+    if ((rc = dr_repo_get_db(repo, &p->base, dbfile, 1)) < 0)
         goto out;
     made_partial = 1;
     if ((rc = dr_etcdtool_restore(dbfile, partial, o->name, o->initial_cluster, o->peer_urls)) < 0)

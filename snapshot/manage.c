@@ -20,7 +20,7 @@ int dr_snapshot_verify(dr_repo *repo, const dr_manifest *m)
 
 int dr_snapshot_get(dr_repo *repo, const dr_manifest *m, const char *path)
 {
-    return dr_repo_get_db(repo, m, path);
+    return dr_repo_get_db(repo, m, path, 0);
 }
 
 /* ---- retention ---- */

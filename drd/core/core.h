@@ -132,8 +132,11 @@ void dr_source_free(dr_source *s);
 
 /* A sink into a new local file: written to "<path>.tmp.<pid>" and, on finish, fsynced and
  * renamed over path (durable, as dr_fs_write_atomic); freed unfinished it removes the temp file.
- * With exclusive, finish refuses (DR_EIO) when path already exists. */
-int dr_fs_sink_new(const char *path, unsigned mode, int exclusive, dr_sink **out);
+ * flags: DR_FS_EXCLUSIVE: finish refuses (DR_EIO) when path already exists; DR_FS_SCRATCH: no
+ * fsync (a file read once right after and deleted, whose loss in a crash costs nothing). */
+#define DR_FS_EXCLUSIVE 1
+#define DR_FS_SCRATCH 2
+int dr_fs_sink_new(const char *path, unsigned mode, int flags, dr_sink **out);
 /* A source reading a local file from offset off. DR_ENOTFOUND when missing. */
 int dr_fs_source_new(const char *path, uint64_t off, dr_source **out);
 /* A sink collecting into memory (at most max bytes, DR_EIO beyond); take the bytes with

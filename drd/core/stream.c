@@ -92,6 +92,7 @@ typedef struct fs_sink {
     int fd;
     int finished;
     int exclusive;
+    int scratch;
     unsigned mode;
     char *path;
     char *tmp;
@@ -128,7 +129,7 @@ static int fsync_parent(const char *path)
 static int fs_sink_finish(dr_sink *base)
 {
     fs_sink *s = (fs_sink *)base;
-    if (fchmod(s->fd, (mode_t)s->mode) != 0 || fsync(s->fd) != 0)
+    if (fchmod(s->fd, (mode_t)s->mode) != 0 || (!s->scratch && fsync(s->fd) != 0))
         return dr_error_set(DR_EIO, "cannot sync '%s': %s", s->tmp, strerror(errno));
     close(s->fd);
     s->fd = -1;
@@ -143,7 +144,7 @@ static int fs_sink_finish(dr_sink *base)
                             strerror(errno));
     }
     s->finished = 1;
-    return fsync_parent(s->path);
+    return s->scratch ? 0 : fsync_parent(s->path);
 }
 
 static void fs_sink_free(dr_sink *base)
@@ -160,7 +161,7 @@ static void fs_sink_free(dr_sink *base)
 
 static const dr_sink_ops fs_sink_ops = {fs_sink_write, fs_sink_finish, fs_sink_free};
 
-int dr_fs_sink_new(const char *path, unsigned mode, int exclusive, dr_sink **out)
+int dr_fs_sink_new(const char *path, unsigned mode, int flags, dr_sink **out)
 {
     fs_sink *s = calloc(1, sizeof *s);
     if (!s)
@@ -168,7 +169,8 @@ int dr_fs_sink_new(const char *path, unsigned mode, int exclusive, dr_sink **out
     s->base.ops = &fs_sink_ops;
     s->fd = -1;
     s->mode = mode;
-    s->exclusive = exclusive;
+    s->exclusive = (flags & DR_FS_EXCLUSIVE) != 0;
+    s->scratch = (flags & DR_FS_SCRATCH) != 0;
     s->path = strdup(path);
     size_t tl = strlen(path) + 32;
     s->tmp = malloc(tl);

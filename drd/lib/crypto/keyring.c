@@ -396,7 +396,7 @@ int dr_keyring_generate(const char *path, const char *name, char name_out[DR_KEY
     if ((rc = key_lines(nm, buf + sizeof head - 1, &n)) < 0)
         goto out;
     /* exclusive: the final link() refuses a path created meanwhile */
-    if ((rc = dr_fs_sink_new(path, 0600, 1, &f)) < 0 ||
+    if ((rc = dr_fs_sink_new(path, 0600, DR_FS_EXCLUSIVE, &f)) < 0 ||
         (rc = dr_sink_write(f, buf, sizeof head - 1 + n)) < 0 || (rc = dr_sink_finish(f)) < 0)
         goto out;
     if (name_out)

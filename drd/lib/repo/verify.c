@@ -84,7 +84,7 @@ static void progress(const dr_manifest *m, uint64_t done, int64_t *last)
 }
 
 /* Full snapshot: "etcd.db" then "manifest.json"; the db goes to out (may be NULL). */
-static int read_full(dr_repo_reader *rd, const dr_manifest *m, dr_sink *out)
+static int read_full(dr_repo_reader *rd, const dr_manifest *m, dr_sink *out, int check_plain)
 {
     dr_archive_reader *ar = dr_repo_reader_archive(rd);
     char name[256], *inner = NULL;
@@ -113,13 +113,18 @@ static int read_full(dr_repo_reader *rd, const dr_manifest *m, dr_sink *out)
         if (!n)
             break;
         p.bytes += n;
-        if ((rc = dr_sha256_update(p.h, buf, n)) < 0 ||
+        if ((check_plain && (rc = dr_sha256_update(p.h, buf, n)) < 0) ||
             (out && (rc = dr_sink_write(out, buf, n)) < 0))
             goto out;
         progress(m, p.bytes, &last);
     }
-    if ((rc = plain_done(m, &p)) < 0)
+    if (check_plain && (rc = plain_done(m, &p)) < 0)
         goto out;
+    if (!check_plain && p.bytes != m->plain_bytes) {
+        rc = dr_error_set(DR_ECHECKSUM, "%s: content has %" PRIu64 " bytes, manifest says %" PRIu64,
+                          m->id, p.bytes, m->plain_bytes);
+        goto out;
+    }
     if ((rc = dr_archive_next(ar, name, sizeof name, &size)) < 0 ||
         strcmp(name, "manifest.json") != 0) {
         if (rc >= 0)
@@ -239,22 +244,22 @@ int dr_repo_verify(dr_repo *repo, const dr_manifest *m)
     dr_repo_reader *rd = NULL;
     int rc = dr_repo_reader_new(repo, m, &rd);
     if (rc == 0)
-        rc = m->kind == DR_KIND_FULL ? read_full(rd, m, NULL) : read_incr(rd, m, 0, NULL, NULL);
+        rc = m->kind == DR_KIND_FULL ? read_full(rd, m, NULL, 1) : read_incr(rd, m, 0, NULL, NULL);
     dr_repo_reader_free(rd);
     return name_it(rc, m);
 }
 
-int dr_repo_get_db(dr_repo *repo, const dr_manifest *m, const char *path)
+int dr_repo_get_db(dr_repo *repo, const dr_manifest *m, const char *path, int scratch)
 {
     if (m->kind != DR_KIND_FULL)
         return dr_error_set(DR_EUSAGE, "%s is a segment, not a full snapshot", m->id);
     dr_repo_reader *rd = NULL;
     dr_sink *out = NULL;
-    int rc = dr_fs_sink_new(path, 0600, 0, &out);
+    int rc = dr_fs_sink_new(path, 0600, scratch ? DR_FS_SCRATCH : 0, &out);
     if (rc == 0)
         rc = dr_repo_reader_new(repo, m, &rd);
     if (rc == 0)
-        rc = read_full(rd, m, out);
+        rc = read_full(rd, m, out, !scratch);
     if (rc == 0)
         rc = dr_sink_finish(out); /* only now does path appear */
     dr_repo_reader_free(rd);

@@ -440,7 +440,7 @@ static void test_free_unfinished(void **state)
     snprintf(path, sizeof path, "%s/c.tar", dir);
     dr_sink *out = NULL;
     dr_archive_writer *w = NULL;
-    assert_int_equal(dr_fs_sink_new(path, 0600, 1, &out), 0);
+    assert_int_equal(dr_fs_sink_new(path, 0600, DR_FS_EXCLUSIVE, &out), 0);
     assert_int_equal(dr_archive_writer_new(out, DR_COMPRESS_NONE, 0, &w), 0);
     assert_int_equal(dr_archive_entry_begin(w, "a", 1, 0), 0);
     dr_archive_writer_free(w);
@@ -714,7 +714,7 @@ static void test_gnu_tar_reads(void **state)
         snprintf(path, sizeof path, "%s/c.tar%s", dir, c ? ".zst" : "");
         dr_sink *out = NULL;
         dr_archive_writer *w = NULL;
-        assert_int_equal(dr_fs_sink_new(path, 0600, 1, &out), 0);
+        assert_int_equal(dr_fs_sink_new(path, 0600, DR_FS_EXCLUSIVE, &out), 0);
         assert_int_equal(dr_archive_writer_new(out, (dr_compress)c, 0, &w), 0);
         write_entries(w, e, n);
         assert_int_equal(dr_archive_writer_finish(w), 0);

@@ -603,7 +603,7 @@ static void test_encrypt_chain(void **state)
     char path[128];
     path_in_tmp(path, sizeof path, "object");
     dr_sink *f = NULL, *tap = NULL, *enc = NULL;
-    assert_int_equal(dr_fs_sink_new(path, 0600, 1, &f), 0);
+    assert_int_equal(dr_fs_sink_new(path, 0600, DR_FS_EXCLUSIVE, &f), 0);
     assert_int_equal(dr_hash_sink_new(f, &tap), 0);
     assert_int_equal(dr_encrypt_sink_new(tap, k, &enc), 0);
     size_t n = 5 * C + 3;
