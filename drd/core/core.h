@@ -137,6 +137,10 @@ void dr_source_free(dr_source *s);
 #define DR_FS_EXCLUSIVE 1
 #define DR_FS_SCRATCH 2
 int dr_fs_sink_new(const char *path, unsigned mode, int flags, dr_sink **out);
+/* A filter that writes into next from its own thread, through two buffers of bufsize bytes
+ * (0: 4 MiB), so that producing and writing the bytes use two cores. Finishing it drains and
+ * finishes next; an error of next comes back from a later write or from finish. */
+int dr_async_sink_new(dr_sink *next, size_t bufsize, dr_sink **out);
 /* A source reading a local file from offset off. DR_ENOTFOUND when missing. */
 int dr_fs_source_new(const char *path, uint64_t off, dr_source **out);
 /* A sink collecting into memory (at most max bytes, DR_EIO beyond); take the bytes with

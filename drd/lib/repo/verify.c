@@ -254,16 +254,19 @@ int dr_repo_get_db(dr_repo *repo, const dr_manifest *m, const char *path, int sc
     if (m->kind != DR_KIND_FULL)
         return dr_error_set(DR_EUSAGE, "%s is a segment, not a full snapshot", m->id);
     dr_repo_reader *rd = NULL;
-    dr_sink *out = NULL;
-    int rc = dr_fs_sink_new(path, 0600, scratch ? DR_FS_SCRATCH : 0, &out);
+    dr_sink *file = NULL, *out = NULL;
+    int rc = dr_fs_sink_new(path, 0600, scratch ? DR_FS_SCRATCH : 0, &file);
+    if (rc == 0) /* decrypting and decompressing on one core, writing the file on the other */
+        rc = dr_async_sink_new(file, 4u << 20, &out);
     if (rc == 0)
         rc = dr_repo_reader_new(repo, m, &rd);
     if (rc == 0)
         rc = read_full(rd, m, out, !scratch);
     if (rc == 0)
-        rc = dr_sink_finish(out); /* only now does path appear */
+        rc = dr_sink_finish(out); /* finishes the file: only now does path appear */
     dr_repo_reader_free(rd);
     dr_sink_free(out);
+    dr_sink_free(file);
     return name_it(rc, m);
 }
 

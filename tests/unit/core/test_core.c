@@ -124,12 +124,88 @@ static void test_atomic_write(void **state)
     rmdir(dir);
 }
 
+/* A sink that fails after limit bytes, to check error propagation through the async sink. */
+typedef struct failing {
+    dr_sink base;
+    size_t n, limit;
+} failing;
+
+static int failing_write(dr_sink *b, const void *d, size_t len)
+{
+    failing *f = (failing *)b;
+    (void)d;
+    f->n += len;
+    return f->n > f->limit ? dr_error_set(DR_EIO, "disk full after %zu bytes", f->limit) : 0;
+}
+
+static int failing_finish(dr_sink *b)
+{
+    (void)b;
+    return 0;
+}
+
+static void failing_free(dr_sink *b)
+{
+    (void)b;
+}
+
+static const dr_sink_ops failing_ops = {failing_write, failing_finish, failing_free};
+
+static void test_async_sink(void **state)
+{
+    (void)state;
+    enum { TOTAL = 3 * 1000 * 1000 + 7 };
+    char *data = malloc(TOTAL);
+    assert_non_null(data);
+    for (size_t i = 0; i < TOTAL; i++)
+        data[i] = (char)(i * 2654435761u >> 13);
+    /* bytes arrive complete and in order, whatever the write sizes */
+    dr_sink *mem, *as;
+    assert_int_equal(dr_buf_sink_new(TOTAL, &mem), 0);
+    assert_int_equal(dr_async_sink_new(mem, 4096, &as), 0);
+    size_t off = 0, step = 1;
+    while (off < TOTAL) {
+        size_t k = step < TOTAL - off ? step : TOTAL - off;
+        assert_int_equal(dr_sink_write(as, data + off, k), 0);
+        off += k;
+        step = step * 7 % 10007 + 1;
+    }
+    assert_int_equal(dr_sink_finish(as), 0);
+    dr_sink_free(as);
+    char *got;
+    size_t len;
+    dr_buf_sink_take(mem, &got, &len);
+    assert_int_equal(len, TOTAL);
+    assert_memory_equal(got, data, TOTAL);
+    free(got);
+    dr_sink_free(mem);
+    /* the next sink's error comes back, with its message */
+    failing f = {{&failing_ops}, 0, 100000};
+    assert_int_equal(dr_async_sink_new(&f.base, 4096, &as), 0);
+    int rc = 0;
+    for (off = 0; off < TOTAL && rc == 0; off += 1000)
+        rc = dr_sink_write(as, data + off, 1000);
+    if (rc == 0)
+        rc = dr_sink_finish(as);
+    assert_int_equal(rc, DR_EIO);
+    assert_non_null(strstr(dr_error_msg(), "disk full"));
+    dr_sink_free(as);
+    /* freed unfinished: no hang, no leak */
+    assert_int_equal(dr_buf_sink_new(TOTAL, &mem), 0);
+    assert_int_equal(dr_async_sink_new(mem, 4096, &as), 0);
+    assert_int_equal(dr_sink_write(as, data, 10000), 0);
+    dr_sink_free(as);
+    dr_sink_free(mem);
+    free(data);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_error_catalog), cmocka_unit_test(test_error_wrap_long),
         cmocka_unit_test(test_parse),         cmocka_unit_test(test_backoff),
         cmocka_unit_test(test_buf_json),      cmocka_unit_test(test_atomic_write),
+        cmocka_unit_test(test_async_sink),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
