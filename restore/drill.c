@@ -25,24 +25,6 @@ typedef struct check {
     char detail[256];
 } check;
 
-static int64_t key_count(dr_etcd *e, int64_t rev, int64_t *n)
-{
-    uint8_t all = 0;
-    dr_etcd_range_req req = {.key = &all,
-                             .key_len = 1,
-                             .range_end = &all,
-                             .range_end_len = 1,
-                             .revision = rev,
-                             .count_only = 1};
-    dr_etcd_range_res res;
-    int rc = dr_etcd_range(e, &req, &res);
-    if (rc == 0) {
-        *n = res.count;
-        dr_etcd_range_res_free(&res);
-    }
-    return rc;
-}
-
 static void json_checks(dr_buf *b, const check *c, int n)
 {
     dr_buf_printf(b, "\"checks\": [");
@@ -92,7 +74,7 @@ int dr_drill_run(dr_repo *repo, const dr_restore_plan *p, char **report)
     if ((rc = dr_etcd_open(&e, &eo)) < 0)
         goto out;
     int64_t n = 0;
-    if ((rc = key_count(e, 0, &n)) < 0) /* the first successful read */
+    if ((rc = dr_etcd_count_all(e, 0, &n)) < 0) /* the first successful read */
         goto out;
     rto = dr_mono_ms() - t0;
     dr_etcd_status st;

@@ -49,25 +49,6 @@ static int on_data(void *ctx, const void *data, size_t len)
     return dr_repo_lock_refresh(s->lock);
 }
 
-/* Keys at rev (count only). */
-static int key_count(dr_etcd *e, int64_t rev, int64_t *n)
-{
-    uint8_t all = 0;
-    dr_etcd_range_req req = {.key = &all,
-                             .key_len = 1,
-                             .range_end = &all,
-                             .range_end_len = 1,
-                             .revision = rev,
-                             .count_only = 1};
-    dr_etcd_range_res res;
-    int rc = dr_etcd_range(e, &req, &res);
-    if (rc == 0) {
-        *n = res.count;
-        dr_etcd_range_res_free(&res);
-    }
-    return rc;
-}
-
 int snapshot_write_inner_manifest(dr_archive_writer *ar, const dr_manifest *m, int64_t mtime)
 {
     dr_buf b = {0};
@@ -146,7 +127,7 @@ int dr_snapshot_save(dr_repo *repo, dr_etcd *etcd, const dr_snapshot_save_opts *
     if (rc == 0) {
         m->has_hashkv = 1;
         m->compact_revision = compact;
-        rc = key_count(etcd, rev, &m->key_count);
+        rc = dr_etcd_count_all(etcd, rev, &m->key_count);
     }
     if (rc == DR_ECOMPACTED) {
         /* compacted past the revision while we streamed: the snapshot is still whole */

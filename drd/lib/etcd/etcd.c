@@ -513,6 +513,24 @@ void dr_etcd_range_res_free(dr_etcd_range_res *res)
     memset(res, 0, sizeof *res);
 }
 
+int dr_etcd_count_all(dr_etcd *e, int64_t rev, int64_t *n)
+{
+    uint8_t all = 0;
+    dr_etcd_range_req req = {.key = &all,
+                             .key_len = 1,
+                             .range_end = &all,
+                             .range_end_len = 1,
+                             .revision = rev,
+                             .count_only = 1};
+    dr_etcd_range_res res;
+    int rc = dr_etcd_range(e, &req, &res);
+    if (rc == 0) {
+        *n = res.count;
+        dr_etcd_range_res_free(&res);
+    }
+    return rc;
+}
+
 int dr_etcd_put(dr_etcd *e, const void *key, size_t klen, const void *val, size_t vlen,
                 int64_t lease, dr_etcd_header *hdr)
 {

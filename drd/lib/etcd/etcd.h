@@ -83,6 +83,8 @@ typedef struct dr_etcd_range_res {
 /* Range. DR_ECOMPACTED when revision < compact revision; DR_EINVAL for a future revision. */
 int dr_etcd_range(dr_etcd *e, const dr_etcd_range_req *req, dr_etcd_range_res *res);
 void dr_etcd_range_res_free(dr_etcd_range_res *res);
+/* Number of keys in the whole keyspace at rev (0: newest): a count-only Range. */
+int dr_etcd_count_all(dr_etcd *e, int64_t rev, int64_t *n);
 
 int dr_etcd_put(dr_etcd *e, const void *key, size_t klen, const void *val, size_t vlen,
                 int64_t lease, dr_etcd_header *hdr);
