@@ -229,14 +229,6 @@ static int cut(follower *f)
     return 0;
 }
 
-static int newest_rev(void *ctx, const dr_manifest *m)
-{
-    int64_t *c = ctx;
-    if (m->rev_end > *c)
-        *c = m->rev_end;
-    return 0;
-}
-
 typedef struct newest_revs {
     int64_t full, incr;
 } newest_revs;
@@ -250,17 +242,18 @@ static int newest_kinds(void *ctx, const dr_manifest *m)
     return 0;
 }
 
+/* The newest stored revision of each kind (after a sync). */
+static int newest_stored(dr_repo *repo, newest_revs *n)
+{
+    memset(n, 0, sizeof *n);
+    return dr_repo_each(repo, newest_kinds, n);
+}
+
 /* Where to resume: after the newest segment (a full snapshot taken meanwhile by a CronJob does
  * not end the chain: resuming keeps every revision restorable), else after the newest full. */
-static int resume_point(dr_repo *repo, int64_t *cursor, int64_t *newest_full)
+static int64_t resume_point(const newest_revs *n)
 {
-    newest_revs n = {0};
-    int rc = dr_repo_each(repo, newest_kinds, &n);
-    if (rc == 0) {
-        *cursor = n.incr ? n.incr : n.full;
-        *newest_full = n.full;
-    }
-    return rc;
+    return n->incr ? n->incr : n->full;
 }
 
 static int stopping(const follower *f);
@@ -270,12 +263,13 @@ static int base_snapshot(follower *f, const char *why);
  * the compaction, or take a new one. */
 static int after_compaction(follower *f, int64_t compact_rev)
 {
-    int64_t cur = 0, full = 0;
+    newest_revs n;
     int rc = dr_repo_sync(f->repo, NULL);
     if (rc == 0)
-        rc = resume_point(f->repo, &cur, &full);
+        rc = newest_stored(f->repo, &n);
     if (rc < 0)
         return rc;
+    int64_t full = n.full;
     if (compact_rev > 0 && full >= compact_rev && full > f->cursor) {
         dr_warn("revisions %" PRId64 "-%" PRId64 " were compacted before they reached a segment; "
                 "continuing after the full snapshot at %" PRId64,
@@ -303,12 +297,11 @@ static int base_snapshot(follower *f, const char *why)
         dr_info("%s; waiting for it", dr_error_msg());
         dr_error_clear();
         dr_sleep_ms(5000);
-        int64_t newest = 0;
-        if ((rc = dr_repo_sync(f->repo, NULL)) < 0 ||
-            (rc = dr_repo_each(f->repo, newest_rev, &newest)) < 0)
+        newest_revs n;
+        if ((rc = dr_repo_sync(f->repo, NULL)) < 0 || (rc = newest_stored(f->repo, &n)) < 0)
             return rc;
-        if (newest > f->cursor) {
-            f->cursor = newest;
+        if (n.full > f->cursor) {
+            f->cursor = n.full;
             return 0;
         }
     }
@@ -338,9 +331,10 @@ int dr_snapshot_follow(dr_repo *repo, dr_etcd *etcd, const dr_snapshot_follow_op
     int cleaned = 0; /* what an interrupted follow left (we hold its lock) */
     if ((rc = dr_repo_cleanup(repo, "follow", 0, &cleaned)) < 0)
         goto out;
-    int64_t newest_full = 0;
-    if ((rc = resume_point(repo, &f.cursor, &newest_full)) < 0)
+    newest_revs stored;
+    if ((rc = newest_stored(repo, &stored)) < 0)
         goto out;
+    f.cursor = resume_point(&stored);
     if (f.cursor == 0 && (rc = base_snapshot(&f, "the store holds none")) < 0)
         goto out;
     dr_info("following from revision %" PRId64, f.cursor + 1);
