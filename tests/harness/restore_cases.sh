@@ -59,10 +59,6 @@ restore_case_setup() {
         h_etcdctl primary put "/registry/pods/ns-1/p-$i" "{\"i\":$i,\"v\":2}" >/dev/null
         ((i % 4)) || h_etcdctl primary del "/registry/pods/ns-2/p-$((i + 2))" >/dev/null
         ((i % 10)) || h_etcdctl primary put --lease="$LEASE" "/registry/leases/l-$i" "held" >/dev/null
-        if ((i == 20)); then
-            MID_REV=$(h_etcd_revision primary)
-            kvs primary >"$H_TMP/at-mid"
-        fi
         ((i % 8)) || sleep 0.5 # spread over several segments
     done
     h_etcdctl primary lease revoke "$LEASE" >/dev/null
@@ -77,9 +73,14 @@ restore_case_setup() {
     local segs
     segs=$(jq '[.[] | select(.kind == "incr")] | length' <<<"$out")
     ((segs >= 3)) || h_fail "expected the history in several segments, got $segs: $out"
-    # the middle revision lies inside a segment, not at its edge
-    jq -e --argjson r "$MID_REV" '[.[] | select(.kind == "incr" and .revision.start < $r and .revision.end > $r)] | length == 1' <<<"$out" >/dev/null ||
-        h_log "note: revision $MID_REV is at a segment edge"
+    # the point in time: strictly inside a segment (not at its edge), after the leased put, and
+    # the source's state there read back from etcd's history (nothing is compacted)
+    MID_REV=$(jq --argjson s "$SNAP_REV" '[.[] | select(.kind == "incr" and .revision.start > $s + 3
+        and .revision.end - .revision.start >= 2)][0].revision.start + 1' <<<"$out")
+    [[ "$MID_REV" =~ ^[0-9]+$ ]] || h_fail "no segment of 3+ revisions to restore into: $out"
+    kvs primary "$MID_REV" >"$H_TMP/at-mid"
+    jq -e 'map(select(.lease != 0)) | length > 0' "$H_TMP/at-mid" >/dev/null ||
+        h_fail "no leased key at revision $MID_REV: the lease case would test nothing"
 }
 
 restore_case_latest() {
