@@ -42,7 +42,7 @@ int dr_drill_run(dr_repo *repo, const dr_restore_plan *p, char **report)
     int rc = 0, nc = 0, all_ok = 1;
     check c[8];
     memset(c, 0, sizeof c);
-    char scratch[4096] = "", data[4200], dbfile[4200], log[4200];
+    char scratch[4096] = "", data[4200], log[4200];
     dr_etcd_proc *proc = NULL;
     dr_etcd *e = NULL;
     int64_t started = dr_wall_ms(), t0 = dr_mono_ms(), rto = -1, replayed = 0;
@@ -55,17 +55,13 @@ int dr_drill_run(dr_repo *repo, const dr_restore_plan *p, char **report)
         goto out;
     }
     snprintf(data, sizeof data, "%s/data", scratch);
-    snprintf(dbfile, sizeof dbfile, "%s/snapshot.db", scratch);
     snprintf(log, sizeof log, "%s/etcd.log", scratch);
     dr_restore_opts quiet = {0};
     if ((rc = restore_verify_plan(repo, p, &quiet, 0)) < 0)
         goto out;
-    if ((rc = dr_repo_get_db(repo, &p->base, dbfile, 1)) < 0)
+    if ((rc = restore_base(repo, p, data, "drill", "drill=http://127.0.0.1:2380",
+                           "http://127.0.0.1:2380")) < 0)
         goto out;
-    if ((rc = dr_etcdtool_restore(dbfile, data, "drill", "drill=http://127.0.0.1:2380",
-                                  "http://127.0.0.1:2380")) < 0)
-        goto out;
-    unlink(dbfile);
     if ((rc = dr_etcdtool_start(data, "drill", log, 120000, &proc)) < 0)
         goto out;
     if (p->n_segs && (rc = dr_restore_replay(repo, p, dr_etcdtool_url(proc), &replayed)) < 0)

@@ -137,7 +137,7 @@ int dr_restore_keys(dr_repo *repo, const dr_restore_plan *p, const char *prefix,
                     const dr_etcd_opts *target, int overwrite, const dr_restore_opts *o)
 {
     int rc = 0;
-    char scratch[4096] = "", data[4200], dbfile[4200], log[4200];
+    char scratch[4096] = "", data[4200], log[4200];
     dr_etcd_proc *proc = NULL;
     dr_etcd *a = NULL, *b = NULL;
     dr_etcd_txn *txn = NULL;
@@ -156,14 +156,11 @@ int dr_restore_keys(dr_repo *repo, const dr_restore_plan *p, const char *prefix,
         goto out;
     }
     snprintf(data, sizeof data, "%s/data", scratch);
-    snprintf(dbfile, sizeof dbfile, "%s/snapshot.db", scratch);
     snprintf(log, sizeof log, "%s/etcd.log", scratch);
     dr_restore_opts quiet = {0};
     if ((rc = restore_verify_plan(repo, p, &quiet, 0)) < 0 ||
-        (rc = dr_repo_get_db(repo, &p->base, dbfile, 1)) < 0 ||
-        (rc = dr_etcdtool_restore(dbfile, data, "restore-keys",
-                                  "restore-keys=http://127.0.0.1:2380", "http://127.0.0.1:2380")) <
-            0 ||
+        (rc = restore_base(repo, p, data, "restore-keys", "restore-keys=http://127.0.0.1:2380",
+                           "http://127.0.0.1:2380")) < 0 ||
         (rc = dr_etcdtool_start(data, "restore-keys", log, 120000, &proc)) < 0)
         goto out;
     if (p->n_segs && (rc = dr_restore_replay(repo, p, dr_etcdtool_url(proc), NULL)) < 0)

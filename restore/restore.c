@@ -2,8 +2,8 @@
  * Restore: plan, check everything, restore the snapshot next to the target, replay segments
  * through a throw-away etcd, rename into place. See restore.h.
  *
- *   plan --> verify base + segments --> get etcd.db (temp file next to data dir)
- *        --> snapshot restore into <data dir>.restoring-<pid> --> [throw-away etcd: replay]
+ *   plan --> verify segments --> restore the base into <data dir>.restoring-<pid> (the snapshot
+ *        checked as it is written: dr_etcdtool_restore_from) --> [throw-away etcd: replay]
  *        --> rename to <data dir>
  * A crash at any step leaves the target name absent (or as it was: empty), never half restored.
  */
@@ -269,11 +269,29 @@ int restore_verify_plan(dr_repo *repo, const dr_restore_plan *p, const dr_restor
     return 0;
 }
 
+typedef struct base_ctx {
+    dr_repo *repo;
+    const dr_manifest *m;
+} base_ctx;
+
+static int write_base(void *ctx, const char *path, int db_only)
+{
+    base_ctx *b = ctx;
+    return dr_repo_get_db(b->repo, b->m, path, db_only ? DR_GETDB_DB_ONLY : DR_GETDB_SCRATCH);
+}
+
+int restore_base(dr_repo *repo, const dr_restore_plan *p, const char *data_dir, const char *name,
+                 const char *initial_cluster, const char *peer_urls)
+{
+    base_ctx b = {repo, &p->base};
+    return dr_etcdtool_restore_from(data_dir, name, initial_cluster, peer_urls, write_base, &b);
+}
+
 int dr_restore_run(dr_repo *repo, const dr_restore_plan *p, const dr_restore_opts *o,
                    dr_restore_result *res)
 {
     int rc = 0;
-    char partial[4200], dbfile[4300], log[4300];
+    char partial[4200], log[4300];
     dr_etcd_proc *proc = NULL;
     int made_partial = 0;
     int64_t t0 = dr_mono_ms();
@@ -305,14 +323,10 @@ int dr_restore_run(dr_repo *repo, const dr_restore_plan *p, const dr_restore_opt
         return 0;
     }
     snprintf(partial, sizeof partial, "%s.restoring-%ld", o->data_dir, (long)getpid());
-    snprintf(dbfile, sizeof dbfile, "%s.snapshot.db", partial);
     snprintf(log, sizeof log, "%s.etcd.log", partial);
-    if ((rc = dr_repo_get_db(repo, &p->base, dbfile, 1)) < 0)
-        goto out;
     made_partial = 1;
-    if ((rc = dr_etcdtool_restore(dbfile, partial, o->name, o->initial_cluster, o->peer_urls)) < 0)
+    if ((rc = restore_base(repo, p, partial, o->name, o->initial_cluster, o->peer_urls)) < 0)
         goto out;
-    unlink(dbfile);
     if (p->n_segs) {
         if ((rc = dr_etcdtool_start(partial, o->name, log, 60000, &proc)) < 0)
             goto out;
@@ -339,7 +353,6 @@ int dr_restore_run(dr_repo *repo, const dr_restore_plan *p, const dr_restore_opt
         o->data_dir, p->target, (double)res->total_ms / 1000.0, o->data_dir, o->name);
 out:
     dr_etcdtool_stop(proc);
-    unlink(dbfile);
     unlink(log);
     if (made_partial)
         restore_rm_rf(partial);

@@ -23,6 +23,7 @@
  */
 #include "snapshot/bolt.h"
 #include "drd/core/core.h"
+#include "drd/lib/boltfile/boltfile.h"
 
 #include <stdio.h>
 #include <stdlib.h>
@@ -186,18 +187,9 @@ static int grow(dr_bolt_scan *s, void **p, size_t *cap, size_t n, size_t elem)
 
 /* ---- byte access ---- */
 
-static uint16_t le16(const uint8_t *p)
-{
-    return (uint16_t)(p[0] | p[1] << 8);
-}
-static uint32_t le32(const uint8_t *p)
-{
-    return (uint32_t)p[0] | (uint32_t)p[1] << 8 | (uint32_t)p[2] << 16 | (uint32_t)p[3] << 24;
-}
-static uint64_t le64(const uint8_t *p)
-{
-    return (uint64_t)le32(p) | (uint64_t)le32(p + 4) << 32;
-}
+#define le16 dr_bolt_le16
+#define le32 dr_bolt_le32
+#define le64 dr_bolt_le64
 static uint64_t be64(const uint8_t *p)
 {
     uint64_t v = 0;
@@ -546,16 +538,6 @@ static int win_append(dr_bolt_scan *s, const void *data, size_t n)
 
 /* ---- meta ---- */
 
-static uint64_t fnv64a(const uint8_t *p, size_t n)
-{
-    uint64_t h = 14695981039346656037ull;
-    for (size_t i = 0; i < n; i++) {
-        h ^= p[i];
-        h *= 1099511628211ull;
-    }
-    return h;
-}
-
 typedef struct meta {
     uint32_t ps;
     uint64_t root, freelist, hwm, txid;
@@ -571,7 +553,7 @@ static int meta_ok(const uint8_t *p, size_t avail, meta *m)
     if (le32(q) != BOLT_MAGIC || le32(q + 4) != BOLT_VERSION)
         return 0;
     sum = le64(q + META_SUM_LEN);
-    if (sum != 0 && sum != fnv64a(q, META_SUM_LEN))
+    if (sum != 0 && sum != dr_bolt_meta_sum(q))
         return 0;
     m->ps = le32(q + 8);
     m->root = le64(q + 16);

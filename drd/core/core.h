@@ -53,6 +53,7 @@ void dr_log(dr_log_level lvl, const char *fmt, ...) DR_PRINTF(2, 3);
 
 /* Time. Monotonic milliseconds for intervals; wall-clock milliseconds since the epoch. */
 int64_t dr_mono_ms(void);
+int64_t dr_mono_us(void);
 int64_t dr_wall_ms(void);
 void dr_sleep_ms(int64_t ms);
 
@@ -141,6 +142,9 @@ int dr_fs_sink_new(const char *path, unsigned mode, int flags, dr_sink **out);
  * (0: 4 MiB), so that producing and writing the bytes use two cores. Finishing it drains and
  * finishes next; an error of next comes back from a later write or from finish. */
 int dr_async_sink_new(dr_sink *next, size_t bufsize, dr_sink **out);
+/* A filter passing the first keep bytes on to next and dropping the rest (next is borrowed;
+ * finishing it finishes next). */
+int dr_head_sink_new(dr_sink *next, uint64_t keep, dr_sink **out);
 /* A source reading a local file from offset off. DR_ENOTFOUND when missing. */
 int dr_fs_source_new(const char *path, uint64_t off, dr_source **out);
 /* A sink collecting into memory (at most max bytes, DR_EIO beyond); take the bytes with

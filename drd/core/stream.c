@@ -298,6 +298,44 @@ void dr_buf_sink_take(dr_sink *base, char **data, size_t *len)
     memset(&s->b, 0, sizeof s->b);
 }
 
+typedef struct head_sink {
+    dr_sink base;
+    dr_sink *next;
+    uint64_t left;
+} head_sink;
+
+static int head_sink_write(dr_sink *base, const void *data, size_t len)
+{
+    head_sink *s = (head_sink *)base;
+    size_t take = len < s->left ? len : (size_t)s->left;
+    s->left -= take;
+    return take ? dr_sink_write(s->next, data, take) : 0;
+}
+
+static int head_sink_finish(dr_sink *base)
+{
+    return dr_sink_finish(((head_sink *)base)->next);
+}
+
+static void head_sink_free(dr_sink *base)
+{
+    free(base);
+}
+
+static const dr_sink_ops head_sink_ops = {head_sink_write, head_sink_finish, head_sink_free};
+
+int dr_head_sink_new(dr_sink *next, uint64_t keep, dr_sink **out)
+{
+    head_sink *s = calloc(1, sizeof *s);
+    if (!s)
+        return dr_error_set(DR_ENOMEM, "out of memory");
+    s->base.ops = &head_sink_ops;
+    s->next = next;
+    s->left = keep;
+    *out = &s->base;
+    return 0;
+}
+
 typedef struct mem_source {
     dr_source base;
     const char *p;

@@ -9,6 +9,13 @@
 #include <string.h>
 #include <time.h>
 
+int64_t dr_mono_us(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (int64_t)ts.tv_sec * 1000000 + ts.tv_nsec / 1000;
+}
+
 int64_t dr_mono_ms(void)
 {
     struct timespec ts;

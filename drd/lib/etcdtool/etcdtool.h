@@ -20,6 +20,23 @@ int dr_etcdtool_dir_state(const char *path);
 int dr_etcdtool_restore(const char *snapshot_file, const char *data_dir, const char *name,
                         const char *initial_cluster, const char *peer_urls);
 
+/* Writes the snapshot being restored to path, mode 0600, the file appearing only complete and
+ * checked. db_only 0: the whole etcd snapshot file (bbolt database + etcd's sha256 trailer), read
+ * once by the restore tool and then deleted (needs no fsync). db_only 1: the bbolt database
+ * alone (trailer checked and dropped), durable (fsynced), as the member's own database. */
+typedef int (*dr_etcdtool_db_fn)(void *ctx, const char *path, int db_only);
+
+/* Restores into data_dir (absent or empty) the snapshot that fn writes. With etcdctl 3.4 (no
+ * etcdutl installed) the database is written once, straight into member/snap/db: etcdctl
+ * restores an empty database to make the member's WAL and raft snapshot, fn's database replaces
+ * it, and the one change etcdctl makes to a database (meta/consistent_index = the raft index of
+ * the new cluster's membership) is made to it in place. Otherwise, or when the environment has
+ * DRD_RESTORE_VIA=tool, or when that database has no consistent index to set, fn writes a
+ * snapshot file next to data_dir and the tool restores from it (the whole file copied once more).
+ * Errors as dr_etcdtool_restore, and fn's. */
+int dr_etcdtool_restore_from(const char *data_dir, const char *name, const char *initial_cluster,
+                             const char *peer_urls, dr_etcdtool_db_fn fn, void *ctx);
+
 /* The revision of a snapshot file, from `etcdutl|etcdctl snapshot status` (at least 1). */
 int dr_etcdtool_snapshot_revision(const char *snapshot_file, int64_t *revision);
 

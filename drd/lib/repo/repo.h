@@ -184,11 +184,17 @@ void dr_seg_reader_free(dr_seg_reader *s);
  * error names the object. */
 int dr_repo_verify(dr_repo *r, const dr_manifest *m);
 /* Writes the plain etcd snapshot file of full snapshot m to path (mode 0600), which appears only
- * when every check of dr_repo_verify passed. scratch: for a file that etcdutl/etcdctl snapshot
- * restore reads right away and drd deletes: no fsync, and the content's sha256 is not computed
- * (its size still is) because the restore tool checks etcd's own sha256 trailer of the same
- * bytes, while the stored object's sha256 and every AES-GCM chunk are still checked here. */
-int dr_repo_get_db(dr_repo *r, const dr_manifest *m, const char *path, int scratch);
+ * when every check of dr_repo_verify passed (the stored object's sha256, every AES-GCM chunk, the
+ * size and sha256 of the content, the inner manifest); fsynced. flags:
+ *  DR_GETDB_SCRATCH  a file that etcdutl/etcdctl snapshot restore reads right away and drd
+ *                    deletes: no fsync, and the content's sha256 is left to the restore tool's
+ *                    check of etcd's own sha256 trailer of the same bytes (its size is checked);
+ *  DR_GETDB_DB_ONLY  the bbolt database alone, without etcd's 32-byte sha256 trailer (the
+ *                    content's sha256, which covers the trailer, is checked on the writer
+ *                    thread), to become a member's member/snap/db. */
+#define DR_GETDB_SCRATCH 1
+#define DR_GETDB_DB_ONLY 2
+int dr_repo_get_db(dr_repo *r, const dr_manifest *m, const char *path, int flags);
 /* Reads segment m completely (with every check of dr_repo_verify) and calls cb for each record of
  * the revisions up to upto (0: all), in order: i counts 0..count-1 within a revision. The checks
  * complete only at the end, so callers verify the segment first and replay it after. cb's

@@ -249,23 +249,84 @@ int dr_repo_verify(dr_repo *repo, const dr_manifest *m)
     return name_it(rc, m);
 }
 
-int dr_repo_get_db(dr_repo *repo, const dr_manifest *m, const char *path, int scratch)
+/* A filter that hashes what passes and, on finish, lets next finish only when the content's
+ * size and sha256 are the manifest's (so the file never appears with other content). */
+typedef struct check_sink {
+    dr_sink base;
+    dr_sink *next;
+    const dr_manifest *m;
+    plain_check p;
+} check_sink;
+
+static int check_write(dr_sink *base, const void *data, size_t len)
+{
+    check_sink *s = (check_sink *)base;
+    s->p.bytes += len;
+    int rc = dr_sha256_update(s->p.h, data, len);
+    return rc < 0 ? rc : dr_sink_write(s->next, data, len);
+}
+
+static int check_finish(dr_sink *base)
+{
+    check_sink *s = (check_sink *)base;
+    int rc = plain_done(s->m, &s->p);
+    return rc < 0 ? rc : dr_sink_finish(s->next);
+}
+
+static void check_free(dr_sink *base)
+{
+    check_sink *s = (check_sink *)base;
+    dr_sha256_free(s->p.h);
+    free(s);
+}
+
+static const dr_sink_ops check_ops = {check_write, check_finish, check_free};
+
+static int check_sink_new(dr_sink *next, const dr_manifest *m, dr_sink **out)
+{
+    check_sink *s = calloc(1, sizeof *s);
+    if (!s)
+        return dr_error_set(DR_ENOMEM, "out of memory");
+    s->base.ops = &check_ops;
+    s->next = next;
+    s->m = m;
+    int rc = dr_sha256_new(&s->p.h);
+    if (rc < 0) {
+        free(s);
+        return rc;
+    }
+    *out = &s->base;
+    return 0;
+}
+
+int dr_repo_get_db(dr_repo *repo, const dr_manifest *m, const char *path, int flags)
 {
     if (m->kind != DR_KIND_FULL)
         return dr_error_set(DR_EUSAGE, "%s is a segment, not a full snapshot", m->id);
+    int scratch = (flags & DR_GETDB_SCRATCH) != 0;
     dr_repo_reader *rd = NULL;
-    dr_sink *file = NULL, *out = NULL;
+    dr_sink *file = NULL, *head = NULL, *check = NULL, *out = NULL;
     int rc = dr_fs_sink_new(path, 0600, scratch ? DR_FS_SCRATCH : 0, &file);
-    if (rc == 0) /* decrypting and decompressing on one core, writing the file on the other */
-        rc = dr_async_sink_new(file, 4u << 20, &out);
+    dr_sink *top = file;
+    if (rc == 0 && (flags & DR_GETDB_DB_ONLY)) {
+        /* etcd's trailer follows a database of whole pages: size % 512 == 32 (etcdctl's test) */
+        uint64_t keep = m->plain_bytes % 512 == 32 ? m->plain_bytes - 32 : m->plain_bytes;
+        if ((rc = dr_head_sink_new(file, keep, &head)) == 0 &&
+            (rc = check_sink_new(head, m, &check)) == 0)
+            top = check;
+    }
+    if (rc == 0) /* decrypting and decompressing on one core, hashing and writing on the other */
+        rc = dr_async_sink_new(top, 4u << 20, &out);
     if (rc == 0)
         rc = dr_repo_reader_new(repo, m, &rd);
     if (rc == 0)
-        rc = read_full(rd, m, out, !scratch);
+        rc = read_full(rd, m, out, !scratch && !check);
     if (rc == 0)
         rc = dr_sink_finish(out); /* finishes the file: only now does path appear */
     dr_repo_reader_free(rd);
     dr_sink_free(out);
+    dr_sink_free(check);
+    dr_sink_free(head);
     dr_sink_free(file);
     return name_it(rc, m);
 }
