@@ -2,17 +2,26 @@
  * Exact mode: every source revision R becomes exactly one target transaction, and the target's
  * header.revision after it must be R. The target's revision is the cursor.
  *
- * Pipelining. Up to `window` transactions are in flight; etcd may apply them in any order, so each
- * carries a guard that holds only when the target is exactly at R-1:
- *   self  "R not applied yet": first event of R is a put of k -> mod(k) < R;
- *                              a delete of k -> mod(k) > 0 (k still exists)
- *   prev  "R-1 applied" (only when R-1 was not yet confirmed at send time): first event of R-1 is
- *         a put of k' -> mod(k') == R-1; a delete of k' -> mod(k') == 0
- * A transaction whose guard fails writes nothing and bumps no revision; it is resent once its
- * predecessor is confirmed. A guard that fails although the predecessor was confirmed, or a
- * revision other than R, means someone else wrote to the standby: alarm, never overwrite.
+ * Order-free pipelining. etcd does not apply concurrent Txn calls in the order they were sent
+ * (docs/replication.md "Why exact mode chains its transactions"), so no request may depend on
+ * arriving in order. Each source revision R becomes a level: a guard "R is not applied yet" and
+ * R's operations:
+ *   first event of R is a put of k   -> mod(k) < R
+ *   first event of R is a delete of k -> mod(k) > 0 (k still exists)
+ * A request is a chain of consecutive levels a..b, each nested in the failure branch of the one
+ * before, starting at a = the next revision to apply when it is sent (confirmed + 1). When etcd
+ * applies it, the standby is at some T >= a-1: the levels a..T hold revisions already applied
+ * (their guards are false), and level T+1's guard is true, so the request applies exactly the
+ * revision that is next, whatever order requests arrive in; if T+1 > b it writes nothing. Up to
+ * CHAIN requests are in flight, each with up to CHAIN levels.
  *
- * Batch states: FREE -> INFLIGHT -> OK (confirmed when all before it are OK) | RETRY -> INFLIGHT.
+ * The guards are exact only if no later revision makes "not applied yet" true again (a delete,
+ * or a re-create, of a guard key after the level applied). So no two live levels touch the same
+ * key: a revision touching a key of a live level (unconfirmed, or in a request still in flight)
+ * waits until that level retires. Hence a revision is never applied twice or out of place. A
+ * request whose chain held T+1 and still wrote nothing means someone else wrote to the standby:
+ * alarm, never overwrite. Every answer's header.revision is the standby's revision when the
+ * request was applied, so every revision up to it is applied (the cursor moves on that).
  *
  * Must never apply a revision out of order, never split a revision, never write to the source.
  */
@@ -23,17 +32,27 @@
 #include <stdlib.h>
 #include <string.h>
 
-enum { B_FREE = 0, B_INFLIGHT, B_OK, B_RETRY };
+enum {
+    RING = 512,          /* live levels at most */
+    MAX_BYTES = 1 << 20, /* a request's size at most (etcd's default limit is 1.5 MiB) */
+    CHAIN = 8,           /* requests in flight, and levels per request, at most */
+};
 
-typedef struct batch {
+typedef struct level {
     int64_t rev;
     dr_etcd_txn *txn;
-    int state;
-    int after_pred; /* sent when R-1 was already confirmed: a guard failure is a divergence */
-    int spec;       /* speculative resends while R-1 was still in flight */
+    size_t nevents, cost, bytes;
     int64_t arrival_ms;
-    size_t nevents;
-} batch;
+    int refs;       /* requests in flight whose chain holds it */
+    uint64_t *hash; /* hashes of the keys it touches */
+    dr_buf keys;    /* those keys: u32 length + bytes each */
+    size_t nkeys, cap_hash;
+} level;
+
+typedef struct req {
+    int64_t a, b; /* its chain: levels a..b */
+    int used;
+} req;
 
 typedef struct xs {
     const dr_repl_opts *o;
@@ -41,18 +60,12 @@ typedef struct xs {
     dr_etcd *src, *tgt;
     dr_etcd_pipe *pipe;
     leases *ls;
-    batch *ring;
-    size_t cap, head, count;
+    level ring[RING];
+    int64_t r;         /* oldest live level (levels r..e are in the ring) */
+    int64_t e;         /* newest admitted revision */
     int64_t confirmed; /* every revision <= confirmed is applied on the target */
-    dr_buf prev_key;   /* first event of the last built revision, for the next one's guard */
-    int prev_put;
-    int64_t prev_rev;
-    /* Effective window, adapted like a congestion window: etcd applies concurrent Txn calls in
-     * whatever order its handlers reach raft, and every refused guard costs a raft round, so the
-     * window shrinks by half on a refusal and grows by one after a window's worth of clean
-     * confirmations. */
-    size_t win;
-    size_t clean;
+    size_t inflight, max_inflight;
+    req *reqs; /* max_inflight slots */
 } xs;
 
 static const char reseed_hint[] =
@@ -60,9 +73,9 @@ static const char reseed_hint[] =
     "--source <primary> --data-dir <dir> --name <member> --initial-cluster <c> "
     "--initial-advertise-peer-urls <u>' and start the standby etcd on <dir>";
 
-static batch *at(xs *x, size_t i)
+static level *lv(xs *x, int64_t rev)
 {
-    return &x->ring[(x->head + i) % x->cap];
+    return &x->ring[rev % RING];
 }
 
 static int diverged(xs *x, const char *fmt, ...) DR_PRINTF(2, 3);
@@ -77,20 +90,74 @@ static int diverged(xs *x, const char *fmt, ...)
                         dr_etcd_endpoint(x->tgt), what, reseed_hint);
 }
 
-static int build(xs *x, dr_etcd_txn *t, int64_t rev, const dr_etcd_event **evs, size_t n)
+static uint64_t key_hash(const uint8_t *k, size_t n)
 {
+    uint64_t h = 1469598103934665603ull;
+    for (size_t i = 0; i < n; i++)
+        h = (h ^ k[i]) * 1099511628211ull;
+    return h;
+}
+
+/* Does level l touch key k (hash h)? */
+static int touches(const level *l, uint64_t h, const uint8_t *k, size_t n)
+{
+    const uint8_t *p = (const uint8_t *)l->keys.data;
+    for (size_t i = 0; i < l->nkeys; i++) {
+        uint32_t len;
+        memcpy(&len, p, 4);
+        if (l->hash[i] == h && len == n && memcmp(p + 4, k, n) == 0)
+            return 1;
+        p += 4 + len;
+    }
+    return 0;
+}
+
+/* Would a revision with these events touch a key of a live level? */
+static int conflicts(xs *x, const dr_etcd_event **evs, size_t n)
+{
+    for (size_t i = 0; i < n; i++) {
+        const dr_etcd_kv *kv = &evs[i]->kv;
+        uint64_t h = key_hash(kv->key, kv->key_len);
+        for (int64_t r = x->r; r <= x->e; r++)
+            if (touches(lv(x, r), h, kv->key, kv->key_len))
+                return 1;
+    }
+    return 0;
+}
+
+/* Admits revision rev as the newest level. */
+static int admit(xs *x, int64_t rev, const dr_etcd_event **evs, size_t n, int64_t arrival_ms)
+{
+    level *l = lv(x, rev);
     int rc = 0;
-    dr_etcd_txn_reset(t);
+    if (!l->txn && (rc = dr_etcd_txn_new(&l->txn)) < 0)
+        return rc;
+    dr_etcd_txn_reset(l->txn);
+    dr_etcd_txn_set_else(l->txn, NULL);
+    l->keys.len = 0;
+    l->nkeys = 0;
+    l->bytes = 64;
+    if (n > l->cap_hash) {
+        uint64_t *h = realloc(l->hash, n * sizeof *h);
+        if (!h)
+            return dr_error_set(DR_ENOMEM, "out of memory");
+        l->hash = h;
+        l->cap_hash = n;
+    }
+    dr_etcd_txn *t = l->txn;
     const dr_etcd_event *f = evs[0];
     if (f->type == DR_EV_PUT)
         rc = dr_etcd_txn_compare(t, f->kv.key, f->kv.key_len, DR_CMP_MOD, DR_CMP_LESS, rev);
     else
         rc = dr_etcd_txn_compare(t, f->kv.key, f->kv.key_len, DR_CMP_MOD, DR_CMP_GREATER, 0);
-    if (rc == 0 && x->prev_rev == rev - 1 && x->confirmed < rev - 1)
-        rc = dr_etcd_txn_compare(t, x->prev_key.data, x->prev_key.len, DR_CMP_MOD, DR_CMP_EQUAL,
-                                 x->prev_put ? rev - 1 : 0);
     for (size_t i = 0; i < n && rc == 0; i++) {
         const dr_etcd_kv *kv = &evs[i]->kv;
+        uint32_t kl = (uint32_t)kv->key_len;
+        l->hash[l->nkeys++] = key_hash(kv->key, kv->key_len);
+        l->bytes += 32 + kv->key_len + (evs[i]->type == DR_EV_PUT ? kv->value_len : 0);
+        if ((rc = dr_buf_append(&l->keys, &kl, 4)) < 0 ||
+            (rc = dr_buf_append(&l->keys, kv->key, kv->key_len)) < 0)
+            break;
         if (evs[i]->type == DR_EV_PUT) {
             if (kv->lease && (rc = leases_ensure(x->ls, kv->lease)) < 0)
                 break;
@@ -100,13 +167,33 @@ static int build(xs *x, dr_etcd_txn *t, int64_t rev, const dr_etcd_event **evs, 
             rc = dr_etcd_txn_delete(t, DR_TXN_SUCCESS, kv->key, kv->key_len, NULL, 0);
         }
     }
-    if (rc == 0) {
-        x->prev_key.len = 0;
-        rc = dr_buf_append(&x->prev_key, f->kv.key, f->kv.key_len);
-        x->prev_put = f->type == DR_EV_PUT;
-        x->prev_rev = rev;
+    if (rc < 0)
+        return rc;
+    l->rev = rev;
+    l->nevents = n;
+    l->cost = n; /* one compare, n operations */
+    l->arrival_ms = arrival_ms;
+    l->refs = 0;
+    if (x->e < x->r) /* the ring was empty */
+        x->r = rev;
+    x->e = rev;
+    return 0;
+}
+
+/* Retires confirmed levels that no request in flight holds. */
+static void retire(xs *x)
+{
+    while (x->r <= x->e && x->r <= x->confirmed && lv(x, x->r)->refs == 0)
+        x->r++;
+}
+
+static void levels_free(xs *x)
+{
+    for (size_t i = 0; i < RING; i++) {
+        dr_etcd_txn_free(x->ring[i].txn);
+        free(x->ring[i].hash);
+        dr_buf_free(&x->ring[i].keys);
     }
-    return rc;
 }
 
 static int too_many(xs *x, int64_t rev, size_t n, int refused_by_server)
@@ -124,83 +211,114 @@ static int too_many(xs *x, int64_t rev, size_t n, int refused_by_server)
                         (long long)rev, n, limit, n, n);
 }
 
-static int submit(xs *x, batch *b, int after_pred)
+/* Sends one request whose chain starts at the next revision to apply: levels confirmed+1 .. up
+ * to max_inflight of them, within --max-txn-ops (summed over the levels) and the request size.
+ * (etcd applies concurrent requests in no particular order, so every request must be able to
+ * apply whichever revision is next when it is applied.) 0 when every unconfirmed revision
+ * already has a request in flight. */
+static int send_one(xs *x)
 {
-    b->after_pred = after_pred;
-    b->state = B_INFLIGHT;
-    return dr_etcd_pipe_submit(x->pipe, b->txn, b);
+    int64_t a = x->confirmed + 1;
+    if (x->e - x->confirmed <= (int64_t)x->inflight)
+        return 0;
+    int64_t b = a + (int64_t)x->max_inflight - 1;
+    if (b > x->e)
+        b = x->e;
+    for (;;) {
+        size_t cost = 0, bytes = 0;
+        for (int64_t r = a; r <= b; r++) {
+            cost += lv(x, r)->cost;
+            bytes += lv(x, r)->bytes;
+        }
+        if ((cost <= (size_t)x->o->max_txn_ops && bytes <= MAX_BYTES) || a == b)
+            break;
+        b--;
+    }
+    req *q = x->reqs;
+    while (q->used)
+        q++; /* inflight < max_inflight: there is a free one */
+    q->used = 1;
+    q->a = a;
+    q->b = b;
+    for (int64_t r = a; r <= b; r++) {
+        level *l = lv(x, r);
+        l->refs++;
+        dr_etcd_txn_set_else(l->txn, r < b ? lv(x, r + 1)->txn : NULL);
+    }
+    int rc = dr_etcd_pipe_submit(x->pipe, lv(x, a)->txn, q);
+    if (rc < 0) {
+        for (int64_t r = a; r <= b; r++)
+            lv(x, r)->refs--;
+        q->used = 0;
+        return rc;
+    }
+    x->inflight++;
+    return 1;
 }
 
-/* Process one completion (waiting up to wait_ms). 0 also on timeout. */
-static int complete_one(xs *x, int64_t wait_ms)
+static void confirm_upto(xs *x, int64_t rev)
+{
+    for (int64_t r = x->confirmed + 1; r <= rev; r++)
+        x->st->events_total += (int64_t)lv(x, r)->nevents;
+    x->confirmed = rev;
+    x->st->applied_revision = rev;
+}
+
+/* Process one completion (waiting up to wait_us). 0 also on timeout. */
+static int complete_one(xs *x, int64_t wait_us)
 {
     void *user = NULL;
     int trc = 0;
     dr_etcd_txn_res res;
-    int rc = dr_etcd_pipe_next(x->pipe, wait_ms, &user, &trc, &res);
+    int rc = dr_etcd_pipe_next(x->pipe, wait_us, &user, &trc, &res);
     if (rc == DR_ETIMEOUT || rc == DR_ENOTFOUND)
         return 0;
     if (rc < 0)
         return rc;
-    batch *b = user;
+    req *q = user;
+    x->inflight--;
+    for (int64_t r = q->a; r <= q->b; r++)
+        lv(x, r)->refs--;
+    int64_t a = q->a, b = q->b;
+    q->used = 0;
     if (trc < 0) {
         if (trc == DR_ETOOMANYOPS)
-            return too_many(x, b->rev, b->nevents, 1);
+            return dr_error_set(DR_ETOOMANYOPS,
+                                "the standby refused a chain of revisions %lld-%lld as too many "
+                                "operations: run drd with the standby's --max-txn-ops",
+                                (long long)a, (long long)b);
         return trc; /* unknown outcome: the session restarts from the target's revision */
     }
-    int succeeded = res.succeeded;
+    int depth = dr_etcd_txn_res_level(&res);
     int64_t hrev = res.header.revision;
     dr_etcd_txn_res_free(&res);
-    if (succeeded) {
-        if (hrev != b->rev)
+    if (hrev > x->e)
+        return diverged(x,
+                        "the standby is at revision %lld, past the newest revision drd sent "
+                        "(%lld)",
+                        (long long)hrev, (long long)x->e);
+    if (depth >= 0) {
+        if (a + depth != hrev)
             return diverged(x, "applying source revision %lld gave standby revision %lld",
-                            (long long)b->rev, (long long)hrev);
-        b->state = B_OK;
+                            (long long)(a + depth), (long long)hrev);
         x->st->txns_total++;
     } else {
-        if (b->after_pred)
+        if (hrev + 1 >= a && hrev + 1 <= b)
             return diverged(x, "the guard of source revision %lld failed at standby revision %lld",
-                            (long long)b->rev, (long long)hrev);
-        b->state = B_RETRY;
+                            (long long)hrev + 1, (long long)hrev);
         x->st->retries_total++;
-        x->win = x->win > 1 ? x->win / 2 : 1;
-        x->clean = 0;
     }
-    /* confirm from the head */
-    while (x->count && at(x, 0)->state == B_OK) {
-        batch *h = at(x, 0);
-        x->confirmed = h->rev;
-        x->st->applied_revision = h->rev;
-        if (++x->clean >= x->win && x->win < x->cap) {
-            x->win++;
-            x->clean = 0;
-        }
-        x->st->events_total += (int64_t)h->nevents;
-        h->state = B_FREE;
-        x->head = (x->head + 1) % x->cap;
-        x->count--;
-    }
-    /* Resend refused transactions: the head at once (its predecessor is confirmed), and one
-     * whose predecessor is in flight speculatively (it is most likely applied by the time the
-     * resend arrives), a few times at most before waiting for the predecessor's answer. */
-    for (size_t i = 0; i < x->count; i++) {
-        batch *c = at(x, i);
-        if (c->state != B_RETRY)
-            continue;
-        if (i > 0 && (at(x, i - 1)->state != B_INFLIGHT || c->spec >= 3))
-            continue;
-        c->spec = i > 0 ? c->spec + 1 : 0;
-        if ((rc = submit(x, c, i == 0)) < 0)
-            return rc;
-    }
+    if (hrev > x->confirmed)
+        confirm_upto(x, hrev);
+    retire(x);
     return 0;
 }
 
 static int drain(xs *x)
 {
     int rc = 0;
-    while (dr_etcd_pipe_inflight(x->pipe) > 0 && rc == 0)
-        rc = complete_one(x, 1000);
+    while (x->inflight > 0 && rc == 0)
+        rc = complete_one(x, 1000000);
     return rc;
 }
 
@@ -212,7 +330,7 @@ static int apply_large(xs *x, int64_t rev, const dr_etcd_event **evs, size_t n)
     int rc = drain(x);
     if (rc < 0)
         return rc;
-    if (x->confirmed != rev - 1)
+    if (x->confirmed != rev - 1 || x->e != rev - 1)
         return dr_error_set(DR_EPROTO, "internal: large revision %lld not next (at %lld)",
                             (long long)rev, (long long)x->confirmed);
     dr_etcd_txn *t = NULL;
@@ -317,10 +435,8 @@ static int apply_large(xs *x, int64_t rev, const dr_etcd_event **evs, size_t n)
     x->st->applied_revision = rev;
     x->st->events_total += (int64_t)n;
     x->st->txns_total++;
-    x->prev_key.len = 0;
-    rc = dr_buf_append(&x->prev_key, f->kv.key, f->kv.key_len);
-    x->prev_put = f->type == DR_EV_PUT;
-    x->prev_rev = rev;
+    x->r = x->e = rev; /* nothing live: the next level starts the ring again */
+    x->r++;
 out:
     free(expect);
     dr_etcd_txn_free(t);
@@ -401,28 +517,39 @@ int repl_run_exact(const dr_repl_opts *o, dr_repl_stats *st, dr_etcd *src, dr_et
 {
     (void)first;
     int rc = 0;
-    xs x = {.o = o, .st = st, .src = src, .tgt = tgt};
+    xs *xp = calloc(1, sizeof *xp);
+    if (!xp)
+        return dr_error_set(DR_ENOMEM, "out of memory");
+    xs *x = xp;
+    x->o = o;
+    x->st = st;
+    x->src = src;
+    x->tgt = tgt;
     reader rd;
     int reader_on = 0;
     evcur c = {0};
     dr_etcd_status ss, ts;
     if ((rc = dr_etcd_status_get(tgt, &ts)) < 0 || (rc = dr_etcd_status_get(src, &ss)) < 0)
-        return rc;
+        goto out;
     int64_t t = ts.header.revision, s0 = ss.header.revision;
     st->source_revision = s0;
-    if ((rc = check_seeded(&x, t, s0)) < 0)
-        return rc;
-    x.confirmed = t;
+    if ((rc = check_seeded(x, t, s0)) < 0)
+        goto out;
+    x->confirmed = t;
+    x->e = t;
+    x->r = t + 1;
     st->applied_revision = t;
-    x.cap = (size_t)o->window;
-    x.win = x.cap < 4 ? x.cap : 4;
-    x.ring = calloc(x.cap, sizeof *x.ring);
-    if (!x.ring)
-        return dr_error_set(DR_ENOMEM, "out of memory");
-    for (size_t i = 0; i < x.cap && rc == 0; i++)
-        rc = dr_etcd_txn_new(&x.ring[i].txn);
-    if (rc < 0 || (rc = dr_etcd_pipe_new(tgt, &x.pipe)) < 0 ||
-        (rc = leases_new(&x.ls, src, tgt, st)) < 0 || (rc = leases_adopt_all(x.ls)) < 0)
+    /* Every request in flight carries the levels from the next revision on, so that it applies
+     * whichever comes next: more requests in flight need longer chains (the whole chain is sent,
+     * written to the standby's WAL and its guards evaluated), and past about 8 the standby's
+     * rate no longer grows here (docs/benchmarks.md). */
+    x->max_inflight = (size_t)o->window < CHAIN ? (size_t)o->window : CHAIN;
+    if (!(x->reqs = calloc(x->max_inflight, sizeof *x->reqs))) {
+        rc = dr_error_set(DR_ENOMEM, "out of memory");
+        goto out;
+    }
+    if ((rc = dr_etcd_pipe_new(tgt, &x->pipe)) < 0 || (rc = leases_new(&x->ls, src, tgt, st)) < 0 ||
+        (rc = leases_adopt_all(x->ls)) < 0)
         goto out;
     static const uint8_t zero = 0;
     int64_t crev = 0;
@@ -442,74 +569,77 @@ int repl_run_exact(const dr_repl_opts *o, dr_repl_stats *st, dr_etcd *src, dr_et
     int64_t last_check = dr_mono_ms(), last_compact = 0, mirrored_compact = 0;
     for (;;) {
         if (o->stop && *o->stop) {
-            rc = drain(&x);
+            rc = drain(x);
             break;
         }
-        /* fill the window */
-        while (x.count < x.win) {
+        /* admit revisions as levels while none touches a key of a live level */
+        while (x->e - x->r + 1 < RING) {
             if (!have) {
-                rc = evcur_next(&c, &rd, 0);
-                if (rc < 0)
+                if ((rc = evcur_next(&c, &rd, 0)) < 0)
                     goto out;
-                have = rc;
-                rc = 0;
-                if (!have)
+                if (!(have = rc))
                     break;
-            }
-            int64_t next = x.confirmed + 1 + (int64_t)x.count;
-            if (c.rev != next) {
-                rc = dr_error_set(DR_EPROTO, "watch gave revision %lld where %lld was expected",
-                                  (long long)c.rev, (long long)next);
-                goto out;
+                rc = 0;
+                if (c.rev != x->e + 1) {
+                    rc = dr_error_set(DR_EPROTO, "watch gave revision %lld where %lld was expected",
+                                      (long long)c.rev, (long long)x->e + 1);
+                    goto out;
+                }
             }
             if ((int64_t)c.n_evs > o->max_txn_ops) {
-                if ((rc = apply_large(&x, c.rev, c.evs, c.n_evs)) < 0)
+                if (x->confirmed < x->e || x->inflight > 0)
+                    break; /* applied alone, after everything before it */
+                if ((rc = apply_large(x, c.rev, c.evs, c.n_evs)) < 0)
                     goto out;
                 have = 0;
                 continue;
             }
-            batch *b = at(&x, x.count);
-            if ((rc = build(&x, b->txn, c.rev, c.evs, c.n_evs)) < 0)
-                goto out;
-            b->rev = c.rev;
-            b->spec = 0;
-            b->nevents = c.n_evs;
-            b->arrival_ms = c.arrival_ms;
-            x.count++;
-            if ((rc = submit(&x, b, x.count == 1)) < 0)
+            if (conflicts(x, c.evs, c.n_evs))
+                break; /* waits until those levels retire */
+            if ((rc = admit(x, c.rev, c.evs, c.n_evs, c.arrival_ms)) < 0)
                 goto out;
             have = 0;
         }
+        while (x->inflight < x->max_inflight && (rc = send_one(x)) == 1)
+            ;
+        if (rc < 0)
+            goto out;
         if (c.progress_rev > st->source_revision)
             st->source_revision = c.progress_rev;
-        int64_t oldest = x.count ? at(&x, 0)->arrival_ms : have ? c.arrival_ms : 0;
+        int64_t oldest = x->e > x->confirmed ? lv(x, x->confirmed + 1)->arrival_ms
+                         : have              ? c.arrival_ms
+                                             : 0;
         if (!oldest)
             oldest = reader_oldest_ms(&rd);
         repl_set_lag(st, oldest);
-        if (o->until_caught_up && x.confirmed >= s0 && x.count == 0) {
+        if (o->until_caught_up && x->confirmed >= s0 && x->inflight == 0) {
             rc = 0;
             break;
         }
-        if (dr_etcd_pipe_inflight(x.pipe) > 0) {
-            if ((rc = complete_one(&x, 100)) < 0)
+        if (x->inflight > 0) {
+            if ((rc = complete_one(x, 100000)) < 0)
                 goto out;
         } else if (!have) {
-            rc = evcur_next(&c, &rd, 100);
-            if (rc < 0)
+            if ((rc = evcur_next(&c, &rd, 100)) < 0)
                 goto out;
             have = rc;
             rc = 0;
+            if (have && c.rev != x->e + 1) {
+                rc = dr_error_set(DR_EPROTO, "watch gave revision %lld where %lld was expected",
+                                  (long long)c.rev, (long long)x->e + 1);
+                goto out;
+            }
         }
         int64_t now = dr_mono_ms();
-        if (x.count == 0 && !have && now - last_check >= 1000) {
+        if (x->inflight == 0 && x->e == x->confirmed && !have && now - last_check >= 1000) {
             /* idle: the standby's revision must be exactly what we applied */
             last_check = now;
             dr_etcd_status tsn;
             if ((rc = dr_etcd_status_get(tgt, &tsn)) < 0)
                 goto out;
-            if (tsn.header.revision != x.confirmed) {
-                rc = diverged(&x, "the standby is at revision %lld but drd applied up to %lld",
-                              (long long)tsn.header.revision, (long long)x.confirmed);
+            if (tsn.header.revision != x->confirmed) {
+                rc = diverged(x, "the standby is at revision %lld but drd applied up to %lld",
+                              (long long)tsn.header.revision, (long long)x->confirmed);
                 goto out;
             }
         }
@@ -518,7 +648,7 @@ int repl_run_exact(const dr_repl_opts *o, dr_repl_stats *st, dr_etcd *src, dr_et
             last_compact = now;
             int64_t cs = 0;
             if (repl_compact_revision(src, &cs) == 0 && cs > mirrored_compact &&
-                cs <= x.confirmed) {
+                cs <= x->confirmed) {
                 if (dr_etcd_compact(tgt, cs, 0) == 0 || dr_error_code() == DR_ECOMPACTED)
                     mirrored_compact = cs;
                 dr_error_clear();
@@ -530,26 +660,19 @@ out:
         rc = dr_error_set(DR_ECOMPACTED,
                           "the source compacted past the standby's revision %lld: the revisions "
                           "in between are gone (%s); %s",
-                          (long long)x.confirmed, dr_error_msg(), reseed_hint);
-    if (rc < 0) {
-        /* keep the first error's message while tearing down */
-        char msg[1024];
-        snprintf(msg, sizeof msg, "%s", dr_error_msg());
-        if (reader_on)
-            reader_stop(&rd);
-        dr_etcd_pipe_free(x.pipe);
+                          (long long)x->confirmed, dr_error_msg(), reseed_hint);
+    char msg[1024];
+    snprintf(msg, sizeof msg, "%s", rc < 0 ? dr_error_msg() : "");
+    if (reader_on)
+        reader_stop(&rd);
+    /* requests still in flight are cancelled (their completions drained) */
+    dr_etcd_pipe_free(x->pipe);
+    if (rc < 0) /* keep the first error's message */
         dr_error_set(rc, "%s", msg);
-    } else {
-        if (reader_on)
-            reader_stop(&rd);
-        dr_etcd_pipe_free(x.pipe);
-    }
-    x.pipe = NULL;
     evcur_free(&c);
-    leases_free(x.ls);
-    for (size_t i = 0; x.ring && i < x.cap; i++)
-        dr_etcd_txn_free(x.ring[i].txn);
-    free(x.ring);
-    dr_buf_free(&x.prev_key);
+    leases_free(x->ls);
+    levels_free(x);
+    free(x->reqs);
+    free(x);
     return rc;
 }

@@ -419,8 +419,8 @@ int dr_repl_metrics(const dr_repl_stats *s, const char *name, dr_buf *b)
       (long long)s->reconnects_total);
     G("leases_granted_total", "Leases granted on the target.", "counter", "%lld",
       (long long)s->leases_granted_total);
-    G("retries_total", "Transactions refused by their ordering guard and resent.", "counter",
-      "%lld", (long long)s->retries_total);
+    G("retries_total", "Transactions that wrote nothing because their guard did not hold (resent).",
+      "counter", "%lld", (long long)s->retries_total);
     G("up", "1 while replicating (not in alarm).", "gauge", "%d", s->state != DR_REPL_ALARM);
     dr_buf_printf(b,
                   "# HELP drd_replicate_state Current state.\n# TYPE drd_replicate_state gauge\n");

@@ -30,7 +30,7 @@ const char usage_replicate_etcd[] =
     "  --exclude P        skip keys under P (repeatable; filtered mode)\n"
     "  --dest-prefix P    rewrite the (single) --prefix to P on the target (filtered mode)\n"
     "  --max-txn-ops N    the target's --max-txn-ops (default 128)\n"
-    "  --window N         transactions in flight (default 64)\n"
+    "  --window N         transactions in flight (default 64; exact mode: at most 8)\n"
     "  --until-caught-up  exit 0 once every source revision that existed at start is applied\n"
     "  --status-listen A  serve /metrics, /healthz, /readyz, /status on A "
     "(host:port)\n" TLS_FLAGS_HELP

@@ -139,6 +139,27 @@ drc=0
 h_wait_exit drd 30 || drc=$?
 h_assert_eq "$drc" 0 "drd exit status after SIGTERM"
 
+# churn on a few hot keys while drd is down, so that on restart the revisions are pipelined: a
+# key created and deleted in two revisions and then one written (the order in which a guard on
+# "the previous revision is applied" would hold too early), deletes and re-creates of the same key,
+# the same key in consecutive revisions, a key shared by many revisions, and revisions whose
+# first key was deleted later. Every revision must land exactly once and in place.
+jq -nr --arg url "$PRIMARY_URL" '
+    def b: @base64;
+    def put(k; v): {requestPut: {key: (k | b), value: (v | b)}};
+    def del(k): {requestDeleteRange: {key: (k | b)}};
+    [range(0; 300) as $i | ("/hot/a-\($i)") as $a
+     | [put($a; "v1")], [del($a)], [put("/hot/b-\($i % 3)"; "\($i)")], [put($a; "v2")],
+       [put($a; "v3")], [put("/hot/c"; "\($i)"), del($a)]
+     | "url = \($url)/v3/kv/txn\ndata = \({success: .} | tojson)"]
+    | join("\nnext\n")' >"$H_TMP/churn.curl"
+before=$(rev primary)
+curl -sS --max-time 120 -K "$H_TMP/churn.curl" >"$H_TMP/churn.out" || h_fail "churn: curl failed"
+h_assert_eq "$(rev primary)" $((before + 1800)) "the churn is 1800 revisions"
+run_drd 120 --log-level error replicate etcd --source "$PRIMARY_URL" --target "$STANDBY_URL" --until-caught-up
+h_assert_eq "$rc" 0 "drd after the churn (stderr: $err)"
+same_data "after the churn on hot keys"
+
 # a revision of 200 distinct keys (one txn on the primary) is more than the standby's default
 # --max-txn-ops (128): drd stops with exit 8 and one line naming max-txn-ops, and applies nothing
 load primary ConfigMap bigconfigmaps 200 1 200

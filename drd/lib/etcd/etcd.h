@@ -117,6 +117,11 @@ int dr_etcd_txn_delete(dr_etcd_txn *t, dr_etcd_txn_branch br, const void *key, s
 int dr_etcd_txn_get(dr_etcd_txn *t, dr_etcd_txn_branch br, const void *key, size_t klen);
 /* Number of write ops in the success branch. */
 size_t dr_etcd_txn_nops(const dr_etcd_txn *t);
+/* Chains: t's failure branch becomes one nested transaction, next (NULL: t's own failure ops
+ * again). t does not own next; the link is read when t is sent (dr_etcd_txn_do,
+ * dr_etcd_pipe_submit), so it can be changed right after. A chain is at most 64 deep. Each level
+ * counts against the server's --max-txn-ops (max of its compares and ops per level, summed). */
+void dr_etcd_txn_set_else(dr_etcd_txn *t, dr_etcd_txn *next);
 
 typedef struct dr_etcd_txn_res {
     dr_etcd_header header;
@@ -128,6 +133,9 @@ typedef struct dr_etcd_txn_res {
 const dr_etcd_kv *dr_etcd_txn_res_kv(dr_etcd_txn_res *res, size_t i, dr_etcd_kv *tmp);
 /* Number of keys deleted by the i-th response if it is a delete response, else 0. */
 int64_t dr_etcd_txn_res_deleted(const dr_etcd_txn_res *res, size_t i);
+/* Which level of a chain (dr_etcd_txn_set_else) had its compares hold: 0 for the top, n for the
+ * n-th nested transaction, -1 when none did. */
+int dr_etcd_txn_res_level(const dr_etcd_txn_res *res);
 void dr_etcd_txn_res_free(dr_etcd_txn_res *res);
 
 /* Synchronous Txn. DR_ETOOMANYOPS when the server's --max-txn-ops is exceeded. */
@@ -142,10 +150,10 @@ int dr_etcd_pipe_new(dr_etcd *e, dr_etcd_pipe **out);
 void dr_etcd_pipe_free(dr_etcd_pipe *p);
 int dr_etcd_pipe_submit(dr_etcd_pipe *p, const dr_etcd_txn *t, void *user);
 size_t dr_etcd_pipe_inflight(const dr_etcd_pipe *p);
-/* Waits up to timeout_ms for one completion. Returns DR_ETIMEOUT when none came (nothing lost),
- * DR_ENOTFOUND when nothing is in flight, else 0 and fills *user, *rc (the txn's own result code)
- * and res (when *rc == 0; caller frees). */
-int dr_etcd_pipe_next(dr_etcd_pipe *p, int64_t timeout_ms, void **user, int *rc,
+/* Waits up to timeout_us (microseconds) for one completion. Returns DR_ETIMEOUT when none came
+ * (nothing lost), DR_ENOTFOUND when nothing is in flight, else 0 and fills *user, *rc (the txn's
+ * own result code) and res (when *rc == 0; caller frees). */
+int dr_etcd_pipe_next(dr_etcd_pipe *p, int64_t timeout_us, void **user, int *rc,
                       dr_etcd_txn_res *res);
 
 /* ---- watch ---- */

@@ -18,7 +18,10 @@ typedef struct vec {
 struct dr_etcd_txn {
     vec cmp, ok, fail;
     size_t nwrites;
+    dr_etcd_txn *next; /* the failure branch is this nested transaction */
 };
+
+enum { MAX_CHAIN = 64 };
 
 static int vec_push(vec *v, void *p)
 {
@@ -69,6 +72,11 @@ void dr_etcd_txn_free(dr_etcd_txn *t)
 size_t dr_etcd_txn_nops(const dr_etcd_txn *t)
 {
     return t->nwrites;
+}
+
+void dr_etcd_txn_set_else(dr_etcd_txn *t, dr_etcd_txn *next)
+{
+    t->next = next;
 }
 
 /* One allocation holding a struct of size sz followed by copies of a and b. */
@@ -206,15 +214,40 @@ int dr_etcd_txn_get(dr_etcd_txn *t, dr_etcd_txn_branch br, const void *key, size
     return vec_push(br == DR_TXN_SUCCESS ? &t->ok : &t->fail, p);
 }
 
-static void txn_request(const dr_etcd_txn *t, Etcdserverpb__TxnRequest *req)
+/* The request structs of a chain: level i's failure branch points at level i+1. */
+typedef struct chain {
+    Etcdserverpb__TxnRequest req[MAX_CHAIN];
+    Etcdserverpb__RequestOp op[MAX_CHAIN];
+    Etcdserverpb__RequestOp *opp[MAX_CHAIN];
+} chain;
+
+static int txn_request(const dr_etcd_txn *t, chain *c)
 {
-    etcdserverpb__txn_request__init(req);
-    req->n_compare = t->cmp.n;
-    req->compare = (Etcdserverpb__Compare **)t->cmp.v;
-    req->n_success = t->ok.n;
-    req->success = (Etcdserverpb__RequestOp **)t->ok.v;
-    req->n_failure = t->fail.n;
-    req->failure = (Etcdserverpb__RequestOp **)t->fail.v;
+    size_t n = 0;
+    for (const dr_etcd_txn *l = t; l; l = l->next) {
+        if (n == MAX_CHAIN)
+            return dr_error_set(DR_EUSAGE, "etcd: a transaction chain deeper than %d",
+                                (int)MAX_CHAIN);
+        Etcdserverpb__TxnRequest *req = &c->req[n];
+        etcdserverpb__txn_request__init(req);
+        req->n_compare = l->cmp.n;
+        req->compare = (Etcdserverpb__Compare **)l->cmp.v;
+        req->n_success = l->ok.n;
+        req->success = (Etcdserverpb__RequestOp **)l->ok.v;
+        req->n_failure = l->fail.n;
+        req->failure = (Etcdserverpb__RequestOp **)l->fail.v;
+        if (n > 0) {
+            Etcdserverpb__RequestOp *op = &c->op[n - 1];
+            etcdserverpb__request_op__init(op);
+            op->request_case = ETCDSERVERPB__REQUEST_OP__REQUEST_REQUEST_TXN;
+            op->request_txn = req;
+            c->opp[n - 1] = op;
+            c->req[n - 1].n_failure = 1;
+            c->req[n - 1].failure = &c->opp[n - 1];
+        }
+        n++;
+    }
+    return 0;
 }
 
 static void fill_res(dr_etcd_txn_res *res, Etcdserverpb__TxnResponse *r)
@@ -237,6 +270,20 @@ const dr_etcd_kv *dr_etcd_txn_res_kv(dr_etcd_txn_res *res, size_t i, dr_etcd_kv 
         return NULL;
     etcd_copy_kv(tmp, op->response_range->kvs[0]);
     return tmp;
+}
+
+int dr_etcd_txn_res_level(const dr_etcd_txn_res *res)
+{
+    const Etcdserverpb__TxnResponse *r = res->priv;
+    for (int level = 0; r; level++) {
+        if (r->succeeded)
+            return level;
+        if (r->n_responses != 1 ||
+            r->responses[0]->response_case != ETCDSERVERPB__RESPONSE_OP__RESPONSE_RESPONSE_TXN)
+            return -1;
+        r = r->responses[0]->response_txn;
+    }
+    return -1;
 }
 
 int64_t dr_etcd_txn_res_deleted(const dr_etcd_txn_res *res, size_t i)
@@ -262,11 +309,15 @@ void dr_etcd_txn_res_free(dr_etcd_txn_res *res)
 
 int dr_etcd_txn_do(dr_etcd *e, const dr_etcd_txn *t, dr_etcd_txn_res *res)
 {
-    Etcdserverpb__TxnRequest req;
-    txn_request(t, &req);
+    chain *c = malloc(sizeof *c);
+    if (!c)
+        return dr_error_set(DR_ENOMEM, "out of memory");
+    int rc = txn_request(t, c);
     Etcdserverpb__TxnResponse *r = NULL;
-    int rc = etcd_unary(e, M_TXN, "Txn", &req.base, &etcdserverpb__txn_response__descriptor,
+    if (rc == 0)
+        rc = etcd_unary(e, M_TXN, "Txn", &c->req[0].base, &etcdserverpb__txn_response__descriptor,
                         (ProtobufCMessage **)&r);
+    free(c);
     if (rc < 0)
         return rc;
     fill_res(res, r);
@@ -315,12 +366,21 @@ static void slot_free(slot *s)
 
 int dr_etcd_pipe_submit(dr_etcd_pipe *p, const dr_etcd_txn *t, void *user)
 {
-    slot *s = calloc(1, sizeof *s);
-    if (!s)
+    chain *c = malloc(sizeof *c);
+    if (!c)
         return dr_error_set(DR_ENOMEM, "out of memory");
-    Etcdserverpb__TxnRequest req;
-    txn_request(t, &req);
-    s->send = etcd_pack(&req.base);
+    int rc = txn_request(t, c);
+    if (rc < 0) {
+        free(c);
+        return rc;
+    }
+    slot *s = calloc(1, sizeof *s);
+    if (!s) {
+        free(c);
+        return dr_error_set(DR_ENOMEM, "out of memory");
+    }
+    s->send = etcd_pack(&c->req[0].base);
+    free(c);
     s->user = user;
     s->details = grpc_empty_slice();
     grpc_metadata_array_init(&s->md_init);
@@ -357,12 +417,14 @@ size_t dr_etcd_pipe_inflight(const dr_etcd_pipe *p)
     return p->inflight;
 }
 
-int dr_etcd_pipe_next(dr_etcd_pipe *p, int64_t timeout_ms, void **user, int *rc,
+int dr_etcd_pipe_next(dr_etcd_pipe *p, int64_t timeout_us, void **user, int *rc,
                       dr_etcd_txn_res *res)
 {
     if (p->inflight == 0)
         return DR_ENOTFOUND;
-    grpc_event ev = grpc_completion_queue_next(p->cq, etcd_deadline(timeout_ms), NULL);
+    gpr_timespec dl =
+        gpr_time_add(gpr_now(GPR_CLOCK_MONOTONIC), gpr_time_from_micros(timeout_us, GPR_TIMESPAN));
+    grpc_event ev = grpc_completion_queue_next(p->cq, dl, NULL);
     if (ev.type == GRPC_QUEUE_TIMEOUT)
         return DR_ETIMEOUT;
     if (ev.type != GRPC_OP_COMPLETE)
