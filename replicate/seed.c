@@ -1,81 +1,110 @@
 /*
- * Seed a standby: stream a snapshot of the source (sha256 trailer checked) into a temp file next
- * to the data dir, then restore it with etcdutl or etcdctl. The standby etcd started on the dir
- * is at the source's revision with identical history, which exact mode requires.
+ * Seed a standby: stream a snapshot of the source (etcd's sha256 trailer checked as it arrives)
+ * into a member data dir with dr_etcdtool_restore_from: with etcd 3.4 the database goes straight
+ * into member/snap/db, otherwise through a temporary snapshot file next to the data dir that
+ * etcdutl/etcdctl restores. The standby etcd started on the dir is at the source's revision with
+ * identical history, which exact mode requires.
  *
- * Must never restore into a non-empty directory and never leave the temp snapshot behind.
+ * Must never restore into a non-empty directory and never leave a partial data dir or a temporary
+ * snapshot behind.
  */
 #include "drd/lib/etcdtool/etcdtool.h"
 #include "repl_int.h"
 
 #include <errno.h>
-#include <fcntl.h>
+#include <ftw.h>
 #include <stdio.h>
-#include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
-typedef struct fsink {
-    int fd;
-} fsink;
+typedef struct seed {
+    dr_etcd *src;
+    int db_only;
+    dr_sink *file, *head, *top;
+    uint64_t size;
+} seed;
 
-static int sink_write(void *ctx, const void *data, size_t len)
+static int on_size(void *ctx, uint64_t total)
 {
-    fsink *s = ctx;
-    const char *p = data;
-    while (len) {
-        ssize_t w = write(s->fd, p, len);
-        if (w < 0 && errno == EINTR)
-            continue;
-        if (w < 0)
-            return dr_error_set(DR_EIO, "cannot write the snapshot: %s", strerror(errno));
-        p += w;
-        len -= (size_t)w;
-    }
-    return 0;
+    seed *s = ctx;
+    if (!s->db_only)
+        return 0;
+    /* etcd's 32-byte sha256 trailer follows a database of whole pages */
+    uint64_t keep = total % 512 == 32 ? total - 32 : total;
+    int rc = dr_head_sink_new(s->file, keep, &s->head);
+    if (rc == 0)
+        s->top = s->head;
+    return rc;
+}
+
+static int on_data(void *ctx, const void *data, size_t len)
+{
+    seed *s = ctx;
+    return dr_sink_write(s->top, data, len);
+}
+
+/* dr_etcdtool_db_fn: the snapshot (trailer checked by dr_etcd_snapshot) into path; the file
+ * appears only when the whole stream arrived and its trailer matched. */
+static int write_snapshot(void *ctx, const char *path, int db_only)
+{
+    seed *s = ctx;
+    dr_etcd_header h = {0};
+    s->db_only = db_only;
+    s->head = NULL;
+    int rc = dr_fs_sink_new(path, 0600, db_only ? 0 : DR_FS_SCRATCH, &s->file);
+    if (rc < 0)
+        return rc;
+    s->top = s->file;
+    rc = dr_etcd_snapshot_sized(s->src, on_size, on_data, s, &s->size, &h);
+    if (rc == 0)
+        rc = dr_sink_finish(s->top);
+    dr_sink_free(s->head);
+    dr_sink_free(s->file);
+    return rc;
+}
+
+static int rm_one(const char *path, const struct stat *sb, int flag, struct FTW *ftw)
+{
+    (void)sb;
+    (void)flag;
+    (void)ftw;
+    return remove(path);
 }
 
 int dr_repl_seed(const dr_repl_seed_opts *o, int64_t *revision)
 {
-    int rc = 0, fd = -1;
-    dr_etcd *src = NULL;
-    char tmp[4096];
-    int ds = dr_etcdtool_dir_state(o->data_dir);
-    if (ds == 2)
+    int rc = 0;
+    seed s = {0};
+    char partial[4200], db[4300];
+    if (dr_etcdtool_dir_state(o->data_dir) == 2)
         return dr_error_set(DR_EUSAGE, "--data-dir '%s' is not empty: refusing to restore over it",
                             o->data_dir);
-    snprintf(tmp, sizeof tmp, "%s.seed-snapshot.db.tmp", o->data_dir);
-    if ((rc = dr_etcd_open(&src, &o->source)) < 0)
+    if ((rc = dr_etcd_open(&s.src, &o->source)) < 0)
         return rc;
-    fd = open(tmp, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
-    if (fd < 0) {
-        rc = dr_error_set(DR_EIO, "cannot create '%s': %s", tmp, strerror(errno));
-        goto out;
+    /* the data dir appears only complete */
+    snprintf(partial, sizeof partial, "%s.seeding-%ld", o->data_dir, (long)getpid());
+    snprintf(db, sizeof db, "%s/member/snap/db", partial);
+    rc = dr_etcdtool_restore_from(partial, o->name, o->initial_cluster,
+                                  o->initial_advertise_peer_urls, write_snapshot, &s);
+    /* the revision of the snapshot, from the restore tool itself */
+    if (rc == 0)
+        rc = dr_etcdtool_snapshot_revision(db, revision);
+    if (rc == 0 && dr_etcdtool_dir_state(o->data_dir) == 1)
+        rmdir(o->data_dir);
+    if (rc == 0 && rename(partial, o->data_dir) != 0)
+        rc = dr_error_set(DR_EIO, "cannot rename '%s' to '%s': %s", partial, o->data_dir,
+                          strerror(errno));
+    if (rc < 0) {
+        char msg[1024];
+        snprintf(msg, sizeof msg, "%s", dr_error_msg());
+        nftw(partial, rm_one, 16, FTW_DEPTH | FTW_PHYS);
+        dr_error_set(rc, "%s", msg);
+    } else {
+        chmod(o->data_dir, 0700);
+        dr_info("seeded %s from %s at revision %lld (%llu bytes)", o->data_dir,
+                dr_etcd_endpoint(s.src), (long long)*revision, (unsigned long long)s.size);
     }
-    fsink s = {fd};
-    uint64_t size = 0;
-    dr_etcd_header h = {0};
-    if ((rc = dr_etcd_snapshot(src, sink_write, &s, &size, &h)) < 0)
-        goto out;
-    if (fsync(fd) != 0) {
-        rc = dr_error_set(DR_EIO, "cannot sync '%s': %s", tmp, strerror(errno));
-        goto out;
-    }
-    close(fd);
-    fd = -1;
-    /* revision of the snapshot, from the restore tool itself */
-    if ((rc = dr_etcdtool_snapshot_revision(tmp, revision)) < 0 ||
-        (rc = dr_etcdtool_restore(tmp, o->data_dir, o->name, o->initial_cluster,
-                                  o->initial_advertise_peer_urls)) < 0)
-        goto out;
-    chmod(o->data_dir, 0700);
-    dr_info("seeded %s from %s at revision %lld (%llu bytes)", o->data_dir, dr_etcd_endpoint(src),
-            (long long)*revision, (unsigned long long)size);
-out:
-    if (fd >= 0)
-        close(fd);
-    unlink(tmp);
-    dr_etcd_close(src);
+    dr_etcd_close(s.src);
     return rc;
 }
