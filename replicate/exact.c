@@ -572,8 +572,9 @@ int repl_run_exact(const dr_repl_opts *o, dr_repl_stats *st, dr_etcd *src, dr_et
             rc = drain(x);
             break;
         }
-        /* admit revisions as levels while none touches a key of a live level */
-        while (x->e - x->r + 1 < RING) {
+        /* admit revisions as levels while none touches a key of a live level; a few chains'
+         * worth ahead at most (memory: the levels hold the revisions' values) */
+        while (x->e - x->r + 1 < RING && x->e - x->confirmed < 4 * (int64_t)x->max_inflight) {
             if (!have) {
                 if ((rc = evcur_next(&c, &rd, 0)) < 0)
                     goto out;
