@@ -8,6 +8,7 @@
  * A crash at any step leaves the target name absent (or as it was: empty), never half restored.
  */
 #include "restore/restore.h"
+#include "drd/lib/apply/apply.h"
 #include "drd/lib/etcd/etcd.h"
 #include "drd/lib/etcdtool/etcdtool.h"
 #include "restore_int.h"
@@ -132,13 +133,22 @@ void dr_restore_plan_free(dr_restore_plan *p)
 
 /* ---- replay ---- */
 
+typedef struct rop {
+    int del;
+    size_t key_off, key_len, val_off, val_len;
+    int64_t lease;
+} rop;
+
 typedef struct replay {
     dr_etcd *e;
-    dr_etcd_txn *t;
+    dr_apply *ap;
     int64_t from; /* first revision to apply */
     int64_t upto;
-    int64_t applied;
     int64_t last_log_ms;
+    dr_buf data; /* the current revision's keys and values */
+    rop *rops;
+    dr_apply_op *ops;
+    size_t n, cap;
 } replay;
 
 static int lease_ensure(dr_etcd *e, int64_t id, int64_t ttl)
@@ -153,36 +163,79 @@ static int lease_ensure(dr_etcd *e, int64_t id, int64_t ttl)
     return dr_etcd_lease_grant(e, id, ttl > 0 ? ttl : 1, NULL);
 }
 
+/* The applier's DR_EDIVERGED: the snapshot and the segments do not line up. */
+static int replay_rc(int rc)
+{
+    if (rc == DR_EDIVERGED) {
+        char msg[1024];
+        snprintf(msg, sizeof msg, "%s", dr_error_msg());
+        return dr_error_set(DR_EDIVERGED,
+                            "replaying the segments: %s (the restored snapshot and the segments "
+                            "do not line up)",
+                            msg);
+    }
+    return rc;
+}
+
 static int on_event(void *ctx, int64_t rev, uint32_t i, uint32_t count, const dr_seg_event *ev)
 {
     replay *r = ctx;
     int rc = 0;
     if (rev < r->from)
         return 0; /* before the base snapshot: already in it */
-    if (ev->type == 'L')
+    if (i == 0) {
+        r->data.len = 0;
+        r->n = 0;
+    }
+    if (ev->type == 'L') {
         rc = lease_ensure(r->e, ev->lease, ev->ttl);
-    else if (ev->type == 'P')
-        rc = dr_etcd_txn_put(r->t, DR_TXN_SUCCESS, ev->key, ev->key_len, ev->value, ev->value_len,
-                             ev->lease);
-    else
-        rc = dr_etcd_txn_delete(r->t, DR_TXN_SUCCESS, ev->key, ev->key_len, NULL, 0);
-    if (rc < 0 || i + 1 < count)
+    } else {
+        if (r->n == r->cap) {
+            size_t nc = r->cap ? 2 * r->cap : 64;
+            rop *v = realloc(r->rops, nc * sizeof *v);
+            dr_apply_op *w = v ? realloc(r->ops, nc * sizeof *w) : NULL;
+            if (v)
+                r->rops = v;
+            if (!v || !w)
+                return dr_error_set(DR_ENOMEM, "out of memory");
+            r->ops = w;
+            r->cap = nc;
+        }
+        rop *o = &r->rops[r->n++];
+        o->del = ev->type != 'P';
+        o->key_off = r->data.len;
+        o->key_len = ev->key_len;
+        o->val_len = o->del ? 0 : ev->value_len;
+        o->lease = ev->lease;
+        if ((rc = dr_buf_append(&r->data, ev->key, ev->key_len)) == 0) {
+            o->val_off = r->data.len;
+            if (o->val_len)
+                rc = dr_buf_append(&r->data, ev->value, ev->value_len);
+        }
+    }
+    if (rc < 0 || i + 1 < count || r->n == 0)
         return rc;
-    /* the revision is complete: one transaction, and it must become exactly this revision */
-    dr_etcd_txn_res res;
-    if ((rc = dr_etcd_txn_do(r->e, r->t, &res)) < 0)
-        return dr_error_wrap(rc, "replaying revision %" PRId64, rev);
-    int64_t got = res.header.revision;
-    dr_etcd_txn_res_free(&res);
-    dr_etcd_txn_reset(r->t);
-    if (got != rev)
-        return dr_error_set(DR_EDIVERGED,
-                            "replaying revision %" PRId64 " produced revision %" PRId64
-                            " (the restored snapshot and the segments do not line up)",
-                            rev, got);
-    r->applied++;
+    /* the revision is complete: it must become exactly this revision on the target */
+    const uint8_t *base = (const uint8_t *)r->data.data;
+    for (size_t k = 0; k < r->n; k++) {
+        const rop *o = &r->rops[k];
+        r->ops[k] = (dr_apply_op){.del = o->del,
+                                  .key = base + o->key_off,
+                                  .key_len = o->key_len,
+                                  .value = base + o->val_off,
+                                  .value_len = o->val_len,
+                                  .lease = o->lease};
+    }
+    while ((rc = dr_apply_admit(r->ap, rev, r->ops, r->n, dr_mono_ms())) == 0)
+        if ((rc = dr_apply_step(r->ap, 100000)) < 0)
+            return replay_rc(rc);
+    if (rc < 0)
+        return rc;
+    if ((rc = dr_apply_step(r->ap, 0)) < 0)
+        return replay_rc(rc);
     if (dr_mono_ms() - r->last_log_ms > 2000) {
-        dr_info("replayed up to revision %" PRId64 " of %" PRId64, rev, r->upto);
+        dr_info("replayed up to revision %" PRId64 " of %" PRId64, dr_apply_confirmed(r->ap),
+                r->upto);
         r->last_log_ms = dr_mono_ms();
     }
     return 0;
@@ -193,8 +246,6 @@ int dr_restore_replay(dr_repo *repo, const dr_restore_plan *p, const char *url, 
     replay r = {.from = p->base.rev_end + 1, .upto = p->target, .last_log_ms = dr_mono_ms()};
     dr_etcd_opts eo = {.endpoints = url, .timeout_ms = 30000};
     int rc = dr_etcd_open(&r.e, &eo);
-    if (rc == 0)
-        rc = dr_etcd_txn_new(&r.t);
     dr_etcd_status st;
     if (rc == 0 && (rc = dr_etcd_status_get(r.e, &st)) == 0 &&
         st.header.revision != p->base.rev_end)
@@ -202,15 +253,24 @@ int dr_restore_replay(dr_repo *repo, const dr_restore_plan *p, const char *url, 
                           "the restored snapshot %s is at revision %" PRId64 ", its manifest "
                           "says %" PRId64,
                           p->base.id, st.header.revision, p->base.rev_end);
+    /* several chained requests in flight (drd/lib/apply): etcd applies concurrent transactions
+     * in no particular order, and each request applies whichever revision is next */
+    if (rc == 0)
+        rc = dr_apply_new(r.e, p->base.rev_end, DR_ETCDTOOL_MAX_TXN_OPS, 8, &r.ap);
     for (size_t i = 0; rc == 0 && i < p->n_segs; i++)
         rc = dr_repo_read_events(repo, &p->segs[i], p->target, on_event, &r);
+    if (rc == 0)
+        rc = replay_rc(dr_apply_drain(r.ap));
     if (rc == 0 && (rc = dr_etcd_status_get(r.e, &st)) == 0 && st.header.revision != p->target)
         rc = dr_error_set(DR_EDIVERGED,
                           "after the replay etcd is at revision %" PRId64 ", not %" PRId64,
                           st.header.revision, p->target);
     if (replayed)
-        *replayed = r.applied;
-    dr_etcd_txn_free(r.t);
+        *replayed = r.ap ? dr_apply_confirmed(r.ap) - p->base.rev_end : 0;
+    dr_apply_free(r.ap);
+    dr_buf_free(&r.data);
+    free(r.rops);
+    free(r.ops);
     dr_etcd_close(r.e);
     return rc;
 }

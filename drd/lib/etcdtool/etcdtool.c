@@ -302,7 +302,8 @@ static int start_once(const char *data_dir, const char *name, const char *log_pa
     int cport = free_port(), pport = free_port();
     if (cport < 0 || pport < 0)
         return dr_error_set(DR_EIO, "cannot find a free loopback port: %s", strerror(errno));
-    char curl[64], purl[64];
+    char curl[64], purl[64], ops[32];
+    snprintf(ops, sizeof ops, "%d", (int)DR_ETCDTOOL_MAX_TXN_OPS);
     snprintf(curl, sizeof curl, "http://127.0.0.1:%d", cport);
     snprintf(purl, sizeof purl, "http://127.0.0.1:%d", pport);
     char *argv[] = {"etcd",
@@ -317,7 +318,7 @@ static int start_once(const char *data_dir, const char *name, const char *log_pa
                     "--listen-peer-urls",
                     purl,
                     "--max-txn-ops",
-                    "1000000",
+                    ops,
                     "--max-request-bytes",
                     "1073741824",
                     "--quota-backend-bytes",

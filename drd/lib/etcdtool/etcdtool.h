@@ -43,9 +43,13 @@ int dr_etcdtool_snapshot_revision(const char *snapshot_file, int64_t *revision);
 /* The installed etcd's version ("3.4.23"), or "unknown". Borrowed, static. */
 const char *dr_etcdtool_version(void);
 
+/* The throw-away etcd's --max-txn-ops. */
+enum { DR_ETCDTOOL_MAX_TXN_OPS = 1000000 };
+
 /* A throw-away etcd on data_dir, on free 127.0.0.1 ports, with limits raised so that any
- * revision fits in one transaction. Waits until it answers (at most timeout_ms). Its output goes
- * to log_path. Caller stops it with dr_etcdtool_stop. */
+ * revision fits in one transaction (--max-txn-ops DR_ETCDTOOL_MAX_TXN_OPS, 1 GiB requests). Waits
+ * until it answers (at most timeout_ms). Its output goes to log_path. Caller stops it with
+ * dr_etcdtool_stop. */
 typedef struct dr_etcd_proc dr_etcd_proc;
 int dr_etcdtool_start(const char *data_dir, const char *name, const char *log_path,
                       int64_t timeout_ms, dr_etcd_proc **out);
