@@ -12,7 +12,6 @@
 #include "repl_int.h"
 
 #include <errno.h>
-#include <ftw.h>
 #include <stdio.h>
 #include <string.h>
 #include <sys/stat.h>
@@ -64,14 +63,6 @@ static int write_snapshot(void *ctx, const char *path, int db_only)
     return rc;
 }
 
-static int rm_one(const char *path, const struct stat *sb, int flag, struct FTW *ftw)
-{
-    (void)sb;
-    (void)flag;
-    (void)ftw;
-    return remove(path);
-}
-
 int dr_repl_seed(const dr_repl_seed_opts *o, int64_t *revision)
 {
     int rc = 0;
@@ -98,7 +89,7 @@ int dr_repl_seed(const dr_repl_seed_opts *o, int64_t *revision)
     if (rc < 0) {
         char msg[1024];
         snprintf(msg, sizeof msg, "%s", dr_error_msg());
-        nftw(partial, rm_one, 16, FTW_DEPTH | FTW_PHYS);
+        dr_fs_remove_tree(partial);
         dr_error_set(rc, "%s", msg);
     } else {
         chmod(o->data_dir, 0700);

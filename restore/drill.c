@@ -120,7 +120,7 @@ out:
     dr_etcd_close(e);
     dr_etcdtool_stop(proc);
     if (scratch[0])
-        restore_rm_rf(scratch);
+        dr_fs_remove_tree(scratch);
     int64_t total = dr_mono_ms() - t0;
     dr_buf b = {0};
     dr_buf_printf(&b,

@@ -262,6 +262,6 @@ out:
     dr_etcd_close(b);
     dr_etcdtool_stop(proc);
     if (scratch[0])
-        restore_rm_rf(scratch);
+        dr_fs_remove_tree(scratch);
     return rc;
 }

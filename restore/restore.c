@@ -14,7 +14,6 @@
 #include "restore_int.h"
 
 #include <errno.h>
-#include <ftw.h>
 #include <stdarg.h>
 #include <inttypes.h>
 #include <stdio.h>
@@ -288,24 +287,6 @@ void restore_say(const dr_restore_opts *o, const char *fmt, ...)
         o->print(o->ctx, line);
 }
 
-static int rm_one(const char *path, const struct stat *sb, int flag, struct FTW *ftw)
-{
-    (void)sb;
-    (void)flag;
-    (void)ftw;
-    return remove(path);
-}
-
-int restore_rm_rf(const char *path)
-{
-    /* only our own scratch and partial directories come here */
-    if (!path[0] || !strcmp(path, "/"))
-        return 0;
-    if (nftw(path, rm_one, 16, FTW_DEPTH | FTW_PHYS) != 0 && errno != ENOENT)
-        return dr_error_set(DR_EIO, "cannot remove '%s': %s", path, strerror(errno));
-    return 0;
-}
-
 int restore_verify_plan(dr_repo *repo, const dr_restore_plan *p, const dr_restore_opts *o,
                         int with_base)
 {
@@ -415,6 +396,6 @@ out:
     dr_etcdtool_stop(proc);
     unlink(log);
     if (made_partial)
-        restore_rm_rf(partial);
+        dr_fs_remove_tree(partial);
     return rc;
 }

@@ -15,8 +15,6 @@ int restore_verify_plan(dr_repo *repo, const dr_restore_plan *p, const dr_restor
  * dr_repo_get_db (checked as it is written). */
 int restore_base(dr_repo *repo, const dr_restore_plan *p, const char *data_dir, const char *name,
                  const char *initial_cluster, const char *peer_urls);
-/* Removes a directory tree drd created (scratch or partial dirs). */
-int restore_rm_rf(const char *path);
 void restore_say(const dr_restore_opts *o, const char *fmt, ...) DR_PRINTF(2, 3);
 
 #endif

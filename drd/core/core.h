@@ -157,5 +157,8 @@ int dr_mem_source_new(const void *data, size_t len, dr_source **out);
 
 /* Creates dir and its parents (mode for the new ones). */
 int dr_fs_mkdirs(const char *dir, unsigned mode);
+/* Removes path and everything under it (only for directories drd made: scratch and partial
+ * dirs); an absent path is fine. DR_EIO. */
+int dr_fs_remove_tree(const char *path);
 
 #endif

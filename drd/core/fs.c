@@ -7,6 +7,7 @@
 
 #include <errno.h>
 #include <fcntl.h>
+#include <ftw.h>
 #include <libgen.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -94,4 +95,21 @@ out:
     fclose(f);
     dr_buf_free(&b);
     return rc;
+}
+
+static int rm_one(const char *path, const struct stat *sb, int flag, struct FTW *ftw)
+{
+    (void)sb;
+    (void)flag;
+    (void)ftw;
+    return remove(path);
+}
+
+int dr_fs_remove_tree(const char *path)
+{
+    if (!path[0] || !strcmp(path, "/"))
+        return dr_error_set(DR_EUSAGE, "refusing to remove '%s'", path);
+    if (nftw(path, rm_one, 16, FTW_DEPTH | FTW_PHYS) != 0 && errno != ENOENT)
+        return dr_error_set(DR_EIO, "cannot remove '%s': %s", path, strerror(errno));
+    return 0;
 }

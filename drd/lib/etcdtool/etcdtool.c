@@ -213,13 +213,6 @@ static int restore_via_tool(const char *data_dir, const char *name, const char *
     return rc;
 }
 
-static int rm_tree(const char *path)
-{
-    char *argv[] = {"rm", "-rf", "--", (char *)path, NULL};
-    char out[1024];
-    return run_capture(argv, out, sizeof out) == 0 ? 0 : -1;
-}
-
 int dr_etcdtool_restore_from(const char *data_dir, const char *name, const char *initial_cluster,
                              const char *peer_urls, dr_etcdtool_db_fn fn, void *ctx)
 {
@@ -248,8 +241,8 @@ int dr_etcdtool_restore_from(const char *data_dir, const char *name, const char 
                 "through etcdctl instead",
                 dr_error_msg());
         dr_error_clear();
-        if (rm_tree(data_dir) < 0)
-            return dr_error_set(DR_EIO, "cannot remove '%s'", data_dir);
+        if ((rc = dr_fs_remove_tree(data_dir)) < 0)
+            return rc;
         return restore_via_tool(data_dir, name, initial_cluster, peer_urls, fn, ctx);
     }
     return rc;
