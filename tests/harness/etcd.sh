@@ -539,6 +539,20 @@ h_drd() {
     "$bin" "$@"
 }
 
+# h_run_drd SECS ARGS...: drd in the foreground under a timeout (the test fails when it runs
+# out); sets rc (exit status), out and err (its stdout and stderr) and took (seconds it ran)
+h_run_drd() {
+    local limit=$1 t0=$SECONDS bin
+    shift
+    bin=$(h_drd_path) || exit 1
+    rc=0
+    timeout "$limit" "$bin" "$@" >"$H_TMP/out" 2>"$H_TMP/err" || rc=$?
+    took=$((SECONDS - t0))
+    out=$(cat "$H_TMP/out")
+    err=$(cat "$H_TMP/err")
+    ((rc != 124)) || h_fail "drd $* did not finish within ${limit}s (stderr: $(tail -n 3 "$H_TMP/err"))"
+}
+
 # ---------------------------------------------------------------------------------------------
 # exit
 

@@ -7,22 +7,13 @@
 drd=$(h_drd_path)
 export ETCDCTL_API=3
 
-run_drd() {
-    local secs=$1
-    shift
-    rc=0
-    timeout "$secs" "$drd" "$@" >"$H_TMP/out" 2>"$H_TMP/err" || rc=$?
-    out=$(cat "$H_TMP/out")
-    err=$(cat "$H_TMP/err")
-    ((rc != 124)) || h_fail "drd $* did not finish within ${secs}s (stderr: $err)"
-}
 expect_ok() { h_assert_eq "$rc" 0 "$1 (stderr: $err)"; }
 expect_fail() {
     h_assert_eq "$rc" "$1" "$2: exit code (stderr: $err)"
     h_assert_contains "$err" "$3" "$2: error names the problem"
 }
-d() { run_drd 300 --log-level warn "$@" --store "$STORE" "${STORE_FLAGS[@]}" --key-file "$H_TMP/keys"; }
-ds() { run_drd 60 --log-level warn "$@" --store "$STORE" "${STORE_FLAGS[@]}"; }
+d() { h_run_drd 300 --log-level warn "$@" --store "$STORE" "${STORE_FLAGS[@]}" --key-file "$H_TMP/keys"; }
+ds() { h_run_drd 60 --log-level warn "$@" --store "$STORE" "${STORE_FLAGS[@]}"; }
 # kvs NAME [REV]: every key with value, create/mod revision, version and lease, as JSON lines
 kvs() {
     h_etcdctl "$1" get "" --prefix ${2:+--rev="$2"} -w json |
@@ -42,7 +33,7 @@ restore_to() {
 restore_case_setup() {
     h_log "history: snapshot, then puts, deletes and leases over several segments"
     h_etcd_start primary "$H_TMP/primary"
-    run_drd 10 key generate --out "$H_TMP/keys"
+    h_run_drd 10 key generate --out "$H_TMP/keys"
     local i
     for ((i = 0; i < 100; i++)); do
         h_etcdctl primary put "/registry/pods/ns-$((i % 5))/p-$i" "{\"i\":$i}" >/dev/null
@@ -66,7 +57,7 @@ restore_case_setup() {
     FINAL_REV=$(h_etcd_revision primary)
     kvs primary >"$H_TMP/at-final"
     h_stop follow
-    run_drd 120 --log-level warn snapshot follow --etcd "$PRIMARY_URL" --store "$STORE" "${STORE_FLAGS[@]}" \
+    h_run_drd 120 --log-level warn snapshot follow --etcd "$PRIMARY_URL" --store "$STORE" "${STORE_FLAGS[@]}" \
         --key-file "$H_TMP/keys" --until-revision "$FINAL_REV"
     expect_ok "follow up to $FINAL_REV"
     ds snapshot list --json
@@ -154,15 +145,15 @@ restore_case_refusals() {
     [[ ! -e "$H_TMP/r7" ]] || h_fail "a corrupt segment left a data dir"
     store_put "$data" "$H_TMP/seg.orig"
     # a wrong key: refused
-    run_drd 10 key generate --out "$H_TMP/other" --name other
-    run_drd 60 restore --snapshot latest --store "$STORE" "${STORE_FLAGS[@]}" --key-file "$H_TMP/other" \
+    h_run_drd 10 key generate --out "$H_TMP/other" --name other
+    h_run_drd 60 restore --snapshot latest --store "$STORE" "${STORE_FLAGS[@]}" --key-file "$H_TMP/other" \
         --data-dir "$H_TMP/r8" --name r8 --initial-cluster r8=http://127.0.0.1:2380 \
         --initial-advertise-peer-urls http://127.0.0.1:2380
     ((rc == 10 || rc == 11)) || h_fail "restore with a wrong keyring: exit $rc ($err)"
     [[ ! -e "$H_TMP/r8" ]] || h_fail "a wrong key left a data dir"
     # a missing segment: the gap is named
     store_fetch "manifests/$seg.json" "$H_TMP/seg.manifest"
-    run_drd 60 snapshot delete "$seg" --store "$STORE" "${STORE_FLAGS[@]}"
+    h_run_drd 60 snapshot delete "$seg" --store "$STORE" "${STORE_FLAGS[@]}"
     expect_ok "delete a segment"
     restore_to r9 --revision "$MID_REV"
     expect_fail 3 "missing segment" "in no segment"
@@ -220,7 +211,7 @@ restore_case_drill() {
     d drill --snapshot "$SNAP"
     expect_fail 11 "drill on a tampered snapshot" "$SNAP"
     store_put "$data" "$H_TMP/full.orig"
-    run_drd 30 drill list --store "$STORE" "${STORE_FLAGS[@]}" --json
+    h_run_drd 30 drill list --store "$STORE" "${STORE_FLAGS[@]}" --json
     expect_ok "drill list"
     h_assert_eq "$(jq -c 'map(.ok)' <<<"$out")" '[false,true,true]' "drill history, newest first"
 }

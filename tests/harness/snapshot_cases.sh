@@ -13,18 +13,7 @@
 
 drd=$(h_drd_path)
 
-# run_drd SECS args...: drd under a timeout; sets rc, out and err
-run_drd() {
-    local secs=$1
-    shift
-    rc=0
-    timeout "$secs" "$drd" "$@" >"$H_TMP/out" 2>"$H_TMP/err" || rc=$?
-    out=$(cat "$H_TMP/out")
-    err=$(cat "$H_TMP/err")
-    ((rc != 124)) || h_fail "drd $* did not finish within ${secs}s (stderr: $err)"
-}
-
-snap() { run_drd 120 --log-level error snapshot "$@" --store "$STORE" "${STORE_FLAGS[@]}"; }
+snap() { h_run_drd 120 --log-level error snapshot "$@" --store "$STORE" "${STORE_FLAGS[@]}"; }
 expect_ok() { h_assert_eq "$rc" 0 "$1 (stderr: $err)"; }
 # expect_fail CODE WHAT TEXT: exit CODE with one line on stderr (and maybe a HINT: line)
 # containing TEXT
@@ -64,10 +53,10 @@ manifest_field() { jq -r "$2" <<<"$1"; }
 
 snap_case_keys() {
     h_log "keyring"
-    run_drd 10 key generate --out "$H_TMP/keys" --name k1
+    h_run_drd 10 key generate --out "$H_TMP/keys" --name k1
     expect_ok "key generate"
     h_assert_eq "$(stat -c %a "$H_TMP/keys")" 600 "keyring mode"
-    run_drd 10 key generate --out "$H_TMP/keys"
+    h_run_drd 10 key generate --out "$H_TMP/keys"
     ((rc != 0)) || h_fail "key generate overwrote an existing keyring"
     cp "$H_TMP/keys" "$H_TMP/keys.open" && chmod 644 "$H_TMP/keys.open"
     snap save --etcd "$PRIMARY_URL" --key-file "$H_TMP/keys.open"
@@ -165,10 +154,10 @@ EOF2
     expect_fail 11 "verify swapped chunks" "$ID1"
     store_put "$DATA1" "$H_TMP/orig"
     # wrong keys: same name, other key material; and a ring without the key
-    run_drd 10 key generate --out "$H_TMP/keys.same" --name k1
+    h_run_drd 10 key generate --out "$H_TMP/keys.same" --name k1
     snap verify "$ID1" --key-file "$H_TMP/keys.same"
     expect_fail 11 "verify with a wrong key of the same name" "$ID1"
-    run_drd 10 key generate --out "$H_TMP/keys.other" --name other
+    h_run_drd 10 key generate --out "$H_TMP/keys.other" --name other
     snap verify "$ID1" --key-file "$H_TMP/keys.other"
     expect_fail 10 "verify with a keyring lacking the key" "k1"
     snap verify "$ID1" --key-file "$H_TMP/keys"
@@ -186,7 +175,7 @@ EOF2
 
 snap_case_rotate() {
     h_log "key rotation"
-    run_drd 10 key rotate --keyring "$H_TMP/keys" --name k2
+    h_run_drd 10 key rotate --keyring "$H_TMP/keys" --name k2
     expect_ok "key rotate"
     cp "$H_TMP/keys" "$H_TMP/keys.k2"
     snap save --etcd "$PRIMARY_URL" --key-file "$H_TMP/keys"
@@ -263,7 +252,7 @@ snap_case_follow() {
     ops=$((ops + 2))
     local final
     final=$(h_etcd_revision primary)
-    run_drd 120 --log-level error snapshot follow --etcd "$PRIMARY_URL" --store "$STORE" \
+    h_run_drd 120 --log-level error snapshot follow --etcd "$PRIMARY_URL" --store "$STORE" \
         "${STORE_FLAGS[@]}" --key-file "$H_TMP/keys" --segment-period 300ms --until-revision "$final"
     expect_ok "follow resumes after kill -9 and reaches revision $final"
     snap list --json
@@ -285,7 +274,7 @@ snap_case_follow() {
     h_etcdctl primary compact "$crev" >/dev/null
     h_etcdctl primary put /seg/after-compaction y >/dev/null
     final=$(h_etcd_revision primary)
-    run_drd 120 --log-level error snapshot follow --etcd "$PRIMARY_URL" --store "$STORE" \
+    h_run_drd 120 --log-level error snapshot follow --etcd "$PRIMARY_URL" --store "$STORE" \
         "${STORE_FLAGS[@]}" --key-file "$H_TMP/keys" --segment-period 300ms --until-revision "$final"
     expect_ok "follow after compaction"
     snap list --json
@@ -320,7 +309,7 @@ snap_case_prune() {
         "no segment before the oldest kept full"
     local listed=$out
     rm -f "$H_TMP/catalog.db"*
-    run_drd 60 catalog rebuild --store "$STORE" "${STORE_FLAGS[@]}"
+    h_run_drd 60 catalog rebuild --store "$STORE" "${STORE_FLAGS[@]}"
     expect_ok "catalog rebuild"
     snap list --json
     h_assert_eq "$(jq -c 'map(.id)' <<<"$out")" "$(jq -c 'map(.id)' <<<"$listed")" "rebuilt catalog lists the same"
@@ -329,9 +318,9 @@ snap_case_prune() {
 
 snap_case_badinput() {
     h_log "bad input"
-    run_drd 10 snapshot list --store "ftp://x/y"
+    h_run_drd 10 snapshot list --store "ftp://x/y"
     expect_fail 2 "unknown scheme" "ftp"
-    run_drd 10 snapshot list --store "file:///nonexistent/drd-store"
+    h_run_drd 10 snapshot list --store "file:///nonexistent/drd-store"
     expect_fail 3 "missing directory" "/nonexistent/drd-store"
     snap show "not-an-id"
     expect_fail 2 "bad id" "not-an-id"

@@ -4,44 +4,32 @@
 source "${HARNESS:-$(dirname "$0")/../harness}/etcd.sh"
 
 h_tmpdir
-drd=$(h_drd_path)
-
-# run_drd SECS args...: runs drd under a timeout; sets rc, out (stdout) and err (stderr)
-run_drd() {
-    local secs=$1
-    shift
-    rc=0
-    timeout "$secs" "$drd" "$@" >"$H_TMP/out" 2>"$H_TMP/err" || rc=$?
-    out=$(cat "$H_TMP/out")
-    err=$(cat "$H_TMP/err")
-    ((rc != 124)) || h_fail "drd $* did not finish within ${secs}s"
-}
 
 # expect_error DESC NEEDLE args...: non-zero exit, exactly one line on stderr that contains NEEDLE
 expect_error() {
     local desc=$1 needle=$2
     shift 2
-    run_drd 30 "$@"
+    h_run_drd 30 "$@"
     ((rc != 0)) || h_fail "$desc: drd $* exited 0"
     h_assert_eq "$(wc -l <"$H_TMP/err")" 1 "$desc: lines on stderr (stderr: $err)"
     h_assert_contains "$err" "$needle" "$desc: error message"
 }
 
-run_drd 10 --version
+h_run_drd 10 --version
 h_assert_eq "$rc" 0 "drd --version exit status"
 [[ "$out" =~ [0-9]+\.[0-9]+\.[0-9]+ ]] || h_fail "drd --version printed no version: '$out'"
 
-run_drd 10 --help
+h_run_drd 10 --help
 h_assert_eq "$rc" 0 "drd --help exit status"
 h_assert_contains "$out" replicate "drd --help lists subcommands"
 
-run_drd 10 replicate --help
+h_run_drd 10 replicate --help
 h_assert_eq "$rc" 0 "drd replicate --help exit status"
 for sub in etcd seed status verify; do
     h_assert_contains "$out" "$sub" "drd replicate --help lists '$sub'"
 done
 
-run_drd 10 replicate etcd --help
+h_run_drd 10 replicate etcd --help
 h_assert_eq "$rc" 0 "drd replicate etcd --help exit status"
 for flag in --source --target --mode --until-caught-up --status-listen; do
     h_assert_contains "$out" "$flag" "drd replicate etcd --help documents $flag"

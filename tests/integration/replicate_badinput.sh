@@ -5,20 +5,7 @@
 source "${HARNESS:-$(dirname "$0")/../harness}/etcd.sh"
 
 h_tmpdir
-drd=$(h_drd_path)
 start=$SECONDS
-
-# run_drd SECS args...: drd under a timeout; sets rc, out, err and secs (how long it took)
-run_drd() {
-    local limit=$1 t0=$SECONDS
-    shift
-    rc=0
-    timeout "$limit" "$drd" "$@" >"$H_TMP/out" 2>"$H_TMP/err" || rc=$?
-    secs=$((SECONDS - t0))
-    out=$(cat "$H_TMP/out")
-    err=$(cat "$H_TMP/err")
-    ((rc != 124)) || h_fail "drd $* did not finish within ${limit}s (stderr: $err)"
-}
 
 # expect_error DESC CODE NEEDLE args...: exit CODE (or any non-zero for "-"), one line on stderr
 # containing NEEDLE, within 30 s; run at the default log level and at --log-level error
@@ -26,14 +13,14 @@ expect_error() {
     local desc=$1 code=$2 needle=$3 lvl
     shift 3
     for lvl in default error; do
-        if [[ "$lvl" == default ]]; then run_drd 45 "$@"; else run_drd 45 --log-level error "$@"; fi
+        if [[ "$lvl" == default ]]; then h_run_drd 45 "$@"; else h_run_drd 45 --log-level error "$@"; fi
         ((rc != 0)) || h_fail "$desc: drd $* exited 0"
         [[ "$code" == - ]] || h_assert_eq "$rc" "$code" "$desc (log level $lvl): exit status (stderr: $err)"
         h_assert_eq "$(wc -l <"$H_TMP/err")" 1 "$desc (log level $lvl): lines on stderr (stderr: $err)"
         h_assert_contains "$err" "$needle" "$desc (log level $lvl): error message"
-        ((secs <= 30)) || h_fail "$desc (log level $lvl): took ${secs}s"
+        ((took <= 30)) || h_fail "$desc (log level $lvl): took ${took}s"
     done
-    h_log "$desc: exit $rc in ${secs}s: $err"
+    h_log "$desc: exit $rc in ${took}s: $err"
 }
 
 h_etcd_start primary "$H_TMP/primary"
@@ -67,7 +54,7 @@ expect_error "--max-txn-ops not a number" 2 --max-txn-ops replicate etcd --sourc
 expect_error "same source and target" 2 same replicate etcd --source "$P" --target "$P"
 expect_error "unexpected argument" 2 stray replicate etcd --source "$P" --target "$S" stray
 expect_error "flag of another command" 2 --data-dir replicate etcd --source "$P" --target "$S" --data-dir /tmp/x
-run_drd 45 --log-level loud replicate etcd --source "$P" --target "$S"
+h_run_drd 45 --log-level loud replicate etcd --source "$P" --target "$S"
 h_assert_eq "$rc" 2 "unknown log level: exit status (stderr: $err)"
 h_assert_eq "$(wc -l <"$H_TMP/err")" 1 "unknown log level: lines on stderr (stderr: $err)"
 h_assert_contains "$err" loud "unknown log level: error message"
@@ -82,7 +69,7 @@ h_assert_contains "$err" "drd replicate seed" "standby with its own keys: the er
 expect_error "standby with its own keys, long-running form" 15 seed replicate etcd --source "$P" --target "$OTHER_URL"
 h_assert_eq "$(h_etcdctl other endpoint status -w json | jq -r '.[0].Status.header.revision')" "$before" \
     "revision of the standby with its own keys after drd refused"
-run_drd 45 --log-level error replicate verify --source "$P" --target "$OTHER_URL"
+h_run_drd 45 --log-level error replicate verify --source "$P" --target "$OTHER_URL"
 ((rc != 0)) || h_fail "verify of an unseeded standby exited 0"
 h_assert_eq "$(wc -l <"$H_TMP/err")" 1 "verify of an unseeded standby: lines on stderr (stderr: $err)"
 h_log "verify of an unseeded standby: exit $rc: $err"
@@ -100,7 +87,7 @@ expect_error "seed without --data-dir" 2 --data-dir replicate seed --source "$P"
 # exact mode on a standby that was not seeded: a fresh etcd, while the primary has keys. Last,
 # since drd may write to it. Expected: exit 15, one line naming the seed command, nothing written.
 before=$(h_etcdctl standby endpoint status -w json | jq -r '.[0].Status.header.revision')
-run_drd 45 replicate etcd --source "$P" --target "$S" --until-caught-up
+h_run_drd 45 replicate etcd --source "$P" --target "$S" --until-caught-up
 after=$(h_etcdctl standby endpoint status -w json | jq -r '.[0].Status.header.revision')
 h_log "fresh standby: exit $rc, revision $before -> $after, stdout: $out, stderr: $err"
 if ((rc == 0)); then

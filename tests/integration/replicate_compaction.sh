@@ -13,7 +13,6 @@
 source "${HARNESS:-$(dirname "$0")/../harness}/etcd.sh"
 
 h_tmpdir
-drd=$(h_drd_path)
 
 # put_many SERVER RESOURCE COUNT [TAG]: COUNT Kubernetes-shaped objects (~230-byte values) under
 # /registry/RESOURCE/NS/NAME, 128 per transaction through etcd's JSON gateway, 4 in flight
@@ -66,16 +65,6 @@ compact_now() {  # SERVER: compact to the newest revision, physically; prints th
     printf '%s' "$r"
 }
 
-# run_drd SECS args...: drd in the foreground under a timeout; sets rc and err
-run_drd() {
-    local secs=$1
-    shift
-    rc=0
-    timeout "$secs" "$drd" "$@" >"$H_TMP/out" 2>"$H_TMP/err" || rc=$?
-    err=$(cat "$H_TMP/err")
-    ((rc != 124)) || h_fail "drd $* did not finish within ${secs}s (stderr: $(tail -n 3 "$H_TMP/err"))"
-}
-
 # ---- (a) compaction while drd is down ----
 h_etcd_start primary "$H_TMP/primary"
 h_etcd_start standby "$H_TMP/standby"
@@ -87,7 +76,7 @@ put_many primary configmaps 1000
 # it on both sides and compares the two empty values
 curl -sS --fail -o /dev/null -d "{\"key\":\"$(printf /registry/leases/kube-node-lease/node-1 | base64 -w0)\"}" \
     "$PRIMARY_URL/v3/kv/put" || h_fail "put of an empty value"
-run_drd 90 replicate etcd "${A[@]}" --until-caught-up
+h_run_drd 90 replicate etcd "${A[@]}" --until-caught-up
 h_assert_eq "$rc" 0 "first copy exit status (stderr: $(tail -n 3 <<<"$err"))"
 assert_same "after the first copy"
 
@@ -111,7 +100,7 @@ compacted=$(compact_now primary)
 ((compacted > cursor)) || h_fail "compaction at $compacted is not past the cursor $cursor"
 h_log "cursor $cursor, primary compacted at $compacted"
 
-run_drd 90 replicate etcd "${A[@]}" --until-caught-up
+h_run_drd 90 replicate etcd "${A[@]}" --until-caught-up
 h_assert_eq "$rc" 0 "restart after the compaction exit status (stderr: $(tail -n 3 <<<"$err"))"
 h_assert_contains "$err" resync "log of the restart after the compaction"
 h_log "restart: $(grep -m 1 -i 'compacted' <<<"$err" || true)"

@@ -9,7 +9,6 @@
 source "${HARNESS:-$(dirname "$0")/../harness}/etcd.sh"
 
 h_tmpdir
-drd=$(h_drd_path)
 
 # load SERVER KIND RESOURCE COUNT [NAMESPACES [PER_TXN]]: COUNT Kubernetes-shaped objects under
 # /registry/RESOURCE/ns-I/, PER_TXN (default 100, below the standby's --max-txn-ops) puts per
@@ -44,19 +43,9 @@ rev() { h_etcdctl "$1" endpoint status -w json | jq -r '.[0].Status.header.revis
 revs_equal() { [[ "$(rev primary)" == "$(rev standby)" ]]; }
 kvs() { h_etcdctl "$1" get --prefix / -w json | jq -c '[.kvs[]? | {key, value, create_revision, mod_revision, version, lease}]'; }
 
-# run_drd SECS args...: drd under a timeout; sets rc and err (its stderr)
-run_drd() {
-    local secs=$1
-    shift
-    rc=0
-    timeout "$secs" "$drd" "$@" >"$H_TMP/out" 2>"$H_TMP/err" || rc=$?
-    err=$(cat "$H_TMP/err")
-    ((rc != 124)) || h_fail "drd $* did not finish within ${secs}s (stderr: $err)"
-}
-
 same_data() {
     revs_equal || h_fail "revisions differ: primary $(rev primary), standby $(rev standby)"
-    run_drd 60 --log-level error replicate verify --source "$PRIMARY_URL" --target "$STANDBY_URL"
+    h_run_drd 60 --log-level error replicate verify --source "$PRIMARY_URL" --target "$STANDBY_URL"
     h_assert_eq "$rc" 0 "drd replicate verify $1 (stderr: $err)"
     kvs primary >"$H_TMP/p.json"
     kvs standby >"$H_TMP/s.json"
@@ -76,7 +65,7 @@ h_log "primary loaded: $(h_etcd_count primary /) keys at revision $(rev primary)
 
 # seed the standby from a snapshot of the primary and start it on that data dir
 h_etcd_reserve standby
-run_drd 60 replicate seed --source "$PRIMARY_URL" --data-dir "$H_TMP/standby" --name standby \
+h_run_drd 60 replicate seed --source "$PRIMARY_URL" --data-dir "$H_TMP/standby" --name standby \
     --initial-cluster "$STANDBY_INITIAL_CLUSTER" --initial-advertise-peer-urls "$STANDBY_PEER_URL"
 h_assert_eq "$rc" 0 "drd replicate seed (stderr: $err)"
 h_log "seed: $(cat "$H_TMP/out")"
@@ -87,7 +76,7 @@ revs_equal || h_fail "seeded standby at revision $(rev standby), primary at $(re
 load primary Pod pods 50 3
 h_etcdctl primary put /registry/namespaces/late "$(printf '{"kind":"Namespace","metadata":{"name":"late"}}')" >/dev/null
 h_etcdctl primary del /registry/secrets/ns-0/secret-00000 >/dev/null
-run_drd 60 --log-level error replicate etcd --source "$PRIMARY_URL" --target "$STANDBY_URL" --until-caught-up
+h_run_drd 60 --log-level error replicate etcd --source "$PRIMARY_URL" --target "$STANDBY_URL" --until-caught-up
 h_assert_eq "$rc" 0 "drd replicate etcd --until-caught-up (stderr: $err)"
 revs_equal || h_fail "after --until-caught-up: primary $(rev primary), standby $(rev standby)"
 same_data "after the first catch-up"
@@ -156,7 +145,7 @@ jq -nr --arg url "$PRIMARY_URL" '
 before=$(rev primary)
 curl -sS --max-time 120 -K "$H_TMP/churn.curl" >"$H_TMP/churn.out" || h_fail "churn: curl failed"
 h_assert_eq "$(rev primary)" $((before + 1800)) "the churn is 1800 revisions"
-run_drd 120 --log-level error replicate etcd --source "$PRIMARY_URL" --target "$STANDBY_URL" --until-caught-up
+h_run_drd 120 --log-level error replicate etcd --source "$PRIMARY_URL" --target "$STANDBY_URL" --until-caught-up
 h_assert_eq "$rc" 0 "drd after the churn (stderr: $err)"
 same_data "after the churn on hot keys"
 
@@ -167,7 +156,7 @@ before=$(rev standby)
 h_assert_eq "$(rev primary)" $((before + 1)) "the 200-key txn is one revision"
 for extra in "" "--max-txn-ops 256"; do
     # shellcheck disable=SC2086
-    run_drd 60 --log-level error replicate etcd --source "$PRIMARY_URL" --target "$STANDBY_URL" --until-caught-up $extra
+    h_run_drd 60 --log-level error replicate etcd --source "$PRIMARY_URL" --target "$STANDBY_URL" --until-caught-up $extra
     h_assert_eq "$rc" 8 "drd $extra on a 200-key revision: exit status (stderr: $err)"
     h_assert_eq "$(wc -l <"$H_TMP/err")" 1 "drd $extra on a 200-key revision: lines on stderr (stderr: $err)"
     h_assert_contains "$err" max-txn-ops "drd $extra on a 200-key revision: error"
@@ -179,7 +168,7 @@ h_log "max-txn-ops error: $err"
 # follow the advice: restart the standby with a larger --max-txn-ops and tell drd
 h_etcd_stop standby
 h_etcd_start standby "$H_TMP/standby" --max-txn-ops 200
-run_drd 60 --log-level error replicate etcd --source "$PRIMARY_URL" --target "$STANDBY_URL" --until-caught-up --max-txn-ops 200
+h_run_drd 60 --log-level error replicate etcd --source "$PRIMARY_URL" --target "$STANDBY_URL" --until-caught-up --max-txn-ops 200
 h_assert_eq "$rc" 0 "drd --max-txn-ops 200 after raising the standby's limit (stderr: $err)"
 same_data "after the 200-key revision"
 

@@ -11,22 +11,11 @@
 source "${HARNESS:-$(dirname "$0")/../harness}/etcd.sh"
 
 h_tmpdir
-drd=$(h_drd_path)
 start=$SECONDS
 
 rev() { h_etcdctl "$1" endpoint status -w json | jq -r '.[0].Status.header.revision'; }
 revs_equal() { [[ "$(rev primary)" == "$(rev "${1:-standby}")" ]]; }
 kvs() { h_etcdctl "$1" get --prefix / -w json | jq -c '[.kvs[]? | {key, value, create_revision, mod_revision, version, lease}]'; }
-
-# run_drd SECS args...: drd under a timeout; sets rc and err (its stderr)
-run_drd() {
-    local secs=$1
-    shift
-    rc=0
-    timeout "$secs" "$drd" "$@" >"$H_TMP/out" 2>"$H_TMP/err" || rc=$?
-    err=$(cat "$H_TMP/err")
-    ((rc != 124)) || h_fail "drd $* did not finish within ${secs}s (stderr: $err)"
-}
 
 # alarm checks are collected, so that one wrong alarm does not hide the others; the test fails at
 # the end if any failed
@@ -38,7 +27,7 @@ same_data() {  # DESC [STANDBY]
     local sb=${2:-standby} url
     url=$(_h_get "$(_h_var "$sb")_URL")
     revs_equal "$sb" || h_fail "$1: revisions differ: primary $(rev primary), $sb $(rev "$sb")"
-    run_drd 60 --log-level error replicate verify --source "$PRIMARY_URL" --target "$url"
+    h_run_drd 60 --log-level error replicate verify --source "$PRIMARY_URL" --target "$url"
     h_assert_eq "$rc" 0 "$1: drd replicate verify (stderr: $err)"
     kvs primary >"$H_TMP/p.json"
     kvs "$sb" >"$H_TMP/s.json"
@@ -50,7 +39,7 @@ seed() {  # NAME: seed a standby called NAME from the primary and start it
     h_etcd_reserve "$1"
     local v
     v=$(_h_var "$1")
-    run_drd 60 --log-level error replicate seed --source "$PRIMARY_URL" --data-dir "$H_TMP/$1" --name "$1" \
+    h_run_drd 60 --log-level error replicate seed --source "$PRIMARY_URL" --data-dir "$H_TMP/$1" --name "$1" \
         --initial-cluster "$(_h_get "${v}_INITIAL_CLUSTER")" --initial-advertise-peer-urls "$(_h_get "${v}_PEER_URL")"
     h_assert_eq "$rc" 0 "drd replicate seed $1 (stderr: $err)"
     h_etcd_start "$1" "$H_TMP/$1"
@@ -113,7 +102,7 @@ for i in $(seq 1 20); do h_etcdctl primary put "/registry/secrets/down/s-$i" "se
 for i in $(seq 1 5); do h_etcdctl primary del "/registry/namespaces/ns-$i" >/dev/null; done
 h_etcdctl primary del --prefix /registry/events/w1/ >/dev/null
 h_etcdctl primary put /registry/namespaces/ns-20 overwritten >/dev/null
-run_drd 60 --log-level error replicate etcd --source "$PRIMARY_URL" --target "$STANDBY_URL" --until-caught-up
+h_run_drd 60 --log-level error replicate etcd --source "$PRIMARY_URL" --target "$STANDBY_URL" --until-caught-up
 h_assert_eq "$rc" 0 "drd --until-caught-up after writes while down (stderr: $err)"
 same_data "after writes while drd was down"
 
@@ -123,13 +112,13 @@ same_data "after writes while drd was down"
 h_etcdctl standby put /foreign x >/dev/null
 h_etcdctl primary put /registry/namespaces/one-more x >/dev/null
 h_assert_eq "$(rev standby)" "$(rev primary)" "revisions after the foreign write and one more primary key"
-run_drd 60 --log-level error replicate etcd --source "$PRIMARY_URL" --target "$STANDBY_URL" --until-caught-up
+h_run_drd 60 --log-level error replicate etcd --source "$PRIMARY_URL" --target "$STANDBY_URL" --until-caught-up
 fw_rc=$rc fw_err=$err fw_lines=$(wc -l <"$H_TMP/err")
 h_log "foreign write at start: exit $rc: $err"
 
 # a foreign write while drd runs (on a fresh standby2): the standby's revision moves on its own
 seed standby2
-run_drd 60 --log-level error replicate etcd --source "$PRIMARY_URL" --target "$STANDBY2_URL" --until-caught-up
+h_run_drd 60 --log-level error replicate etcd --source "$PRIMARY_URL" --target "$STANDBY2_URL" --until-caught-up
 h_assert_eq "$rc" 0 "drd on the fresh standby2 (stderr: $err)"
 same_data "fresh standby2" standby2
 h_bg drd2 h_drd --log-level error replicate etcd --source "$PRIMARY_URL" --target "$STANDBY2_URL"
@@ -149,19 +138,19 @@ h_log "live foreign write: $msg"
 # compaction past the cursor: a fresh standby, replicated once, then drd is down while the primary
 # writes 10 keys and compacts to its newest revision
 seed standby3
-run_drd 60 --log-level error replicate etcd --source "$PRIMARY_URL" --target "$STANDBY3_URL" --until-caught-up
+h_run_drd 60 --log-level error replicate etcd --source "$PRIMARY_URL" --target "$STANDBY3_URL" --until-caught-up
 h_assert_eq "$rc" 0 "drd on the fresh standby3 (stderr: $err)"
 same_data "fresh standby3" standby3
 for i in $(seq 1 10); do h_etcdctl primary put "/registry/configmaps/late/cm-$i" "v$i" >/dev/null; done
 h_etcdctl primary compact "$(rev primary)" >/dev/null
-run_drd 60 --log-level error replicate etcd --source "$PRIMARY_URL" --target "$STANDBY3_URL" --until-caught-up
+h_run_drd 60 --log-level error replicate etcd --source "$PRIMARY_URL" --target "$STANDBY3_URL" --until-caught-up
 h_log "compacted past the cursor: exit $rc: $err"
 check_eq "$rc" 7 "exit status when the source compacted past the standby (stderr: $err)"
 check_eq "$(wc -l <"$H_TMP/err")" 1 "lines on stderr after compaction past the cursor (stderr: $err)"
 check_contains "$err" compacted "compaction alarm"
 check_contains "$err" "drd replicate seed" "compaction alarm names the reseed command"
 # and the same without --until-caught-up (the long-running form)
-run_drd 60 --log-level error replicate etcd --source "$PRIMARY_URL" --target "$STANDBY3_URL"
+h_run_drd 60 --log-level error replicate etcd --source "$PRIMARY_URL" --target "$STANDBY3_URL"
 check_eq "$rc" 7 "exit status of the long-running form after compaction past the cursor (stderr: $err)"
 check_contains "$err" "drd replicate seed" "compaction alarm of the long-running form names the reseed command"
 

@@ -13,7 +13,6 @@
 source "${HARNESS:-$(dirname "$0")/../harness}/etcd.sh"
 
 h_tmpdir
-drd=$(h_drd_path)
 
 # put_many SERVER RESOURCE COUNT [TAG]: COUNT Kubernetes-shaped objects (~230-byte JSON values)
 # under /registry/RESOURCE/NS/NAME, 128 per transaction, sent through etcd's JSON gateway by one
@@ -66,17 +65,6 @@ assert_same() {
     cmp -s "$H_TMP/plain.p" "$H_TMP/plain.s" || h_fail "$2: 'etcdctl get --prefix $1' output differs"
 }
 
-# run_drd SECS args...: drd in the foreground under a timeout; sets rc, out and err
-run_drd() {
-    local secs=$1
-    shift
-    rc=0
-    timeout "$secs" "$drd" "$@" >"$H_TMP/out" 2>"$H_TMP/err" || rc=$?
-    out=$(cat "$H_TMP/out")
-    err=$(cat "$H_TMP/err")
-    ((rc != 124)) || h_fail "drd $* did not finish within ${secs}s (stderr: $(tail -n 3 "$H_TMP/err"))"
-}
-
 cursor() { h_etcdctl standby get --print-value-only "/drd/replicate/$1/revision"; }
 metric() { curl -sS --max-time 5 "http://$LISTEN/metrics" | awk -v m="drd_replicate_$1{" 'index($0, m) == 1 { print $2 }'; }
 http_code() { curl -s --max-time 5 -o /dev/null -w '%{http_code}' "http://$LISTEN$1"; }
@@ -96,7 +84,7 @@ h_assert_eq "$(count primary /registry/)" 20000 "keys loaded on the primary"
 h_log "loaded 20000 keys in $((SECONDS - t0))s, primary at revision $(rev primary)"
 
 t0=$SECONDS
-run_drd 90 replicate etcd "${SRC[@]}" --mode filtered --name reg --prefix /registry/ --until-caught-up
+h_run_drd 90 replicate etcd "${SRC[@]}" --mode filtered --name reg --prefix /registry/ --until-caught-up
 h_assert_eq "$rc" 0 "first copy exit status (stderr: $(tail -n 3 <<<"$err"))"
 h_log "first copy of 20k keys: $((SECONDS - t0))s; $out"
 h_assert_contains "$out" "caught up at revision" "first copy reports catch-up"
@@ -190,7 +178,7 @@ other_untouched() {
         h_fail "$1: other writers' keys changed: $(diff "$H_TMP/other.before" "$H_TMP/other.after" | head -n 6)"
 }
 
-run_drd 90 replicate etcd "${SRC[@]}" "${CM[@]}" --until-caught-up
+h_run_drd 90 replicate etcd "${SRC[@]}" "${CM[@]}" --until-caught-up
 h_assert_eq "$rc" 0 "filtered copy with --dest-prefix exit status (stderr: $(tail -n 3 <<<"$err"))"
 cm_arrived || h_fail "/copy/cm/ on the standby differs from the selected configmaps: $(diff "$H_TMP/cm.want" "$H_TMP/cm.got" | head -n 6 | cut -c1-120)"
 h_assert_eq "$(wc -l <"$H_TMP/cm.got")" 5400 "configmaps copied (6000 minus 600 in kube-system)"
@@ -209,7 +197,7 @@ h_etcdctl primary put /registry/configmaps/kube-system/new-excluded 'excluded' >
 h_etcdctl primary put /registry/configmapsx/ns-1/lookalike 'not under the prefix' >/dev/null
 h_etcdctl primary put /registry/secrets/ns-5/new-secret 'not selected' >/dev/null
 h_etcdctl primary del --prefix /registry/configmaps/ns-8/ >/dev/null
-run_drd 90 replicate etcd "${SRC[@]}" "${CM[@]}" --until-caught-up
+h_run_drd 90 replicate etcd "${SRC[@]}" "${CM[@]}" --until-caught-up
 h_assert_eq "$rc" 0 "resumed filtered copy with --dest-prefix exit status (stderr: $(tail -n 3 <<<"$err"))"
 cm_arrived || h_fail "/copy/cm/ after resuming differs: $(diff "$H_TMP/cm.want" "$H_TMP/cm.got" | head -n 6 | cut -c1-120)"
 h_assert_eq "$(h_etcdctl standby get --print-value-only /copy/cm/ns-5/new-cm)" \
@@ -226,19 +214,19 @@ dump standby /registry/ >"$H_TMP/registry.after"
 cmp -s "$H_TMP/registry.before" "$H_TMP/registry.after" || h_fail "the 'cm' replication touched /registry/ on the standby"
 
 # ---- (d) verify and status ----
-run_drd 90 replicate etcd "${SRC[@]}" --mode filtered --name reg --prefix /registry/ --until-caught-up
+h_run_drd 90 replicate etcd "${SRC[@]}" --mode filtered --name reg --prefix /registry/ --until-caught-up
 h_assert_eq "$rc" 0 "catch-up of 'reg' exit status (stderr: $(tail -n 3 <<<"$err"))"
 assert_same /registry/ "after catch-up of 'reg'"
 r=$(rev primary)
 
-run_drd 60 replicate verify "${SRC[@]}" --mode filtered --name reg --prefix /registry/
+h_run_drd 60 replicate verify "${SRC[@]}" --mode filtered --name reg --prefix /registry/
 h_assert_eq "$rc" 0 "verify 'reg' exit status (stdout: $out, stderr: $err)"
 h_assert_contains "$out" "ok:" "verify 'reg' output"
-run_drd 60 replicate verify "${SRC[@]}" "${CM[@]}"
+h_run_drd 60 replicate verify "${SRC[@]}" "${CM[@]}"
 h_assert_eq "$rc" 0 "verify 'cm' exit status (stdout: $out, stderr: $err)"
 
 for name in reg cm; do
-    run_drd 30 replicate status "${SRC[@]}" --mode filtered --name "$name" --json
+    h_run_drd 30 replicate status "${SRC[@]}" --mode filtered --name "$name" --json
     h_assert_eq "$rc" 0 "status '$name' exit status (stderr: $err)"
     h_log "status $name: $out"
     h_assert_eq "$(jq -r .source_revision <<<"$out")" "$r" "status '$name' source_revision"
@@ -249,7 +237,7 @@ done
 
 # verify notices a difference: a changed replicated key on the standby
 h_etcdctl standby put /registry/secrets/ns-1/secret-1 tampered >/dev/null
-run_drd 60 replicate verify "${SRC[@]}" --mode filtered --name reg --prefix /registry/
+h_run_drd 60 replicate verify "${SRC[@]}" --mode filtered --name reg --prefix /registry/
 ((rc != 0)) || h_fail "verify exited 0 although the standby's /registry/secrets/ns-1/secret-1 differs"
 
 h_pass

@@ -7,7 +7,6 @@
 source "${HARNESS:-$(dirname "$0")/../harness}/etcd.sh"
 
 h_tmpdir
-drd=$(h_drd_path)
 start=$SECONDS
 
 rev() { h_etcdctl "$1" endpoint status -w json | jq -r '.[0].Status.header.revision'; }
@@ -19,19 +18,9 @@ no_lease() { ! h_etcdctl "$1" lease list | grep -qx "$2"; }
 no_keys() { [[ "$(count "$1" "$2")" == 0 ]]; }
 keys_are() { [[ "$(count "$1" "$2")" == "$3" ]]; }
 
-# run_drd SECS args...: drd under a timeout; sets rc and err (its stderr)
-run_drd() {
-    local secs=$1
-    shift
-    rc=0
-    timeout "$secs" "$drd" "$@" >"$H_TMP/out" 2>"$H_TMP/err" || rc=$?
-    err=$(cat "$H_TMP/err")
-    ((rc != 124)) || h_fail "drd $* did not finish within ${secs}s (stderr: $err)"
-}
-
 same_data() {
     revs_equal || h_fail "$1: revisions differ: primary $(rev primary), standby $(rev standby)"
-    run_drd 60 --log-level error replicate verify --source "$PRIMARY_URL" --target "$STANDBY_URL"
+    h_run_drd 60 --log-level error replicate verify --source "$PRIMARY_URL" --target "$STANDBY_URL"
     h_assert_eq "$rc" 0 "$1: drd replicate verify (stderr: $err)"
     kvs primary >"$H_TMP/p.json"
     kvs standby >"$H_TMP/s.json"
@@ -49,7 +38,7 @@ grant() {  # TTL -> lease ID (hex, as etcdctl prints it) in $LEASE
 h_etcd_start primary "$H_TMP/primary"
 h_etcdctl primary put /registry/namespaces/default '{"kind":"Namespace"}' >/dev/null
 h_etcd_reserve standby
-run_drd 60 --log-level error replicate seed --source "$PRIMARY_URL" --data-dir "$H_TMP/standby" --name standby \
+h_run_drd 60 --log-level error replicate seed --source "$PRIMARY_URL" --data-dir "$H_TMP/standby" --name standby \
     --initial-cluster "$STANDBY_INITIAL_CLUSTER" --initial-advertise-peer-urls "$STANDBY_PEER_URL"
 h_assert_eq "$rc" 0 "drd replicate seed (stderr: $err)"
 h_etcd_start standby "$H_TMP/standby"

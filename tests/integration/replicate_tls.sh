@@ -6,20 +6,9 @@
 source "${HARNESS:-$(dirname "$0")/../harness}/etcd.sh"
 
 h_tmpdir
-drd=$(h_drd_path)
 start=$SECONDS
 certs=$H_TMP/certs
 h_certs "$certs"
-
-# run_drd SECS args...: drd under a timeout; sets rc and err (its stderr)
-run_drd() {
-    local secs=$1
-    shift
-    rc=0
-    timeout "$secs" "$drd" "$@" >"$H_TMP/out" 2>"$H_TMP/err" || rc=$?
-    err=$(cat "$H_TMP/err")
-    ((rc != 124)) || h_fail "drd $* did not finish within ${secs}s (stderr: $err)"
-}
 
 rev() { h_etcdctl "$1" endpoint status -w json | jq -r '.[0].Status.header.revision'; }
 dump() { h_etcdctl "$1" get --prefix "$2" -w json | jq -c '[.kvs[]? | {key, value}]'; }
@@ -33,7 +22,7 @@ src_tls=(--source-cacert "$certs/ca.pem" --source-cert "$certs/client.pem" --sou
 tgt_tls=(--target-cacert "$certs/ca.pem" --target-cert "$certs/client.pem" --target-key "$certs/client-key.pem")
 
 # ---- filtered mode over TLS: first copy, then streaming
-run_drd 60 --log-level error replicate etcd --mode filtered --name tls --prefix /registry/ \
+h_run_drd 60 --log-level error replicate etcd --mode filtered --name tls --prefix /registry/ \
     --source "$PRIMARY_URL" --target "$STANDBY_URL" "${src_tls[@]}" "${tgt_tls[@]}" --until-caught-up
 h_assert_eq "$rc" 0 "filtered replication over TLS (stderr: $err)"
 h_assert_eq "$(dump standby /registry/)" "$(dump primary /registry/)" "filtered copy over TLS"
@@ -45,22 +34,22 @@ streamed() { [[ "$(dump standby /registry/)" == "$(dump primary /registry/)" ]];
 h_wait_until 60 "filtered streaming over TLS" streamed
 h_running drdf || h_fail "filtered drd over TLS exited: $(tail -n 3 "$DRDF_LOG")"
 h_stop drdf
-run_drd 60 --log-level error replicate verify --mode filtered --name tls --prefix /registry/ \
+h_run_drd 60 --log-level error replicate verify --mode filtered --name tls --prefix /registry/ \
     --source "$PRIMARY_URL" --target "$STANDBY_URL" "${src_tls[@]}" "${tgt_tls[@]}"
 h_assert_eq "$rc" 0 "filtered verify over TLS (stderr: $err)"
 
 # ---- exact mode over TLS: seed from the https primary, standby with client-cert-auth
 h_etcd_reserve exact --tls "$certs"
-run_drd 60 --log-level error replicate seed --source "$PRIMARY_URL" "${src_tls[@]}" --data-dir "$H_TMP/exact" \
+h_run_drd 60 --log-level error replicate seed --source "$PRIMARY_URL" "${src_tls[@]}" --data-dir "$H_TMP/exact" \
     --name exact --initial-cluster "$EXACT_INITIAL_CLUSTER" --initial-advertise-peer-urls "$EXACT_PEER_URL"
 h_assert_eq "$rc" 0 "seed over TLS (stderr: $err)"
 h_etcd_start exact "$H_TMP/exact" --tls "$certs"
 h_etcdctl primary put /registry/secrets/ns-3/after-seed x >/dev/null
-run_drd 60 --log-level error replicate etcd --source "$PRIMARY_URL" --target "$EXACT_URL" \
+h_run_drd 60 --log-level error replicate etcd --source "$PRIMARY_URL" --target "$EXACT_URL" \
     "${src_tls[@]}" "${tgt_tls[@]}" --until-caught-up
 h_assert_eq "$rc" 0 "exact replication over TLS (stderr: $err)"
 h_assert_eq "$(rev exact)" "$(rev primary)" "exact standby revision over TLS"
-run_drd 60 --log-level error replicate verify --source "$PRIMARY_URL" --target "$EXACT_URL" "${src_tls[@]}" "${tgt_tls[@]}"
+h_run_drd 60 --log-level error replicate verify --source "$PRIMARY_URL" --target "$EXACT_URL" "${src_tls[@]}" "${tgt_tls[@]}"
 h_assert_eq "$rc" 0 "exact verify over TLS (stderr: $err)"
 h_assert_eq "$(dump exact /)" "$(dump primary /)" "exact copy over TLS"
 
@@ -68,7 +57,7 @@ h_assert_eq "$(dump exact /)" "$(dump primary /)" "exact copy over TLS"
 expect_error() {  # DESC NEEDLE args...
     local desc=$1 needle=$2 t0=$SECONDS
     shift 2
-    run_drd 45 "$@"
+    h_run_drd 45 "$@"
     ((rc != 0)) || h_fail "$desc: exited 0"
     h_assert_eq "$(wc -l <"$H_TMP/err")" 1 "$desc: lines on stderr (stderr: $err)"
     [[ -z "$needle" ]] || h_assert_contains "${err,,}" "${needle,,}" "$desc: error message"
