@@ -83,6 +83,13 @@ static int pick_point(args *a)
     return 0;
 }
 
+/* The store and the plan for the point the flags name. */
+static int open_plan(args *a, dr_repo **r, dr_restore_plan *p)
+{
+    int rc = args_open_repo(a, 0, r);
+    return rc < 0 ? rc : dr_restore_plan_make(*r, a->snapshot, a->revision, a->time_ms, p);
+}
+
 int cmd_restore(int argc, char **argv)
 {
     static const int allowed[] = {STORE_FLAGS, O_KEYFILE, O_SNAPSHOT, O_REVISION, O_TIME,
@@ -106,9 +113,7 @@ int cmd_restore(int argc, char **argv)
         rc = dr_error_set(DR_EUSAGE,
                           "drd restore: --bump-revision and --mark-compacted go together");
     if (rc == 0)
-        rc = args_open_repo(&a, 0, &r);
-    if (rc == 0)
-        rc = dr_restore_plan_make(r, a.snapshot, a.revision, a.time_ms, &p);
+        rc = open_plan(&a, &r, &p);
     if (rc == 0) {
         dr_restore_opts o = {.data_dir = a.data_dir,
                              .name = a.name,
@@ -150,9 +155,7 @@ int cmd_restore_keys(int argc, char **argv)
     if (rc == 0)
         rc = args_need(a.target, "--target", a.cmd);
     if (rc == 0)
-        rc = args_open_repo(&a, 0, &r);
-    if (rc == 0)
-        rc = dr_restore_plan_make(r, a.snapshot, a.revision, a.time_ms, &p);
+        rc = open_plan(&a, &r, &p);
     if (rc == 0) {
         a.etcd.endpoints = a.target;
         dr_restore_opts o = {.dry_run = a.dry_run, .print = print_out};
@@ -182,9 +185,7 @@ int cmd_drill(int argc, char **argv)
     if (rc == 0)
         rc = pick_point(&a);
     if (rc == 0)
-        rc = args_open_repo(&a, 0, &r);
-    if (rc == 0)
-        rc = dr_restore_plan_make(r, a.snapshot, a.revision, a.time_ms, &p);
+        rc = open_plan(&a, &r, &p);
     if (rc == 0) {
         rc = dr_drill_run(r, &p, &report);
         if (report) {
