@@ -26,11 +26,11 @@ source "$HARNESS/snapshot_cases.sh"
 snap_cases_run
 
 h_log "S3 bad input"
-run_drd 30 snapshot list --store "s3://no-such-bucket-$$/x" --s3-endpoint "$RGW_ENDPOINT" --s3-insecure-http
+h_run_drd 30 snapshot list --store "s3://no-such-bucket-$$/x" --s3-endpoint "$RGW_ENDPOINT" --s3-insecure-http
 expect_fail 3 "missing bucket" "no-such-bucket-$$"
-AWS_SECRET_ACCESS_KEY=wrong-secret run_drd 30 snapshot list --store "$STORE" --s3-endpoint "$RGW_ENDPOINT" --s3-insecure-http
+AWS_SECRET_ACCESS_KEY=wrong-secret h_run_drd 30 snapshot list --store "$STORE" --s3-endpoint "$RGW_ENDPOINT" --s3-insecure-http
 expect_fail 10 "bad credentials" "bad credentials"
 if grep -q "wrong-secret" <<<"$err"; then h_fail "the secret appears in an error message"; fi
-run_drd 30 snapshot list --store "$STORE" --s3-endpoint "127.0.0.1:1" --s3-insecure-http
+h_run_drd 30 snapshot list --store "$STORE" --s3-endpoint "127.0.0.1:1" --s3-insecure-http
 expect_fail 4 "unreachable endpoint" "127.0.0.1:1"
 h_pass
