@@ -3,11 +3,13 @@
  * into a member data dir with dr_etcdtool_restore_from: with etcd 3.4 the database goes straight
  * into member/snap/db, otherwise through a temporary snapshot file next to the data dir that
  * etcdutl/etcdctl restores. The standby etcd started on the dir is at the source's revision with
- * identical history, which exact mode requires.
+ * identical history, which exact mode requires. Its revision is read from the database's index
+ * (the last key of bucket "key"), not by scanning the whole file again.
  *
  * Must never restore into a non-empty directory and never leave a partial data dir or a temporary
  * snapshot behind.
  */
+#include "drd/lib/boltfile/boltfile.h"
 #include "drd/lib/etcdtool/etcdtool.h"
 #include "repl_int.h"
 
@@ -63,6 +65,38 @@ static int write_snapshot(void *ctx, const char *path, int db_only)
     return rc;
 }
 
+static int64_t be64_main(const uint8_t *p)
+{
+    uint64_t v = 0;
+    for (int i = 0; i < 8; i++)
+        v = v << 8 | p[i];
+    return (int64_t)v;
+}
+
+/* The revision etcd starts at on the database at path, read from the file's index (no scan):
+ * the main revision of the last key of bucket "key" (revision bytes: 8 big-endian bytes, '_',
+ * 8 more), or the finished compaction if that is later (etcd's own rule when it opens a
+ * database); 1 for a store without keys. 0 with *revision unset when the file does not look like
+ * that (the caller asks etcdctl instead). */
+static int db_revision(const char *path, int64_t *revision)
+{
+    uint8_t k[64];
+    size_t n = 0;
+    int64_t rev = 1;
+    int rc = dr_boltfile_last_key(path, "key", k, sizeof k, &n);
+    if (rc == 0 && n >= 17 && n <= sizeof k)
+        rev = be64_main(k);
+    else if (rc != DR_ENOTFOUND)
+        return 0;
+    rc = dr_boltfile_get(path, "meta", "finishedCompactRev", k, sizeof k, &n);
+    if (rc == 0 && n >= 8 && n <= sizeof k && be64_main(k) > rev)
+        rev = be64_main(k);
+    else if (rc < 0 && rc != DR_ENOTFOUND)
+        return 0;
+    *revision = rev;
+    return 1;
+}
+
 int dr_repl_seed(const dr_repl_seed_opts *o, int64_t *revision)
 {
     int rc = 0;
@@ -78,8 +112,8 @@ int dr_repl_seed(const dr_repl_seed_opts *o, int64_t *revision)
     snprintf(db, sizeof db, "%s/member/snap/db", partial);
     rc = dr_etcdtool_restore_from(partial, o->name, o->initial_cluster,
                                   o->initial_advertise_peer_urls, write_snapshot, &s);
-    /* the revision of the snapshot, from the restore tool itself */
-    if (rc == 0)
+    /* the revision of the snapshot: from the database's index, else from the restore tool */
+    if (rc == 0 && !db_revision(db, revision))
         rc = dr_etcdtool_snapshot_revision(db, revision);
     if (rc == 0 && dr_etcdtool_dir_state(o->data_dir) == 1)
         rmdir(o->data_dir);

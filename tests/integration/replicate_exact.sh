@@ -71,6 +71,8 @@ h_assert_eq "$rc" 0 "drd replicate seed (stderr: $err)"
 h_log "seed: $(cat "$H_TMP/out")"
 h_etcd_start standby "$H_TMP/standby"
 revs_equal || h_fail "seeded standby at revision $(rev standby), primary at $(rev primary)"
+# the revision seed reports (read from the database's index) is the one the standby started at
+h_assert_contains "$(cat "$H_TMP/out")" "at revision $(rev standby)" "drd replicate seed output"
 
 # writes between the seed and the first run: --until-caught-up applies them and exits 0
 load primary Pod pods 50 3
@@ -171,6 +173,21 @@ h_etcd_start standby "$H_TMP/standby" --max-txn-ops 200
 h_run_drd 60 --log-level error replicate etcd --source "$PRIMARY_URL" --target "$STANDBY_URL" --until-caught-up --max-txn-ops 200
 h_assert_eq "$rc" 0 "drd --max-txn-ops 200 after raising the standby's limit (stderr: $err)"
 same_data "after the 200-key revision"
+
+# a seed whose newest revision is a delete compacted away: the last key of the database is
+# older than the revision etcd starts at (the compaction); seed reports the latter, and the
+# standby started on it is at the primary's revision (--physical: the compaction has deleted the
+# entries before the snapshot is taken; etcdctl snapshot status would say two revisions less)
+h_etcdctl primary put /drd-seed-edge x >/dev/null
+h_etcdctl primary del /drd-seed-edge >/dev/null
+h_etcdctl primary compact --physical "$(rev primary)" >/dev/null
+h_etcd_reserve standby2
+h_run_drd 60 replicate seed --source "$PRIMARY_URL" --data-dir "$H_TMP/standby2" --name standby2 \
+    --initial-cluster "$STANDBY2_INITIAL_CLUSTER" --initial-advertise-peer-urls "$STANDBY2_PEER_URL"
+h_assert_eq "$rc" 0 "drd replicate seed after a compaction at a delete (stderr: $err)"
+h_etcd_start standby2 "$H_TMP/standby2"
+h_assert_eq "$(rev standby2)" "$(rev primary)" "standby seeded after a compaction at a delete: revision"
+h_assert_contains "$(cat "$H_TMP/out")" "at revision $(rev primary)" "seed output after a compaction at a delete"
 
 h_log "took $((SECONDS - start))s"
 h_pass

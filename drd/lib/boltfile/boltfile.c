@@ -198,11 +198,12 @@ typedef struct found {
 } found;
 
 /* Looks key up in the node p (n bytes, a page image whose byte 0 lies at file offset base),
- * descending into child pages. DR_ENOTFOUND (message-less: the caller names it) when absent. */
+ * descending into child pages. DR_ENOTFOUND (message-less: the caller names it) when absent.
+ * key NULL: the greatest key instead, copied into out->val (out->off is then 0). */
 static int lookup(const bf *b, const uint8_t *p, size_t n, uint64_t base, uint64_t pgid,
                   const char *key, int depth, found *out)
 {
-    size_t kl = strlen(key);
+    size_t kl = key ? strlen(key) : 0;
     if (depth > MAX_DEPTH)
         return bad(b, "tree deeper than 64 levels", pgid);
     if (n < HDR)
@@ -217,6 +218,16 @@ static int lookup(const bf *b, const uint8_t *p, size_t n, uint64_t base, uint64
             uint64_t ks = le32(e + 8), vs = le32(e + 12);
             if (at + ks + vs > n)
                 return bad(b, "leaf element past the end of the page", pgid);
+            if (!key) {
+                if (i + 1 < count)
+                    continue;
+                if (!(out->val = malloc(ks ? ks : 1)))
+                    return dr_error_set(DR_ENOMEM, "out of memory");
+                memcpy(out->val, p + at, ks);
+                out->len = (uint32_t)ks;
+                out->flags = le32(e);
+                return 0;
+            }
             if (keycmp(p + at, ks, key, kl) != 0)
                 continue;
             out->val = malloc(vs ? vs : 1);
@@ -242,7 +253,7 @@ static int lookup(const bf *b, const uint8_t *p, size_t n, uint64_t base, uint64
         uint64_t ks = le32(e + 4);
         if (at + ks > n)
             return bad(b, "branch element past the end of the page", pgid);
-        if (keycmp(p + at, ks, key, kl) > 0)
+        if (key && keycmp(p + at, ks, key, kl) > 0)
             break;
         pick = i;
     }
@@ -256,7 +267,22 @@ static int lookup(const bf *b, const uint8_t *p, size_t n, uint64_t base, uint64
     return rc;
 }
 
-/* Finds bucket/key; fills *out (caller frees out->val). */
+/* The greatest key of the top level (names of the top-level buckets) into *out. */
+static int last_top(const bf *b, found *out)
+{
+    uint8_t *rp = NULL;
+    size_t rn = 0;
+    memset(out, 0, sizeof *out);
+    int rc = read_page(b, b->root, &rp, &rn);
+    if (rc == 0)
+        rc = lookup(b, rp, rn, b->root * b->ps, b->root, NULL, 0, out);
+    free(rp);
+    if (rc == DR_ENOTFOUND)
+        return dr_error_set(DR_ENOTFOUND, "'%s' has no buckets", b->path);
+    return rc;
+}
+
+/* Finds bucket/key (key NULL: the bucket's greatest key); fills *out (caller frees out->val). */
 static int find(const bf *b, const char *bucket, const char *key, found *out)
 {
     uint8_t *rp = NULL;
@@ -287,10 +313,12 @@ static int find(const bf *b, const char *bucket, const char *key, found *out)
         free(p);
     }
     free(bk.val);
+    if (rc == DR_ENOTFOUND && !key)
+        return dr_error_set(DR_ENOTFOUND, "'%s': bucket '%s' is empty", b->path, bucket);
     if (rc == DR_ENOTFOUND)
         return dr_error_set(DR_ENOTFOUND, "'%s' has no key '%s' in bucket '%s'", b->path, key,
                             bucket);
-    if (rc == 0 && (out->flags & E_BUCKET)) {
+    if (rc == 0 && key && (out->flags & E_BUCKET)) {
         free(out->val);
         out->val = NULL;
         return dr_error_set(DR_EPROTO, "'%s': '%s/%s' is a bucket, not a value", b->path, bucket,
@@ -299,7 +327,9 @@ static int find(const bf *b, const char *bucket, const char *key, found *out)
     return rc;
 }
 
-int dr_boltfile_get(const char *path, const char *bucket, const char *key, void *val, size_t cap,
+/* The value of bucket/key, or (key NULL) the greatest key of bucket (NULL: of the top level),
+ * copied into out (up to cap bytes), its length in *len. */
+static int read_one(const char *path, const char *bucket, const char *key, void *out, size_t cap,
                     size_t *len)
 {
     bf b;
@@ -307,14 +337,27 @@ int dr_boltfile_get(const char *path, const char *bucket, const char *key, void 
     int rc = bf_open(&b, path, 0);
     if (rc < 0)
         return rc;
-    rc = find(&b, bucket, key, &f);
+    rc = bucket ? find(&b, bucket, key, &f) : last_top(&b, &f);
     close(b.fd);
     if (rc < 0)
         return rc;
-    memcpy(val, f.val, f.len < cap ? f.len : cap);
+    memcpy(out, f.val, f.len < cap ? f.len : cap);
     *len = f.len;
     free(f.val);
     return 0;
+}
+
+int dr_boltfile_get(const char *path, const char *bucket, const char *key, void *val, size_t cap,
+                    size_t *len)
+{
+    if (!bucket || !key)
+        return dr_error_set(DR_EUSAGE, "internal: dr_boltfile_get needs a bucket and a key");
+    return read_one(path, bucket, key, val, cap, len);
+}
+
+int dr_boltfile_last_key(const char *path, const char *bucket, void *key, size_t cap, size_t *len)
+{
+    return read_one(path, bucket, NULL, key, cap, len);
 }
 
 int dr_boltfile_set_same_size(const char *path, const char *bucket, const char *key,

@@ -1,11 +1,12 @@
 /*
- * drd/lib/boltfile: reading one value of a bbolt database file (etcd's backend format, bbolt 1.3)
- * and overwriting it in place with a value of the same size; and the bytes of a fresh, empty
- * database as bbolt creates it.
+ * drd/lib/boltfile: reading one value, or a bucket's greatest key, of a bbolt database file
+ * (etcd's backend format, bbolt 1.3) and overwriting a value in place with one of the same size;
+ * and the bytes of a fresh, empty database as bbolt creates it.
  *
  * Why: a restore writes etcd's member/snap/db straight from the backup stream and then needs the
  * one change `etcdctl snapshot restore` makes to it (meta/consistent_index), without copying the
- * whole file again (docs/restore.md "How the data dir is made").
+ * whole file again (docs/restore.md "How the data dir is made"); `drd replicate seed` reads the
+ * seeded database's revision from its last key instead of scanning it all.
  *
  * What it must never do: write anywhere but the bytes of the value it found by walking the trees
  * from the valid meta page with the highest txid, change the size or layout of anything, or trust
@@ -24,6 +25,12 @@
  * message names which), DR_EPROTO when the file is not a valid bbolt database, DR_EIO. */
 int dr_boltfile_get(const char *path, const char *bucket, const char *key, void *val, size_t cap,
                     size_t *len);
+
+/* The greatest key of top-level bucket `bucket` (NULL: of the top level itself, i.e. the last
+ * bucket name), copied into key (up to cap bytes), its full length in *len: what a cursor's Last
+ * gives (etcd's newest revision is the last key of bucket "key"). DR_ENOTFOUND when the bucket is
+ * absent or empty; other errors as dr_boltfile_get. */
+int dr_boltfile_last_key(const char *path, const char *bucket, void *key, size_t cap, size_t *len);
 
 /* Overwrites that value in place with len bytes (len must equal its current length; DR_EUSAGE
  * otherwise) and fdatasyncs the file. Nothing else in the file changes. Errors as

@@ -1,7 +1,8 @@
 /*
  * drd/lib/boltfile against databases laid out here byte by byte as bbolt 1.3 writes them (meta
  * pages, a branch root, leaves, an inline bucket, a bucket on its own page), then damaged: a value
- * is found and overwritten in place and nothing else in the file changes; absent buckets/keys are
+ * is found and overwritten in place and nothing else in the file changes; a bucket's greatest key
+ * is found; absent buckets/keys are
  * DR_ENOTFOUND; a bad meta checksum, a page past the high-water mark, a wrong page id and a
  * truncated file are DR_EPROTO, never a read outside the file. Real etcd databases are covered by
  * integration.restore_file/restore_s3 (a member restored this way starts, serves every key and
@@ -190,6 +191,38 @@ static void test_get_and_set_in_place(void **state)
     free(db);
 }
 
+static void test_last_key(void **state)
+{
+    (void)state;
+    uint8_t *db = build();
+    save(db, NPAGES * PS);
+    char k[32];
+    size_t n = 0;
+    /* a bucket on its own leaf page, an inline bucket, the top level through its branch root */
+    assert_int_equal(dr_boltfile_last_key(path, "key", k, sizeof k, &n), 0);
+    assert_int_equal(n, 11);
+    assert_memory_equal(k, "/registry/b", 11);
+    assert_int_equal(dr_boltfile_last_key(path, "meta", k, sizeof k, &n), 0);
+    assert_int_equal(n, 18);
+    assert_memory_equal(k, "finishedCompactRev", 18);
+    assert_int_equal(dr_boltfile_last_key(path, NULL, k, sizeof k, &n), 0);
+    assert_int_equal(n, 4);
+    assert_memory_equal(k, "meta", 4);
+    /* copied up to cap, full length reported */
+    assert_int_equal(dr_boltfile_last_key(path, "key", k, 4, &n), 0);
+    assert_int_equal(n, 11);
+    assert_memory_equal(k, "/reg", 4);
+    /* an empty bucket, an absent one, a value that is not a bucket */
+    assert_int_equal(dr_boltfile_last_key(path, "alarm", k, sizeof k, &n), DR_ENOTFOUND);
+    assert_non_null(strstr(dr_error_msg(), "bucket 'alarm' is empty"));
+    assert_int_equal(dr_boltfile_last_key(path, "members", k, sizeof k, &n), DR_ENOTFOUND);
+    /* a damaged page on the way down is DR_EPROTO, not a key */
+    p64(db + 6 * PS, 7); /* leaf 6 names page 7 */
+    save(db, NPAGES * PS);
+    assert_int_equal(dr_boltfile_last_key(path, "key", k, sizeof k, &n), DR_EPROTO);
+    free(db);
+}
+
 static void test_absent_and_wrong_size(void **state)
 {
     (void)state;
@@ -295,6 +328,7 @@ int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test_setup_teardown(test_get_and_set_in_place, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_last_key, setup, teardown),
         cmocka_unit_test_setup_teardown(test_absent_and_wrong_size, setup, teardown),
         cmocka_unit_test_setup_teardown(test_meta_choice_and_damage, setup, teardown),
         cmocka_unit_test_setup_teardown(test_empty, setup, teardown),
