@@ -18,6 +18,8 @@
  *       polls a count-only Range of P every 20 ms until it holds at least N keys; prints
  *       "count C after T s" (also when it gives up after SECS: then the exit status is 1).
  *
+ * Every command also takes --cacert F, --cert F, --key F (TLS to https endpoints).
+ *
  * What it must never do: retry a write (a failed put is counted and makes the exit non-zero, so a
  * figure is never produced from a run that lost writes) or print to stdout anything but its
  * result lines (the benchmark script parses them).
@@ -34,6 +36,7 @@
 
 typedef struct opts {
     const char *endpoints;
+    const char *cacert, *cert, *key; /* TLS (https endpoints) */
     const char *prefix;
     int64_t count;
     int64_t start;
@@ -275,7 +278,8 @@ static void usage(FILE *f)
                "[--inflight K]\n"
                "       etcd-load lag  --endpoints URL --prefix P --count N [--idle S] "
                "[--timeout S]\n"
-               "       etcd-load wait --endpoints URL --prefix P --count N [--timeout S]\n");
+               "       etcd-load wait --endpoints URL --prefix P --count N [--timeout S]\n"
+               "every command also takes --cacert F --cert F --key F for https endpoints\n");
 }
 
 int main(int argc, char **argv)
@@ -290,6 +294,9 @@ int main(int argc, char **argv)
                                        {"inflight", required_argument, NULL, 'k'},
                                        {"idle", required_argument, NULL, 'i'},
                                        {"timeout", required_argument, NULL, 't'},
+                                       {"cacert", required_argument, NULL, 'C'},
+                                       {"cert", required_argument, NULL, 'T'},
+                                       {"key", required_argument, NULL, 'K'},
                                        {"help", no_argument, NULL, 'h'},
                                        {NULL, 0, NULL, 0}};
     if (argc < 2 || !strcmp(argv[1], "--help") || !strcmp(argv[1], "-h")) {
@@ -307,6 +314,15 @@ int main(int argc, char **argv)
             break;
         case 'p':
             o.prefix = optarg;
+            break;
+        case 'C':
+            o.cacert = optarg;
+            break;
+        case 'T':
+            o.cert = optarg;
+            break;
+        case 'K':
+            o.key = optarg;
             break;
         case 'n':
             num = &o.count;
@@ -346,7 +362,11 @@ int main(int argc, char **argv)
         return 2;
     }
     dr_etcd *e = NULL;
-    dr_etcd_opts eo = {.endpoints = o.endpoints, .timeout_ms = 30000};
+    dr_etcd_opts eo = {.endpoints = o.endpoints,
+                       .cacert = o.cacert,
+                       .cert = o.cert,
+                       .key = o.key,
+                       .timeout_ms = 30000};
     if ((rc = dr_etcd_open(&e, &eo)) < 0)
         goto out;
     if (!strcmp(cmd, "put"))
