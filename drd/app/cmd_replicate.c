@@ -30,7 +30,7 @@ const char usage_replicate_etcd[] =
     "  --exclude P        skip keys under P (repeatable; filtered mode)\n"
     "  --dest-prefix P    rewrite the (single) --prefix to P on the target (filtered mode)\n"
     "  --max-txn-ops N    the target's --max-txn-ops (default 128)\n"
-    "  --window N         transactions in flight (default 64; exact mode: at most 8)\n"
+    "  --window N         transactions in flight (default 8, exact mode at most 8)\n"
     "  --until-caught-up  exit 0 once every source revision that existed at start is applied\n"
     "  --status-listen A  serve /metrics, /healthz, /readyz, /status on A "
     "(host:port)\n" TLS_FLAGS_HELP
@@ -159,7 +159,7 @@ static int parse(int argc, char **argv, const char *cmd, parsed *p)
     dr_repl_opts *r = &p->r;
     r->name = NULL;
     r->max_txn_ops = 128;
-    r->window = 64;
+    r->window = 8; /* filtered: fewer in flight, bigger batches (docs/replication.md) */
     r->mode = DR_REPL_EXACT;
     int64_t v;
     while ((c = drd_getopt(argc, argv, repl_opts, cmd)) != -1) {
