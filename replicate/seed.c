@@ -65,14 +65,6 @@ static int write_snapshot(void *ctx, const char *path, int db_only)
     return rc;
 }
 
-static int64_t be64_main(const uint8_t *p)
-{
-    uint64_t v = 0;
-    for (int i = 0; i < 8; i++)
-        v = v << 8 | p[i];
-    return (int64_t)v;
-}
-
 /* The revision etcd starts at on the database at path, read from the file's index (no scan):
  * the main revision of the last key of bucket "key" (revision bytes: 8 big-endian bytes, '_',
  * 8 more), or the finished compaction if that is later (etcd's own rule when it opens a
@@ -85,12 +77,12 @@ static int db_revision(const char *path, int64_t *revision)
     int64_t rev = 1;
     int rc = dr_boltfile_last_key(path, "key", k, sizeof k, &n);
     if (rc == 0 && n >= 17 && n <= sizeof k)
-        rev = be64_main(k);
+        rev = (int64_t)dr_bolt_be64(k);
     else if (rc != DR_ENOTFOUND)
         return 0;
     rc = dr_boltfile_get(path, "meta", "finishedCompactRev", k, sizeof k, &n);
-    if (rc == 0 && n >= 8 && n <= sizeof k && be64_main(k) > rev)
-        rev = be64_main(k);
+    if (rc == 0 && n >= 8 && n <= sizeof k && (int64_t)dr_bolt_be64(k) > rev)
+        rev = (int64_t)dr_bolt_be64(k);
     else if (rc < 0 && rc != DR_ENOTFOUND)
         return 0;
     *revision = rev;

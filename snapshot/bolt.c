@@ -190,13 +190,7 @@ static int grow(dr_bolt_scan *s, void **p, size_t *cap, size_t n, size_t elem)
 #define le16 dr_bolt_le16
 #define le32 dr_bolt_le32
 #define le64 dr_bolt_le64
-static uint64_t be64(const uint8_t *p)
-{
-    uint64_t v = 0;
-    for (int i = 0; i < 8; i++)
-        v = v << 8 | p[i];
-    return v;
-}
+#define be64 dr_bolt_be64
 
 /* etcd's revision key: 8-byte big-endian main, '_', 8-byte sub, optional 't' (tombstone). */
 static int rev_key(const uint8_t *k, size_t n, int64_t *main_rev)

@@ -46,6 +46,13 @@ uint64_t dr_bolt_le64(const uint8_t *p)
 {
     return (uint64_t)dr_bolt_le32(p) | (uint64_t)dr_bolt_le32(p + 4) << 32;
 }
+uint64_t dr_bolt_be64(const uint8_t *p)
+{
+    uint64_t v = 0;
+    for (int i = 0; i < 8; i++)
+        v = v << 8 | p[i];
+    return v;
+}
 #define le16 dr_bolt_le16
 #define le32 dr_bolt_le32
 #define le64 dr_bolt_le64

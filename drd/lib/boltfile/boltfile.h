@@ -47,6 +47,8 @@ int dr_boltfile_empty(dr_buf *out);
 uint16_t dr_bolt_le16(const uint8_t *p);
 uint32_t dr_bolt_le32(const uint8_t *p);
 uint64_t dr_bolt_le64(const uint8_t *p);
+/* etcd's revision keys (8 bytes main, '_', 8 bytes sub) are big-endian. */
+uint64_t dr_bolt_be64(const uint8_t *p);
 uint64_t dr_bolt_meta_sum(const uint8_t *meta);
 
 #endif
