@@ -53,7 +53,8 @@ int dr_restore_plan_make(dr_repo *repo, const char *snapshot, int64_t revision, 
     if ((rc = dr_repo_sync(repo, NULL)) < 0)
         return rc;
     if (snapshot) {
-        if ((rc = dr_repo_manifest(repo, snapshot, &p->base)) < 0)
+        if ((rc = dr_repo_manifest(repo, snapshot, &p->base)) < 0 ||
+            (rc = dr_repo_trust(repo, &p->base)) < 0)
             return rc;
         if (p->base.kind != DR_KIND_FULL)
             return dr_error_set(DR_EUSAGE, "%s is a segment: name a full snapshot, or --revision",

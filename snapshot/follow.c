@@ -18,7 +18,6 @@
  * Must never commit a segment whose first revision is not C+1, nor one with a gap inside.
  */
 #include "snapshot/snapshot.h"
-#include "snapshot_int.h"
 
 #include <inttypes.h>
 #include <stdio.h>
@@ -85,7 +84,7 @@ static int seg_flush_chunk(seg *s)
     return rc;
 }
 
-static int seg_commit(dr_repo *repo, dr_etcd *etcd, seg *s, dr_manifest *m)
+static int seg_commit(dr_etcd *etcd, seg *s, dr_manifest *m)
 {
     int rc = seg_flush_chunk(s);
     if (rc < 0)
@@ -112,11 +111,7 @@ static int seg_commit(dr_repo *repo, dr_etcd *etcd, seg *s, dr_manifest *m)
     }
     dr_error_clear();
     snprintf(m->etcd_endpoint, sizeof m->etcd_endpoint, "%s", dr_etcd_endpoint(etcd));
-    snprintf(m->encryption, sizeof m->encryption, "%s",
-             dr_repo_keyring(repo) ? "aes-256-gcm" : "none");
-    snprintf(m->key_id, sizeof m->key_id, "%s",
-             dr_repo_keyring(repo) ? dr_keyring_current(dr_repo_keyring(repo)) : "");
-    if ((rc = snapshot_write_inner_manifest(s->ar, m, m->created_ms / 1000)) < 0)
+    if ((rc = dr_repo_writer_seal(s->w, m, m->created_ms / 1000)) < 0)
         return rc;
     if ((rc = dr_repo_writer_commit(s->w, m)) < 0)
         return rc;
@@ -220,7 +215,7 @@ static int cut(follower *f)
         return rc;
     if (f->s.last >= f->s.first) {
         dr_manifest m;
-        if ((rc = seg_commit(f->repo, f->etcd, &f->s, &m)) < 0)
+        if ((rc = seg_commit(f->etcd, &f->s, &m)) < 0)
             return rc;
         f->cursor = m.rev_end;
     }

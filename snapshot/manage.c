@@ -6,7 +6,6 @@
  * anything the retention plan keeps.
  */
 #include "snapshot/snapshot.h"
-#include "snapshot_int.h"
 
 #include <inttypes.h>
 #include <stdio.h>
@@ -56,12 +55,31 @@ static int add_point(void *ctx, const dr_manifest *m)
     return 0;
 }
 
+static int count_unchecked(void *ctx, const char *id, const dr_manifest *m, const char *problem)
+{
+    (void)id;
+    if (m && problem && strcmp(m->encryption, "none") != 0)
+        (*(int *)ctx)++;
+    return 0;
+}
+
 int dr_snapshot_prune(dr_repo *repo, const dr_retention *policy, int dry_run,
                       dr_snapshot_print print, void *ctx, int *deleted)
 {
     points p = {0};
     dr_retention_decision *d = NULL;
-    int rc = dr_repo_sync(repo, NULL), ndel = 0;
+    int rc = dr_repo_sync(repo, NULL), ndel = 0, unchecked = 0;
+    if (rc < 0)
+        goto out;
+    /* retention decides on authenticated manifests only: without the keyring it cannot decide */
+    if (!dr_repo_keyring(repo) && (rc = dr_repo_list(repo, count_unchecked, &unchecked)) == 0 &&
+        unchecked) {
+        rc = dr_error_set(DR_EAUTH,
+                          "prune needs --key-file: %d objects are encrypted and only manifests "
+                          "authenticated by the keyring are counted or deleted",
+                          unchecked);
+        goto out;
+    }
     if (rc < 0)
         goto out;
     if ((rc = dr_repo_each(repo, add_point, &p)) < 0)

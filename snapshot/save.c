@@ -11,7 +11,6 @@
  */
 #include "bolt.h"
 #include "snapshot/snapshot.h"
-#include "snapshot_int.h"
 
 #include <inttypes.h>
 #include <stdio.h>
@@ -47,20 +46,6 @@ static int on_data(void *ctx, const void *data, size_t len)
         return rc;
     s->bytes += len;
     return dr_repo_lock_refresh(s->lock);
-}
-
-int snapshot_write_inner_manifest(dr_archive_writer *ar, const dr_manifest *m, int64_t mtime)
-{
-    dr_buf b = {0};
-    int rc = dr_manifest_to_json(m, &b);
-    if (rc == 0)
-        rc = dr_archive_entry_begin(ar, "manifest.json", b.len, mtime);
-    if (rc == 0)
-        rc = dr_archive_entry_write(ar, b.data, b.len);
-    if (rc == 0)
-        rc = dr_archive_entry_end(ar);
-    dr_buf_free(&b);
-    return rc;
 }
 
 int dr_snapshot_save(dr_repo *repo, dr_etcd *etcd, const dr_snapshot_save_opts *o, dr_manifest *m)
@@ -157,7 +142,7 @@ int dr_snapshot_save(dr_repo *repo, dr_etcd *etcd, const dr_snapshot_save_opts *
         goto out;
     }
     dr_error_clear();
-    if ((rc = snapshot_write_inner_manifest(s.ar, m, s.mtime)) < 0)
+    if ((rc = dr_repo_writer_seal(w, m, s.mtime)) < 0)
         goto out;
     if ((rc = dr_repo_writer_commit(w, m)) < 0)
         goto out;

@@ -34,7 +34,7 @@ const char usage_restore[] =
     "                       the member to restore, as for etcdctl snapshot restore\n"
     "  --bump-revision N --mark-compacted   as etcdutl (etcd 3.5.x and later only)\n"
     "  --dry-run            check everything and say what would happen; change nothing\n" STORE_HELP
-        KEY_HELP;
+        KEY_READ_HELP;
 
 const char usage_restore_keys[] =
     "usage: drd restore keys --store URL (--snapshot ID|latest | --revision R | --time T)\n"
@@ -46,7 +46,7 @@ const char usage_restore_keys[] =
     "deleted, and writes nothing. Leases are not carried over.\n\n" POINT_HELP
     "  --prefix P           the keys to restore (required, not empty)\n"
     "  --target URLS        the live etcd (http(s)://host:port, comma-separated)\n"
-    "  --etcd-cacert F --etcd-cert F --etcd-key F   TLS to the target\n" STORE_HELP KEY_HELP;
+    "  --etcd-cacert F --etcd-cert F --etcd-key F   TLS to the target\n" STORE_HELP KEY_READ_HELP;
 
 const char usage_drill[] =
     "usage: drd drill --store URL [--snapshot ID|latest | --revision R | --time T] [--key-file F]\n"
@@ -55,7 +55,8 @@ const char usage_drill[] =
     "127.0.0.1, checks revision, key count and HashKV against the manifest, measures the time\n"
     "from start to the first successful read (RTO), records the result in the catalog and prints\n"
     "a report. Exits non-zero when anything is off. Never touches a production "
-    "endpoint.\n\n" POINT_HELP STORE_HELP KEY_HELP "  --json               the report as JSON\n";
+    "endpoint.\n\n" POINT_HELP STORE_HELP KEY_READ_HELP
+    "  --json               the report as JSON\n";
 
 const char usage_drill_list[] =
     "usage: drd drill list --store URL [--limit N] [--json]\n\n"
@@ -92,9 +93,9 @@ static int open_plan(args *a, dr_repo **r, dr_restore_plan *p)
 
 int cmd_restore(int argc, char **argv)
 {
-    static const int allowed[] = {STORE_FLAGS, O_KEYFILE, O_SNAPSHOT, O_REVISION, O_TIME,
-                                  O_DATADIR,   O_NAME,    O_ICLUSTER, O_IPEER,    O_BUMP,
-                                  O_MARKCOMP,  O_DRY,     0};
+    static const int allowed[] = {STORE_FLAGS, KEY_READ_FLAGS, O_SNAPSHOT, O_REVISION, O_TIME,
+                                  O_DATADIR,   O_NAME,         O_ICLUSTER, O_IPEER,    O_BUMP,
+                                  O_MARKCOMP,  O_DRY,          0};
     args a;
     dr_repo *r = NULL;
     dr_restore_plan p = {0};
@@ -141,9 +142,9 @@ static void print_out(void *ctx, const char *line)
 
 int cmd_restore_keys(int argc, char **argv)
 {
-    static const int allowed[] = {STORE_FLAGS, O_KEYFILE, O_SNAPSHOT, O_REVISION, O_TIME,
-                                  O_PREFIX,    O_TARGET,  O_ECA,      O_ECERT,    O_EKEY,
-                                  O_OVERWRITE, O_DRY,     0};
+    static const int allowed[] = {STORE_FLAGS, KEY_READ_FLAGS, O_SNAPSHOT, O_REVISION, O_TIME,
+                                  O_PREFIX,    O_TARGET,       O_ECA,      O_ECERT,    O_EKEY,
+                                  O_OVERWRITE, O_DRY,          0};
     args a;
     dr_repo *r = NULL;
     dr_restore_plan p = {0};
@@ -175,8 +176,8 @@ static void print_report(const char *json)
 
 int cmd_drill(int argc, char **argv)
 {
-    static const int allowed[] = {STORE_FLAGS, O_KEYFILE, O_SNAPSHOT, O_REVISION,
-                                  O_TIME,      O_JSON,    0};
+    static const int allowed[] = {STORE_FLAGS, KEY_READ_FLAGS, O_SNAPSHOT, O_REVISION,
+                                  O_TIME,      O_JSON,         0};
     args a;
     dr_repo *r = NULL;
     dr_restore_plan p = {0};

@@ -35,13 +35,18 @@ const char usage_snapshot_follow[] =
         STORE_HELP KEY_HELP "  --no-encryption      store plaintext (explicit)\n"
     "  --compression C      zstd (default) or none\n";
 
-const char usage_snapshot_list[] = "usage: drd snapshot list --store URL [--json]\n\n"
-                                   "Lists full snapshots and segments, oldest first, and "
-                                   "warns about gaps in the segment chain.\n\n" STORE_HELP
-                                   "  --json               one JSON array of manifests\n";
+const char usage_snapshot_list[] =
+    "usage: drd snapshot list --store URL [--key-file F [--allow-plaintext]] [--json]\n\n"
+    "Lists full snapshots and segments, oldest first, with their status: ok, damaged (the\n"
+    "manifest cannot be read), refused (not usable with this keyring: plaintext, unknown key,\n"
+    "forged manifest) or unchecked (encrypted, no keyring given); warns about gaps in the\n"
+    "segment chain.\n\n" STORE_HELP KEY_READ_HELP
+    "  --json               one JSON array of manifests, each with \"status\" (and \"problem\")\n";
 
-const char usage_snapshot_show[] = "usage: drd snapshot show --store URL ID|latest\n\n"
-                                   "Prints the manifest of one snapshot or segment.\n\n" STORE_HELP;
+const char usage_snapshot_show[] =
+    "usage: drd snapshot show --store URL ID|latest [--key-file F [--allow-plaintext]]\n\n"
+    "Prints the manifest of one snapshot or segment (and, on stderr, why this reader would\n"
+    "refuse it).\n\n" STORE_HELP KEY_READ_HELP;
 
 const char usage_snapshot_verify[] =
     "usage: drd snapshot verify --store URL (ID|latest | --all) [--sample PERCENT] [--key-file "
@@ -49,25 +54,30 @@ const char usage_snapshot_verify[] =
     "Reads objects back completely: stored size and sha256, every encrypted chunk, the archive,\n"
     "the content's sha256 against the manifest, segment revisions; --all also checks the\n"
     "segment chain. --sample verifies that percentage of the objects (at least one; always\n"
-    "the newest full snapshot).\n\n" STORE_HELP KEY_HELP;
+    "the newest full snapshot). Damaged and refused objects count as failures.\n\n" STORE_HELP
+        KEY_READ_HELP;
 
 const char usage_snapshot_get[] =
     "usage: drd snapshot get --store URL ID|latest --out FILE [--key-file F]\n\n"
     "Writes the plain etcd snapshot that 'etcdctl snapshot status' and 'etcdctl snapshot\n"
-    "restore' accept. FILE appears only when every check passed.\n\n" STORE_HELP KEY_HELP
+    "restore' accept. FILE appears only when every check passed.\n\n" STORE_HELP KEY_READ_HELP
     "  --out FILE           where to write (mode 0600)\n";
 
 const char usage_snapshot_delete[] =
-    "usage: drd snapshot delete --store URL ID\n\n"
-    "Deletes one snapshot or segment (manifest first).\n\n" STORE_HELP;
+    "usage: drd snapshot delete --store URL ID [--key-file F [--allow-plaintext]]\n\n"
+    "Deletes one snapshot or segment (manifest first). Its data goes too only when its manifest\n"
+    "is authentic for this reader and no other manifest names the same data.\n\n" STORE_HELP
+        KEY_READ_HELP;
 
 const char usage_snapshot_prune[] =
-    "usage: drd snapshot prune --store URL [--keep-last N] [--keep-hourly N] [--keep-daily N]\n"
-    "          [--keep-weekly N] [--keep-monthly N] [--dry-run]\n\n"
+    "usage: drd snapshot prune --store URL [--key-file F] [--keep-last N] [--keep-hourly N]\n"
+    "          [--keep-daily N] [--keep-weekly N] [--keep-monthly N] [--dry-run]\n\n"
     "Deletes full snapshots outside the retention policy (grandfather-father-son) and segments\n"
     "that no kept point needs; never what a restore of a kept point needs. Prints every decision\n"
     "with its reason; --dry-run deletes nothing. Also removes data left by interrupted "
-    "runs.\n\n" STORE_HELP;
+    "runs. Only objects this reader trusts are counted or deleted (an encrypted store needs\n"
+    "--key-file): planted manifests can neither push real snapshots out nor be "
+    "pruned.\n\n" STORE_HELP KEY_READ_HELP;
 
 const char usage_catalog_rebuild[] =
     "usage: drd catalog rebuild --store URL\n\n"
@@ -142,24 +152,59 @@ static void fmt_time(int64_t ms, char *out, size_t cap)
 
 typedef struct list_ctx {
     int json;
-    int n;
+    int keyring; /* a keyring was given: problems are refusals, not just "unchecked" */
+    int n, bad;
 } list_ctx;
 
-static int list_one(void *ctx, const dr_manifest *m)
+static const char *list_status(const list_ctx *l, const dr_manifest *m, const char *problem)
+{
+    if (!problem)
+        return "ok";
+    if (!m)
+        return "damaged";
+    return l->keyring ? "refused" : "unchecked";
+}
+
+static int list_one(void *ctx, const char *id, const dr_manifest *m, const char *problem)
 {
     list_ctx *l = ctx;
-    if (l->json) {
+    const char *status = list_status(l, m, problem);
+    char shown[DR_REPO_ID_MAX + 8];
+    dr_escape(id, strlen(id), shown, sizeof shown);
+    if (strcmp(status, "ok") && strcmp(status, "unchecked")) {
+        fprintf(stderr, "drd: warning: %s %s: %s\n", status, shown, problem);
+        l->bad++;
+    }
+    if (l->json) { /* the manifest's fields, with "status" (and "problem") added */
         dr_buf b = {0};
-        if (dr_manifest_to_json(m, &b) < 0)
-            return -1;
-        printf("%s%s", l->n ? "," : "", b.data);
+        int rc = 0;
+        if (m) {
+            rc = dr_manifest_to_json(m, &b);
+            b.len -= rc == 0 ? strlen("\n}\n") : 0;
+        } else {
+            rc = dr_buf_printf(&b, "{\n  \"id\": ");
+            rc |= dr_buf_json_str(&b, id, strlen(id));
+        }
+        rc |= dr_buf_printf(&b, ",\n  \"status\": \"%s\"", status);
+        if (problem) {
+            rc |= dr_buf_printf(&b, ",\n  \"problem\": ");
+            rc |= dr_buf_json_str(&b, problem, strlen(problem));
+        }
+        rc |= dr_buf_printf(&b, "\n}");
+        if (rc == 0)
+            printf("%s%s", l->n ? "," : "", b.data);
         dr_buf_free(&b);
+        if (rc)
+            return dr_error_set(DR_ENOMEM, "out of memory");
+    } else if (!m) {
+        printf("%-4s  %-64s  %12s  %12s  %12s  %-20s  %-11s  %s\n", "?", shown, "-", "-", "-", "-",
+               "-", status);
     } else {
         char t[32];
         fmt_time(m->created_ms, t, sizeof t);
-        printf("%-4s  %-64s  %12" PRId64 "  %12" PRId64 "  %12" PRIu64 "  %s  %s\n",
+        printf("%-4s  %-64s  %12" PRId64 "  %12" PRId64 "  %12" PRIu64 "  %s  %-11s  %s\n",
                dr_repo_kind_name(m->kind), m->id, m->rev_start, m->rev_end, m->stored_bytes, t,
-               m->encryption);
+               m->encryption, status);
     }
     l->n++;
     return 0;
@@ -179,7 +224,7 @@ static void print_out(void *ctx, const char *line)
 
 int cmd_snapshot_list(int argc, char **argv)
 {
-    static const int allowed[] = {STORE_FLAGS, O_JSON, 0};
+    static const int allowed[] = {STORE_FLAGS, KEY_READ_FLAGS, O_JSON, 0};
     args a;
     dr_repo *r = NULL;
     int rc = args_parse(argc, argv, allowed, 0, &a);
@@ -188,13 +233,13 @@ int cmd_snapshot_list(int argc, char **argv)
     if (rc == 0)
         rc = dr_repo_sync(r, NULL);
     if (rc == 0) {
-        list_ctx l = {.json = a.json};
+        list_ctx l = {.json = a.json, .keyring = dr_repo_keyring(r) != NULL};
         if (a.json)
             printf("[");
         else
-            printf("%-4s  %-64s  %12s  %12s  %12s  %-20s  %s\n", "KIND", "ID", "FROM REV", "TO REV",
-                   "STORED B", "CREATED", "ENCRYPTION");
-        rc = dr_repo_each(r, list_one, &l);
+            printf("%-4s  %-64s  %12s  %12s  %12s  %-20s  %-11s  %s\n", "KIND", "ID", "FROM REV",
+                   "TO REV", "STORED B", "CREATED", "ENCRYPTION", "STATUS");
+        rc = dr_repo_list(r, list_one, &l);
         if (a.json)
             printf("]\n");
         if (rc == 0 && dr_snapshot_check_chain(r, print_warn, NULL) < 0)
@@ -206,7 +251,7 @@ int cmd_snapshot_list(int argc, char **argv)
 
 int cmd_snapshot_show(int argc, char **argv)
 {
-    static const int allowed[] = {STORE_FLAGS, 0};
+    static const int allowed[] = {STORE_FLAGS, KEY_READ_FLAGS, 0};
     args a;
     dr_repo *r = NULL;
     int rc = args_parse(argc, argv, allowed, 1, &a);
@@ -225,6 +270,10 @@ int cmd_snapshot_show(int argc, char **argv)
         if (rc == 0)
             fputs(b.data, stdout);
         dr_buf_free(&b);
+        if (rc == 0 && dr_repo_trust(r, &m) < 0) {
+            fprintf(stderr, "drd: warning: %s\n", dr_error_msg());
+            dr_error_clear();
+        }
     }
     dr_repo_close(r);
     return rc;
@@ -246,9 +295,17 @@ static int find_newest_full(void *ctx, const dr_manifest *m)
     return 0;
 }
 
-static int verify_one(void *ctx, const dr_manifest *m)
+static int verify_one(void *ctx, const char *id, const dr_manifest *m, const char *problem)
 {
     verify_ctx *v = ctx;
+    if (problem) { /* damaged, or refused by this reader: a finding, never silently skipped */
+        char shown[DR_REPO_ID_MAX + 8];
+        dr_escape(id, strlen(id), shown, sizeof shown);
+        fprintf(stderr, "drd: FAILED %s: %s\n", shown, problem);
+        v->checked++;
+        v->failed++;
+        return 0;
+    }
     if (v->sample < 100 && strcmp(m->id, v->newest_full) != 0) {
         v->seed = v->seed * 6364136223846793005ULL + 1442695040888963407ULL;
         if ((int64_t)((v->seed >> 33) % 100) >= v->sample)
@@ -269,7 +326,7 @@ static int verify_one(void *ctx, const dr_manifest *m)
 
 int cmd_snapshot_verify(int argc, char **argv)
 {
-    static const int allowed[] = {STORE_FLAGS, O_KEYFILE, O_ALL, O_SAMPLE, 0};
+    static const int allowed[] = {STORE_FLAGS, KEY_READ_FLAGS, O_ALL, O_SAMPLE, 0};
     args a;
     dr_repo *r = NULL;
     int rc = args_parse(argc, argv, allowed, 1, &a);
@@ -292,7 +349,7 @@ int cmd_snapshot_verify(int argc, char **argv)
     }
     verify_ctx v = {.r = r, .sample = a.sample, .seed = (uint64_t)dr_wall_ms()};
     if ((rc = dr_repo_each(r, find_newest_full, &v)) < 0 ||
-        (rc = dr_repo_each(r, verify_one, &v)) < 0)
+        (rc = dr_repo_list(r, verify_one, &v)) < 0)
         goto out;
     int chain = dr_snapshot_check_chain(r, print_warn, NULL);
     if (v.checked == 0)
@@ -311,7 +368,7 @@ out:
 
 int cmd_snapshot_get(int argc, char **argv)
 {
-    static const int allowed[] = {STORE_FLAGS, O_KEYFILE, O_OUT, 0};
+    static const int allowed[] = {STORE_FLAGS, KEY_READ_FLAGS, O_OUT, 0};
     args a;
     dr_repo *r = NULL;
     int rc = args_parse(argc, argv, allowed, 1, &a);
@@ -337,7 +394,7 @@ int cmd_snapshot_get(int argc, char **argv)
 
 int cmd_snapshot_delete(int argc, char **argv)
 {
-    static const int allowed[] = {STORE_FLAGS, 0};
+    static const int allowed[] = {STORE_FLAGS, KEY_READ_FLAGS, 0};
     args a;
     dr_repo *r = NULL;
     int rc = args_parse(argc, argv, allowed, 1, &a);
@@ -359,8 +416,8 @@ int cmd_snapshot_delete(int argc, char **argv)
 
 int cmd_snapshot_prune(int argc, char **argv)
 {
-    static const int allowed[] = {STORE_FLAGS, O_KLAST,  O_KHOUR, O_KDAY,
-                                  O_KWEEK,     O_KMONTH, O_DRY,   0};
+    static const int allowed[] = {STORE_FLAGS, KEY_READ_FLAGS, O_KLAST, O_KHOUR, O_KDAY,
+                                  O_KWEEK,     O_KMONTH,       O_DRY,   0};
     args a;
     dr_repo *r = NULL;
     int deleted = 0;

@@ -54,6 +54,7 @@ static const struct option opts[] = {
     {"target", required_argument, NULL, O_TARGET},
     {"overwrite", no_argument, NULL, O_OVERWRITE},
     {"limit", required_argument, NULL, O_LIMIT},
+    {"allow-plaintext", no_argument, NULL, O_ALLOWPLAIN},
     {0, 0, 0, 0},
 };
 
@@ -132,6 +133,9 @@ int args_parse(int argc, char **argv, const int *allowed, int positional, args *
             break;
         case O_NOENC:
             a->repo.no_encryption = 1;
+            break;
+        case O_ALLOWPLAIN:
+            a->repo.allow_plaintext = 1;
             break;
         case O_COMP:
             if (!strcmp(optarg, "zstd"))
@@ -297,7 +301,15 @@ int args_open_repo(args *a, int writer, dr_repo **r)
     if (writer && a->repo.key_file && a->repo.no_encryption)
         return dr_error_set(DR_EUSAGE, "drd %s: --key-file and --no-encryption exclude each other",
                             a->cmd);
+    if (a->repo.allow_plaintext && !a->repo.key_file)
+        return dr_error_set(DR_EUSAGE,
+                            "drd %s: --allow-plaintext needs --key-file (without a keyring only "
+                            "plaintext objects are read anyway)",
+                            a->cmd);
     a->repo.need_key = writer;
+    if (a->repo.allow_plaintext)
+        dr_warn("--allow-plaintext: unencrypted objects are used too; anyone who can write to "
+                "the store could have planted them");
     return dr_repo_open(&a->repo, r);
 }
 

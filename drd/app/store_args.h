@@ -22,6 +22,12 @@
 #define KEY_HELP                                                                                   \
     "  --key-file F         keyring (drd key generate); objects are encrypted with its current "   \
     "key\n"
+/* Readers: with a keyring, only objects encrypted under it whose manifest authenticates. */
+#define KEY_READ_HELP                                                                              \
+    "  --key-file F         keyring: only objects encrypted under its keys, with authentic\n"      \
+    "                       manifests, are used (without one: only unencrypted objects)\n"         \
+    "  --allow-plaintext    with --key-file, also use unencrypted objects (which anyone who\n"     \
+    "                       can write to the store could have planted)\n"
 #define ETCD_HELP                                                                                  \
     "  --etcd URLS          etcd endpoints, comma-separated http(s)://host:port\n"                 \
     "  --etcd-cacert F --etcd-cert F --etcd-key F   TLS to etcd\n"                                 \
@@ -71,6 +77,7 @@ enum {
     O_TARGET,
     O_OVERWRITE,
     O_LIMIT,
+    O_ALLOWPLAIN,
 };
 
 typedef struct args {
@@ -88,6 +95,7 @@ typedef struct args {
 
 #define STORE_FLAGS O_STORE, O_S3EP, O_S3REGION, O_S3CA, O_S3HTTP, O_S3PART, O_CATALOG, O_TIMEOUT
 #define ETCD_FLAGS O_ETCD, O_ECA, O_ECERT, O_EKEY
+#define KEY_READ_FLAGS O_KEYFILE, O_ALLOWPLAIN
 
 /* Parses argv; allowed lists the flags this command takes (0-terminated); positional: one
  * optional positional argument (a->pos). */

@@ -91,6 +91,10 @@ int dr_buf_printf(dr_buf *b, const char *fmt, ...) DR_PRINTF(2, 3);
 void dr_buf_free(dr_buf *b);
 /* Append s as a JSON string literal (with quotes and escapes). */
 int dr_buf_json_str(dr_buf *b, const char *s, size_t n);
+/* Untrusted bytes (etcd keys, names from a store) made safe for a terminal: printable ASCII as
+ * is, a backslash as \\, every other byte as \xNN; NUL-terminated, cut with "..." when cap is
+ * too small (cap >= 4). Returns out. */
+char *dr_escape(const void *s, size_t n, char *out, size_t cap);
 
 /* ---- byte streams ----
  * Data moves through chains of filters (CONVENTIONS.md "Data paths"): a sink is pushed to, a

@@ -64,6 +64,16 @@ int dr_keyring_generate(const char *path, const char *name, char name_out[DR_KEY
  * are not serialized (the last rename wins). name_out may be NULL. */
 int dr_keyring_rotate(const char *path, const char *name, char name_out[DR_KEY_NAME_MAX + 1]);
 
+/* Authenticates small documents (the repository's manifests) under a master key: out =
+ * HMAC-SHA256(K, msg) with K = HMAC-SHA256(master key `name`, "drd manifest mac v1"), so the MAC
+ * key is never the key that wraps data keys. DR_EAUTH when the ring has no key of that name. */
+int dr_keyring_mac(const dr_keyring *k, const char *name, const void *msg, size_t len,
+                   uint8_t out[32]);
+/* Whether name is a valid master key name ([A-Za-z0-9._-]{1,64}): 1 or 0. */
+int dr_keyring_name_ok(const char *name);
+/* Constant-time comparison of n bytes: 1 when equal. */
+int dr_crypto_equal(const void *a, const void *b, size_t n);
+
 /* ---- encrypted streams (format: docs/format.md "Encryption") ----
  * Encrypting sink: a random 256-bit data key per object, wrapped with the keyring's current
  * master key; the plaintext is cut into chunks of DR_CRYPT_CHUNK bytes, each sealed with
@@ -84,6 +94,9 @@ int dr_encrypt_sink_new(dr_sink *next, const dr_keyring *k, dr_sink **out);
  * final chunk, or a wrong key under the right name), DR_EPROTO (not a drd encrypted object, or
  * an unsupported version). A failed read fails again on every later call. */
 int dr_decrypt_source_new(dr_source *in, const dr_keyring *k, dr_source **out);
+/* The name of the master key that the decrypting source's header names (and that unwrapped its
+ * data key). Borrowed, valid while dec lives. */
+const char *dr_decrypt_source_key(dr_source *dec);
 /* Reads the master key name from the first bytes of an encrypted object (at least
  * DR_CRYPT_HEADER_MAX, or the whole object when shorter). DR_EPROTO when not one. */
 #define DR_CRYPT_HEADER_MAX 256

@@ -319,6 +319,7 @@ typedef struct dec_source {
     int done;
     int failed;
     char errmsg[256];
+    char key_name[DR_KEY_NAME_MAX + 1]; /* the master key named in the (authenticated) header */
 } dec_source;
 
 static int dec_chunk(dec_source *s)
@@ -470,6 +471,7 @@ int dr_decrypt_source_new(dr_source *in, const dr_keyring *k, dr_source **out)
         goto out;
     }
     /* allocated only now that the header, chunk size included, is authenticated */
+    snprintf(s->key_name, sizeof s->key_name, "%s", name);
     s->chunk = chunk;
     s->cbuf = malloc(s->chunk + TAG_LEN);
     s->pbuf = malloc(s->chunk);
@@ -483,4 +485,9 @@ out:
     if (rc < 0)
         dec_free(&s->base);
     return rc;
+}
+
+const char *dr_decrypt_source_key(dr_source *dec)
+{
+    return ((dec_source *)dec)->key_name;
 }

@@ -767,6 +767,14 @@ static int s3_cleanup(dr_store *base, const char *prefix, int64_t older_than_ms,
             if (t > cutoff)
                 continue;
             char *key = child_dup(c, "Key"), *id = child_dup(c, "UploadId");
+            if (key && strncmp(key, full.data, full.len) != 0) {
+                /* the answer is not trusted: never abort anything outside the asked prefix */
+                dr_warn("store '%s': listing of uploads under '%s' named '%.200s': ignored",
+                        s->base.url, full.data, key);
+                free(key);
+                free(id);
+                continue;
+            }
             s3_req a = {.op = "abort upload of", .method = "DELETE", .key = key};
             aq.len = 0;
             if (!key || !id || (rc = dr_buf_printf(&aq, "uploadId=")) < 0 ||

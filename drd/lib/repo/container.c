@@ -68,14 +68,10 @@ dr_archive_writer *dr_repo_writer_archive(dr_repo_writer *w)
     return w->ar;
 }
 
-int dr_repo_writer_commit(dr_repo_writer *w, dr_manifest *m)
+/* The fields the writer decides, known before the content is: the sealed inner manifest holds
+ * them too, so that a reader can hold the outer manifest to every one of them. */
+static void writer_fields(dr_repo_writer *w, dr_manifest *m)
 {
-    int rc = dr_archive_writer_finish(w->ar); /* finishes enc -> tap -> upload */
-    if (rc < 0)
-        return rc;
-    uint8_t digest[32];
-    dr_hash_sink_result(w->tap, digest, &m->stored_bytes);
-    dr_hex(digest, 32, m->stored_sha256);
     m->format = DR_REPO_FORMAT;
     snprintf(m->data, sizeof m->data, "%s", w->data);
     snprintf(m->compression, sizeof m->compression, "%s",
@@ -87,21 +83,53 @@ int dr_repo_writer_commit(dr_repo_writer *w, dr_manifest *m)
         snprintf(m->encryption, sizeof m->encryption, "none");
         m->key_id[0] = 0;
     }
+    if (!m->drd_version[0])
+        snprintf(m->drd_version, sizeof m->drd_version, "%s", DRD_VERSION);
+}
+
+int dr_repo_writer_seal(dr_repo_writer *w, dr_manifest *m, int64_t mtime)
+{
+    writer_fields(w, m);
+    dr_buf b = {0};
+    int rc = dr_manifest_to_json(m, &b);
+    if (rc == 0)
+        rc = dr_archive_entry_begin(w->ar, "manifest.json", b.len, mtime);
+    if (rc == 0)
+        rc = dr_archive_entry_write(w->ar, b.data, b.len);
+    if (rc == 0)
+        rc = dr_archive_entry_end(w->ar);
+    dr_buf_free(&b);
+    return rc;
+}
+
+int dr_repo_writer_commit(dr_repo_writer *w, dr_manifest *m)
+{
+    int rc = dr_archive_writer_finish(w->ar); /* finishes enc -> tap -> upload */
+    if (rc < 0)
+        return rc;
+    uint8_t digest[32];
+    dr_hash_sink_result(w->tap, digest, &m->stored_bytes);
+    dr_hex(digest, 32, m->stored_sha256);
+    writer_fields(w, m);
     dr_buf b = {0};
     char name[256];
     snprintf(name, sizeof name, REPO_MANIFESTS "%s.json", m->id);
-    rc = dr_manifest_to_json(m, &b);
+    rc = dr_manifest_seal_json(m, w->r->keys, &b);
     if (rc == 0)
         rc = dr_store_put_buf(w->r->store, name, b.data, b.len);
-    dr_buf_free(&b);
-    if (rc < 0)
+    if (rc < 0) {
+        dr_buf_free(&b);
         return dr_error_wrap(rc, "cannot write manifest %s", name);
+    }
     w->committed = 1;
     /* the snapshot exists now; a catalog failure only delays its listing until the next sync */
-    if (repo_catalog_put(w->r, m) < 0) {
+    dr_manifest parsed;
+    if (dr_manifest_from_json(b.data, b.len, &parsed) < 0 ||
+        repo_catalog_put(w->r, &parsed, b.data) < 0) {
         dr_warn("catalog: %s (the next command re-syncs it from the store)", dr_error_msg());
         dr_error_clear();
     }
+    dr_buf_free(&b);
     return 0;
 }
 
@@ -160,17 +188,10 @@ int dr_repo_reader_new(dr_repo *r, const dr_manifest *m, dr_repo_reader **out)
     if (!rd)
         return dr_error_set(DR_ENOMEM, "out of memory");
     rd->m = *m;
+    /* the reader decides how to read, not the object: its keyring and --allow-plaintext */
     int encrypted = strcmp(m->encryption, "none") != 0;
-    if (encrypted && strcmp(m->encryption, "aes-256-gcm") != 0) {
-        rc = dr_error_set(DR_EPROTO, "%s: unknown encryption '%s'", m->id, m->encryption);
+    if ((rc = dr_repo_trust(r, m)) < 0)
         goto out;
-    }
-    if (encrypted && !r->keys) {
-        rc = dr_error_set(DR_EAUTH,
-                          "%s is encrypted with key '%s': give the keyring with --key-file", m->id,
-                          m->key_id);
-        goto out;
-    }
     rc = dr_store_get(r->store, m->data, 0, 0, &rd->download);
     if (rc == DR_ENOTFOUND)
         rc = dr_error_set(DR_ENOTFOUND, "%s: its data object %s is missing from the store", m->id,
@@ -189,12 +210,19 @@ int dr_repo_reader_new(dr_repo *r, const dr_manifest *m, dr_repo_reader **out)
     if (encrypted) {
         if ((rc = dr_decrypt_source_new(head, r->keys, &rd->dec)) < 0)
             goto out;
+        if (strcmp(dr_decrypt_source_key(rd->dec), m->key_id) != 0) {
+            rc = dr_error_set(DR_ECHECKSUM,
+                              "%s: the data is encrypted under key '%s' but the manifest says '%s'",
+                              m->id, dr_decrypt_source_key(rd->dec), m->key_id);
+            goto out;
+        }
         head = rd->dec;
     }
     rc = dr_archive_reader_new(head, &rd->ar);
 out:
     if (rc < 0) {
-        dr_error_wrap(rc, "%s", m->id);
+        if (!strstr(dr_error_msg(), m->id))
+            dr_error_wrap(rc, "%s", m->id);
         dr_repo_reader_free(rd);
     } else {
         *out = rd;
@@ -212,9 +240,10 @@ int dr_repo_reader_finish(dr_repo_reader *rd)
     char name[256];
     uint64_t size;
     int rc;
-    /* skip whatever entries the caller did not read, to the end of the archive */
-    while ((rc = dr_archive_next(rd->ar, name, sizeof name, &size)) == 0)
-        ;
+    /* the manifest was the last entry: anything after it is not drd's (and never inflated) */
+    if ((rc = dr_archive_next(rd->ar, name, sizeof name, &size)) == 0)
+        return dr_error_set(DR_EPROTO, "%s: unexpected entry '%.64s' after the manifest", rd->m.id,
+                            name);
     if (rc != DR_ENOTFOUND)
         return rc;
     dr_error_clear();

@@ -5,6 +5,7 @@
  * the manifest itself (a listed snapshot always has its data).
  */
 #include "drd/lib/catalog/catalog.h"
+#include "drd/lib/json/json.h"
 #include "drd/lib/repo/repo.h"
 #include "repo_int.h"
 
@@ -51,6 +52,7 @@ int dr_repo_open(const dr_repo_opts *o, dr_repo **out)
     if (o->key_file && (rc = dr_keyring_load(o->key_file, &r->keys)) < 0)
         goto out;
     r->no_encryption = o->no_encryption && !o->key_file;
+    r->allow_plaintext = o->allow_plaintext;
     if ((rc = dr_store_open(o->store_url, &o->store, &r->store)) < 0)
         goto out;
     if (o->catalog_path)
@@ -70,6 +72,15 @@ int dr_repo_open(const dr_repo_opts *o, dr_repo **out)
         free(url);
     }
     dr_error_clear();
+    /* catalogs of repository format 1 hold re-serialized manifests (no mac): start over */
+    char *layout = NULL, want[16];
+    snprintf(want, sizeof want, "%d", DR_REPO_FORMAT);
+    if (dr_catalog_meta_get(r->cat, "format", &layout) < 0 || strcmp(layout, want) != 0)
+        dr_catalog_clear(r->cat);
+    free(layout);
+    dr_error_clear();
+    if ((rc = dr_catalog_meta_set(r->cat, "format", want)) < 0)
+        goto out;
     rc = dr_catalog_meta_set(r->cat, "store", o->store_url);
 out:
     if (rc < 0)
@@ -163,14 +174,14 @@ static int find_stale(void *ctx, const dr_catalog_entry *e)
     return id_push(&s->gone, e->id, strlen(e->id));
 }
 
+/* 1: a usable entry; 2: a damaged one (read again at every sync: the cause may be gone). */
 static int has_id(void *ctx, const dr_catalog_entry *e)
 {
-    (void)e;
-    *(int *)ctx = 1;
+    *(int *)ctx = strcmp(e->kind, REPO_DAMAGED) ? 1 : 2;
     return 0;
 }
 
-int repo_read_manifest(dr_repo *r, const char *id, dr_manifest *m)
+int repo_read_manifest(dr_repo *r, const char *id, dr_manifest *m, char **text_out)
 {
     char name[256], *text = NULL;
     size_t len = 0;
@@ -178,36 +189,50 @@ int repo_read_manifest(dr_repo *r, const char *id, dr_manifest *m)
     int rc = dr_store_get_buf(r->store, name, 1 << 20, &text, &len);
     if (rc < 0)
         return rc;
-    rc = dr_manifest_from_json(text, len, m);
-    if (rc < 0)
+    if (memchr(text, 0, len))
+        rc = dr_error_set(DR_EPROTO, "%s: not a manifest (binary)", name);
+    else if ((rc = dr_manifest_from_json(text, len, m)) < 0)
         dr_error_wrap(rc, "%s", name);
     else if (strcmp(m->id, id) != 0)
         rc = dr_error_set(DR_EPROTO, "%s: manifest names a different id '%s'", name, m->id);
+    if (rc == 0 && text_out) {
+        *text_out = text;
+        text = NULL;
+    }
     free(text);
     return rc;
 }
 
-int repo_catalog_put(dr_repo *r, const dr_manifest *m)
+int repo_catalog_put(dr_repo *r, const dr_manifest *m, const char *text)
 {
-    dr_buf b = {0};
-    int rc = dr_manifest_to_json(m, &b);
-    if (rc == 0) {
-        dr_catalog_entry e = {.id = m->id,
-                              .kind = dr_repo_kind_name(m->kind),
-                              .rev_start = m->rev_start,
-                              .rev_end = m->rev_end,
-                              .created_ms = m->created_ms,
-                              .stored_bytes = m->stored_bytes,
-                              .manifest = b.data};
-        rc = dr_catalog_put(r->cat, &e);
-    }
-    dr_buf_free(&b);
-    return rc;
+    dr_catalog_entry e = {.id = m->id,
+                          .kind = dr_repo_kind_name(m->kind),
+                          .rev_start = m->rev_start,
+                          .rev_end = m->rev_end,
+                          .created_ms = m->created_ms,
+                          .stored_bytes = m->stored_bytes,
+                          .manifest = text};
+    return dr_catalog_put(r->cat, &e);
+}
+
+/* A manifest that cannot be used is kept in the catalog as kind "damaged" with the reason, so
+ * that list shows it and everything else goes on with the rest. */
+static int put_damaged(dr_repo *r, const char *id, const char *why)
+{
+    dr_catalog_entry e = {.id = id, .kind = REPO_DAMAGED, .manifest = why};
+    return dr_catalog_put(r->cat, &e);
+}
+
+/* Errors that say nothing about the manifest itself (the store is unreachable): the sync stops. */
+static int transient(int rc)
+{
+    return rc == DR_EUNAVAILABLE || rc == DR_ETIMEOUT || rc == DR_ETLS || rc == DR_EAUTH ||
+           rc == DR_ENOMEM || rc == DR_EINTR;
 }
 
 static int sync(dr_repo *r, int rebuild, int64_t *count)
 {
-    int rc = 0, in_tx = 0;
+    int rc = 0, in_tx = 0, damaged = 0;
     id_list store = {0};
     stale_ctx st = {.store = &store};
     if ((rc = dr_store_list(r->store, REPO_MANIFESTS, collect_manifest, &store)) < 0)
@@ -227,19 +252,32 @@ static int sync(dr_repo *r, int rebuild, int64_t *count)
                 goto out;
             rc = 0;
         }
-        if (have)
+        if (have == 1)
             continue;
         dr_manifest m;
-        rc = repo_read_manifest(r, store.ids[i], &m);
+        char *text = NULL;
+        rc = repo_read_manifest(r, store.ids[i], &m, &text);
         if (rc == DR_ENOTFOUND) { /* deleted since the listing */
             rc = 0;
             continue;
         }
+        if (rc < 0 && transient(rc))
+            goto out;
+        if (rc < 0) {
+            dr_warn("skipping damaged manifest %s: %s", store.ids[i], dr_error_msg());
+            damaged++;
+            rc = put_damaged(r, store.ids[i], dr_error_msg());
+            dr_error_clear();
+        } else {
+            rc = repo_catalog_put(r, &m, text);
+        }
+        free(text);
         if (rc < 0)
             goto out;
-        if ((rc = repo_catalog_put(r, &m)) < 0)
-            goto out;
     }
+    if (damaged)
+        dr_warn("%d damaged manifest%s skipped (drd snapshot list shows them)", damaged,
+                damaged == 1 ? "" : "s");
     if (!rebuild) {
         /* entries whose manifest is gone from the store */
         rc = dr_catalog_each(r->cat, NULL, find_stale, &st);
@@ -272,76 +310,182 @@ int dr_repo_rebuild(dr_repo *r, int64_t *n)
     return sync(r, 1, n);
 }
 
-typedef struct newest_ctx {
-    char id[DR_REPO_ID_MAX];
-} newest_ctx;
-
-static int take_newest(void *ctx, const dr_catalog_entry *e)
+int dr_repo_trust(dr_repo *r, const dr_manifest *m)
 {
-    newest_ctx *c = ctx;
-    snprintf(c->id, sizeof c->id, "%s", e->id); /* ordered by revision: the last one wins */
-    return 0;
-}
-
-int dr_repo_manifest(dr_repo *r, const char *id, dr_manifest *m)
-{
-    if (!strcmp(id, "latest")) {
-        newest_ctx c = {{0}};
-        int rc = dr_catalog_each(r->cat, "full", take_newest, &c);
-        if (rc < 0)
-            return rc;
-        if (!c.id[0])
-            return dr_error_set(DR_ENOTFOUND, "store '%s' holds no full snapshot",
-                                dr_store_url(r->store));
-        return repo_read_manifest(r, c.id, m);
+    int enc = strcmp(m->encryption, "none") != 0;
+    if (!r->keys) {
+        if (enc)
+            return dr_error_set(DR_EAUTH,
+                                "%s is encrypted with key '%s': give the keyring with --key-file",
+                                m->id, m->key_id);
+        return 0; /* an unencrypted store is trusted as is (docs/security.md) */
     }
-    int rc = dr_repo_parse_id(id, NULL, NULL, NULL, NULL);
-    if (rc < 0)
-        return rc;
-    rc = repo_read_manifest(r, id, m);
-    if (rc == DR_ENOTFOUND)
-        rc = dr_error_set(DR_ENOTFOUND, "no snapshot or segment '%s' in store '%s'", id,
-                          dr_store_url(r->store));
-    return rc;
+    if (!enc) {
+        if (r->allow_plaintext)
+            return 0;
+        return dr_error_set(DR_EAUTH,
+                            "%s is not encrypted but a keyring was given: refusing a plaintext "
+                            "object (planted by a store writer?); --allow-plaintext reads it",
+                            m->id);
+    }
+    if (!dr_keyring_has(r->keys, m->key_id))
+        return dr_error_set(DR_EAUTH, "%s is encrypted with key '%s', which is not in the keyring",
+                            m->id, m->key_id);
+    return dr_manifest_check_mac(m, r->keys);
 }
 
 typedef struct each_ctx {
+    dr_repo *r;
     dr_repo_manifest_cb cb;
+    dr_repo_list_cb list;
     void *ctx;
+    int warn;
 } each_ctx;
 
 static int each_entry(void *ctx, const dr_catalog_entry *e)
 {
     each_ctx *c = ctx;
     dr_manifest m;
-    int rc = dr_manifest_from_json(e->manifest, strlen(e->manifest), &m);
-    if (rc < 0)
+    const char *problem = NULL;
+    int rc = 0;
+    if (!strcmp(e->kind, REPO_DAMAGED)) {
+        problem = e->manifest;
+    } else if ((rc = dr_manifest_from_json(e->manifest, strlen(e->manifest), &m)) < 0) {
         return dr_error_wrap(rc, "catalog entry %s (run drd catalog rebuild)", e->id);
+    } else if (dr_repo_trust(c->r, &m) < 0) {
+        problem = dr_error_msg();
+    }
+    if (c->list) {
+        rc = c->list(c->ctx, e->id, problem ? (strcmp(e->kind, REPO_DAMAGED) ? &m : NULL) : &m,
+                     problem);
+        dr_error_clear();
+        return rc;
+    }
+    if (problem) {
+        if (c->warn && strcmp(e->kind, REPO_DAMAGED) != 0) /* the sync named the damaged ones */
+            dr_warn("skipping %s: %s", e->id, problem);
+        dr_error_clear();
+        return 0;
+    }
     return c->cb(c->ctx, &m);
 }
 
 int dr_repo_each(dr_repo *r, dr_repo_manifest_cb cb, void *ctx)
 {
-    each_ctx c = {cb, ctx};
+    each_ctx c = {.r = r, .cb = cb, .ctx = ctx, .warn = !r->each_warned};
+    r->each_warned = 1;
     return dr_catalog_each(r->cat, NULL, each_entry, &c);
+}
+
+int dr_repo_list(dr_repo *r, dr_repo_list_cb cb, void *ctx)
+{
+    each_ctx c = {.r = r, .list = cb, .ctx = ctx};
+    return dr_catalog_each(r->cat, NULL, each_entry, &c);
+}
+
+typedef struct newest_ctx {
+    dr_manifest m;      /* the newest usable full snapshot */
+    char refused[1024]; /* why the newest refused one was refused */
+    int usable, skipped;
+} newest_ctx;
+
+static int take_newest(void *ctx, const char *id, const dr_manifest *m, const char *problem)
+{
+    newest_ctx *c = ctx;
+    (void)id;
+    if (!m || m->kind != DR_KIND_FULL) /* damaged ones were named by the sync */
+        return 0;
+    if (problem) {
+        dr_warn("not a candidate for latest: %s", problem);
+        snprintf(c->refused, sizeof c->refused, "%s", problem);
+        c->skipped++;
+        return 0;
+    }
+    c->m = *m; /* ordered by revision: the last one wins */
+    c->usable = 1;
+    return 0;
+}
+
+int dr_repo_manifest(dr_repo *r, const char *id, dr_manifest *m)
+{
+    if (!strcmp(id, "latest")) {
+        newest_ctx *c = calloc(1, sizeof *c);
+        if (!c)
+            return dr_error_set(DR_ENOMEM, "out of memory");
+        int rc = dr_repo_list(r, take_newest, c);
+        if (rc == 0 && c->usable)
+            *m = c->m;
+        else if (rc == 0 && c->skipped)
+            rc = dr_error_set(DR_EAUTH,
+                              "no full snapshot in store '%s' that this reader can use (%s)",
+                              dr_store_url(r->store), c->refused);
+        else if (rc == 0)
+            rc = dr_error_set(DR_ENOTFOUND, "store '%s' holds no full snapshot",
+                              dr_store_url(r->store));
+        free(c);
+        return rc;
+    }
+    int rc = dr_repo_parse_id(id, NULL, NULL, NULL, NULL);
+    if (rc < 0)
+        return rc;
+    rc = repo_read_manifest(r, id, m, NULL);
+    if (rc == DR_ENOTFOUND)
+        rc = dr_error_set(DR_ENOTFOUND, "no snapshot or segment '%s' in store '%s'", id,
+                          dr_store_url(r->store));
+    return rc;
+}
+
+typedef struct shared_ctx {
+    const char *id, *data;
+    int others;
+} shared_ctx;
+
+static int count_sharing(void *ctx, const dr_catalog_entry *e)
+{
+    shared_ctx *c = ctx;
+    dr_manifest m;
+    if (strcmp(e->kind, REPO_DAMAGED) != 0 && strcmp(e->id, c->id) != 0 &&
+        dr_manifest_from_json(e->manifest, strlen(e->manifest), &m) == 0 &&
+        strcmp(m.data, c->data) == 0)
+        c->others++;
+    dr_error_clear();
+    return 0;
 }
 
 int dr_repo_delete(dr_repo *r, const char *id)
 {
     dr_manifest m;
-    int rc = dr_repo_manifest(r, id, &m);
-    if (rc < 0)
-        return rc;
     char name[256];
-    snprintf(name, sizeof name, REPO_MANIFESTS "%s.json", m.id);
+    snprintf(name, sizeof name, REPO_MANIFESTS "%s.json", id);
+    int rc = repo_read_manifest(r, id, &m, NULL), keep_data = 0;
+    if (rc == DR_ENOTFOUND)
+        return dr_error_set(DR_ENOTFOUND, "no snapshot or segment '%s' in store '%s'", id,
+                            dr_store_url(r->store));
+    if (rc < 0 && transient(rc))
+        return rc;
+    if (rc < 0 || dr_repo_trust(r, &m) < 0) {
+        dr_warn("%s: %s: deleting the manifest only (its data, if any, is left to cleanup)", id,
+                dr_error_msg());
+        keep_data = 1;
+    } else {
+        shared_ctx c = {.id = id, .data = m.data};
+        if ((rc = dr_catalog_each(r->cat, NULL, count_sharing, &c)) < 0)
+            return rc;
+        if (c.others) {
+            dr_warn("%s: its data %s is named by %d other manifest%s: kept", id, m.data, c.others,
+                    c.others == 1 ? "" : "s");
+            keep_data = 1;
+        }
+    }
+    dr_error_clear();
     if ((rc = dr_store_delete(r->store, name)) < 0)
         return rc;
-    if ((rc = dr_store_delete(r->store, m.data)) < 0)
+    if (!keep_data && (rc = dr_store_delete(r->store, m.data)) < 0)
         return dr_error_wrap(rc,
                              "%s deleted but its data %s remains (drd snapshot cleanup "
                              "removes it)",
-                             m.id, m.data);
-    return dr_catalog_remove(r->cat, m.id);
+                             id, m.data);
+    return dr_catalog_remove(r->cat, id);
 }
 
 /* ---- cleanup of orphaned data ---- */
@@ -360,10 +504,31 @@ static int64_t name_ms(const char *name)
     return dash ? strtoll(dash + 1, NULL, 10) : 0;
 }
 
-static int ref_data(void *ctx, const dr_manifest *m)
+/* Every manifest's data counts as referenced, trusted or not (a reader without the keyring
+ * cannot tell): cleanup never removes what any parseable manifest names. */
+static int ref_data(void *ctx, const char *id, const dr_manifest *m, const char *problem)
 {
     orphan_ctx *o = ctx;
-    return id_push(&o->referenced, m->data, strlen(m->data));
+    (void)problem;
+    if (m)
+        return id_push(&o->referenced, m->data, strlen(m->data));
+    /* damaged, e.g. a newer drd's format: whatever "data" it names is kept too */
+    char name[256], *text = NULL;
+    size_t len = 0;
+    dr_json *j = NULL;
+    int rc = 0;
+    snprintf(name, sizeof name, REPO_MANIFESTS "%s.json", id);
+    if (dr_store_get_buf(o->r->store, name, 1 << 20, &text, &len) == 0 &&
+        dr_json_parse(text, len, &j) == 0) {
+        const char *d = dr_json_str(j, "data");
+        if (d)
+            rc = id_push(&o->referenced, d, strlen(d));
+    }
+    if (rc == 0)
+        dr_error_clear();
+    dr_json_free(j);
+    free(text);
+    return rc;
 }
 
 static int drop_orphan(void *ctx, const dr_store_obj *obj)
@@ -392,7 +557,7 @@ int dr_repo_cleanup(dr_repo *r, const char *job, int64_t older_than_ms, int *n)
     orphan_ctx o = {.r = r, .before_ms = dr_wall_ms() - older_than_ms};
     if ((rc = dr_repo_sync(r, NULL)) < 0)
         goto out;
-    if ((rc = dr_repo_each(r, ref_data, &o)) < 0)
+    if ((rc = dr_repo_list(r, ref_data, &o)) < 0)
         goto out;
     if (o.referenced.n)
         qsort(o.referenced.ids, o.referenced.n, sizeof(char *), cmp_str);

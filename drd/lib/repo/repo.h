@@ -27,7 +27,9 @@
 #include "drd/lib/objstore/objstore.h"
 
 #define DR_REPO_ID_MAX 80
-#define DR_REPO_FORMAT 1
+/* 2: the outer manifest carries a MAC when encrypted, and the sealed inner manifest the data,
+ * compression, encryption and key fields (format 1 objects are refused as damaged). */
+#define DR_REPO_FORMAT 2
 
 typedef enum { DR_KIND_FULL = 0, DR_KIND_INCR = 1 } dr_repo_kind;
 const char *dr_repo_kind_name(dr_repo_kind k);
@@ -66,10 +68,27 @@ typedef struct dr_manifest {
     int64_t leases;   /* incr: lease records */
     char labels[512]; /* "k=v,k2=v2" */
     char drd_version[32];
+    /* Outer manifests of encrypted objects end with "mac": hex HMAC (dr_keyring_mac under key_id)
+     * of the sha256 of the text before the mac line (docs/format.md "Manifest"). from_json sets
+     * mac ("" when the text does not end in exactly that line) and body_sha256; to_json never
+     * writes it (dr_manifest_seal_json does). */
+    char mac[65];
+    uint8_t body_sha256[32];
 } dr_manifest;
+/* The manifest as JSON, without a mac. */
 int dr_manifest_to_json(const dr_manifest *m, dr_buf *out);
-/* DR_EPROTO naming the field when something is missing or malformed. */
+/* The outer manifest: to_json plus, when m is encrypted, the mac line under m->key_id.
+ * DR_EAUTH when the keyring lacks that key. */
+int dr_manifest_seal_json(const dr_manifest *m, const dr_keyring *k, dr_buf *out);
+/* Parses and range-checks a manifest (any text: it comes from the store). DR_EPROTO naming the
+ * field when something is missing, malformed or out of range, or the format is not this drd's. */
 int dr_manifest_from_json(const char *text, size_t len, dr_manifest *m);
+/* Whether mac authenticates m under k (its key_id): 0, or DR_EAUTH saying why not. */
+int dr_manifest_check_mac(const dr_manifest *m, const dr_keyring *k);
+/* Compares the sealed inner manifest with the outer one on every field that steers reading or
+ * choosing (all but stored.*, which the inner one cannot know, and mac): 0, or DR_ECHECKSUM
+ * naming the first field that differs. */
+int dr_manifest_compare_inner(const dr_manifest *outer, const dr_manifest *inner);
 
 /* ---- the repository handle ---- */
 typedef struct dr_repo dr_repo;
@@ -79,9 +98,15 @@ typedef struct dr_repo_opts {
     const char *key_file;     /* keyring; required for writing unless no_encryption */
     int no_encryption;        /* write plaintext objects (explicit opt-out) */
     int need_key;             /* refuse to open without a key (writers) */
+    int allow_plaintext;      /* with a keyring: read unencrypted objects too (--allow-plaintext) */
     const char *catalog_path; /* NULL: $DRD_CATALOG_DIR or $XDG_STATE_HOME/drd or
                                  ~/.local/state/drd, file catalog-<hash of URL>.db */
 } dr_repo_opts;
+/* Whether this reader may act on m (docs/security.md): without a keyring, plaintext objects only
+ * (an unencrypted store is trusted as is); with one, only objects encrypted under a key of the
+ * ring whose outer manifest's mac verifies, and plaintext ones only with allow_plaintext. 0, or
+ * DR_EAUTH with one line naming the object and why. */
+int dr_repo_trust(dr_repo *r, const dr_manifest *m);
 /* Opens store, keyring (when given) and catalog. Writers: DR_EUSAGE when neither a key file nor
  * no_encryption is given. */
 int dr_repo_open(const dr_repo_opts *o, dr_repo **out);
@@ -98,11 +123,19 @@ int dr_repo_rebuild(dr_repo *r, int64_t *n);
 
 /* Reads a manifest by ID (or "latest": the newest full snapshot) from the store. */
 int dr_repo_manifest(dr_repo *r, const char *id, dr_manifest *m);
-/* Calls cb for each manifest in the catalog (after a sync), ordered by rev_end, segments before
- * the full snapshot of the same revision. */
+/* Calls cb for each manifest in the catalog (after a sync) that dr_repo_trust accepts, ordered by
+ * rev_end, segments before the full snapshot of the same revision; the others are skipped (named
+ * in a warning on the handle's first call). */
 typedef int (*dr_repo_manifest_cb)(void *ctx, const dr_manifest *m);
 int dr_repo_each(dr_repo *r, dr_repo_manifest_cb cb, void *ctx);
-/* Deletes an object: manifest first (it disappears at once), then data, then the catalog row. */
+/* Calls cb for every manifest in the catalog, usable or not: m is NULL for a damaged one (not
+ * parseable: problem says why), problem is NULL for one dr_repo_trust accepts. */
+typedef int (*dr_repo_list_cb)(void *ctx, const char *id, const dr_manifest *m,
+                               const char *problem);
+int dr_repo_list(dr_repo *r, dr_repo_list_cb cb, void *ctx);
+/* Deletes an object: manifest first (it disappears at once), then data, then the catalog row.
+ * The data goes only when the manifest is one dr_repo_trust accepts and no other manifest
+ * names the same data, so deleting a planted or damaged manifest removes that manifest alone. */
 int dr_repo_delete(dr_repo *r, const char *id);
 /* Removes data objects no manifest references (a killed writer's) and unfinished uploads, of
  * job (NULL: every job) and older than older_than_ms. A run holding the job's lock passes 0: no
@@ -119,7 +152,10 @@ typedef struct dr_repo_writer dr_repo_writer;
 /* job names the writer ("save", "follow") in the data object's name (data/<job>-...). */
 int dr_repo_writer_new(dr_repo *r, const char *job, dr_compress c, dr_repo_writer **out);
 dr_archive_writer *dr_repo_writer_archive(dr_repo_writer *w);
-/* m: kind, revisions, id and content fields set by the caller. */
+/* Writes the sealed inner manifest (entry "manifest.json", the last one) after filling m's
+ * format, data, compression, encryption and key fields; m: everything but stored.* set. */
+int dr_repo_writer_seal(dr_repo_writer *w, dr_manifest *m, int64_t mtime);
+/* m: as given to seal. Fills stored.*, writes the outer manifest (with its mac when encrypted). */
 int dr_repo_writer_commit(dr_repo_writer *w, dr_manifest *m);
 void dr_repo_writer_free(dr_repo_writer *w);
 

@@ -7,16 +7,21 @@
 #define REPO_MANIFESTS "manifests/"
 #define REPO_DATA "data/"
 #define REPO_LOCKS "locks/"
+#define REPO_DAMAGED "damaged" /* catalog kind of a manifest that cannot be used */
 
 struct dr_repo {
     dr_store *store;
     dr_keyring *keys;
     struct dr_catalog *cat;
     int no_encryption;
+    int allow_plaintext;
+    int each_warned; /* dr_repo_each has named the objects it skips once */
     char catalog_path[4096];
 };
 
-int repo_read_manifest(dr_repo *r, const char *id, dr_manifest *m);
-int repo_catalog_put(dr_repo *r, const dr_manifest *m);
+/* Reads and parses manifests/<id>.json; text (may be NULL) gets the raw document (caller frees). */
+int repo_read_manifest(dr_repo *r, const char *id, dr_manifest *m, char **text);
+/* Records m in the catalog with its raw text (the mac covers those bytes). */
+int repo_catalog_put(dr_repo *r, const dr_manifest *m, const char *text);
 
 #endif

@@ -40,16 +40,7 @@ static int check_inner(const dr_manifest *outer, const char *text, size_t len)
     int rc = dr_manifest_from_json(text, len, &in);
     if (rc < 0)
         return dr_error_wrap(DR_ECHECKSUM, "%s: inner manifest", outer->id);
-    if (strcmp(in.id, outer->id) || in.rev_start != outer->rev_start ||
-        in.rev_end != outer->rev_end || in.kind != outer->kind ||
-        strcmp(in.plain_sha256, outer->plain_sha256) || in.plain_bytes != outer->plain_bytes ||
-        in.has_hashkv != outer->has_hashkv || in.hashkv != outer->hashkv ||
-        in.key_count != outer->key_count || in.events != outer->events)
-        return dr_error_set(DR_ECHECKSUM,
-                            "%s: the manifest in the store does not match the one sealed in the "
-                            "object (edited manifest?)",
-                            outer->id);
-    return 0;
+    return dr_manifest_compare_inner(outer, &in);
 }
 
 typedef struct plain_check {
@@ -99,6 +90,12 @@ static int read_full(dr_repo_reader *rd, const dr_manifest *m, dr_sink *out, int
         rc = dr_error_set(DR_EPROTO, "%s: first entry is '%s', expected etcd.db", m->id, name);
         goto out;
     }
+    if (size != m->plain_bytes) { /* checked before a byte is written: no disk filled */
+        rc = dr_error_set(DR_ECHECKSUM,
+                          "%s: etcd.db entry has %" PRIu64 " bytes, manifest says %" PRIu64, m->id,
+                          size, m->plain_bytes);
+        goto out;
+    }
     if ((rc = dr_sha256_new(&p.h)) < 0)
         goto out;
     enum { CHUNK = 256 * 1024 };
@@ -113,6 +110,11 @@ static int read_full(dr_repo_reader *rd, const dr_manifest *m, dr_sink *out, int
         if (!n)
             break;
         p.bytes += n;
+        if (p.bytes > m->plain_bytes) { /* more than the entry said: never write past it */
+            rc = dr_error_set(DR_ECHECKSUM, "%s: content exceeds the manifest's %" PRIu64 " bytes",
+                              m->id, m->plain_bytes);
+            goto out;
+        }
         if ((check_plain && (rc = dr_sha256_update(p.h, buf, n)) < 0) ||
             (out && (rc = dr_sink_write(out, buf, n)) < 0))
             goto out;
@@ -148,6 +150,7 @@ typedef struct tee_source {
     dr_source base;
     dr_source *in;
     plain_check *p;
+    uint64_t max;
 } tee_source;
 
 static int tee_read(dr_source *base, void *buf, size_t cap, size_t *n)
@@ -156,6 +159,9 @@ static int tee_read(dr_source *base, void *buf, size_t cap, size_t *n)
     int rc = dr_source_read(t->in, buf, cap, n);
     if (rc == 0 && *n) {
         t->p->bytes += *n;
+        if (t->p->bytes > t->max) /* a decompression bomb stops at the manifest's size */
+            return dr_error_set(DR_ECHECKSUM,
+                                "segment events exceed the manifest's %" PRIu64 " bytes", t->max);
         rc = dr_sha256_update(t->p->h, buf, *n);
     }
     return rc;
@@ -179,7 +185,7 @@ static int read_incr(dr_repo_reader *rd, const dr_manifest *m, int64_t upto, dr_
     int rc;
     if ((rc = dr_sha256_new(&p.h)) < 0 || (rc = dr_repo_events_source_new(ar, &ev)) < 0)
         goto out;
-    tee_source tee = {{&tee_ops}, ev, &p};
+    tee_source tee = {{&tee_ops}, ev, &p, m->plain_bytes};
     if ((rc = dr_seg_reader_new(&tee.base, &sr)) < 0)
         goto out;
     int64_t expect = m->rev_start, rev = 0, events = 0;

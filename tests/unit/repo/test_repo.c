@@ -48,7 +48,7 @@ static void sample(dr_manifest *m)
     m->rev_start = m->rev_end = 4242;
     m->created_ms = 1795327501000LL;
     dr_repo_make_id(m->kind, m->rev_start, m->rev_end, m->created_ms, m->id);
-    snprintf(m->data, sizeof m->data, "data/save-1795327501000-abcdef.drd");
+    snprintf(m->data, sizeof m->data, "data/save-1795327501000-abcdef012345.drd");
     m->cluster_id = 0xcdef0123456789abULL;
     m->member_id = 42;
     snprintf(m->etcd_version, sizeof m->etcd_version, "3.4.23");
