@@ -440,15 +440,12 @@ typedef struct shared_ctx {
     int others;
 } shared_ctx;
 
-static int count_sharing(void *ctx, const dr_catalog_entry *e)
+/* Only manifests this reader trusts count: a planted one cannot pin real data either. */
+static int count_sharing(void *ctx, const char *id, const dr_manifest *m, const char *problem)
 {
     shared_ctx *c = ctx;
-    dr_manifest m;
-    if (strcmp(e->kind, REPO_DAMAGED) != 0 && strcmp(e->id, c->id) != 0 &&
-        dr_manifest_from_json(e->manifest, strlen(e->manifest), &m) == 0 &&
-        strcmp(m.data, c->data) == 0)
+    if (m && !problem && strcmp(id, c->id) != 0 && strcmp(m->data, c->data) == 0)
         c->others++;
-    dr_error_clear();
     return 0;
 }
 
@@ -469,7 +466,7 @@ int dr_repo_delete(dr_repo *r, const char *id)
         keep_data = 1;
     } else {
         shared_ctx c = {.id = id, .data = m.data};
-        if ((rc = dr_catalog_each(r->cat, NULL, count_sharing, &c)) < 0)
+        if ((rc = dr_repo_list(r, count_sharing, &c)) < 0)
             return rc;
         if (c.others) {
             dr_warn("%s: its data %s is named by %d other manifest%s: kept", id, m.data, c.others,
