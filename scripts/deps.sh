@@ -15,7 +15,7 @@ PACKAGES=(
     etcd-server etcd-client
     # libraries
     libcmocka-dev libyaml-dev libssl-dev openssl libsqlite3-dev libcurl4-openssl-dev
-    libxml2-dev libarchive-dev libzstd-dev librsync-dev libjansson-dev
+    libxml2-dev libarchive-dev libzstd-dev librsync-dev libjansson-dev libmicrohttpd-dev
     # real S3 for tests: a single-node Ceph cluster with radosgw on loopback
     ceph-mon ceph-osd radosgw ceph-common
     # used by scripts/ and tests/harness: curl, jq, ps, ss

@@ -25,12 +25,6 @@ int drd_getopt(int argc, char **argv, const struct option *opts, const char *cmd
 /* True when argv contains --help or -h. */
 int drd_wants_help(int argc, char **argv);
 
-/* Status server: serves GET /metrics, /healthz, /status from render() on addr "host:port" in a
- * background thread. render writes the body for a path; returns HTTP status. */
-typedef int (*drd_http_render)(void *ctx, const char *path, void *dr_buf_out, const char **ctype);
-int drd_http_start(const char *addr, drd_http_render render, void *ctx);
-void drd_http_stop(void);
-
 int cmd_replicate_etcd(int argc, char **argv);
 int cmd_replicate_seed(int argc, char **argv);
 int cmd_replicate_status(int argc, char **argv);

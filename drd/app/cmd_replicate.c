@@ -2,6 +2,7 @@
  * drd replicate etcd|seed|status|verify: flag parsing and output. The work is in replicate/.
  */
 #include "drd/app/cmd.h"
+#include "drd/lib/http/http.h"
 #include "drd/core/core.h"
 #include "replicate/replicate.h"
 
@@ -32,10 +33,12 @@ const char usage_replicate_etcd[] =
     "  --max-txn-ops N    the target's --max-txn-ops (default 128)\n"
     "  --window N         transactions in flight (default 8, exact mode at most 8)\n"
     "  --until-caught-up  exit 0 once every source revision that existed at start is applied\n"
-    "  --status-listen A  serve /metrics, /healthz, /readyz, /status on A "
-    "(host:port)\n" TLS_FLAGS_HELP
-    "\nRuns until SIGTERM/SIGINT, then stops cleanly. Alarms (exit non-zero): a foreign write on\n"
-    "an exact standby, a standby that was not seeded, a source compacted past the cursor.\n";
+    "  --status-listen A  serve /metrics, /healthz, /readyz, /status on A (host:port,\n"
+    "                     [ipv6]:port, or :port for every address)\n" TLS_FLAGS_HELP
+    "\nRuns until SIGTERM/SIGINT, then stops cleanly. Alarms: a foreign write on an exact\n"
+    "standby, a standby that was not seeded, a source compacted past the cursor. On an alarm it\n"
+    "stays up in state alarm (/readyz 503 with the reason, drd_replicate_alarm 1, /healthz 200)\n"
+    "until SIGTERM, then exits with the alarm's code; with --until-caught-up it exits at once.\n";
 
 const char usage_replicate_seed[] =
     "usage: drd replicate seed --source URLS --data-dir DIR --name NAME --initial-cluster C\n"
@@ -273,46 +276,71 @@ static int parse(int argc, char **argv, const char *cmd, parsed *p)
     return 0;
 }
 
+/* What the status server shows. States of the command (the replicator's own are in stats):
+ *   running --(dr_repl_run returns an alarm: diverged, not seeded, compacted)--> alarm
+ *   alarm --(SIGTERM)--> exit with the alarm's code
+ * In alarm the process stays up (unless --until-caught-up) so that monitoring sees the reason on
+ * /readyz and /metrics instead of a target that vanished; /healthz stays 200 (the process is
+ * alive and answering: restarting it would not help). */
 typedef struct live {
     dr_repl_stats stats;
     const char *name;
+    char alarm[512]; /* written before alarm_code is published */
+    int alarm_code;  /* read by the server thread with __atomic_load_n */
 } live;
 
-static int render(void *ctx, const char *path, void *out, const char **ctype)
+static int render(void *ctx, const char *path, dr_buf *b, const char **ctype)
 {
     live *l = ctx;
-    dr_buf *b = out;
     int st = l->stats.state;
+    int alarm = __atomic_load_n(&l->alarm_code, __ATOMIC_ACQUIRE);
     if (strcmp(path, "/metrics") == 0) {
         *ctype = "text/plain; version=0.0.4";
         dr_repl_metrics(&l->stats, l->name, b);
+        dr_buf_printf(b,
+                      "# HELP drd_replicate_alarm 1 while stopped by an alarm (code: drd's error "
+                      "name; docs/alarms.md).\n# TYPE drd_replicate_alarm gauge\n"
+                      "drd_replicate_alarm{name=\"%s\",code=\"%s\"} %d\n",
+                      l->name, alarm ? dr_error_name(alarm) : "", alarm != 0);
         return 200;
     }
     if (strcmp(path, "/healthz") == 0) {
-        int ok = st != DR_REPL_ALARM;
-        dr_buf_printf(b, "%s\n", ok ? "ok" : "alarm");
-        return ok ? 200 : 503;
+        dr_buf_printf(b, "ok\n");
+        return 200;
     }
     if (strcmp(path, "/readyz") == 0) {
-        int ok = st == DR_REPL_STREAMING;
+        if (alarm) {
+            dr_buf_printf(b, "alarm: %s\n", l->alarm);
+            return 503;
+        }
         dr_buf_printf(b, "%s\n", dr_repl_state_name(st));
-        return ok ? 200 : 503;
+        return st == DR_REPL_STREAMING ? 200 : 503;
     }
     if (strcmp(path, "/status") == 0) {
         *ctype = "application/json";
         dr_buf_printf(b,
                       "{\"name\":\"%s\",\"state\":\"%s\",\"source_revision\":%lld,"
-                      "\"applied_revision\":%lld,\"lag_revisions\":%lld,\"lag_seconds\":%.3f}\n",
+                      "\"applied_revision\":%lld,\"lag_revisions\":%lld,\"lag_seconds\":%.3f",
                       l->name, dr_repl_state_name(st), (long long)l->stats.source_revision,
                       (long long)l->stats.applied_revision,
                       (long long)(l->stats.source_revision > l->stats.applied_revision
                                       ? l->stats.source_revision - l->stats.applied_revision
                                       : 0),
                       (double)l->stats.lag_ms / 1000.0);
+        if (alarm) {
+            dr_buf_printf(b, ",\"alarm\":");
+            dr_buf_json_str(b, l->alarm, strlen(l->alarm));
+        }
+        dr_buf_printf(b, "}\n");
         return 200;
     }
     dr_buf_printf(b, "not found\n");
     return 404;
+}
+
+static int is_alarm(int rc)
+{
+    return rc == DR_EDIVERGED || rc == DR_ENOTSEEDED || rc == DR_ECOMPACTED;
 }
 
 int cmd_replicate_etcd(int argc, char **argv)
@@ -326,12 +354,21 @@ int cmd_replicate_etcd(int argc, char **argv)
     static live l;
     memset(&l, 0, sizeof l);
     l.name = p.r.name;
+    dr_http_server *srv = NULL;
     drd_signals_install();
     p.r.stop = &drd_stop;
-    if (p.listen && (rc = drd_http_start(p.listen, render, &l)) < 0)
+    if (p.listen && (rc = dr_http_start(p.listen, "--status-listen", NULL, render, &l, &srv)) < 0)
         return rc;
     rc = dr_repl_run(&p.r, &l.stats);
-    drd_http_stop();
+    if (is_alarm(rc) && !p.r.until_caught_up) {
+        snprintf(l.alarm, sizeof l.alarm, "%s", dr_error_msg());
+        __atomic_store_n(&l.alarm_code, rc, __ATOMIC_RELEASE);
+        dr_log(DR_LOG_ERROR, "alarm: %s (staying up in state alarm until SIGTERM)", l.alarm);
+        while (!drd_stop)
+            dr_sleep_ms(200);
+        dr_error_set(rc, "%s", l.alarm);
+    }
+    dr_http_stop(srv);
     if (rc == 0 && p.r.until_caught_up)
         printf("caught up at revision %lld\n", (long long)l.stats.applied_revision);
     return rc;
