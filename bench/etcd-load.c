@@ -5,8 +5,11 @@
  *                  [--inflight K]
  *       writes keys P<seq> (seq = S .. S+N-1, zero-padded to 8 digits), one Txn with a single Put
  *       each, up to K in flight on one connection (pipelined), as fast as the server takes them or
- *       at R puts/s. Each value starts with the wall-clock send time in microseconds, padded with
- *       'x' to B bytes, so that `lag` can tell how old an event is when it reaches the standby.
+ *       at R puts/s. Each value starts with the wall-clock send time in microseconds, so that
+ *       `lag` can tell how old an event is when it reaches the standby, and is filled to B bytes
+ *       by --fill: half-random (default: half of it random bytes, half 'x', so it compresses
+ *       about 2x, like a cluster's mix of Secrets and specs) or x (all 'x': compresses ~65x, for
+ *       runs that measure only the replication path).
  *   etcd-load del  --endpoints URL --prefix P --count N [--start S] [--inflight K]
  *       deletes the same keys, pipelined the same way.
  *   etcd-load lag  --endpoints STANDBY_URL --prefix P --count N [--idle SECS] [--timeout SECS]
@@ -45,7 +48,28 @@ typedef struct opts {
     int64_t inflight; /* transactions in flight */
     int64_t idle_s;   /* lag: stop after this long without events */
     int64_t timeout_s;
+    int fill_x; /* --fill x */
 } opts;
+
+/* splitmix64: fast, and enough to make values incompressible */
+static uint64_t next_rand(uint64_t *s)
+{
+    uint64_t z = (*s += 0x9e3779b97f4a7c15ULL);
+    z = (z ^ (z >> 30)) * 0xbf58476d1ce4e5b9ULL;
+    z = (z ^ (z >> 27)) * 0x94d049bb133111ebULL;
+    return z ^ (z >> 31);
+}
+
+/* Fills val[from, to): the first half of it random bytes (unless fill_x), the rest 'x'. */
+static void fill_value(const opts *o, uint8_t *val, int64_t from, int64_t to, uint64_t *seed)
+{
+    int64_t rnd = o->fill_x ? from : from + (to - from) / 2;
+    for (int64_t i = from; i < rnd; i += 8) {
+        uint64_t r = next_rand(seed);
+        memcpy(val + i, &r, (size_t)(rnd - i < 8 ? rnd - i : 8));
+    }
+    memset(val + rnd, 'x', (size_t)(to - rnd));
+}
 
 static int64_t wall_us(void)
 {
@@ -98,6 +122,7 @@ static int cmd_write(dr_etcd *e, const opts *o, int del)
     char key[512];
     size_t vcap = (size_t)o->value_size + 32;
     char *val = malloc(vcap);
+    uint64_t seed = (uint64_t)wall_us() ^ ((uint64_t)o->start << 32);
     int64_t done = 0, failed = 0, behind_us = 0;
     if (!val) {
         rc = dr_error_set(DR_ENOMEM, "out of memory");
@@ -132,7 +157,7 @@ static int cmd_write(dr_etcd *e, const opts *o, int del)
         } else {
             int vlen = snprintf(val, vcap, "%" PRId64 " ", wall_us());
             if (vlen < o->value_size) {
-                memset(val + vlen, 'x', (size_t)(o->value_size - vlen));
+                fill_value(o, (uint8_t *)val, vlen, o->value_size, &seed);
                 vlen = (int)o->value_size;
             }
             rc = dr_etcd_txn_put(t, DR_TXN_SUCCESS, key, (size_t)klen, val, (size_t)vlen, 0);
@@ -272,14 +297,16 @@ static int cmd_wait(dr_etcd *e, const opts *o)
 
 static void usage(FILE *f)
 {
-    fprintf(f, "usage: etcd-load put  --endpoints URL --prefix P --count N [--start S]\n"
-               "                      [--value-size B] [--rate R] [--inflight K]\n"
-               "       etcd-load del  --endpoints URL --prefix P --count N [--start S] "
-               "[--inflight K]\n"
-               "       etcd-load lag  --endpoints URL --prefix P --count N [--idle S] "
-               "[--timeout S]\n"
-               "       etcd-load wait --endpoints URL --prefix P --count N [--timeout S]\n"
-               "every command also takes --cacert F --cert F --key F for https endpoints\n");
+    fprintf(
+        f,
+        "usage: etcd-load put  --endpoints URL --prefix P --count N [--start S]\n"
+        "                      [--value-size B] [--fill half-random|x] [--rate R] [--inflight K]\n"
+        "       etcd-load del  --endpoints URL --prefix P --count N [--start S] "
+        "[--inflight K]\n"
+        "       etcd-load lag  --endpoints URL --prefix P --count N [--idle S] "
+        "[--timeout S]\n"
+        "       etcd-load wait --endpoints URL --prefix P --count N [--timeout S]\n"
+        "every command also takes --cacert F --cert F --key F for https endpoints\n");
 }
 
 int main(int argc, char **argv)
@@ -297,6 +324,7 @@ int main(int argc, char **argv)
                                        {"cacert", required_argument, NULL, 'C'},
                                        {"cert", required_argument, NULL, 'T'},
                                        {"key", required_argument, NULL, 'K'},
+                                       {"fill", required_argument, NULL, 'f'},
                                        {"help", no_argument, NULL, 'h'},
                                        {NULL, 0, NULL, 0}};
     if (argc < 2 || !strcmp(argv[1], "--help") || !strcmp(argv[1], "-h")) {
@@ -323,6 +351,13 @@ int main(int argc, char **argv)
             break;
         case 'K':
             o.key = optarg;
+            break;
+        case 'f':
+            if (strcmp(optarg, "x") && strcmp(optarg, "half-random")) {
+                fprintf(stderr, "etcd-load: --fill must be half-random or x, not '%s'\n", optarg);
+                return 2;
+            }
+            o.fill_x = !strcmp(optarg, "x");
             break;
         case 'n':
             num = &o.count;
