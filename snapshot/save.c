@@ -19,6 +19,7 @@
 
 typedef struct save_ctx {
     dr_archive_writer *ar;
+    dr_sink *async; /* the etcd.db entry, written by its own thread: zstd, AES, upload */
     dr_bolt_scan *scan;
     dr_sha256 *plain;
     dr_repo_lock *lock;
@@ -42,7 +43,7 @@ static int on_data(void *ctx, const void *data, size_t len)
     int rc;
     if ((rc = dr_bolt_scan_feed(s->scan, data, len)) < 0 ||
         (rc = dr_sha256_update(s->plain, data, len)) < 0 ||
-        (rc = dr_archive_entry_write(s->ar, data, len)) < 0)
+        (rc = dr_sink_write(s->async, data, len)) < 0)
         return rc;
     s->bytes += len;
     return dr_repo_lock_refresh(s->lock);
@@ -72,10 +73,15 @@ int dr_snapshot_save(dr_repo *repo, dr_etcd *etcd, const dr_snapshot_save_opts *
     if ((rc = dr_repo_writer_new(repo, "save", o->compression, &w)) < 0)
         goto out;
     s.ar = dr_repo_writer_archive(w);
+    /* two cores: this thread receives the stream, scans the bolt pages and hashes the content;
+     * the async sink's thread compresses, encrypts and uploads (the archive is touched by that
+     * thread only between on_size's entry header and the drain below) */
+    if ((rc = dr_async_sink_new(dr_archive_entry_sink(s.ar), 1u << 20, &s.async)) < 0)
+        goto out;
     uint64_t size = 0;
     if ((rc = dr_etcd_snapshot_sized(etcd, on_size, on_data, &s, &size, NULL)) < 0)
         goto out;
-    if ((rc = dr_archive_entry_end(s.ar)) < 0)
+    if ((rc = dr_sink_finish(s.async)) < 0 || (rc = dr_archive_entry_end(s.ar)) < 0)
         goto out;
     dr_bolt_result br;
     if ((rc = dr_bolt_scan_result(s.scan, &br)) < 0) {
@@ -126,12 +132,6 @@ int dr_snapshot_save(dr_repo *repo, dr_etcd *etcd, const dr_snapshot_save_opts *
     }
     if (rc < 0)
         goto out;
-    snprintf(m->encryption, sizeof m->encryption, "%s",
-             dr_repo_keyring(repo) ? "aes-256-gcm" : "none");
-    snprintf(m->key_id, sizeof m->key_id, "%s",
-             dr_repo_keyring(repo) ? dr_keyring_current(dr_repo_keyring(repo)) : "");
-    snprintf(m->compression, sizeof m->compression, "%s",
-             o->compression == DR_COMPRESS_ZSTD ? "zstd" : "none");
     /* a snapshot of the same revision in the same second is already stored (a save right after
      * another, on an idle cluster): it is this one; ours is dropped unfinished */
     char mname[DR_REPO_ID_MAX + 32];
@@ -149,6 +149,7 @@ int dr_snapshot_save(dr_repo *repo, dr_etcd *etcd, const dr_snapshot_save_opts *
     dr_info("snapshot %s: revision %" PRId64 ", %" PRIu64 " bytes -> %" PRIu64 " stored, %.1f s",
             m->id, rev, m->plain_bytes, m->stored_bytes, (double)(dr_mono_ms() - t0) / 1000.0);
 out:
+    dr_sink_free(s.async); /* stops its thread before the archive goes */
     dr_repo_writer_free(w);
     dr_bolt_scan_free(s.scan);
     dr_sha256_free(s.plain);
