@@ -18,7 +18,8 @@
 const char usage_replicate_etcd[] =
     "usage: drd replicate etcd --source URLS --target URLS [--mode exact|filtered] [--name NAME]\n"
     "          [--prefix P]... [--exclude P]... [--dest-prefix P] [--max-txn-ops N]\n"
-    "          [--window N] [--until-caught-up] [--status-listen ADDR] [TLS flags]\n\n"
+    "          [--window N] [--until-caught-up] [--status-listen ADDR] [--max-lag D] [TLS "
+    "flags]\n\n"
     "Streams every revision of the source etcd to the target etcd, resuming where it stopped.\n\n"
     "  --source URLS      primary endpoints, comma-separated http(s)://host:port\n"
     "  --target URLS      standby endpoints\n"
@@ -34,7 +35,9 @@ const char usage_replicate_etcd[] =
     "  --window N         transactions in flight (default 8, exact mode at most 8)\n"
     "  --until-caught-up  exit 0 once every source revision that existed at start is applied\n"
     "  --status-listen A  serve /metrics, /healthz, /readyz, /status on A (host:port,\n"
-    "                     [ipv6]:port, or :port for every address)\n" TLS_FLAGS_HELP
+    "                     [ipv6]:port, or :port for every address)\n"
+    "  --max-lag D        /readyz is 503 while the standby lags more than D (e.g. "
+    "30s)\n" TLS_FLAGS_HELP
     "\nRuns until SIGTERM/SIGINT, then stops cleanly. Alarms: a foreign write on an exact\n"
     "standby, a standby that was not seeded, a source compacted past the cursor. On an alarm it\n"
     "stays up in state alarm (/readyz 503 with the reason, drd_replicate_alarm 1, /healthz 200)\n"
@@ -81,7 +84,8 @@ enum {
     O_JSON,
     O_DATADIR,
     O_ICLUSTER,
-    O_IPEER
+    O_IPEER,
+    O_MAXLAG
 };
 
 static const struct option repl_opts[] = {
@@ -96,6 +100,7 @@ static const struct option repl_opts[] = {
     {"window", required_argument, NULL, O_WINDOW},
     {"until-caught-up", no_argument, NULL, O_UNTIL},
     {"status-listen", required_argument, NULL, O_LISTEN},
+    {"max-lag", required_argument, NULL, O_MAXLAG},
     {"source-cacert", required_argument, NULL, O_SCA},
     {"source-cert", required_argument, NULL, O_SCERT},
     {"source-key", required_argument, NULL, O_SKEY},
@@ -115,6 +120,7 @@ typedef struct parsed {
     const char *prefixes[64];
     const char *excludes[64];
     const char *listen;
+    int64_t max_lag_ms; /* 0: no bound */
     int json;
     const char *data_dir, *icluster, *ipeer;
     unsigned allowed; /* bit per option group this command accepts */
@@ -134,6 +140,7 @@ static unsigned group_of(int c)
     case O_WINDOW:
     case O_UNTIL:
     case O_LISTEN:
+    case O_MAXLAG:
         return G_LIVE;
     case O_PREFIX:
     case O_EXCLUDE:
@@ -226,6 +233,13 @@ static int parse(int argc, char **argv, const char *cmd, parsed *p)
         case O_LISTEN:
             p->listen = optarg;
             break;
+        case O_MAXLAG:
+            if (dr_parse_duration_ms(optarg, "--max-lag", &v) < 0)
+                return DR_EUSAGE;
+            if (v <= 0)
+                return dr_error_set(DR_EUSAGE, "drd %s: --max-lag must be positive", cmd);
+            p->max_lag_ms = v;
+            break;
         case O_SCA:
             r->source.cacert = optarg;
             break;
@@ -285,6 +299,7 @@ static int parse(int argc, char **argv, const char *cmd, parsed *p)
 typedef struct live {
     dr_repl_stats stats;
     const char *name;
+    int64_t max_lag_ms;
     char alarm[512]; /* written before alarm_code is published */
     int alarm_code;  /* read by the server thread with __atomic_load_n */
 } live;
@@ -302,6 +317,13 @@ static int render(void *ctx, const char *path, dr_buf *b, const char **ctype)
                       "name; docs/alarms.md).\n# TYPE drd_replicate_alarm gauge\n"
                       "drd_replicate_alarm{name=\"%s\",code=\"%s\"} %d\n",
                       l->name, alarm ? dr_error_name(alarm) : "", alarm != 0);
+        int ready = !alarm && st == DR_REPL_STREAMING &&
+                    !(l->max_lag_ms && l->stats.lag_ms > l->max_lag_ms);
+        dr_buf_printf(
+            b,
+            "# HELP drd_replicate_ready 1 while streaming within --max-lag (what /readyz "
+            "says).\n# TYPE drd_replicate_ready gauge\ndrd_replicate_ready{name=\"%s\"} %d\n",
+            l->name, ready);
         return 200;
     }
     if (strcmp(path, "/healthz") == 0) {
@@ -311,6 +333,12 @@ static int render(void *ctx, const char *path, dr_buf *b, const char **ctype)
     if (strcmp(path, "/readyz") == 0) {
         if (alarm) {
             dr_buf_printf(b, "alarm: %s\n", l->alarm);
+            return 503;
+        }
+        int64_t lag = l->stats.lag_ms;
+        if (st == DR_REPL_STREAMING && l->max_lag_ms && lag > l->max_lag_ms) {
+            dr_buf_printf(b, "lagging: %.1f s behind the source, more than --max-lag %.1f s\n",
+                          (double)lag / 1000.0, (double)l->max_lag_ms / 1000.0);
             return 503;
         }
         dr_buf_printf(b, "%s\n", dr_repl_state_name(st));
@@ -354,6 +382,7 @@ int cmd_replicate_etcd(int argc, char **argv)
     static live l;
     memset(&l, 0, sizeof l);
     l.name = p.r.name;
+    l.max_lag_ms = p.max_lag_ms;
     dr_http_server *srv = NULL;
     drd_signals_install();
     p.r.stop = &drd_stop;
