@@ -94,13 +94,16 @@ int dr_repl_status_get(const dr_repl_opts *o, dr_repl_status *st);
 int dr_repl_verify(const dr_repl_opts *o, int64_t *compared, int64_t *nkeys);
 
 /* Seed: snapshot the source into a fresh data dir for a standby etcd (via etcdctl/etcdutl
- * snapshot restore). Refuses a non-empty data dir. */
+ * snapshot restore). Refuses a non-empty data dir. With members_dir instead of data_dir, name and
+ * peer URLs, every member of initial_cluster ("a=http://..,b=http://..") gets members_dir/<name>,
+ * all from one snapshot (one stream from the source), as a new multi-member standby needs. */
 typedef struct dr_repl_seed_opts {
     dr_etcd_opts source;
     const char *data_dir;
     const char *name;
     const char *initial_cluster;
     const char *initial_advertise_peer_urls;
+    const char *members_dir;
 } dr_repl_seed_opts;
 int dr_repl_seed(const dr_repl_seed_opts *o, int64_t *revision);
 

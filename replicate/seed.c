@@ -24,6 +24,8 @@ typedef struct seed {
     int db_only;
     dr_sink *file, *head, *top;
     uint64_t size;
+    char keep[4300]; /* members_dir: the first member's file, copied for the others */
+    int keep_db_only;
 } seed;
 
 static int on_size(void *ctx, uint64_t total)
@@ -62,6 +64,36 @@ static int write_snapshot(void *ctx, const char *path, int db_only)
         rc = dr_sink_finish(s->top);
     dr_sink_free(s->head);
     dr_sink_free(s->file);
+    /* more members to lay out: keep this file (the restore may consume or patch path) */
+    if (rc == 0 && s->keep[0]) {
+        s->keep_db_only = db_only;
+        if (link(path, s->keep) != 0)
+            rc = dr_error_set(DR_EIO, "cannot keep '%s' as '%s': %s", path, s->keep,
+                              strerror(errno));
+    }
+    return rc;
+}
+
+/* dr_etcdtool_db_fn for the second and later members: the first member's file, copied (the
+ * restore of each member then sets the same consistent index in its own copy). */
+static int copy_snapshot(void *ctx, const char *path, int db_only)
+{
+    seed *s = ctx;
+    if (db_only != s->keep_db_only)
+        return dr_error_set(DR_EGENERIC, "the restore tool changed its mind between members");
+    dr_source *in = NULL;
+    dr_sink *out = NULL;
+    char buf[65536];
+    size_t n = 0;
+    int rc = dr_fs_source_new(s->keep, 0, &in);
+    if (rc == 0)
+        rc = dr_fs_sink_new(path, 0600, db_only ? 0 : DR_FS_SCRATCH, &out);
+    while (rc == 0 && (rc = dr_source_read(in, buf, sizeof buf, &n)) == 0 && n)
+        rc = dr_sink_write(out, buf, n);
+    if (rc == 0)
+        rc = dr_sink_finish(out);
+    dr_sink_free(out);
+    dr_source_free(in);
     return rc;
 }
 
@@ -89,38 +121,95 @@ static int db_revision(const char *path, int64_t *revision)
     return 1;
 }
 
+/* One member of initial_cluster: "name=peer-urls" at p (up to the next ',' that starts another
+ * member); copies name and peer URLs, returns the rest or NULL at the end. */
+static const char *next_member(const char *p, char *name, size_t ncap, char *peer, size_t pcap)
+{
+    const char *eq = strchr(p, '=');
+    if (!eq || (size_t)(eq - p) >= ncap)
+        return NULL;
+    memcpy(name, p, (size_t)(eq - p));
+    name[eq - p] = 0;
+    const char *end = eq + 1, *c;
+    /* a member's URLs may be a list: the next member starts at ",<name>=" */
+    for (c = strchr(end, ','); c && !memchr(c + 1, '=', strcspn(c + 1, ","));
+         c = strchr(c + 1, ','))
+        ;
+    size_t len = c ? (size_t)(c - end) : strlen(end);
+    if (len >= pcap)
+        return NULL;
+    memcpy(peer, end, len);
+    peer[len] = 0;
+    return c ? c + 1 : end + len;
+}
+
 int dr_repl_seed(const dr_repl_seed_opts *o, int64_t *revision)
 {
-    int rc = 0;
+    enum { MAX_MEMBERS = 9 };
+    int rc = 0, n = 0;
     seed s = {0};
-    char partial[4200], db[4300];
-    if (dr_etcdtool_dir_state(o->data_dir) == 2)
-        return dr_error_set(DR_EUSAGE, "--data-dir '%s' is not empty: refusing to restore over it",
-                            o->data_dir);
+    char names[MAX_MEMBERS][128], peers[MAX_MEMBERS][1024], dirs[MAX_MEMBERS][4200];
+    char partial[MAX_MEMBERS][4300], db[4400];
+    if (o->members_dir) { /* every member of the initial cluster, from one snapshot */
+        const char *p = o->initial_cluster;
+        while (p && *p && n < MAX_MEMBERS) {
+            if (!(p = next_member(p, names[n], sizeof names[n], peers[n], sizeof peers[n])))
+                return dr_error_set(DR_EUSAGE, "--initial-cluster: cannot read member %d of '%s'",
+                                    n + 1, o->initial_cluster);
+            snprintf(dirs[n], sizeof dirs[n], "%s/%s", o->members_dir, names[n]);
+            n++;
+        }
+        if (n == 0 || (p && *p))
+            return dr_error_set(DR_EUSAGE, "--initial-cluster: 1 to %d members, got '%s'",
+                                MAX_MEMBERS, o->initial_cluster);
+        if (mkdir(o->members_dir, 0700) != 0 && errno != EEXIST)
+            return dr_error_set(DR_EIO, "cannot create '%s': %s", o->members_dir, strerror(errno));
+    } else {
+        snprintf(names[0], sizeof names[0], "%s", o->name);
+        snprintf(peers[0], sizeof peers[0], "%s", o->initial_advertise_peer_urls);
+        snprintf(dirs[0], sizeof dirs[0], "%s", o->data_dir);
+        n = 1;
+    }
+    for (int i = 0; i < n; i++)
+        if (dr_etcdtool_dir_state(dirs[i]) == 2)
+            return dr_error_set(DR_EUSAGE,
+                                "data dir '%s' is not empty: refusing to restore over it", dirs[i]);
     if ((rc = dr_etcd_open(&s.src, &o->source)) < 0)
         return rc;
-    /* the data dir appears only complete */
-    snprintf(partial, sizeof partial, "%s.seeding-%ld", o->data_dir, (long)getpid());
-    snprintf(db, sizeof db, "%s/member/snap/db", partial);
-    rc = dr_etcdtool_restore_from(partial, o->name, o->initial_cluster,
-                                  o->initial_advertise_peer_urls, write_snapshot, &s);
+    if (n > 1)
+        snprintf(s.keep, sizeof s.keep, "%s/.seed-%ld.db", o->members_dir, (long)getpid());
+    /* every data dir appears only complete, and only when all of them are */
+    int made = 0;
+    for (int i = 0; i < n && rc == 0; i++, made++) {
+        snprintf(partial[i], sizeof partial[i], "%s.seeding-%ld", dirs[i], (long)getpid());
+        rc = dr_etcdtool_restore_from(partial[i], names[i], o->initial_cluster, peers[i],
+                                      i == 0 ? write_snapshot : copy_snapshot, &s);
+    }
     /* the revision of the snapshot: from the database's index, else from the restore tool */
+    snprintf(db, sizeof db, "%s/member/snap/db", partial[0]);
     if (rc == 0 && !db_revision(db, revision))
         rc = dr_etcdtool_snapshot_revision(db, revision);
-    if (rc == 0 && dr_etcdtool_dir_state(o->data_dir) == 1)
-        rmdir(o->data_dir);
-    if (rc == 0 && rename(partial, o->data_dir) != 0)
-        rc = dr_error_set(DR_EIO, "cannot rename '%s' to '%s': %s", partial, o->data_dir,
-                          strerror(errno));
+    for (int i = 0; i < n && rc == 0; i++) {
+        if (dr_etcdtool_dir_state(dirs[i]) == 1)
+            rmdir(dirs[i]);
+        if (rename(partial[i], dirs[i]) != 0)
+            rc = dr_error_set(DR_EIO, "cannot rename '%s' to '%s': %s", partial[i], dirs[i],
+                              strerror(errno));
+        else
+            chmod(dirs[i], 0700);
+    }
+    if (s.keep[0])
+        unlink(s.keep);
     if (rc < 0) {
         char msg[1024];
         snprintf(msg, sizeof msg, "%s", dr_error_msg());
-        dr_fs_remove_tree(partial);
+        for (int i = 0; i < made; i++)
+            dr_fs_remove_tree(partial[i]);
         dr_error_set(rc, "%s", msg);
     } else {
-        chmod(o->data_dir, 0700);
-        dr_info("seeded %s from %s at revision %lld (%llu bytes)", o->data_dir,
-                dr_etcd_endpoint(s.src), (long long)*revision, (unsigned long long)s.size);
+        for (int i = 0; i < n; i++)
+            dr_info("seeded %s from %s at revision %lld (%llu bytes)", dirs[i],
+                    dr_etcd_endpoint(s.src), (long long)*revision, (unsigned long long)s.size);
     }
     dr_etcd_close(s.src);
     return rc;

@@ -45,10 +45,13 @@ const char usage_replicate_etcd[] =
 
 const char usage_replicate_seed[] =
     "usage: drd replicate seed --source URLS --data-dir DIR --name NAME --initial-cluster C\n"
-    "          --initial-advertise-peer-urls U [TLS flags for the source]\n\n"
+    "          --initial-advertise-peer-urls U [TLS flags for the source]\n"
+    "       drd replicate seed --source URLS --members-dir DIR --initial-cluster C [TLS flags]\n\n"
     "Takes a snapshot of the source (sha256 checked) and restores it into DIR (which must not\n"
     "exist or be empty) for the standby etcd to start on with the same --name, --initial-cluster\n"
-    "and --initial-advertise-peer-urls. Prints the revision the standby starts at.\n";
+    "and --initial-advertise-peer-urls. With --members-dir, every member of --initial-cluster\n"
+    "gets DIR/<name> from the one snapshot (a multi-member standby). Prints the revision the\n"
+    "standby starts at.\n";
 
 const char usage_replicate_status[] =
     "usage: drd replicate status --source URLS --target URLS [--mode exact|filtered]\n"
@@ -85,7 +88,8 @@ enum {
     O_DATADIR,
     O_ICLUSTER,
     O_IPEER,
-    O_MAXLAG
+    O_MAXLAG,
+    O_MEMBERS
 };
 
 static const struct option repl_opts[] = {
@@ -101,6 +105,7 @@ static const struct option repl_opts[] = {
     {"until-caught-up", no_argument, NULL, O_UNTIL},
     {"status-listen", required_argument, NULL, O_LISTEN},
     {"max-lag", required_argument, NULL, O_MAXLAG},
+    {"members-dir", required_argument, NULL, O_MEMBERS},
     {"source-cacert", required_argument, NULL, O_SCA},
     {"source-cert", required_argument, NULL, O_SCERT},
     {"source-key", required_argument, NULL, O_SKEY},
@@ -122,7 +127,7 @@ typedef struct parsed {
     const char *listen;
     int64_t max_lag_ms; /* 0: no bound */
     int json;
-    const char *data_dir, *icluster, *ipeer;
+    const char *data_dir, *icluster, *ipeer, *members_dir;
     unsigned allowed; /* bit per option group this command accepts */
 } parsed;
 
@@ -157,6 +162,7 @@ static unsigned group_of(int c)
     case O_DATADIR:
     case O_ICLUSTER:
     case O_IPEER:
+    case O_MEMBERS:
         return G_SEED;
     default:
         return 0; /* common */
@@ -274,6 +280,9 @@ static int parse(int argc, char **argv, const char *cmd, parsed *p)
             break;
         case O_IPEER:
             p->ipeer = optarg;
+            break;
+        case O_MEMBERS:
+            p->members_dir = optarg;
             break;
         }
     }
@@ -454,18 +463,22 @@ int cmd_replicate_seed(int argc, char **argv)
     int rc = parse(argc, argv, "replicate seed", &p);
     if (rc < 0)
         return rc;
-    if (!p.data_dir || !p.icluster || !p.ipeer || strcmp(p.r.name, "default") == 0)
-        return dr_error_set(DR_EUSAGE, "drd replicate seed: --data-dir, --name, "
-                                       "--initial-cluster and --initial-advertise-peer-urls are "
-                                       "required");
+    if (p.members_dir
+            ? (p.data_dir || p.ipeer || strcmp(p.r.name, "default") != 0 || !p.icluster)
+            : (!p.data_dir || !p.icluster || !p.ipeer || strcmp(p.r.name, "default") == 0))
+        return dr_error_set(DR_EUSAGE, "drd replicate seed: give --data-dir, --name, "
+                                       "--initial-cluster and --initial-advertise-peer-urls (one "
+                                       "member), or --members-dir and --initial-cluster (all)");
     dr_repl_seed_opts so = {.source = p.r.source,
                             .data_dir = p.data_dir,
                             .name = p.r.name,
                             .initial_cluster = p.icluster,
-                            .initial_advertise_peer_urls = p.ipeer};
+                            .initial_advertise_peer_urls = p.ipeer,
+                            .members_dir = p.members_dir};
     int64_t rev = 0;
     if ((rc = dr_repl_seed(&so, &rev)) < 0)
         return rc;
-    printf("seeded %s at revision %lld\n", p.data_dir, (long long)rev);
+    printf("seeded %s at revision %lld\n", p.members_dir ? p.members_dir : p.data_dir,
+           (long long)rev);
     return 0;
 }

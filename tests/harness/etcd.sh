@@ -44,6 +44,9 @@
 #   h_etcd_reserve NAME [--tls CERTDIR]
 #   h_etcd_start NAME DATADIR [--tls CERTDIR] [extra etcd flags...]   waits until healthy (20 s)
 #   h_etcd_start_existing NAME DATADIR CLIENT_PORT PEER_PORT [--tls CERTDIR] [extra flags...]
+#   h_etcd_cluster NAME N DIR [flags...]   N members NAME-1..NAME-N started together;
+#                             NAME_ENDPOINTS (all client URLs), NAME_INITIAL_CLUSTER
+#   h_etcd_leader NAME N      prints the leading member's name
 #   h_etcd_stop NAME / h_stop NAME     SIGTERM the process (and its children), SIGKILL after 5 s,
 #                             reap; NAME_PID becomes empty, NAME_STATUS its exit status (0 for a
 #                             clean stop, 143 if TERM killed it, 137 if it needed SIGKILL)
@@ -462,6 +465,16 @@ h_etcd_start() {
     _h_track "$pid" "$name"
     _h_set "${v}_PID" "$pid"
 
+    [[ -n "${H_ETCD_NOWAIT:-}" ]] || _h_etcd_wait "$name"
+}
+
+# _h_etcd_wait NAME: until etcd NAME answers /health and a gRPC call (H_ETCD_START_TIMEOUT)
+_h_etcd_wait() {
+    local name=$1 v url certdir deadline log
+    v=$(_h_var "$name")
+    url=$(_h_get "${v}_URL")
+    certdir=$(_h_get "${v}_CERTDIR")
+    log=$(_h_get "${v}_LOG")
     deadline=$((SECONDS + H_ETCD_START_TIMEOUT))
     # poll /health with curl (an etcdctl probe of a port nobody listens on yet takes 2 s), then
     # check the gRPC path once with etcdctl
@@ -478,6 +491,45 @@ h_etcd_start() {
         fi
         sleep 0.05
     done
+}
+
+# h_etcd_cluster NAME N DIR [etcd flags...]: N members NAME-1 .. NAME-N in DIR/NAME-I, one cluster,
+# started together (a member alone has no quorum), each with the usual variables and
+# NAME_I_INITIAL_CLUSTER set to the whole cluster; NAME_ENDPOINTS is every client URL,
+# comma-separated. Restart one member later with h_etcd_start NAME-I DIR/NAME-I (same flags).
+# Under load the members get calmer raft timings (heartbeat 200 ms, election 2 s).
+h_etcd_cluster() {
+    _h_main_shell h_etcd_cluster
+    local name=$1 n=$2 dir=$3 i ic="" eps="" m
+    shift 3
+    for ((i = 1; i <= n; i++)); do
+        h_etcd_reserve "$name-$i"
+        ic+="${ic:+,}$name-$i=$(_h_get "$(_h_var "$name-$i")_PEER_URL")"
+        eps+="${eps:+,}$(_h_get "$(_h_var "$name-$i")_URL")"
+    done
+    for ((i = 1; i <= n; i++)); do
+        m="$name-$i"
+        H_ETCD_NOWAIT=1 h_etcd_start "$m" "$dir/$m" --initial-cluster "$ic" \
+            --heartbeat-interval 200 --election-timeout 2000 "$@"
+        _h_set "$(_h_var "$m")_INITIAL_CLUSTER" "$ic"
+    done
+    for ((i = 1; i <= n; i++)); do _h_etcd_wait "$name-$i"; done
+    _h_set "$(_h_var "$name")_ENDPOINTS" "$eps"
+    _h_set "$(_h_var "$name")_INITIAL_CLUSTER" "$ic"
+}
+
+# h_etcd_leader NAME N: prints the member name (NAME-I) that leads the cluster
+h_etcd_leader() {
+    local i st
+    for ((i = 1; i <= $2; i++)); do
+        h_running "$1-$i" || continue
+        st=$(h_etcdctl "$1-$i" endpoint status -w json 2>/dev/null) || continue
+        if [[ "$(jq -r '.[0].Status.leader' <<<"$st")" == "$(jq -r '.[0].Status.header.member_id' <<<"$st")" ]]; then
+            echo "$1-$i"
+            return 0
+        fi
+    done
+    return 1
 }
 
 h_etcd_start_existing() {
