@@ -24,7 +24,7 @@ enum {
 #define DR_PRINTF(a, b) __attribute__((format(printf, a, b)))
 
 /* Set the thread's error message; returns code (negative) so callers can `return dr_error_set(..)`.
- */
+ * The arguments may include dr_error_msg() itself (it is formatted before it is replaced). */
 int dr_error_set(int code, const char *fmt, ...) DR_PRINTF(2, 3);
 /* Prefix the current message with context ("ctx: old message"); returns code. */
 int dr_error_wrap(int code, const char *fmt, ...) DR_PRINTF(2, 3);

@@ -12,10 +12,14 @@ static _Thread_local int err_code;
 
 int dr_error_set(int code, const char *fmt, ...)
 {
+    /* Format into a scratch buffer first: callers may pass dr_error_msg() (our own buffer) as an
+     * argument, and vsnprintf must not read from the buffer it writes into. */
+    char msg[sizeof err_msg];
     va_list ap;
     va_start(ap, fmt);
-    vsnprintf(err_msg, sizeof err_msg, fmt, ap);
+    vsnprintf(msg, sizeof msg, fmt, ap);
     va_end(ap);
+    memcpy(err_msg, msg, sizeof err_msg);
     err_code = code;
     return code;
 }

@@ -30,6 +30,21 @@ static void test_error_catalog(void **state)
     assert_string_equal(dr_error_msg(), "");
 }
 
+/* A message built from the current message (the pattern of "keep the first error" cleanups):
+ * the old text appears once, where the format puts it. */
+static void test_error_set_from_own_message(void **state)
+{
+    (void)state;
+    dr_error_set(DR_ECOMPACTED, "revision 5 has been compacted");
+    dr_error_set(DR_ECOMPACTED, "the source compacted past %d (%s); reseed", 7, dr_error_msg());
+    assert_string_equal(dr_error_msg(),
+                        "the source compacted past 7 (revision 5 has been compacted); reseed");
+    dr_error_set(DR_EIO, "%s", dr_error_msg());
+    assert_string_equal(dr_error_msg(),
+                        "the source compacted past 7 (revision 5 has been compacted); reseed");
+    dr_error_clear();
+}
+
 static void test_error_wrap_long(void **state)
 {
     (void)state;
@@ -203,6 +218,7 @@ int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_error_catalog), cmocka_unit_test(test_error_wrap_long),
+        cmocka_unit_test(test_error_set_from_own_message),
         cmocka_unit_test(test_parse),         cmocka_unit_test(test_backoff),
         cmocka_unit_test(test_buf_json),      cmocka_unit_test(test_atomic_write),
         cmocka_unit_test(test_async_sink),
