@@ -90,14 +90,14 @@ static int make_key(char *buf, size_t cap, const char *prefix, int64_t seq)
     return snprintf(buf, cap, "%s%08" PRId64, prefix, seq);
 }
 
-/* Waits for one completion; counts a failed transaction. Returns <0 only when the pipeline broke.
- */
-static int reap_one(dr_etcd_pipe *p, int64_t timeout_us, int64_t *done, int64_t *failed)
+/* Waits up to timeout_ms for one completion; counts a failed transaction. Returns <0 only when the
+ * pipeline broke. */
+static int reap_one(dr_etcd_pipe *p, int64_t timeout_ms, int64_t *done, int64_t *failed)
 {
     void *user;
     int trc;
     dr_etcd_txn_res res;
-    int rc = dr_etcd_pipe_next(p, timeout_us, &user, &trc, &res);
+    int rc = dr_etcd_pipe_next(p, timeout_ms, &user, &trc, &res);
     if (rc == DR_ETIMEOUT || rc == DR_ENOTFOUND)
         return 0;
     if (rc < 0)
@@ -137,7 +137,7 @@ static int cmd_write(dr_etcd *e, const opts *o, int del)
             int64_t due = t0 + i * 1000000 / o->rate;
             for (int64_t now = mono_us(); now < due; now = mono_us()) {
                 if (dr_etcd_pipe_inflight(p) > 0) {
-                    if ((rc = reap_one(p, due - now, &done, &failed)) < 0)
+                    if ((rc = reap_one(p, (due - now) / 1000, &done, &failed)) < 0)
                         goto out;
                 } else {
                     struct timespec ts = {0, (long)(due - now) * 1000};
@@ -148,7 +148,7 @@ static int cmd_write(dr_etcd *e, const opts *o, int del)
                 behind_us = mono_us() - due;
         }
         while ((int64_t)dr_etcd_pipe_inflight(p) >= o->inflight)
-            if ((rc = reap_one(p, 1000000, &done, &failed)) < 0)
+            if ((rc = reap_one(p, 1000, &done, &failed)) < 0)
                 goto out;
         int klen = make_key(key, sizeof key, o->prefix, o->start + i);
         dr_etcd_txn_reset(t);
@@ -166,7 +166,7 @@ static int cmd_write(dr_etcd *e, const opts *o, int del)
             goto out;
     }
     while (dr_etcd_pipe_inflight(p) > 0)
-        if ((rc = reap_one(p, 1000000, &done, &failed)) < 0)
+        if ((rc = reap_one(p, 1000, &done, &failed)) < 0)
             goto out;
     double secs = (double)(mono_us() - t0) / 1e6;
     printf("%s %" PRId64 " keys in %.3f s: %.0f/s, %" PRId64

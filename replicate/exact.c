@@ -387,7 +387,7 @@ int repl_run_exact(const dr_repl_opts *o, dr_repl_stats *st, dr_etcd *src, dr_et
             break;
         }
         if (busy) {
-            if ((rc = lib_rc(x, dr_apply_step(x->ap, 100000))) < 0)
+            if ((rc = lib_rc(x, dr_apply_step(x->ap, 100))) < 0)
                 goto out;
             sync_stats(x);
         } else if (!have) {

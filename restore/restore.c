@@ -227,7 +227,7 @@ static int on_event(void *ctx, int64_t rev, uint32_t i, uint32_t count, const dr
                                   .lease = o->lease};
     }
     while ((rc = dr_apply_admit(r->ap, rev, r->ops, r->n, dr_mono_ms())) == 0)
-        if ((rc = dr_apply_step(r->ap, 100000)) < 0)
+        if ((rc = dr_apply_step(r->ap, 100)) < 0)
             return replay_rc(rc);
     if (rc < 0)
         return rc;

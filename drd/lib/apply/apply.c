@@ -227,13 +227,13 @@ static void confirm_upto(xs *x, int64_t rev)
     x->confirmed = rev;
 }
 
-/* Process one completion (waiting up to wait_us). 0 also on timeout. */
-static int complete_one(xs *x, int64_t wait_us)
+/* Process one completion (waiting up to wait_ms). 0 also on timeout. */
+static int complete_one(xs *x, int64_t wait_ms)
 {
     void *user = NULL;
     int trc = 0;
     dr_etcd_txn_res res;
-    int rc = dr_etcd_pipe_next(x->pipe, wait_us, &user, &trc, &res);
+    int rc = dr_etcd_pipe_next(x->pipe, wait_ms, &user, &trc, &res);
     if (rc == DR_ETIMEOUT || rc == DR_ENOTFOUND)
         return 0;
     if (rc < 0)
@@ -332,21 +332,21 @@ int dr_apply_admit(dr_apply *x, int64_t rev, const dr_apply_op *ops, size_t n, i
     return rc < 0 ? rc : 1;
 }
 
-int dr_apply_step(dr_apply *x, int64_t wait_us)
+int dr_apply_step(dr_apply *x, int64_t wait_ms)
 {
     int rc = 0;
     while (x->inflight < x->max_inflight && (rc = send_one(x)) == 1)
         ;
     if (rc < 0)
         return rc;
-    return x->inflight ? complete_one(x, wait_us) : 0;
+    return x->inflight ? complete_one(x, wait_ms) : 0;
 }
 
 int dr_apply_drain(dr_apply *x)
 {
     int rc = 0;
     while (rc == 0 && (x->inflight > 0 || x->confirmed < x->e))
-        rc = dr_apply_step(x, 1000000);
+        rc = dr_apply_step(x, 1000);
     return rc;
 }
 

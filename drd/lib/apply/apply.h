@@ -45,8 +45,8 @@ void dr_apply_free(dr_apply *a);
  * 0 when it must wait (it touches a key of a live revision, or enough are admitted ahead): call
  * dr_apply_step and try again. DR_EUSAGE for a wrong revision or no operations. */
 int dr_apply_admit(dr_apply *a, int64_t rev, const dr_apply_op *ops, size_t n, int64_t arrival_ms);
-/* Sends what can be sent, then waits up to wait_us for one answer and takes it. */
-int dr_apply_step(dr_apply *a, int64_t wait_us);
+/* Sends what can be sent, then waits up to wait_ms for one answer and takes it. */
+int dr_apply_step(dr_apply *a, int64_t wait_ms);
 /* Until nothing is in flight (and, if everything admitted was sent, all of it is applied). */
 int dr_apply_drain(dr_apply *a);
 /* Everything up to rev-1 applied and nothing in flight; rev was applied by the caller. */

@@ -417,14 +417,13 @@ size_t dr_etcd_pipe_inflight(const dr_etcd_pipe *p)
     return p->inflight;
 }
 
-int dr_etcd_pipe_next(dr_etcd_pipe *p, int64_t timeout_us, void **user, int *rc,
+int dr_etcd_pipe_next(dr_etcd_pipe *p, int64_t timeout_ms, void **user, int *rc,
                       dr_etcd_txn_res *res)
 {
     if (p->inflight == 0)
         return DR_ENOTFOUND;
-    gpr_timespec dl =
-        gpr_time_add(gpr_now(GPR_CLOCK_MONOTONIC), gpr_time_from_micros(timeout_us, GPR_TIMESPAN));
-    grpc_event ev = grpc_completion_queue_next(p->cq, dl, NULL);
+    grpc_event ev =
+        grpc_completion_queue_next(p->cq, etcd_deadline(timeout_ms > 0 ? timeout_ms : 0), NULL);
     if (ev.type == GRPC_QUEUE_TIMEOUT)
         return DR_ETIMEOUT;
     if (ev.type != GRPC_OP_COMPLETE)

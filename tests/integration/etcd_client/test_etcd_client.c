@@ -144,14 +144,14 @@ static void test_txn(void **state)
     int seen = 0, trc;
     void *user;
     while (dr_etcd_pipe_inflight(p) > 0) {
-        assert_int_equal(dr_etcd_pipe_next(p, 5000000, &user, &trc, &res), 0);
+        assert_int_equal(dr_etcd_pipe_next(p, 5000, &user, &trc, &res), 0);
         assert_int_equal(trc, 0);
         assert_true(res.succeeded);
         dr_etcd_txn_res_free(&res);
         seen++;
     }
     assert_int_equal(seen, 200);
-    assert_int_equal(dr_etcd_pipe_next(p, 10000, &user, &trc, &res), DR_ENOTFOUND);
+    assert_int_equal(dr_etcd_pipe_next(p, 10, &user, &trc, &res), DR_ENOTFOUND);
     dr_etcd_pipe_free(p);
     dr_etcd_txn_free(t);
 }
