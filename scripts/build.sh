@@ -3,6 +3,7 @@
 #
 #   scripts/build.sh              -> build/       RelWithDebInfo
 #   scripts/build.sh --sanitize   -> build-asan/  Debug, AddressSanitizer + UndefinedBehaviorSanitizer
+#   scripts/build.sh --release    -> build-rel/   Release (-O3: its warnings differ from -O0's)
 #
 # The binary ends up at <builddir>/drd/app/drd. Re-running only rebuilds what changed.
 set -euo pipefail
@@ -13,7 +14,8 @@ cmake_args=(-DCMAKE_BUILD_TYPE=RelWithDebInfo)
 for arg in "$@"; do
     case "$arg" in
         --sanitize) builddir=build-asan; cmake_args=(-DCMAKE_BUILD_TYPE=Debug -DDRD_SANITIZE=ON) ;;
-        -h|--help) sed -n '2,7s/^# \{0,1\}//p' "$0"; exit 0 ;;
+        --release) builddir=build-rel; cmake_args=(-DCMAKE_BUILD_TYPE=Release) ;;
+        -h|--help) sed -n '2,8s/^# \{0,1\}//p' "$0"; exit 0 ;;
         *) echo "build.sh: unknown argument '$arg' (try --help)" >&2; exit 2 ;;
     esac
 done

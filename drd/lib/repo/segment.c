@@ -107,6 +107,7 @@ static int need(dr_seg_reader *s, void *p, size_t n, int eof_ok)
 static int get_u32(dr_seg_reader *s, uint32_t *v)
 {
     uint8_t x[4];
+    *v = 0; /* gcc -O3 cannot see that need() fails only with a negative code */
     int rc = need(s, x, 4, 0);
     if (rc == 0)
         *v = (uint32_t)x[0] << 24 | (uint32_t)x[1] << 16 | (uint32_t)x[2] << 8 | x[3];
@@ -116,6 +117,7 @@ static int get_u32(dr_seg_reader *s, uint32_t *v)
 static int get_u64(dr_seg_reader *s, int64_t *v)
 {
     uint8_t x[8];
+    *v = 0;
     int rc = need(s, x, 8, 0);
     if (rc == 0) {
         uint64_t u = 0;
