@@ -752,9 +752,33 @@ int dr_etcd_snapshot(dr_etcd *e, dr_etcd_sink sink, void *ctx, uint64_t *size, d
     return dr_etcd_snapshot_sized(e, NULL, sink, ctx, size, hdr);
 }
 
+/* Waits up to ms for tag on a stream's queue. On timeout the call is cancelled and the tag waited
+ * for (a cancelled op always completes), so nothing is left pending: DR_ETIMEOUT. */
+static int stream_wait(dr_etcd *e, grpc_completion_queue *cq, grpc_call *call, void *tag,
+                       int64_t ms, const char *what)
+{
+    grpc_event ev = grpc_completion_queue_pluck(cq, tag, etcd_deadline(ms), NULL);
+    if (ev.type != GRPC_QUEUE_TIMEOUT)
+        return 0;
+    grpc_call_cancel(call, NULL);
+    grpc_completion_queue_pluck(cq, tag, gpr_inf_future(GPR_CLOCK_REALTIME), NULL);
+    return dr_error_set(DR_ETIMEOUT, "etcd %s: Snapshot: %s within %lld ms (is the server stalled?)",
+                        e->eps[e->cur], what, (long long)ms);
+}
+
+static int batch_failed(dr_etcd *e, grpc_call_error ce)
+{
+    return dr_error_set(DR_EGENERIC, "etcd %s: Snapshot: cannot start a call batch (%d)",
+                        e->eps[e->cur], (int)ce);
+}
+
 int dr_etcd_snapshot_sized(dr_etcd *e, dr_etcd_size_cb on_size, dr_etcd_sink sink, void *ctx,
                            uint64_t *size, dr_etcd_header *hdr)
 {
+    /* A stream as long as the database has no call deadline; instead every wait on it is
+     * bounded by the request timeout (the first answer and each message): a stalled server
+     * fails the save within about the timeout instead of hanging a CronJob. Time the sink takes
+     * does not count (flow control holds the server back meanwhile). */
     int rc = 0;
     grpc_channel *ch;
     void *method;
@@ -774,6 +798,7 @@ int dr_etcd_snapshot_sized(dr_etcd *e, dr_etcd_size_cb on_size, dr_etcd_sink sin
     size_t tail_len = 0;
     uint64_t total = 0;
     int status_posted = 0;
+    grpc_call_error ce;
     if ((rc = dr_sha256_new(&h)) < 0)
         goto out;
     grpc_op ops[4];
@@ -784,33 +809,37 @@ int dr_etcd_snapshot_sized(dr_etcd *e, dr_etcd_size_cb on_size, dr_etcd_sink sin
     ops[2].op = GRPC_OP_SEND_CLOSE_FROM_CLIENT;
     ops[3].op = GRPC_OP_RECV_INITIAL_METADATA;
     ops[3].data.recv_initial_metadata.recv_initial_metadata = &md_init;
-    grpc_call_start_batch(call, ops, 4, (void *)1, NULL);
-    grpc_completion_queue_pluck(cq, (void *)1, gpr_inf_future(GPR_CLOCK_REALTIME), NULL);
+    if ((ce = grpc_call_start_batch(call, ops, 4, (void *)1, NULL)) != GRPC_CALL_OK) {
+        rc = batch_failed(e, ce);
+        goto out;
+    }
+    if ((rc = stream_wait(e, cq, call, (void *)1, e->timeout_ms, "no answer")) < 0)
+        goto out;
     grpc_op st_op;
     memset(&st_op, 0, sizeof st_op);
     st_op.op = GRPC_OP_RECV_STATUS_ON_CLIENT;
     st_op.data.recv_status_on_client.trailing_metadata = &md_trail;
     st_op.data.recv_status_on_client.status = &status;
     st_op.data.recv_status_on_client.status_details = &details;
-    grpc_call_start_batch(call, &st_op, 1, (void *)2, NULL);
+    if ((ce = grpc_call_start_batch(call, &st_op, 1, (void *)2, NULL)) != GRPC_CALL_OK) {
+        rc = batch_failed(e, ce);
+        goto cancel;
+    }
     status_posted = 1;
     for (;;) {
         grpc_op rop;
         memset(&rop, 0, sizeof rop);
         rop.op = GRPC_OP_RECV_MESSAGE;
         rop.data.recv_message.recv_message = &recv;
-        grpc_call_start_batch(call, &rop, 1, (void *)3, NULL);
-        /* a stalled server must not hang a CronJob forever */
-        grpc_event ev =
-            grpc_completion_queue_pluck(cq, (void *)3, etcd_deadline(e->timeout_ms * 6), NULL);
-        if (ev.type == GRPC_QUEUE_TIMEOUT) {
-            grpc_call_cancel(call, NULL);
-            grpc_completion_queue_pluck(cq, (void *)3, gpr_inf_future(GPR_CLOCK_REALTIME), NULL);
+        if ((ce = grpc_call_start_batch(call, &rop, 1, (void *)3, NULL)) != GRPC_CALL_OK) {
+            rc = batch_failed(e, ce);
+            goto cancel;
+        }
+        if ((rc = stream_wait(e, cq, call, (void *)3, e->timeout_ms,
+                              total ? "no data" : "no data at all")) < 0) {
             if (recv)
                 grpc_byte_buffer_destroy(recv);
             recv = NULL;
-            rc = dr_error_set(DR_ETIMEOUT, "etcd %s: Snapshot: no data for %lld ms", e->eps[e->cur],
-                              (long long)(e->timeout_ms * 6));
             goto out;
         }
         if (!recv)

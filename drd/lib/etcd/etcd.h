@@ -227,7 +227,8 @@ int dr_etcd_hashkv(dr_etcd *e, int64_t rev, uint32_t *hash, int64_t *compact_rev
 
 /* Snapshot stream: every byte etcd sends, trailer included, goes to sink in order. Returns 0 only
  * when the sha256 trailer matched (DR_ECHECKSUM otherwise); a sink error (<0) aborts the stream
- * and is returned. *size gets the total bytes. */
+ * and is returned; DR_ETIMEOUT when the server answers nothing, or sends nothing more, for the
+ * request timeout (dr_etcd_opts.timeout_ms). *size gets the total bytes. */
 typedef int (*dr_etcd_sink)(void *ctx, const void *data, size_t len);
 int dr_etcd_snapshot(dr_etcd *e, dr_etcd_sink sink, void *ctx, uint64_t *size, dr_etcd_header *hdr);
 /* The same, calling on_size(ctx, total) once before the first byte with the number of bytes the

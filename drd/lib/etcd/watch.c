@@ -27,7 +27,7 @@ struct dr_etcd_watch {
     int send_pending, recv_pending, status_pending, ended;
 };
 
-static void post_recv(dr_etcd_watch *w, int first)
+static int post_recv(dr_etcd_watch *w, int first)
 {
     grpc_op ops[2];
     memset(ops, 0, sizeof ops);
@@ -40,8 +40,12 @@ static void post_recv(dr_etcd_watch *w, int first)
     ops[n].op = GRPC_OP_RECV_MESSAGE;
     ops[n].data.recv_message.recv_message = &w->recv;
     n++;
-    if (grpc_call_start_batch(w->call, ops, n, (void *)T_RECV, NULL) == GRPC_CALL_OK)
-        w->recv_pending = 1;
+    grpc_call_error ce = grpc_call_start_batch(w->call, ops, n, (void *)T_RECV, NULL);
+    if (ce != GRPC_CALL_OK)
+        return dr_error_set(DR_EUNAVAILABLE, "etcd %s: Watch: cannot post a receive (%d)",
+                            w->e->eps[w->e->cur], (int)ce);
+    w->recv_pending = 1;
+    return 0;
 }
 
 static int send_msg(dr_etcd_watch *w, const ProtobufCMessage *m, int first)
@@ -70,8 +74,9 @@ static int wait_recv(dr_etcd_watch *w, int64_t timeout_ms, Etcdserverpb__WatchRe
 {
     gpr_timespec dl = etcd_deadline(timeout_ms);
     for (;;) {
-        if (!w->recv_pending && !w->ended)
-            post_recv(w, 0);
+        int rc;
+        if (!w->recv_pending && !w->ended && (rc = post_recv(w, 0)) < 0)
+            return rc;
         if (!w->recv_pending) {
             /* stream ended: wait for the status, then report */
             while (w->status_pending) {
@@ -86,7 +91,7 @@ static int wait_recv(dr_etcd_watch *w, int64_t timeout_ms, Etcdserverpb__WatchRe
             if (w->status == GRPC_STATUS_OK)
                 return dr_error_set(DR_EUNAVAILABLE, "etcd %s: Watch: stream closed by server",
                                     w->e->eps[w->e->cur]);
-            int rc = etcd_status_rc(w->e, "Watch", w->status, w->details);
+            rc = etcd_status_rc(w->e, "Watch", w->status, w->details);
             /* a watch stream that breaks is a reconnect for the caller */
             return rc == DR_ETIMEOUT || rc == DR_EINTR ? DR_EUNAVAILABLE : rc;
         }
@@ -107,7 +112,7 @@ static int wait_recv(dr_etcd_watch *w, int64_t timeout_ms, Etcdserverpb__WatchRe
                 w->ended = 1;
                 break;
             }
-            int rc = etcd_unpack(w->recv, &etcdserverpb__watch_response__descriptor,
+            rc = etcd_unpack(w->recv, &etcdserverpb__watch_response__descriptor,
                                  (ProtobufCMessage **)out);
             grpc_byte_buffer_destroy(w->recv);
             w->recv = NULL;
@@ -139,7 +144,12 @@ int dr_etcd_watch_open(dr_etcd *e, const dr_etcd_watch_opts *o, dr_etcd_watch **
     st.data.recv_status_on_client.trailing_metadata = &w->md_trail;
     st.data.recv_status_on_client.status = &w->status;
     st.data.recv_status_on_client.status_details = &w->details;
-    grpc_call_start_batch(w->call, &st, 1, (void *)T_STATUS, NULL);
+    grpc_call_error ce = grpc_call_start_batch(w->call, &st, 1, (void *)T_STATUS, NULL);
+    if (ce != GRPC_CALL_OK) {
+        rc = dr_error_set(DR_EGENERIC, "etcd %s: Watch: cannot start the call (%d)", e->eps[e->cur],
+                          (int)ce);
+        goto out;
+    }
     w->status_pending = 1;
 
     Etcdserverpb__WatchCreateRequest cr = ETCDSERVERPB__WATCH_CREATE_REQUEST__INIT;
@@ -152,9 +162,8 @@ int dr_etcd_watch_open(dr_etcd *e, const dr_etcd_watch_opts *o, dr_etcd_watch **
     Etcdserverpb__WatchRequest req = ETCDSERVERPB__WATCH_REQUEST__INIT;
     req.request_union_case = ETCDSERVERPB__WATCH_REQUEST__REQUEST_UNION_CREATE_REQUEST;
     req.create_request = &cr;
-    if ((rc = send_msg(w, &req.base, 1)) < 0)
+    if ((rc = send_msg(w, &req.base, 1)) < 0 || (rc = post_recv(w, 1)) < 0)
         goto out;
-    post_recv(w, 1);
     Etcdserverpb__WatchResponse *r = NULL;
     rc = wait_recv(w, e->timeout_ms, &r);
     if (rc == DR_ETIMEOUT)
