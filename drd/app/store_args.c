@@ -307,6 +307,7 @@ int args_open_repo(args *a, int writer, dr_repo **r)
                             "plaintext objects are read anyway)",
                             a->cmd);
     a->repo.need_key = writer;
+    a->repo.store.create = writer; /* a first save into a new file:// directory creates it */
     if (a->repo.allow_plaintext)
         dr_warn("--allow-plaintext: unencrypted objects are used too; anyone who can write to "
                 "the store could have planted them");

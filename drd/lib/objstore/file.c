@@ -564,7 +564,7 @@ static void file_close(dr_store *s)
 static const store_ops file_ops = {file_put,  file_get,     file_head, file_del,
                                    file_list, file_cleanup, file_close};
 
-int dr_store_file_open(const char *url, const char *rest, dr_store **out)
+int dr_store_file_open(const char *url, const char *rest, int create, dr_store **out)
 {
     int rc = 0;
     struct stat sb;
@@ -581,6 +581,11 @@ int dr_store_file_open(const char *url, const char *rest, dr_store **out)
     st->base.ops = &file_ops;
     for (size_t l = strlen(st->root); l > 1 && st->root[l - 1] == '/'; l--)
         st->root[l - 1] = 0;
+    if (create && stat(st->root, &sb) != 0 && errno == ENOENT &&
+        (rc = dr_fs_mkdirs(st->root, DIR_MODE)) < 0) {
+        rc = dr_error_set(rc, "cannot create store '%s': %s", url, dr_error_msg());
+        goto out;
+    }
     if (stat(st->root, &sb) != 0) {
         rc = dr_error_set(errno_rc(errno), "cannot open store '%s': directory '%s' %s", url,
                           st->root, errno == ENOENT ? "does not exist" : strerror(errno));

@@ -23,7 +23,7 @@ int dr_store_open(const char *url, const dr_store_opts *o, dr_store **out)
     size_t sl = (size_t)(sep - url);
     const char *rest = sep + 3;
     if (sl == 4 && strncmp(url, "file", 4) == 0)
-        return dr_store_file_open(url, rest, out);
+        return dr_store_file_open(url, rest, o->create, out);
     if (sl == 2 && strncmp(url, "s3", 2) == 0)
         return dr_store_s3_open(url, rest, o, out);
     if (memchr(url, '@', strlen(url)))

@@ -34,10 +34,12 @@ typedef struct dr_store_opts {
     int parallel;       /* parts uploaded at once; 0: 2. Memory = part_size * (parallel+1) */
     int64_t timeout_ms; /* per request without progress; 0: 30 s */
     int retries;        /* attempts for 5xx/connection errors/SlowDown; 0: 5 */
+    int create;         /* writers: file:// creates a missing directory (and parents, 0700);
+                           readers leave it 0 and get DR_ENOTFOUND */
 } dr_store_opts;
 
 /* Opens a store by URL. DR_EUSAGE: unknown scheme or malformed URL (names it), missing
- * --s3-endpoint, no credentials; DR_ENOTFOUND: the bucket (or the directory) does not exist;
+ * --s3-endpoint, no credentials; DR_ENOTFOUND: the bucket (or the directory, unless o->create) does not exist;
  * DR_EAUTH: access denied / bad credentials; DR_EUNAVAILABLE: endpoint unreachable;
  * DR_ETLS. Checks access with one request (S3: list of at most 1 key). Caller closes. */
 int dr_store_open(const char *url, const dr_store_opts *o, dr_store **out);

@@ -28,7 +28,7 @@ struct dr_store {
 
 /* Driver constructors: url is the full URL, rest what follows the scheme's "//". On success
  * *out is a store whose url and ops the driver has set. */
-int dr_store_file_open(const char *url, const char *rest, dr_store **out);
+int dr_store_file_open(const char *url, const char *rest, int create, dr_store **out);
 int dr_store_s3_open(const char *url, const char *rest, const dr_store_opts *o, dr_store **out);
 
 /* ---- test hooks (tests/integration/objstore) ---- */
