@@ -762,7 +762,8 @@ static int stream_wait(dr_etcd *e, grpc_completion_queue *cq, grpc_call *call, v
         return 0;
     grpc_call_cancel(call, NULL);
     grpc_completion_queue_pluck(cq, tag, gpr_inf_future(GPR_CLOCK_REALTIME), NULL);
-    return dr_error_set(DR_ETIMEOUT, "etcd %s: Snapshot: %s within %lld ms (is the server stalled?)",
+    return dr_error_set(DR_ETIMEOUT,
+                        "etcd %s: Snapshot: %s within %lld ms (is the server stalled?)",
                         e->eps[e->cur], what, (long long)ms);
 }
 

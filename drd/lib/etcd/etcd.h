@@ -150,9 +150,9 @@ int dr_etcd_pipe_new(dr_etcd *e, dr_etcd_pipe **out);
 void dr_etcd_pipe_free(dr_etcd_pipe *p);
 int dr_etcd_pipe_submit(dr_etcd_pipe *p, const dr_etcd_txn *t, void *user);
 size_t dr_etcd_pipe_inflight(const dr_etcd_pipe *p);
-/* Waits up to timeout_ms for one completion (0: only takes one that is ready). Returns DR_ETIMEOUT when none came
- * (nothing lost), DR_ENOTFOUND when nothing is in flight, else 0 and fills *user, *rc (the txn's
- * own result code) and res (when *rc == 0; caller frees). */
+/* Waits up to timeout_ms for one completion (0: only takes one that is ready). Returns DR_ETIMEOUT
+ * when none came (nothing lost), DR_ENOTFOUND when nothing is in flight, else 0 and fills *user,
+ * *rc (the txn's own result code) and res (when *rc == 0; caller frees). */
 int dr_etcd_pipe_next(dr_etcd_pipe *p, int64_t timeout_ms, void **user, int *rc,
                       dr_etcd_txn_res *res);
 

@@ -113,7 +113,7 @@ static int wait_recv(dr_etcd_watch *w, int64_t timeout_ms, Etcdserverpb__WatchRe
                 break;
             }
             rc = etcd_unpack(w->recv, &etcdserverpb__watch_response__descriptor,
-                                 (ProtobufCMessage **)out);
+                             (ProtobufCMessage **)out);
             grpc_byte_buffer_destroy(w->recv);
             w->recv = NULL;
             return rc;

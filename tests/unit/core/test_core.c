@@ -217,10 +217,13 @@ static void test_async_sink(void **state)
 int main(void)
 {
     const struct CMUnitTest tests[] = {
-        cmocka_unit_test(test_error_catalog), cmocka_unit_test(test_error_wrap_long),
+        cmocka_unit_test(test_error_catalog),
+        cmocka_unit_test(test_error_wrap_long),
         cmocka_unit_test(test_error_set_from_own_message),
-        cmocka_unit_test(test_parse),         cmocka_unit_test(test_backoff),
-        cmocka_unit_test(test_buf_json),      cmocka_unit_test(test_atomic_write),
+        cmocka_unit_test(test_parse),
+        cmocka_unit_test(test_backoff),
+        cmocka_unit_test(test_buf_json),
+        cmocka_unit_test(test_atomic_write),
         cmocka_unit_test(test_async_sink),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
