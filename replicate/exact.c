@@ -329,7 +329,7 @@ int repl_run_exact(const dr_repl_opts *o, dr_repl_stats *st, dr_etcd *src, dr_et
     if ((rc = dr_etcd_status_get(tgt, &ts)) < 0 || (rc = dr_etcd_status_get(src, &ss)) < 0)
         goto out;
     int64_t t = ts.header.revision, s0 = ss.header.revision;
-    st->source_revision = s0;
+    repl_stat_max(&st->source_revision, s0);
     if ((rc = check_seeded(x, t, s0)) < 0)
         goto out;
     st->applied_revision = t;
@@ -392,8 +392,7 @@ int repl_run_exact(const dr_repl_opts *o, dr_repl_stats *st, dr_etcd *src, dr_et
             rc = 0;
             have = 0;
         }
-        if (c.progress_rev > st->source_revision)
-            st->source_revision = c.progress_rev;
+        repl_stat_max(&st->source_revision, c.progress_rev);
         int64_t oldest = dr_apply_oldest_ms(x->ap);
         if (!oldest)
             oldest = have ? c.arrival_ms : reader_oldest_ms(&rd);

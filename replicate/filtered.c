@@ -661,7 +661,7 @@ int repl_run_filtered(const dr_repl_opts *o, dr_repl_stats *st, dr_etcd *src, dr
     if ((rc = dr_etcd_status_get(src, &ss)) < 0)
         goto out;
     int64_t s0 = ss.header.revision;
-    st->source_revision = s0;
+    repl_stat_max(&st->source_revision, s0);
     int64_t cur = 0;
     rc = repl_read_cursor(o, tgt, &cur);
     if (rc < 0)
@@ -790,8 +790,7 @@ int repl_run_filtered(const dr_repl_opts *o, dr_repl_stats *st, dr_etcd *src, dr
                     goto out;
             }
         }
-        if (c.progress_rev > st->source_revision)
-            st->source_revision = c.progress_rev;
+        repl_stat_max(&st->source_revision, c.progress_rev);
         if (f.count == 0 && !have && processed > st->applied_revision && processed == f.chain)
             st->applied_revision = processed;
         int64_t oldest = f.count ? at(&f, 0)->arrival_ms : 0;

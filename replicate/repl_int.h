@@ -75,6 +75,10 @@ int repl_run_filtered(const dr_repl_opts *o, dr_repl_stats *st, dr_etcd *src, dr
                       int first);
 /* Source compact revision (probe: a watch from revision 1 is cancelled with it). */
 int repl_compact_revision(dr_etcd *e, int64_t *out);
+/* *out = *o with the defaults filled in (name, window, max_txn_ops), then checked. */
+int repl_opts_resolve(const dr_repl_opts *o, dr_repl_opts *out);
+/* Raise a stat to v unless it is already higher (several threads see source revisions). */
+void repl_stat_max(_Atomic int64_t *stat, int64_t v);
 /* Is rc a network problem worth a reconnect (vs an alarm or a usage error)? */
 int repl_is_transient(int rc);
 void repl_set_lag(dr_repl_stats *st, int64_t oldest_ms);

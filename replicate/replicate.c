@@ -10,6 +10,7 @@
  */
 #include "repl_int.h"
 
+#include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -28,6 +29,11 @@ static int is_prefix_of(const char *a, const char *b)
 
 int dr_repl_check_opts(const dr_repl_opts *o)
 {
+    if (o->window < 0 || o->window > 1024)
+        return dr_error_set(DR_EUSAGE, "--window must be 1..1024 (got %d)", o->window);
+    if (o->max_txn_ops != 0 && o->max_txn_ops < 2)
+        return dr_error_set(DR_EUSAGE, "--max-txn-ops must be at least 2 (got %lld)",
+                            (long long)o->max_txn_ops);
     if (o->mode == DR_REPL_EXACT && (o->n_prefixes || o->n_excludes || o->dest_prefix))
         return dr_error_set(DR_EUSAGE, "--prefix, --exclude and --dest-prefix need --mode "
                                        "filtered (exact mode copies every key)");
@@ -44,12 +50,31 @@ int dr_repl_check_opts(const dr_repl_opts *o)
     for (size_t i = 0; i < o->n_excludes; i++)
         if (!o->excludes[i][0])
             return dr_error_set(DR_EUSAGE, "--exclude must not be empty");
-    if (!o->name[0] || strchr(o->name, '/'))
+    if (o->name && (!o->name[0] || strchr(o->name, '/')))
         return dr_error_set(DR_EUSAGE, "--name must be non-empty and contain no '/'");
     if (o->source.endpoints && o->target.endpoints &&
         strcmp(o->source.endpoints, o->target.endpoints) == 0)
         return dr_error_set(DR_EUSAGE, "--source and --target are the same endpoints");
     return 0;
+}
+
+int repl_opts_resolve(const dr_repl_opts *o, dr_repl_opts *out)
+{
+    *out = *o;
+    if (!out->name)
+        out->name = "default";
+    if (!out->window)
+        out->window = 8;
+    if (!out->max_txn_ops)
+        out->max_txn_ops = 128;
+    return dr_repl_check_opts(out);
+}
+
+void repl_stat_max(_Atomic int64_t *stat, int64_t v)
+{
+    int64_t cur = *stat;
+    while (v > cur && !atomic_compare_exchange_weak(stat, &cur, v))
+        ;
 }
 
 int repl_is_transient(int rc)
@@ -133,8 +158,8 @@ static void *reader_main(void *arg)
             pthread_mutex_unlock(&r->mu);
             break;
         }
-        if (r->stats && res.header.revision > r->stats->source_revision)
-            r->stats->source_revision = res.header.revision;
+        if (r->stats)
+            repl_stat_max(&r->stats->source_revision, res.header.revision);
         rq_item *it = calloc(1, sizeof *it);
         if (!it) {
             dr_etcd_watch_res_free(&res);
@@ -341,13 +366,21 @@ void evcur_free(evcur *c)
 
 /* ---- run ---- */
 
-int dr_repl_run(const dr_repl_opts *o, dr_repl_stats *stats)
+int dr_repl_run(const dr_repl_opts *opts, dr_repl_stats *stats)
 {
     dr_repl_stats local;
     dr_repl_stats *st = stats ? stats : &local;
-    memset(st, 0, sizeof *st);
+    dr_repl_opts ro;
+    int rc = repl_opts_resolve(opts, &ro), first = 1;
+    const dr_repl_opts *o = &ro;
+    if (rc < 0)
+        return rc;
+    /* field by field: a status thread may already read them */
+    st->state = DR_REPL_STARTING;
+    st->source_revision = st->applied_revision = st->lag_ms = 0;
+    st->events_total = st->txns_total = st->resyncs_total = st->reconnects_total = 0;
+    st->leases_granted_total = st->retries_total = 0;
     st->start_ms = dr_wall_ms();
-    int rc = 0, first = 1;
     dr_backoff bo;
     dr_backoff_init(&bo, 200, 5000);
     for (;;) {

@@ -27,31 +27,33 @@ typedef struct dr_repl_opts {
     dr_etcd_opts source;
     dr_etcd_opts target;
     dr_repl_mode mode;
-    const char *name; /* cursor name (filtered); default "default" */
+    const char *name; /* cursor name (filtered); NULL: "default" */
     const char **prefixes;
     size_t n_prefixes;
     const char **excludes;
     size_t n_excludes;
     const char *dest_prefix;     /* NULL: no rewrite; needs exactly one prefix */
-    int64_t max_txn_ops;         /* the target's --max-txn-ops; default 128 */
-    int window;                  /* transactions in flight; default 64 */
+    int64_t max_txn_ops;         /* the target's --max-txn-ops, at least 2; 0: 128 */
+    int window;                  /* transactions in flight, 1..1024; 0: 8 */
     int until_caught_up;         /* return 0 once every source revision seen at start is applied */
     volatile sig_atomic_t *stop; /* set by a signal handler: drain and return 0 */
 } dr_repl_opts;
 
-/* Live counters of a running replication, readable from another thread. */
+/* Live counters of a running replication: written by the replication's threads (the watch reader
+ * and the applier), read by any thread (a status server). Atomic, so a reader never sees a torn
+ * or stale value; plain reads and writes of the fields are atomic loads and stores. */
 typedef struct dr_repl_stats {
-    volatile int state;               /* dr_repl_state */
-    volatile int64_t source_revision; /* newest source revision seen */
-    volatile int64_t applied_revision;
-    volatile int64_t lag_ms; /* age of the oldest source revision not yet applied */
-    volatile int64_t events_total;
-    volatile int64_t txns_total;
-    volatile int64_t resyncs_total;
-    volatile int64_t reconnects_total;
-    volatile int64_t leases_granted_total;
-    volatile int64_t retries_total; /* transactions refused by their ordering guard and resent */
-    volatile int64_t start_ms;
+    _Atomic int state;               /* dr_repl_state */
+    _Atomic int64_t source_revision; /* newest source revision seen (only grows in a session) */
+    _Atomic int64_t applied_revision;
+    _Atomic int64_t lag_ms; /* age of the oldest source revision not yet applied */
+    _Atomic int64_t events_total;
+    _Atomic int64_t txns_total;
+    _Atomic int64_t resyncs_total;
+    _Atomic int64_t reconnects_total;
+    _Atomic int64_t leases_granted_total;
+    _Atomic int64_t retries_total; /* transactions refused by their ordering guard and resent */
+    _Atomic int64_t start_ms;
 } dr_repl_stats;
 
 typedef enum {
@@ -65,7 +67,8 @@ typedef enum {
 
 const char *dr_repl_state_name(int state);
 
-/* Validate options (prefix/exclude/dest-prefix combinations). 0 or DR_EUSAGE. */
+/* Validate options (prefix/exclude/dest-prefix combinations, ranges; 0 and NULL mean the
+ * defaults). 0 or DR_EUSAGE. dr_repl_run, _status_get and _verify check them too. */
 int dr_repl_check_opts(const dr_repl_opts *o);
 
 /* Run replication until stopped (or caught up). Reconnects with backoff on network errors.

@@ -7,13 +7,25 @@
 
 #include <string.h>
 
-int dr_repl_status_get(const dr_repl_opts *o, dr_repl_status *st)
+/* The options with their defaults into *ro, and both endpoints open (the caller closes them, also
+ * after a failure). */
+static int open_both(const dr_repl_opts *opts, dr_repl_opts *ro, dr_etcd **src, dr_etcd **tgt)
+{
+    int rc = repl_opts_resolve(opts, ro);
+    if (rc == 0)
+        rc = dr_etcd_open(src, &ro->source);
+    if (rc == 0)
+        rc = dr_etcd_open(tgt, &ro->target);
+    return rc;
+}
+
+int dr_repl_status_get(const dr_repl_opts *opts, dr_repl_status *st)
 {
     memset(st, 0, sizeof *st);
     dr_etcd *src = NULL, *tgt = NULL;
-    int rc = dr_etcd_open(&src, &o->source);
-    if (rc == 0)
-        rc = dr_etcd_open(&tgt, &o->target);
+    dr_repl_opts ro;
+    const dr_repl_opts *o = &ro;
+    int rc = open_both(opts, &ro, &src, &tgt);
     dr_etcd_status ss, ts;
     if (rc == 0 && (rc = dr_etcd_status_get(src, &ss)) == 0 &&
         (rc = dr_etcd_status_get(tgt, &ts)) == 0)
@@ -47,13 +59,13 @@ out:
     return rc;
 }
 
-int dr_repl_verify(const dr_repl_opts *o, int64_t *compared, int64_t *nkeys)
+int dr_repl_verify(const dr_repl_opts *opts, int64_t *compared, int64_t *nkeys)
 {
     dr_etcd *src = NULL, *tgt = NULL;
     *nkeys = -1;
-    int rc = dr_etcd_open(&src, &o->source);
-    if (rc == 0)
-        rc = dr_etcd_open(&tgt, &o->target);
+    dr_repl_opts ro;
+    const dr_repl_opts *o = &ro;
+    int rc = open_both(opts, &ro, &src, &tgt);
     if (rc < 0)
         goto out;
     if (o->mode == DR_REPL_EXACT) {

@@ -62,6 +62,49 @@ static void test_check_opts(void **state)
     o.name = "t";
     o.source.endpoints = o.target.endpoints = "http://127.0.0.1:2379";
     assert_int_equal(dr_repl_check_opts(&o), DR_EUSAGE);
+    o.target.endpoints = "http://127.0.0.1:2380";
+    /* ranges a library caller could get wrong (the CLI checks its flags itself) */
+    o.window = -1;
+    assert_int_equal(dr_repl_check_opts(&o), DR_EUSAGE);
+    o.window = 1025;
+    assert_int_equal(dr_repl_check_opts(&o), DR_EUSAGE);
+    o.window = 0;
+    o.max_txn_ops = 1;
+    assert_int_equal(dr_repl_check_opts(&o), DR_EUSAGE);
+    o.max_txn_ops = 0;
+    /* 0 and NULL are the defaults */
+    o.name = NULL;
+    dr_repl_opts r;
+    assert_int_equal(repl_opts_resolve(&o, &r), 0);
+    assert_string_equal(r.name, "default");
+    assert_int_equal(r.window, 8);
+    assert_int_equal(r.max_txn_ops, 128);
+    /* dr_repl_run refuses bad options before it connects anywhere */
+    o.window = -5;
+    assert_int_equal(dr_repl_run(&o, NULL), DR_EUSAGE);
+}
+
+/* Two threads raise the same stat: it ends at the highest value, never lower. */
+static void *raise_to(void *arg)
+{
+    dr_repl_stats *s = arg;
+    for (int64_t v = 1; v <= 100000; v++)
+        repl_stat_max(&s->source_revision, v);
+    return NULL;
+}
+
+static void test_stat_max(void **state)
+{
+    (void)state;
+    dr_repl_stats s = {.source_revision = 0};
+    pthread_t a, b;
+    assert_int_equal(pthread_create(&a, NULL, raise_to, &s), 0);
+    assert_int_equal(pthread_create(&b, NULL, raise_to, &s), 0);
+    pthread_join(a, NULL);
+    pthread_join(b, NULL);
+    assert_int_equal(s.source_revision, 100000);
+    repl_stat_max(&s.source_revision, 5);
+    assert_int_equal(s.source_revision, 100000);
 }
 
 static void test_prefix_end(void **state)
@@ -108,8 +151,8 @@ int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_map_key),    cmocka_unit_test(test_check_opts),
-        cmocka_unit_test(test_prefix_end), cmocka_unit_test(test_cursor_key),
-        cmocka_unit_test(test_metrics),
+        cmocka_unit_test(test_stat_max),   cmocka_unit_test(test_prefix_end),
+        cmocka_unit_test(test_cursor_key), cmocka_unit_test(test_metrics),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
