@@ -8,10 +8,8 @@
  * resumes from cursor+1 and nothing is lost or applied twice. The guard chain also orders the
  * pipelined transactions (a refused one is resent after its predecessor).
  *
- * Resync (first run, or when the source compacted past the cursor): page through the source at
- * one revision S and the target's mapped range side by side (both in key order), put what differs
- * and delete target keys the source no longer has (deletes made while drd was down), then write
- * cursor = S. Memory: one page of each side.
+ * The batches in flight live in a ring whose states (B_FREE/INFLIGHT/OK/RETRY) are drawn in
+ * filtered_int.h. Resync (first run, or when the source compacted past the cursor) is resync.c.
  *
  * A revision with more changes than fit in one transaction is applied in chunks after everything
  * before it, the last chunk writing the cursor: replaying a partly applied revision after a crash
@@ -21,373 +19,11 @@
  * Must never touch target keys outside the mapped prefixes, nor under /drd/replicate/ except its
  * own cursor.
  */
-#include "repl_int.h"
+#include "filtered_int.h"
 
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-
-#define PAGE 500
-
-enum { B_FREE = 0, B_INFLIGHT, B_OK, B_RETRY };
-
-typedef struct fbatch {
-    dr_etcd_txn *txn;
-    int64_t first_rev, last_rev, prev_cursor;
-    int state, after_pred;
-    int64_t arrival_ms;
-    size_t nevents;
-} fbatch;
-
-typedef struct fs {
-    const dr_repl_opts *o;
-    dr_repl_stats *st;
-    dr_etcd *src, *tgt;
-    dr_etcd_pipe *pipe;
-    leases *ls;
-    char ck[512];
-    size_t ckl;
-    fbatch *ring;
-    size_t cap, head, count;
-    int64_t confirmed; /* cursor value known to be on the target */
-    int64_t chain;     /* cursor value the last submitted transaction writes */
-    int64_t last_cursor_write_ms;
-    /* keys of the batch being built, to close it before a key repeats (etcd refuses that) */
-    uint64_t *keyset;
-    size_t keyset_cap, keyset_n;
-    dr_buf kbuf;
-} fs;
-
-void repl_cursor_key(const dr_repl_opts *o, char *out, size_t cap)
-{
-    snprintf(out, cap, REPL_CURSOR_ROOT "%s/revision", o->name);
-}
-
-static int under(const uint8_t *k, size_t kl, const char *p)
-{
-    size_t pl = strlen(p);
-    return kl >= pl && memcmp(k, p, pl) == 0;
-}
-
-int repl_map_key(const dr_repl_opts *o, const uint8_t *k, size_t kl, dr_buf *out)
-{
-    if (under(k, kl, REPL_CURSOR_ROOT))
-        return 0;
-    const char *pfx = NULL;
-    if (o->n_prefixes) {
-        for (size_t i = 0; i < o->n_prefixes && !pfx; i++)
-            if (under(k, kl, o->prefixes[i]))
-                pfx = o->prefixes[i];
-        if (!pfx)
-            return 0;
-    }
-    for (size_t i = 0; i < o->n_excludes; i++)
-        if (under(k, kl, o->excludes[i]))
-            return 0;
-    out->len = 0;
-    if (o->dest_prefix) {
-        size_t pl = strlen(pfx);
-        if (dr_buf_append(out, o->dest_prefix, strlen(o->dest_prefix)) < 0 ||
-            dr_buf_append(out, k + pl, kl - pl) < 0)
-            return DR_ENOMEM;
-    } else if (dr_buf_append(out, k, kl) < 0) {
-        return DR_ENOMEM;
-    }
-    return 1;
-}
-
-/* Target keys resync must leave alone: our cursors and the mapped excludes. */
-static int target_ignored(const dr_repl_opts *o, const uint8_t *k, size_t kl)
-{
-    if (under(k, kl, REPL_CURSOR_ROOT))
-        return 1;
-    for (size_t i = 0; i < o->n_excludes; i++) {
-        const char *e = o->excludes[i];
-        if (o->dest_prefix) {
-            const char *p = o->prefixes[0];
-            size_t pl = strlen(p), dl = strlen(o->dest_prefix);
-            if (strncmp(e, p, pl) != 0)
-                continue;
-            if (kl >= dl && memcmp(k, o->dest_prefix, dl) == 0 && under(k + dl, kl - dl, e + pl))
-                return 1;
-        } else if (under(k, kl, e)) {
-            return 1;
-        }
-    }
-    return 0;
-}
-
-int repl_read_cursor(const dr_repl_opts *o, dr_etcd *tgt, int64_t *rev)
-{
-    char ck[512];
-    repl_cursor_key(o, ck, sizeof ck);
-    dr_etcd_range_req q = {.key = ck, .key_len = strlen(ck)};
-    dr_etcd_range_res r;
-    int rc = dr_etcd_range(tgt, &q, &r);
-    if (rc < 0)
-        return rc;
-    if (r.n_kvs == 0) {
-        dr_etcd_range_res_free(&r);
-        return 0;
-    }
-    char v[32];
-    size_t n = r.kvs[0].value_len < sizeof v - 1 ? r.kvs[0].value_len : sizeof v - 1;
-    memcpy(v, r.kvs[0].value, n);
-    v[n] = 0;
-    dr_etcd_range_res_free(&r);
-    if (dr_parse_i64(v, "cursor", rev) < 0)
-        return dr_error_set(DR_EPROTO, "the cursor key %s holds '%s', not a revision", ck, v);
-    return 1;
-}
-
-/* ---- pipelined writes without ordering (resync) ---- */
-
-static int wait_ok(fs *f, int64_t wait_ms)
-{
-    void *user;
-    int trc = 0;
-    dr_etcd_txn_res res;
-    int rc = dr_etcd_pipe_next(f->pipe, wait_ms, &user, &trc, &res);
-    if (rc == DR_ETIMEOUT || rc == DR_ENOTFOUND)
-        return 0;
-    if (rc < 0)
-        return rc;
-    if (trc < 0)
-        return trc;
-    f->st->txns_total++;
-    dr_etcd_txn_res_free(&res);
-    return 0;
-}
-
-static int flush_unordered(fs *f, dr_etcd_txn *t)
-{
-    int rc = 0;
-    if (dr_etcd_txn_nops(t) == 0)
-        return 0;
-    while (dr_etcd_pipe_inflight(f->pipe) >= f->cap && rc == 0)
-        rc = wait_ok(f, 1000);
-    if (rc == 0)
-        rc = dr_etcd_pipe_submit(f->pipe, t, NULL);
-    dr_etcd_txn_reset(t);
-    return rc;
-}
-
-static int drain_unordered(fs *f)
-{
-    int rc = 0;
-    while (dr_etcd_pipe_inflight(f->pipe) > 0 && rc == 0)
-        rc = wait_ok(f, 1000);
-    return rc;
-}
-
-/* Byte strings may be empty (and then NULL): memcmp must not see them. */
-static int same_bytes(const uint8_t *a, size_t al, const uint8_t *b, size_t bl)
-{
-    return al == bl && (al == 0 || memcmp(a, b, al) == 0);
-}
-
-static int kv_cmp(const uint8_t *a, size_t al, const uint8_t *b, size_t bl)
-{
-    size_t m = al < bl ? al : bl;
-    int c = m ? memcmp(a, b, m) : 0;
-    if (c)
-        return c;
-    return al < bl ? -1 : al > bl ? 1 : 0;
-}
-
-/* A paged cursor over [key, end) at a revision. */
-typedef struct pager {
-    dr_etcd *e;
-    dr_buf next;
-    uint8_t end[1024];
-    size_t end_len;
-    int64_t rev;
-    dr_etcd_range_res page;
-    size_t i;
-    int done;
-} pager;
-
-static int pager_fill(pager *p)
-{
-    if (p->page.priv && p->i < p->page.n_kvs)
-        return 0;
-    if (p->page.priv && !p->page.more) {
-        dr_etcd_range_res_free(&p->page);
-        p->done = 1;
-        return 0;
-    }
-    dr_etcd_range_res_free(&p->page);
-    if (p->done)
-        return 0;
-    dr_etcd_range_req q = {.key = p->next.data,
-                           .key_len = p->next.len,
-                           .range_end = p->end,
-                           .range_end_len = p->end_len,
-                           .limit = PAGE,
-                           .revision = p->rev};
-    int rc = dr_etcd_range(p->e, &q, &p->page);
-    if (rc < 0)
-        return rc;
-    p->i = 0;
-    if (p->page.n_kvs == 0) {
-        p->done = 1;
-        return 0;
-    }
-    const dr_etcd_kv *last = &p->page.kvs[p->page.n_kvs - 1];
-    p->next.len = 0;
-    if ((rc = dr_buf_append(&p->next, last->key, last->key_len)) < 0 ||
-        (rc = dr_buf_append(&p->next, "\0", 1)) < 0)
-        return rc;
-    return 0;
-}
-
-static const dr_etcd_kv *pager_cur(pager *p)
-{
-    return p->done ? NULL : &p->page.kvs[p->i];
-}
-
-static int pager_init(pager *p, dr_etcd *e, const char *prefix, int64_t rev)
-{
-    memset(p, 0, sizeof p[0]);
-    p->e = e;
-    p->rev = rev;
-    size_t pl = prefix ? strlen(prefix) : 0;
-    if (pl >= sizeof p->end)
-        return dr_error_set(DR_EUSAGE, "prefix too long");
-    if (pl == 0) {
-        p->end[0] = 0;
-        p->end_len = 1;
-        return dr_buf_append(&p->next, "\0", 1);
-    }
-    dr_etcd_prefix_end(prefix, pl, p->end, &p->end_len);
-    return dr_buf_append(&p->next, prefix, pl);
-}
-
-static void pager_free(pager *p)
-{
-    dr_etcd_range_res_free(&p->page);
-    dr_buf_free(&p->next);
-}
-
-static int resync_range(fs *f, const char *sp, const char *tp, int64_t rev, dr_etcd_txn *t,
-                        int64_t *copied, int64_t *deleted)
-{
-    pager s, d;
-    int rc = pager_init(&s, f->src, sp, rev);
-    if (rc == 0)
-        rc = pager_init(&d, f->tgt, tp, 0);
-    dr_buf mk = {0};
-    while (rc == 0) {
-        if ((rc = pager_fill(&s)) < 0 || (rc = pager_fill(&d)) < 0)
-            break;
-        const dr_etcd_kv *a = pager_cur(&s), *b = pager_cur(&d);
-        if (!a && !b)
-            break;
-        int m = 0;
-        if (a) {
-            m = repl_map_key(f->o, a->key, a->key_len, &mk);
-            if (m < 0) {
-                rc = dr_error_set(DR_ENOMEM, "out of memory");
-                break;
-            }
-            if (m == 0) {
-                s.i++;
-                continue;
-            }
-        }
-        if (b && target_ignored(f->o, b->key, b->key_len)) {
-            d.i++;
-            continue;
-        }
-        int c = !a ? 1 : !b ? -1 : kv_cmp((uint8_t *)mk.data, mk.len, b->key, b->key_len);
-        if (c <= 0) {
-            int same = c == 0 && a->lease == b->lease &&
-                       same_bytes(a->value, a->value_len, b->value, b->value_len);
-            if (!same) {
-                if (a->lease && (rc = leases_ensure(f->ls, a->lease)) < 0)
-                    break;
-                rc = dr_etcd_txn_put(t, DR_TXN_SUCCESS, mk.data, mk.len, a->value, a->value_len,
-                                     a->lease);
-                (*copied)++;
-            }
-            s.i++;
-            if (c == 0)
-                d.i++;
-        } else {
-            rc = dr_etcd_txn_delete(t, DR_TXN_SUCCESS, b->key, b->key_len, NULL, 0);
-            (*deleted)++;
-            d.i++;
-        }
-        if (rc == 0 && (int64_t)dr_etcd_txn_nops(t) >= f->o->max_txn_ops)
-            rc = flush_unordered(f, t);
-    }
-    if (rc == 0)
-        rc = flush_unordered(f, t);
-    pager_free(&s);
-    pager_free(&d);
-    dr_buf_free(&mk);
-    return rc;
-}
-
-static int write_cursor(fs *f, int64_t rev)
-{
-    char v[32];
-    int n = snprintf(v, sizeof v, "%lld", (long long)rev);
-    dr_etcd_header h;
-    int rc = dr_etcd_put(f->tgt, f->ck, f->ckl, v, (size_t)n, 0, &h);
-    if (rc == 0) {
-        f->confirmed = f->chain = rev;
-        f->last_cursor_write_ms = dr_mono_ms();
-    }
-    return rc;
-}
-
-static int resync(fs *f)
-{
-    int rc = 0;
-    dr_etcd_txn *t = NULL;
-    f->st->state = DR_REPL_SYNCING;
-    f->st->resyncs_total++;
-    if ((rc = dr_etcd_txn_new(&t)) < 0)
-        return rc;
-    for (int attempt = 0;; attempt++) {
-        dr_etcd_status ss;
-        if ((rc = dr_etcd_status_get(f->src, &ss)) < 0)
-            break;
-        int64_t rev = ss.header.revision, copied = 0, deleted = 0;
-        int64_t t0 = dr_mono_ms();
-        dr_info("resync of '%s' at source revision %lld", f->o->name, (long long)rev);
-        if (f->o->n_prefixes == 0) {
-            rc = resync_range(f, NULL, NULL, rev, t, &copied, &deleted);
-        } else {
-            for (size_t i = 0; i < f->o->n_prefixes && rc == 0; i++)
-                rc = resync_range(f, f->o->prefixes[i],
-                                  f->o->dest_prefix ? f->o->dest_prefix : f->o->prefixes[i], rev, t,
-                                  &copied, &deleted);
-        }
-        if (rc == 0)
-            rc = drain_unordered(f);
-        if (rc == DR_ECOMPACTED && attempt < 10) {
-            /* the source compacted under the copy: start again at a newer revision */
-            dr_warn("source compacted during the resync; starting it again");
-            drain_unordered(f);
-            dr_etcd_txn_reset(t);
-            rc = 0;
-            continue;
-        }
-        if (rc == 0)
-            rc = write_cursor(f, rev);
-        if (rc == 0) {
-            f->st->applied_revision = rev;
-            dr_info("resync done at revision %lld: %lld keys written, %lld deleted, %lld ms",
-                    (long long)rev, (long long)copied, (long long)deleted,
-                    (long long)(dr_mono_ms() - t0));
-        }
-        break;
-    }
-    dr_etcd_txn_free(t);
-    return rc;
-}
 
 /* ---- streaming ---- */
 
@@ -624,7 +260,7 @@ static void watch_range(const dr_repl_opts *o, uint8_t *key, size_t *kl, uint8_t
         uint8_t e[512];
         size_t l;
         dr_etcd_prefix_end(o->prefixes[i], strlen(o->prefixes[i]), e, &l);
-        if (*el == 0 || kv_cmp(e, l, end, *el) > 0) {
+        if (*el == 0 || repl_kv_cmp(e, l, end, *el) > 0) {
             memcpy(end, e, l);
             *el = l;
         }
@@ -674,7 +310,7 @@ int repl_run_filtered(const dr_repl_opts *o, dr_repl_stats *st, dr_etcd *src, dr
         goto out;
     }
     if (rc == 0) {
-        if ((rc = resync(&f)) < 0)
+        if ((rc = repl_resync(&f)) < 0)
             goto out;
     } else {
         f.confirmed = f.chain = cur;
@@ -685,7 +321,7 @@ int repl_run_filtered(const dr_repl_opts *o, dr_repl_stats *st, dr_etcd *src, dr
         if (cs > cur) {
             dr_warn("the source compacted past the cursor (%lld < compact revision %lld): resync",
                     (long long)cur, (long long)cs);
-            if ((rc = resync(&f)) < 0)
+            if ((rc = repl_resync(&f)) < 0)
                 goto out;
         }
     }
@@ -700,7 +336,7 @@ int repl_run_filtered(const dr_repl_opts *o, dr_repl_stats *st, dr_etcd *src, dr
         dr_warn("the source compacted past the cursor (%lld < compact revision %lld): resync",
                 (long long)f.confirmed, (long long)crev);
         reader_stop(&rd);
-        if ((rc = resync(&f)) < 0)
+        if ((rc = repl_resync(&f)) < 0)
             goto out;
     }
     if (rc < 0) {
@@ -829,75 +465,5 @@ out : {
     free(f.ring);
     free(f.keyset);
     dr_buf_free(&f.kbuf);
-    return rc;
-}
-
-/* ---- key-by-key comparison (verify) ---- */
-
-int repl_compare(const dr_repl_opts *o, dr_etcd *src, dr_etcd *tgt, int64_t srev, int64_t trev,
-                 int64_t *nkeys)
-{
-    int exact = o->mode == DR_REPL_EXACT;
-    fs f = {.o = o, .src = src, .tgt = tgt};
-    size_t nranges = exact || o->n_prefixes == 0 ? 1 : o->n_prefixes;
-    int rc = 0;
-    dr_buf mk = {0};
-    *nkeys = 0;
-    for (size_t r = 0; r < nranges && rc == 0; r++) {
-        const char *sp = exact || o->n_prefixes == 0 ? NULL : o->prefixes[r];
-        const char *tp = sp && o->dest_prefix ? o->dest_prefix : sp;
-        pager s, d;
-        if ((rc = pager_init(&s, src, sp, srev)) < 0)
-            break;
-        if ((rc = pager_init(&d, tgt, tp, trev)) < 0) {
-            pager_free(&s);
-            break;
-        }
-        while (rc == 0) {
-            if ((rc = pager_fill(&s)) < 0 || (rc = pager_fill(&d)) < 0)
-                break;
-            const dr_etcd_kv *a = pager_cur(&s), *b = pager_cur(&d);
-            if (!a && !b)
-                break;
-            if (a) {
-                int m = exact ? (mk.len = 0, dr_buf_append(&mk, a->key, a->key_len) == 0)
-                              : repl_map_key(o, a->key, a->key_len, &mk);
-                if (m == 0) {
-                    s.i++;
-                    continue;
-                }
-            }
-            if (b && !exact && target_ignored(o, b->key, b->key_len)) {
-                d.i++;
-                continue;
-            }
-            int c = !a ? 1 : !b ? -1 : kv_cmp((uint8_t *)mk.data, mk.len, b->key, b->key_len);
-            const dr_etcd_kv *k = c <= 0 ? a : b;
-            if (c != 0) {
-                rc = dr_error_set(DR_EDIVERGED, "key '%.*s' is only on the %s",
-                                  (int)(c < 0 ? mk.len : k->key_len),
-                                  c < 0 ? mk.data : (const char *)k->key,
-                                  c < 0 ? "source" : "target");
-                break;
-            }
-            int same =
-                same_bytes(a->value, a->value_len, b->value, b->value_len) && a->lease == b->lease;
-            if (exact)
-                same = same && a->create_revision == b->create_revision &&
-                       a->mod_revision == b->mod_revision && a->version == b->version;
-            if (!same) {
-                rc = dr_error_set(DR_EDIVERGED, "key '%.*s' differs between source and target",
-                                  (int)mk.len, mk.data);
-                break;
-            }
-            (*nkeys)++;
-            s.i++;
-            d.i++;
-        }
-        pager_free(&s);
-        pager_free(&d);
-    }
-    (void)f;
-    dr_buf_free(&mk);
     return rc;
 }

@@ -69,7 +69,7 @@ int leases_adopt_all(leases *l);
 int leases_ensure(leases *l, int64_t id);
 void leases_free(leases *l);
 
-/* ---- mode loops and helpers ---- */
+/* ---- mode loops (exact.c, filtered.c) and session helpers (replicate.c, reader.c) ---- */
 int repl_run_exact(const dr_repl_opts *o, dr_repl_stats *st, dr_etcd *src, dr_etcd *tgt, int first);
 int repl_run_filtered(const dr_repl_opts *o, dr_repl_stats *st, dr_etcd *src, dr_etcd *tgt,
                       int first);
@@ -82,6 +82,32 @@ void repl_stat_max(_Atomic int64_t *stat, int64_t v);
 /* Is rc a network problem worth a reconnect (vs an alarm or a usage error)? */
 int repl_is_transient(int rc);
 void repl_set_lag(dr_repl_stats *st, int64_t oldest_ms);
+
+/* ---- reading both sides (compare.c) ---- */
+
+/* A paged cursor over [key, end) at a revision (0: newest): one page in memory. */
+typedef struct pager {
+    dr_etcd *e;
+    dr_buf next;
+    uint8_t end[1024];
+    size_t end_len;
+    int64_t rev;
+    dr_etcd_range_res page;
+    size_t i;
+    int done;
+} pager;
+/* prefix NULL or "": every key. */
+int repl_pager_init(pager *p, dr_etcd *e, const char *prefix, int64_t rev);
+/* Makes the current key available (reads the next page when needed); sets done at the end. */
+int repl_pager_fill(pager *p);
+/* The current key after repl_pager_fill, NULL when done. Borrowed from the page. */
+const dr_etcd_kv *repl_pager_cur(pager *p);
+void repl_pager_free(pager *p);
+/* Byte strings in etcd's key order (memcmp, shorter first on a tie); either may be empty. */
+int repl_kv_cmp(const uint8_t *a, size_t al, const uint8_t *b, size_t bl);
+int repl_same_bytes(const uint8_t *a, size_t al, const uint8_t *b, size_t bl);
+/* Target keys resync and compare leave alone: drd's cursors and the mapped excludes. */
+int repl_target_ignored(const dr_repl_opts *o, const uint8_t *k, size_t kl);
 
 /* Filtered-mode key mapping: 1 and the target key in out when k is replicated, else 0. */
 int repl_map_key(const dr_repl_opts *o, const uint8_t *k, size_t kl, dr_buf *out);
