@@ -89,14 +89,20 @@ int drd_getopt(int argc, char **argv, const struct option *opts, const char *cmd
     return c;
 }
 
-static void print_help(FILE *f)
+/* The command list; group non-NULL: only that group's commands ("drd replicate --help"). */
+static void print_help(FILE *f, const char *group)
 {
+    size_t gl = group ? strlen(group) : 0;
     fprintf(f,
             "drd %s: disaster recovery for etcd (live standby, snapshots, restore)\n\n"
-            "usage: drd <command> [flags]      drd <command> --help\n\ncommands:\n",
-            DRD_VERSION);
-    for (size_t i = 0; i < NCMD; i++)
-        fprintf(f, "  %-18s %s\n", commands[i].name, commands[i].summary);
+            "usage: drd %s%s<command> [flags]      drd %s%s<command> --help\n\ncommands:\n",
+            DRD_VERSION, group ? group : "", group ? " " : "", group ? group : "",
+            group ? " " : "");
+    for (size_t i = 0; i < NCMD; i++) {
+        const char *n = commands[i].name;
+        if (!group || (strncmp(n, group, gl) == 0 && (n[gl] == ' ' || n[gl] == 0)))
+            fprintf(f, "  %-18s %s\n", n, commands[i].summary);
+    }
     fprintf(f, "\nflags for every command:\n  --log-level L      debug, info, warn, error "
                "(default info; also DRD_LOG_LEVEL)\n"
                "\nExit status: 0 on success, else the error's number (docs/error-codes.md).\n");
@@ -110,7 +116,7 @@ int main(int argc, char **argv)
         dr_log_set_level(l);
     if (argc < 2 || strcmp(argv[1], "--help") == 0 || strcmp(argv[1], "-h") == 0 ||
         strcmp(argv[1], "help") == 0) {
-        print_help(stdout);
+        print_help(stdout, NULL);
         return argc < 2 ? 2 : 0;
     }
     if (strcmp(argv[1], "--version") == 0 || strcmp(argv[1], "version") == 0) {
@@ -163,7 +169,7 @@ int main(int argc, char **argv)
         size_t l1 = strcspn(commands[i].name, " ");
         if (strncmp(argv[1], commands[i].name, l1) == 0 && argv[1][l1] == 0) {
             if (argc >= 3 && (strcmp(argv[2], "--help") == 0 || strcmp(argv[2], "-h") == 0)) {
-                print_help(stdout);
+                print_help(stdout, argv[1]);
                 return 0;
             }
             fprintf(stderr, "drd: unknown command 'drd %s %s' (see drd --help)\n", argv[1],
