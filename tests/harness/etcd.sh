@@ -566,10 +566,19 @@ h_etcd_count() {
     jq -r '.count // 0' <<<"$out"
 }
 
+# h_etcd_revision NAME: the server's store revision. Usually called in $(...), where h_fail would
+# only end the subshell: when the revision cannot be read it prints a word that equals no other
+# output (so two failed reads never compare equal), logs why and returns 1.
 h_etcd_revision() {
     local out
-    out=$(h_etcdctl "$1" endpoint status -w json) || h_fail "h_etcd_revision: '$1' unreachable"
-    jq -r '.[0].Status.header.revision' <<<"$out"
+    if out=$(h_etcdctl "$1" endpoint status -w json 2>&1) &&
+        out=$(jq -er '.[0].Status.header.revision' <<<"$out" 2>&1); then
+        printf '%s' "$out"
+        return 0
+    fi
+    h_log "cannot read the revision of '$1': $(head -c 300 <<<"$out")"
+    printf 'unreadable-revision-of-%s-%s' "$1" "$SRANDOM"
+    return 1
 }
 
 h_certs() {

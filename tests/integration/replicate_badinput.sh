@@ -63,11 +63,11 @@ expect_error "not a URL" - nota replicate etcd --source nota-url --target "$S" -
 # exact mode on a standby that was not seeded but has keys of its own: exit 15, nothing written
 h_etcd_start other "$H_TMP/other"
 for i in $(seq 1 5); do h_etcdctl other put "/other/key-$i" "v$i" >/dev/null; done
-before=$(h_etcdctl other endpoint status -w json | jq -r '.[0].Status.header.revision')
+before=$(h_etcd_revision other)
 expect_error "standby with its own keys" 15 seed replicate etcd --source "$P" --target "$OTHER_URL" --until-caught-up
 h_assert_contains "$err" "drd replicate seed" "standby with its own keys: the error names the seed command"
 expect_error "standby with its own keys, long-running form" 15 seed replicate etcd --source "$P" --target "$OTHER_URL"
-h_assert_eq "$(h_etcdctl other endpoint status -w json | jq -r '.[0].Status.header.revision')" "$before" \
+h_assert_eq "$(h_etcd_revision other)" "$before" \
     "revision of the standby with its own keys after drd refused"
 h_run_drd 45 --log-level error replicate verify --source "$P" --target "$OTHER_URL"
 ((rc != 0)) || h_fail "verify of an unseeded standby exited 0"
@@ -86,9 +86,9 @@ expect_error "seed without --data-dir" 2 --data-dir replicate seed --source "$P"
 
 # exact mode on a standby that was not seeded: a fresh etcd, while the primary has keys. Last,
 # since drd may write to it. Expected: exit 15, one line naming the seed command, nothing written.
-before=$(h_etcdctl standby endpoint status -w json | jq -r '.[0].Status.header.revision')
+before=$(h_etcd_revision standby)
 h_run_drd 45 replicate etcd --source "$P" --target "$S" --until-caught-up
-after=$(h_etcdctl standby endpoint status -w json | jq -r '.[0].Status.header.revision')
+after=$(h_etcd_revision standby)
 h_log "fresh standby: exit $rc, revision $before -> $after, stdout: $out, stderr: $err"
 if ((rc == 0)); then
     h_fail "exact mode on a fresh, unseeded standby exited 0 instead of 15: drd replayed the primary's history onto it (standby revision $before -> $after)"

@@ -39,7 +39,7 @@ load() {
         "transactions loading $3 (last answer: $(tail -c 300 "$H_TMP/load.out"))"
 }
 
-rev() { h_etcdctl "$1" endpoint status -w json | jq -r '.[0].Status.header.revision'; }
+rev() { h_etcd_revision "$1"; } # a failed read never equals anything
 revs_equal() { [[ "$(rev primary)" == "$(rev standby)" ]]; }
 # the revision in the last 'drd replicate seed' output ("seeded DIR at revision N")
 seeded_rev() { sed -n 's/^seeded .* at revision \([0-9]*\)$/\1/p' "$H_TMP/out"; }

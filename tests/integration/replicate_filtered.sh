@@ -40,7 +40,7 @@ put_many() {
         h_fail "loading $count $res failed: $(grep -v '^[-DL0-9 ]' "$H_TMP/curl.err" | head -n 3)"
 }
 
-rev() { h_etcdctl "$1" endpoint status -w json | jq -r '.[0].Status.header.revision'; }
+rev() { h_etcd_revision "$1"; } # a failed read never equals anything
 count() { h_etcdctl "$1" get --prefix "$2" --keys-only --limit 1 -w json | jq -r '.count // 0'; }
 exists() { h_etcdctl "$1" get "$2" --keys-only -w json | jq -r '.count // 0'; } # 1 or 0
 

@@ -17,7 +17,7 @@ source "${HARNESS:-$(dirname "$0")/../harness}/etcd.sh"
 h_tmpdir
 drd=$(h_drd_path)
 
-rev() { h_etcdctl "$1" endpoint status -w json | jq -r '.[0].Status.header.revision'; }
+rev() { h_etcd_revision "$1"; } # a failed read never equals anything
 count() { h_etcdctl "$1" get --prefix "$2" --keys-only --limit 1 -w json | jq -r '.count // 0'; }
 
 # dump SERVER PREFIX: "key<TAB>base64(value)" per key under PREFIX, in key order

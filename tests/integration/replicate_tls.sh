@@ -10,7 +10,7 @@ start=$SECONDS
 certs=$H_TMP/certs
 h_certs "$certs"
 
-rev() { h_etcdctl "$1" endpoint status -w json | jq -r '.[0].Status.header.revision'; }
+rev() { h_etcd_revision "$1"; } # a failed read never equals anything
 dump() { h_etcdctl "$1" get --prefix "$2" -w json | jq -c '[.kvs[]? | {key, value}]'; }
 
 h_etcd_start primary "$H_TMP/primary" --tls "$certs"
