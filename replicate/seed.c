@@ -181,7 +181,11 @@ int dr_repl_seed(const dr_repl_seed_opts *o, int64_t *revision)
     /* every data dir appears only complete, and only when all of them are */
     int made = 0;
     for (int i = 0; i < n && rc == 0; i++, made++) {
-        snprintf(partial[i], sizeof partial[i], "%s.seeding-%ld", dirs[i], (long)getpid());
+        if (snprintf(partial[i], sizeof partial[i], "%s.seeding-%ld", dirs[i], (long)getpid()) >=
+            (int)sizeof partial[i]) {
+            rc = dr_error_set(DR_EUSAGE, "data dir path too long: '%s'", dirs[i]);
+            break;
+        }
         rc = dr_etcdtool_restore_from(partial[i], names[i], o->initial_cluster, peers[i],
                                       i == 0 ? write_snapshot : copy_snapshot, &s);
     }
