@@ -66,7 +66,15 @@ for i in $(seq 1 5); do h_etcdctl other put "/other/key-$i" "v$i" >/dev/null; do
 before=$(h_etcd_revision other)
 expect_error "standby with its own keys" 15 seed replicate etcd --source "$P" --target "$OTHER_URL" --until-caught-up
 h_assert_contains "$err" "drd replicate seed" "standby with its own keys: the error names the seed command"
-expect_error "standby with its own keys, long-running form" 15 seed replicate etcd --source "$P" --target "$OTHER_URL"
+# the long-running form stays up in state alarm (for monitoring) and exits 15 on SIGTERM
+h_bg alarmed h_drd --log-level error replicate etcd --source "$P" --target "$OTHER_URL"
+h_wait_until 30 "long-running form in alarm" grep -q "alarm: .*seed" "$ALARMED_LOG"
+h_running alarmed || h_fail "the long-running form exited on an alarm instead of staying up"
+kill -TERM "$ALARMED_PID"
+arc=0
+h_wait_exit alarmed 30 || arc=$?
+h_assert_eq "$arc" 15 "standby with its own keys, long-running form: exit status after SIGTERM ($(cat "$ALARMED_LOG"))"
+h_assert_eq "$(grep -c '^drd: ' "$ALARMED_LOG")" 1 "one error line at exit ($(cat "$ALARMED_LOG"))"
 h_assert_eq "$(h_etcd_revision other)" "$before" \
     "revision of the standby with its own keys after drd refused"
 h_run_drd 45 --log-level error replicate verify --source "$P" --target "$OTHER_URL"

@@ -25,7 +25,7 @@ lagging() { [[ "$(readyz)" == 503 ]] && awk -v l="$(metric lag_seconds)" 'BEGIN 
 rss_kib() { awk '/^VmRSS:/ { print $2 }' "/proc/$DRD_PID/status"; }
 
 h_bg drd h_drd replicate etcd --source "$PRIMARY_URL" --target "$STANDBY_URL" --mode exact \
-    --status-listen "$LISTEN" --max-lag 3s
+    --status-listen "$LISTEN" --max-lag 3s --timeout 60s # requests to the stopped standby wait
 h_wait_until 60 "ready" ready
 rss0=$(rss_kib)
 
