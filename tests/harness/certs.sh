@@ -7,6 +7,9 @@
 #   client.pem, client-key.pem       client cert signed by the CA, clientAuth (CN=drd-client)
 #   other-ca.pem, other-ca-key.pem   a second, unrelated CA: for "wrong CA" tests
 #   other-client.pem, other-client-key.pem   a client cert signed by the other CA
+#   other-name.pem, other-name-key.pem       server cert signed by the test CA for another name
+#                                    only (SAN DNS:other.example): for "certificate for another
+#                                    name" tests when dialling 127.0.0.1
 #
 # Keys are mode 0600. Never use these outside tests.
 set -euo pipefail
@@ -40,6 +43,10 @@ leaf server ca localhost "basicConstraints=CA:FALSE
 keyUsage=critical,digitalSignature,keyEncipherment
 extendedKeyUsage=serverAuth,clientAuth
 subjectAltName=IP:127.0.0.1,DNS:localhost"
+leaf other-name ca other.example "basicConstraints=CA:FALSE
+keyUsage=critical,digitalSignature,keyEncipherment
+extendedKeyUsage=serverAuth
+subjectAltName=DNS:other.example"
 leaf client ca drd-client "basicConstraints=CA:FALSE
 keyUsage=critical,digitalSignature,keyEncipherment
 extendedKeyUsage=clientAuth"
@@ -48,4 +55,4 @@ keyUsage=critical,digitalSignature,keyEncipherment
 extendedKeyUsage=clientAuth"
 
 chmod 0600 ./*-key.pem
-chmod 0644 ca.pem other-ca.pem server.pem client.pem other-client.pem
+chmod 0644 ca.pem other-ca.pem server.pem client.pem other-client.pem other-name.pem

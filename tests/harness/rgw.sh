@@ -23,6 +23,9 @@
 #                        RGW_TLS_ENDPOINT  host:port of the same radosgw over https, with a
 #                                      certificate (SAN 127.0.0.1) signed by RGW_CACERT;
 #                                      RGW_OTHER_CACERT is an unrelated CA (for "wrong CA")
+#                        RGW_OTHER_NAME_ENDPOINT  host:port of the same radosgw over https with a
+#                                      certificate signed by RGW_CACERT for another name only
+#                                      (DNS:other.example): "certificate for another name"
 #                        RGW_BUCKET    an existing bucket
 #                        AWS_ACCESS_KEY_ID, AWS_SECRET_ACCESS_KEY   the test user's fixed keys
 #                        RGW_DIR, RGW_CONF (DIR/ceph.conf, for radosgw-admin -c / ceph -c)
@@ -129,7 +132,7 @@ _h_rgw_ready() {
 h_rgw_start() {
     _h_main_shell h_rgw_start
     (($# == 1)) || h_fail "usage: h_rgw_start DIR"
-    local dir=$1 fsid mon_port rgw_port tls_port osd_uuid osd_secret osd_id deadline t0=$SECONDS
+    local dir=$1 fsid mon_port rgw_port tls_port other_port osd_uuid osd_secret osd_id deadline t0=$SECONDS
     mkdir -p "$dir"
     dir=$(cd "$dir" && pwd)
     if [[ -n "$(ls -A "$dir")" && ! -e "$dir/ceph.conf" && ! -e "$dir/pids" ]]; then
@@ -145,6 +148,7 @@ h_rgw_start() {
     h_free_port mon_port
     h_free_port rgw_port
     h_free_port tls_port
+    h_free_port other_port
     h_certs "$dir/certs"
     fsid=$(cat /proc/sys/kernel/random/uuid)
     osd_uuid=$(cat /proc/sys/kernel/random/uuid)
@@ -199,13 +203,14 @@ osd max object size = 134217728
 [client.rgw.a]
 keyring = $dir/rgw/keyring
 rgw data = $dir/rgw
-rgw frontends = beast endpoint=127.0.0.1:$rgw_port ssl_endpoint=127.0.0.1:$tls_port ssl_certificate=$dir/certs/server.pem ssl_private_key=$dir/certs/server-key.pem
+rgw frontends = beast endpoint=127.0.0.1:$rgw_port ssl_endpoint=127.0.0.1:$tls_port ssl_certificate=$dir/certs/server.pem ssl_private_key=$dir/certs/server-key.pem, beast ssl_endpoint=127.0.0.1:$other_port ssl_certificate=$dir/certs/other-name.pem ssl_private_key=$dir/certs/other-name-key.pem
 rgw dns name = 127.0.0.1
 EOF
     _h_set RGW_ENDPOINT "127.0.0.1:$rgw_port"
     _h_set RGW_TLS_ENDPOINT "127.0.0.1:$tls_port"
     _h_set RGW_CACERT "$dir/certs/ca.pem"
     _h_set RGW_OTHER_CACERT "$dir/certs/other-ca.pem"
+    _h_set RGW_OTHER_NAME_ENDPOINT "127.0.0.1:$other_port"
     _h_set RGW_BUCKET "$H_RGW_BUCKET"
     _h_set AWS_ACCESS_KEY_ID "$H_RGW_ACCESS_KEY"
     _h_set AWS_SECRET_ACCESS_KEY "$H_RGW_SECRET_KEY"
@@ -264,8 +269,8 @@ EOF
     {
         printf 'export RGW_ENDPOINT=%q RGW_BUCKET=%q RGW_DIR=%q RGW_CONF=%q\n' \
             "$RGW_ENDPOINT" "$RGW_BUCKET" "$RGW_DIR" "$RGW_CONF"
-        printf 'export RGW_TLS_ENDPOINT=%q RGW_CACERT=%q RGW_OTHER_CACERT=%q\n' \
-            "$RGW_TLS_ENDPOINT" "$RGW_CACERT" "$RGW_OTHER_CACERT"
+        printf 'export RGW_TLS_ENDPOINT=%q RGW_CACERT=%q RGW_OTHER_CACERT=%q RGW_OTHER_NAME_ENDPOINT=%q\n' \
+            "$RGW_TLS_ENDPOINT" "$RGW_CACERT" "$RGW_OTHER_CACERT" "$RGW_OTHER_NAME_ENDPOINT"
         printf 'export AWS_ACCESS_KEY_ID=%q AWS_SECRET_ACCESS_KEY=%q\n' \
             "$AWS_ACCESS_KEY_ID" "$AWS_SECRET_ACCESS_KEY"
     } >"$dir/env.tmp" && mv -f "$dir/env.tmp" "$dir/env"
