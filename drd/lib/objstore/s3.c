@@ -283,6 +283,14 @@ int s3_fail(s3_store *s, const char *op, const char *key, CURLcode cc, const cha
         const char *why = errbuf && *errbuf ? errbuf : curl_easy_strerror(cc);
         if (cc == CURLE_ABORTED_BY_CALLBACK)
             return dr_error_set(DR_EINTR, "cannot %s '%s': aborted", op, what);
+        if (cc == CURLE_PEER_FAILED_VERIFICATION)
+            /* wrong CA or a certificate for another name: say which CAs were trusted */
+            return dr_error_set(
+                DR_ETLS,
+                "cannot %s '%s': S3 endpoint '%s' failed TLS certificate verification "
+                "against %s%s%s: %s",
+                op, what, s->endpoint, s->cacert ? "CA file '" : "the system's CAs",
+                s->cacert ? s->cacert : "", s->cacert ? "'" : "", why);
         if (is_tls_error(cc))
             return dr_error_set(DR_ETLS, "cannot %s '%s': TLS failure with S3 endpoint '%s': %s",
                                 op, what, s->endpoint, why);
