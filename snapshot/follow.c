@@ -13,8 +13,9 @@
  * A crash loses only the open segment (never visible: the upload is unfinished); the next run
  * starts again at C+1 from the store's newest object.
  *
- * etcd sends all events of one revision in one watch response (we never ask for fragments), so
- * the end of a response is a revision boundary and a cut there never splits a revision.
+ * etcd sends all events of one revision in one watch response (its fragments are joined by
+ * drd/lib/etcd before we see them), so the end of a response is a revision boundary and a cut
+ * there never splits a revision.
  * Must never commit a segment whose first revision is not C+1, nor one with a gap inside.
  */
 #include "snapshot/snapshot.h"

@@ -7,6 +7,7 @@
 
 #include <getopt.h>
 #include <signal.h>
+#include <stdint.h>
 
 typedef struct drd_cmd {
     const char *name;    /* "replicate etcd" */
@@ -22,6 +23,13 @@ void drd_signals_install(void);
 /* getopt_long over argv with our own one-line errors; returns the option value, -1 at the end, or
  * DR_EUSAGE (message set) for an unknown flag or a missing argument. */
 int drd_getopt(int argc, char **argv, const struct option *opts, const char *cmd);
+/* A byte count with an optional K/KiB, M/MiB, G/GiB suffix ("64MiB", "1.5M") in [min, max];
+ * DR_EUSAGE naming flag otherwise. */
+int drd_parse_bytes(const char *s, const char *flag, int64_t min, int64_t max, int64_t *out);
+/* --etcd-max-recv-bytes, in every command that talks to etcd */
+#define ETCD_RECV_HELP                                                                             \
+    "  --etcd-max-recv-bytes N   largest etcd response accepted (default 2MiB, etcd's own\n"       \
+    "                       limit; raise it for servers with a larger --max-request-bytes)\n"
 /* True when argv contains --help or -h. */
 int drd_wants_help(int argc, char **argv);
 

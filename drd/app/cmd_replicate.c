@@ -12,7 +12,7 @@
 
 #define TLS_FLAGS_HELP                                                                             \
     "  --source-cacert F --source-cert F --source-key F   TLS to the source (https:// URLs)\n"     \
-    "  --target-cacert F --target-cert F --target-key F   TLS to the target\n"                     \
+    "  --target-cacert F --target-cert F --target-key F   TLS to the target\n" ETCD_RECV_HELP      \
     "  --timeout D        per-request deadline (default 10s)\n"
 
 const char usage_replicate_etcd[] =
@@ -67,6 +67,7 @@ const char usage_replicate_verify[] =
 
 enum {
     O_SOURCE = 1000,
+    O_RMAXRECV,
     O_TARGET,
     O_MODE,
     O_NAME,
@@ -113,6 +114,7 @@ static const struct option repl_opts[] = {
     {"target-cert", required_argument, NULL, O_TCERT},
     {"target-key", required_argument, NULL, O_TKEY},
     {"timeout", required_argument, NULL, O_TIMEOUT},
+    {"etcd-max-recv-bytes", required_argument, NULL, O_RMAXRECV},
     {"json", no_argument, NULL, O_JSON},
     {"data-dir", required_argument, NULL, O_DATADIR},
     {"initial-cluster", required_argument, NULL, O_ICLUSTER},
@@ -268,6 +270,12 @@ static int parse(int argc, char **argv, const char *cmd, parsed *p)
             if (dr_parse_duration_ms(optarg, "--timeout", &v) < 0)
                 return DR_EUSAGE;
             r->source.timeout_ms = r->target.timeout_ms = v;
+            break;
+        case O_RMAXRECV: /* both sides: the limit is ours, not a server's */
+            if (drd_parse_bytes(optarg, "--etcd-max-recv-bytes", DR_ETCD_MAX_RECV_MIN,
+                                DR_ETCD_MAX_RECV_MAX, &v) < 0)
+                return DR_EUSAGE;
+            r->source.max_recv_bytes = r->target.max_recv_bytes = v;
             break;
         case O_JSON:
             p->json = 1;

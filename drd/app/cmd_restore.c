@@ -46,7 +46,8 @@ const char usage_restore_keys[] =
     "deleted, and writes nothing. Leases are not carried over.\n\n" POINT_HELP
     "  --prefix P           the keys to restore (required, not empty)\n"
     "  --target URLS        the live etcd (http(s)://host:port, comma-separated)\n"
-    "  --etcd-cacert F --etcd-cert F --etcd-key F   TLS to the target\n" STORE_HELP KEY_READ_HELP;
+    "  --etcd-cacert F --etcd-cert F --etcd-key F   TLS to the target\n" ETCD_RECV_HELP STORE_HELP
+        KEY_READ_HELP;
 
 const char usage_drill[] =
     "usage: drd drill --store URL [--snapshot ID|latest | --revision R | --time T] [--key-file F]\n"
@@ -144,7 +145,7 @@ int cmd_restore_keys(int argc, char **argv)
 {
     static const int allowed[] = {STORE_FLAGS, KEY_READ_FLAGS, O_SNAPSHOT, O_REVISION, O_TIME,
                                   O_PREFIX,    O_TARGET,       O_ECA,      O_ECERT,    O_EKEY,
-                                  O_OVERWRITE, O_DRY,          0};
+                                  O_EMAXRECV,  O_OVERWRITE,    O_DRY,      0};
     args a;
     dr_repo *r = NULL;
     dr_restore_plan p = {0};

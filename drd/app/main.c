@@ -89,6 +89,26 @@ int drd_getopt(int argc, char **argv, const struct option *opts, const char *cmd
     return c;
 }
 
+int drd_parse_bytes(const char *s, const char *flag, int64_t min, int64_t max, int64_t *out)
+{
+    char *end;
+    double d = strtod(s, &end);
+    int64_t mul = 1;
+    if (!strcmp(end, "KiB") || !strcmp(end, "K"))
+        mul = 1 << 10;
+    else if (!strcmp(end, "MiB") || !strcmp(end, "M"))
+        mul = 1 << 20;
+    else if (!strcmp(end, "GiB") || !strcmp(end, "G"))
+        mul = 1 << 30;
+    else if (*end)
+        return dr_error_set(DR_EUSAGE, "%s '%s': expected bytes, e.g. 64MiB", flag, s);
+    if (end == s || !(d * (double)mul >= (double)min && d * (double)mul <= (double)max))
+        return dr_error_set(DR_EUSAGE, "%s '%s': want %lld to %lld bytes", flag, s, (long long)min,
+                            (long long)max);
+    *out = (int64_t)(d * (double)mul);
+    return 0;
+}
+
 /* The command list; group non-NULL: only that group's commands ("drd replicate --help"). */
 static void print_help(FILE *f, const char *group)
 {

@@ -15,6 +15,7 @@ static const struct option opts[] = {
     {"etcd-cacert", required_argument, NULL, O_ECA},
     {"etcd-cert", required_argument, NULL, O_ECERT},
     {"etcd-key", required_argument, NULL, O_EKEY},
+    {"etcd-max-recv-bytes", required_argument, NULL, O_EMAXRECV},
     {"timeout", required_argument, NULL, O_TIMEOUT},
     {"store", required_argument, NULL, O_STORE},
     {"s3-endpoint", required_argument, NULL, O_S3EP},
@@ -98,6 +99,11 @@ int args_parse(int argc, char **argv, const int *allowed, int positional, args *
         case O_EKEY:
             a->etcd.key = optarg;
             break;
+        case O_EMAXRECV:
+            if ((rc = drd_parse_bytes(optarg, "--etcd-max-recv-bytes", DR_ETCD_MAX_RECV_MIN,
+                                      DR_ETCD_MAX_RECV_MAX, &a->etcd.max_recv_bytes)) < 0)
+                return rc;
+            break;
         case O_TIMEOUT:
             if ((rc = dr_parse_duration_ms(optarg, "--timeout", &a->etcd.timeout_ms)) < 0)
                 return rc;
@@ -165,24 +171,11 @@ int args_parse(int argc, char **argv, const int *allowed, int positional, args *
             if (a->period_ms < 100)
                 return dr_error_set(DR_EUSAGE, "--segment-period must be at least 100ms");
             break;
-        case O_MAXBYTES: {
-            char *end;
-            double d = strtod(optarg, &end);
-            int64_t mul = 1;
-            if (!strcmp(end, "KiB") || !strcmp(end, "K"))
-                mul = 1 << 10;
-            else if (!strcmp(end, "MiB") || !strcmp(end, "M"))
-                mul = 1 << 20;
-            else if (!strcmp(end, "GiB") || !strcmp(end, "G"))
-                mul = 1 << 30;
-            else if (*end)
-                return dr_error_set(DR_EUSAGE, "--segment-max-bytes '%s': expected e.g. 64MiB",
-                                    optarg);
-            a->max_bytes = (int64_t)(d * (double)mul);
-            if (end == optarg || a->max_bytes < 4096)
-                return dr_error_set(DR_EUSAGE, "--segment-max-bytes '%s': at least 4KiB", optarg);
+        case O_MAXBYTES:
+            if ((rc = drd_parse_bytes(optarg, "--segment-max-bytes", 4096, INT64_MAX / 2,
+                                      &a->max_bytes)) < 0)
+                return rc;
             break;
-        }
         case O_UNTIL:
             if ((rc = dr_parse_i64(optarg, "--until-revision", &a->until)) < 0)
                 return rc;

@@ -5,6 +5,7 @@
 #ifndef DRD_APP_STORE_ARGS_H
 #define DRD_APP_STORE_ARGS_H
 
+#include "drd/app/cmd.h"
 #include "drd/lib/etcd/etcd.h"
 #include "drd/lib/repo/repo.h"
 #include "policies/policies.h"
@@ -30,7 +31,7 @@
     "                       can write to the store could have planted)\n"
 #define ETCD_HELP                                                                                  \
     "  --etcd URLS          etcd endpoints, comma-separated http(s)://host:port\n"                 \
-    "  --etcd-cacert F --etcd-cert F --etcd-key F   TLS to etcd\n"                                 \
+    "  --etcd-cacert F --etcd-cert F --etcd-key F   TLS to etcd\n" ETCD_RECV_HELP                  \
     "  --timeout D          per-request deadline (default 10s)\n"
 
 enum {
@@ -38,6 +39,7 @@ enum {
     O_ECA,
     O_ECERT,
     O_EKEY,
+    O_EMAXRECV,
     O_TIMEOUT,
     O_STORE,
     O_S3EP,
@@ -94,7 +96,7 @@ typedef struct args {
 } args;
 
 #define STORE_FLAGS O_STORE, O_S3EP, O_S3REGION, O_S3CA, O_S3HTTP, O_S3PART, O_CATALOG, O_TIMEOUT
-#define ETCD_FLAGS O_ETCD, O_ECA, O_ECERT, O_EKEY
+#define ETCD_FLAGS O_ETCD, O_ECA, O_ECERT, O_EKEY, O_EMAXRECV
 #define KEY_READ_FLAGS O_KEYFILE, O_ALLOWPLAIN
 
 /* Parses argv; allowed lists the flags this command takes (0-terminated); positional: one

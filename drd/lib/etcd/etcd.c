@@ -99,15 +99,17 @@ static chan *chan_new(dr_etcd *e, size_t idx)
     chan *c = calloc(1, sizeof *c);
     if (!c)
         return NULL;
-    /* unlimited message sizes (large Range pages); keepalive to notice a dead peer on an idle
-     * watch; a short reconnect backoff so a restarted etcd is found again quickly; a fixed 4 MiB
-     * flow-control window per stream instead of BDP probing, which let a Snapshot stream buffer
-     * up to ~70 MiB ahead of a slower consumer (memory must not depend on the database size) */
-    static const struct {
+    /* a bounded receive size (DR_ETCD_MAX_RECV_DEFAULT explains the figure: a broken or hostile
+     * server must not make us allocate what it likes); sends unbounded (etcd bounds requests);
+     * keepalive to notice a dead peer on an idle watch; a short reconnect backoff so a restarted
+     * etcd is found again quickly; a fixed 4 MiB flow-control window per stream instead of BDP
+     * probing, which let a Snapshot stream buffer up to ~70 MiB ahead of a slower consumer (memory
+     * must not depend on the database size) */
+    const struct {
         const char *key;
         int value;
     } opts[] = {
-        {GRPC_ARG_MAX_RECEIVE_MESSAGE_LENGTH, -1},
+        {GRPC_ARG_MAX_RECEIVE_MESSAGE_LENGTH, e->max_recv},
         {GRPC_ARG_MAX_SEND_MESSAGE_LENGTH, -1},
         {GRPC_ARG_KEEPALIVE_TIME_MS, 10000},
         {GRPC_ARG_KEEPALIVE_TIMEOUT_MS, 5000},
@@ -254,6 +256,13 @@ int dr_etcd_open(dr_etcd **out, const dr_etcd_opts *o)
     grpc_init();
     e->pluck = grpc_completion_queue_create_for_pluck(NULL);
     e->timeout_ms = o->timeout_ms > 0 ? o->timeout_ms : 10000;
+    if (o->max_recv_bytes &&
+        (o->max_recv_bytes < DR_ETCD_MAX_RECV_MIN || o->max_recv_bytes > DR_ETCD_MAX_RECV_MAX)) {
+        rc = dr_error_set(DR_EUSAGE, "etcd receive limit %lld bytes: want %d to %d",
+                          (long long)o->max_recv_bytes, DR_ETCD_MAX_RECV_MIN, DR_ETCD_MAX_RECV_MAX);
+        goto out;
+    }
+    e->max_recv = o->max_recv_bytes ? (int)o->max_recv_bytes : DR_ETCD_MAX_RECV_DEFAULT;
     if ((rc = parse_endpoints(e, o->endpoints)) < 0)
         goto out;
     if (o->key && !o->cert) {
@@ -319,14 +328,42 @@ static int contains(const char *hay, const char *needle)
     return strstr(hay, needle) != NULL;
 }
 
+static void details_str(grpc_slice details, char *msg, size_t cap)
+{
+    size_t n = GRPC_SLICE_LENGTH(details);
+    if (n >= cap)
+        n = cap - 1;
+    memcpy(msg, GRPC_SLICE_START_PTR(details), n);
+    msg[n] = 0;
+}
+
+/* RESOURCE_EXHAUSTED comes from three places, told apart by their texts: gRPC core here refusing
+ * an answer over GRPC_ARG_MAX_RECEIVE_MESSAGE_LENGTH ("Received message larger than max (N vs.
+ * LIMIT)"), etcd's Go gRPC server refusing our request over its --max-request-bytes + 512 KiB
+ * ("grpc: received message larger than max (N vs. LIMIT)"), and etcd itself ("too many
+ * requests", "database space exceeded"). */
+static int over_limit(grpc_status_code st, grpc_slice details)
+{
+    char msg[512];
+    details_str(details, msg, sizeof msg);
+    return st == GRPC_STATUS_RESOURCE_EXHAUSTED &&
+           contains(msg, "Received message larger than max");
+}
+
+/* N of "... larger than max (N vs. LIMIT)", 0 if absent */
+static unsigned long long over_size(const char *msg)
+{
+    const char *p = strstr(msg, "max (");
+    unsigned long long n = 0;
+    if (!p || sscanf(p, "max (%llu", &n) != 1)
+        return 0;
+    return n;
+}
+
 int etcd_status_rc(dr_etcd *e, const char *op, grpc_status_code st, grpc_slice details)
 {
     char msg[512];
-    size_t n = GRPC_SLICE_LENGTH(details);
-    if (n >= sizeof msg)
-        n = sizeof msg - 1;
-    memcpy(msg, GRPC_SLICE_START_PTR(details), n);
-    msg[n] = 0;
+    details_str(details, msg, sizeof msg);
     const char *ep = e->eps[e->cur];
     int code;
     switch (st) {
@@ -359,9 +396,24 @@ int etcd_status_rc(dr_etcd *e, const char *op, grpc_status_code st, grpc_slice d
         return dr_error_set(DR_ENOTFOUND, "etcd %s: %s: %s", ep, op, msg);
     case GRPC_STATUS_CANCELLED:
         return dr_error_set(DR_EINTR, "etcd %s: %s: cancelled", ep, op);
+    case GRPC_STATUS_RESOURCE_EXHAUSTED:
+        if (over_limit(st, details))
+            /* DR_EUSAGE: the limit is configuration, and retrying cannot help (a replication
+             * loop must stop rather than reconnect forever) */
+            return dr_error_set(DR_EUSAGE,
+                                "etcd %s: %s: a response of %llu bytes is over the receive limit "
+                                "of %d bytes (raise it with --etcd-max-recv-bytes)",
+                                ep, op, over_size(msg), e->max_recv);
+        if (contains(msg, "received message larger than max"))
+            return dr_error_set(DR_EINVAL,
+                                "etcd %s: %s: the server refused a request of %llu bytes (over "
+                                "its --max-request-bytes)",
+                                ep, op, over_size(msg));
+        break; /* etcd's own answers ("too many requests", "database space exceeded") */
     default:
-        return dr_error_set(DR_EGENERIC, "etcd %s: %s: grpc status %d: %s", ep, op, (int)st, msg);
+        break;
     }
+    return dr_error_set(DR_EGENERIC, "etcd %s: %s: grpc status %d: %s", ep, op, (int)st, msg);
 }
 
 grpc_byte_buffer *etcd_pack(const ProtobufCMessage *msg)
@@ -389,7 +441,7 @@ int etcd_unpack(grpc_byte_buffer *bb, const ProtobufCMessageDescriptor *d, Proto
 }
 
 static int unary_once(dr_etcd *e, int m, const char *op, const ProtobufCMessage *req,
-                      const ProtobufCMessageDescriptor *rd, ProtobufCMessage **resp)
+                      const ProtobufCMessageDescriptor *rd, ProtobufCMessage **resp, int *big)
 {
     int rc = 0;
     grpc_channel *ch;
@@ -428,6 +480,8 @@ static int unary_once(dr_etcd *e, int m, const char *op, const ProtobufCMessage 
     grpc_completion_queue_pluck(e->pluck, tag, gpr_inf_future(GPR_CLOCK_REALTIME), NULL);
     if (status != GRPC_STATUS_OK) {
         rc = etcd_status_rc(e, op, status, details);
+        if (big)
+            *big = over_limit(status, details);
         goto out;
     }
     if (!recv) {
@@ -452,16 +506,24 @@ static int is_read(int m)
            m == M_LEASE_TTL || m == M_LEASE_LEASES;
 }
 
-int etcd_unary(dr_etcd *e, int m, const char *op, const ProtobufCMessage *req,
-               const ProtobufCMessageDescriptor *rd, ProtobufCMessage **resp)
+int etcd_unary_sized(dr_etcd *e, int m, const char *op, const ProtobufCMessage *req,
+                     const ProtobufCMessageDescriptor *rd, ProtobufCMessage **resp, int *big)
 {
-    int rc = unary_once(e, m, op, req, rd, resp);
+    if (big)
+        *big = 0;
+    int rc = unary_once(e, m, op, req, rd, resp, big);
     /* reads fail over to the next endpoint; writes never retry here (see etcd.h) */
     if (rc == DR_EUNAVAILABLE && is_read(m) && m != M_STATUS && e->n_eps > 1) {
         if (dr_etcd_failover(e) == 0)
-            rc = unary_once(e, m, op, req, rd, resp);
+            rc = unary_once(e, m, op, req, rd, resp, big);
     }
     return rc;
+}
+
+int etcd_unary(dr_etcd *e, int m, const char *op, const ProtobufCMessage *req,
+               const ProtobufCMessageDescriptor *rd, ProtobufCMessage **resp)
+{
+    return etcd_unary_sized(e, m, op, req, rd, resp, NULL);
 }
 
 /* ---- KV ---- */
@@ -481,9 +543,25 @@ int dr_etcd_range(dr_etcd *e, const dr_etcd_range_req *q, dr_etcd_range_res *res
     req.keys_only = q->keys_only;
     req.count_only = q->count_only;
     req.serializable = q->serializable;
+    pthread_mutex_lock(&e->mu);
+    if (req.limit > 0 && e->range_cap > 0 && e->range_cap < req.limit)
+        req.limit = e->range_cap;
+    pthread_mutex_unlock(&e->mu);
     Etcdserverpb__RangeResponse *r = NULL;
-    int rc = etcd_unary(e, M_RANGE, "Range", &req.base, &etcdserverpb__range_response__descriptor,
-                        (ProtobufCMessage **)&r);
+    int rc, big;
+    /* a page over the receive limit: half as many keys, down to one (etcd.h) */
+    while ((rc = etcd_unary_sized(e, M_RANGE, "Range", &req.base,
+                                  &etcdserverpb__range_response__descriptor,
+                                  (ProtobufCMessage **)&r, &big)) < 0 &&
+           big && req.limit > 1) {
+        req.limit /= 2;
+        dr_debug("etcd %s: Range: page over the receive limit, asking for %lld keys",
+                 e->eps[e->cur], (long long)req.limit);
+        pthread_mutex_lock(&e->mu);
+        if (e->range_cap == 0 || req.limit < e->range_cap)
+            e->range_cap = req.limit;
+        pthread_mutex_unlock(&e->mu);
+    }
     if (rc < 0)
         return rc;
     etcd_copy_header(&res->header, r->header);

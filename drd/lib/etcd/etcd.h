@@ -20,16 +20,35 @@
 
 typedef struct dr_etcd dr_etcd;
 
+/* The largest gRPC message accepted from etcd by default: 2 MiB, which is etcd's own receive
+ * limit (--max-request-bytes, default 1.5 MiB, plus the 512 KiB etcd allows for gRPC overhead).
+ * Nothing drd asks for legitimately needs more with a server at etcd's defaults: one key-value
+ * is at most one request's size (the Put or Txn that wrote it passed that limit); Range pages
+ * are halved until they fit (see dr_etcd_range); watch responses are requested fragmented, and
+ * etcd cuts fragments at --max-request-bytes (one event, which is at most one kv, is never
+ * cut); Snapshot messages are 32 KiB; Status, HashKV, MemberList and Txn answers are small.
+ * The one unbounded answer is LeaseLeases (about 13 bytes per lease: ~160k leases fit).
+ * A server with a larger --max-request-bytes needs a larger limit (--etcd-max-recv-bytes). */
+#define DR_ETCD_MAX_RECV_DEFAULT (2 << 20)
+#define DR_ETCD_MAX_RECV_MIN (64 << 10)
+#define DR_ETCD_MAX_RECV_MAX 2147483647 /* gRPC takes an int */
+
 typedef struct dr_etcd_opts {
-    const char *endpoints; /* "http://127.0.0.1:2379,https://host:2379" (scheme required) */
-    const char *cacert;    /* PEM CA file for https endpoints (NULL: system roots) */
-    const char *cert;      /* PEM client certificate (optional) */
-    const char *key;       /* PEM client key (optional, with cert) */
-    int64_t timeout_ms;    /* per-request deadline; 0 = 10 s */
+    const char *endpoints;  /* "http://127.0.0.1:2379,https://host:2379" (scheme required) */
+    const char *cacert;     /* PEM CA file for https endpoints (NULL: system roots) */
+    const char *cert;       /* PEM client certificate (optional) */
+    const char *key;        /* PEM client key (optional, with cert) */
+    int64_t timeout_ms;     /* per-request deadline; 0 = 10 s */
+    int64_t max_recv_bytes; /* largest response message; 0 = DR_ETCD_MAX_RECV_DEFAULT */
 } dr_etcd_opts;
 
 /* Connects to the first reachable endpoint (checked with Status). Returns 0, DR_EUSAGE (bad URL
- * list or unreadable TLS files), DR_EUNAVAILABLE, DR_ETLS. Caller frees with dr_etcd_close. */
+ * list, unreadable TLS files, receive limit outside DR_ETCD_MAX_RECV_MIN..MAX), DR_EUNAVAILABLE,
+ * DR_ETLS. Caller frees with dr_etcd_close.
+ * A response over the receive limit fails its call with DR_EUSAGE (a configuration to change,
+ * not a failure to retry) and a message naming the limit and --etcd-max-recv-bytes; a watch
+ * too: it is not a broken stream to reconnect. A request the server refuses as over its
+ * --max-request-bytes is DR_EINVAL. */
 int dr_etcd_open(dr_etcd **out, const dr_etcd_opts *opts);
 void dr_etcd_close(dr_etcd *e);
 /* The endpoint currently in use ("127.0.0.1:2379"). Borrowed. */
@@ -80,7 +99,10 @@ typedef struct dr_etcd_range_res {
     void *priv;
 } dr_etcd_range_res;
 
-/* Range. DR_ECOMPACTED when revision < compact revision; DR_EINVAL for a future revision. */
+/* Range. DR_ECOMPACTED when revision < compact revision; DR_EINVAL for a future revision.
+ * With a limit, a page over the receive limit is asked again with half as many keys (down to
+ * one), and the client remembers the smaller page for later calls: res->more with fewer than
+ * limit kvs is normal, page on from the last key. */
 int dr_etcd_range(dr_etcd *e, const dr_etcd_range_req *req, dr_etcd_range_res *res);
 void dr_etcd_range_res_free(dr_etcd_range_res *res);
 /* Number of keys in the whole keyspace at rev (0: newest): a count-only Range. */

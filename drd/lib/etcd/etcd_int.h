@@ -52,6 +52,8 @@ struct dr_etcd {
     pthread_mutex_t mu;
     grpc_completion_queue *pluck;
     int64_t timeout_ms;
+    int max_recv;      /* GRPC_ARG_MAX_RECEIVE_MESSAGE_LENGTH */
+    int64_t range_cap; /* largest Range page that fitted after a shrink (under mu); 0 = none */
     char *ca_pem, *cert_pem, *key_pem;
 };
 
@@ -67,6 +69,10 @@ int etcd_unpack(grpc_byte_buffer *bb, const ProtobufCMessageDescriptor *d, Proto
 /* Unary call with a deadline, waiting on the client's pluck queue. */
 int etcd_unary(dr_etcd *e, int m, const char *op, const ProtobufCMessage *req,
                const ProtobufCMessageDescriptor *rd, ProtobufCMessage **resp);
+/* The same; *over_limit = 1 when it failed because the answer was over the receive limit. */
+int etcd_unary_sized(dr_etcd *e, int m, const char *op, const ProtobufCMessage *req,
+                     const ProtobufCMessageDescriptor *rd, ProtobufCMessage **resp,
+                     int *over_limit);
 void etcd_copy_header(dr_etcd_header *dst, const Etcdserverpb__ResponseHeader *src);
 void etcd_copy_kv(dr_etcd_kv *dst, const Mvccpb__KeyValue *src);
 

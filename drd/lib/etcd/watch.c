@@ -7,6 +7,12 @@
  *   T_STATUS RECV_STATUS_ON_CLIENT, posted once, completes when the call ends
  * A wait that times out leaves T_RECV pending; the next dr_etcd_watch_next waits for the same op,
  * so no response is lost. Close cancels the call and drains every pending tag before freeing.
+ *
+ * The watch is created with fragment = true, so that etcd cuts a large response (a batch of
+ * history, or one big transaction) into messages of at most its --max-request-bytes, each within
+ * our receive limit (see DR_ETCD_MAX_RECV_DEFAULT). Fragments are joined here: the caller still
+ * sees one response per etcd response, so the end of a response stays a revision boundary.
+ * Fragments already received when a wait times out are kept in frags for the next call.
  */
 #include "etcd_int.h"
 
@@ -25,7 +31,22 @@ struct dr_etcd_watch {
     grpc_status_code status;
     grpc_slice details;
     int send_pending, recv_pending, status_pending, ended;
+    Etcdserverpb__WatchResponse **frags; /* the parts of a fragmented response so far */
+    size_t n_frags;
 };
+
+/* What dr_etcd_watch_res.priv points to: the message(s) its events borrow from. */
+typedef struct parts {
+    size_t n;
+    Etcdserverpb__WatchResponse **msgs;
+} parts;
+
+static void free_msgs(Etcdserverpb__WatchResponse **msgs, size_t n)
+{
+    for (size_t i = 0; i < n; i++)
+        protobuf_c_message_free_unpacked(&msgs[i]->base, NULL);
+    free(msgs);
+}
 
 static int post_recv(dr_etcd_watch *w, int first)
 {
@@ -159,6 +180,7 @@ int dr_etcd_watch_open(dr_etcd *e, const dr_etcd_watch_opts *o, dr_etcd_watch **
     cr.start_revision = o->start_revision;
     cr.prev_kv = o->prev_kv;
     cr.progress_notify = o->progress_notify;
+    cr.fragment = 1;
     Etcdserverpb__WatchRequest req = ETCDSERVERPB__WATCH_REQUEST__INIT;
     req.request_union_case = ETCDSERVERPB__WATCH_REQUEST__REQUEST_UNION_CREATE_REQUEST;
     req.create_request = &cr;
@@ -196,20 +218,48 @@ out:
     return 0;
 }
 
+/* Receives until the last fragment of one response; *msgs holds every part (caller frees). */
+static int recv_whole(dr_etcd_watch *w, int64_t timeout_ms, Etcdserverpb__WatchResponse ***msgs,
+                      size_t *n)
+{
+    for (;;) {
+        Etcdserverpb__WatchResponse *r = NULL;
+        int rc = wait_recv(w, timeout_ms, &r);
+        if (rc < 0)
+            return rc; /* the parts so far stay in w->frags */
+        Etcdserverpb__WatchResponse **f = realloc(w->frags, (w->n_frags + 1) * sizeof *f);
+        if (!f) {
+            protobuf_c_message_free_unpacked(&r->base, NULL);
+            return dr_error_set(DR_ENOMEM, "out of memory");
+        }
+        w->frags = f;
+        w->frags[w->n_frags++] = r;
+        if (!r->fragment || r->canceled || r->compact_revision > 0)
+            break;
+    }
+    *msgs = w->frags;
+    *n = w->n_frags;
+    w->frags = NULL;
+    w->n_frags = 0;
+    return 0;
+}
+
 int dr_etcd_watch_next(dr_etcd_watch *w, int64_t timeout_ms, dr_etcd_watch_res *res)
 {
     memset(res, 0, sizeof *res);
-    Etcdserverpb__WatchResponse *r = NULL;
-    int rc = wait_recv(w, timeout_ms, &r);
+    Etcdserverpb__WatchResponse **msgs = NULL;
+    size_t n_msgs = 0;
+    int rc = recv_whole(w, timeout_ms, &msgs, &n_msgs);
     if (rc < 0)
         return rc;
+    Etcdserverpb__WatchResponse *r = msgs[n_msgs - 1];
     etcd_copy_header(&res->header, r->header);
     res->compact_revision = r->compact_revision;
     if (r->canceled || r->compact_revision > 0) {
         int64_t cr = r->compact_revision;
         char reason[256];
         snprintf(reason, sizeof reason, "%s", r->cancel_reason ? r->cancel_reason : "");
-        protobuf_c_message_free_unpacked(&r->base, NULL);
+        free_msgs(msgs, n_msgs);
         memset(res, 0, sizeof *res);
         res->compact_revision = cr;
         if (cr > 0)
@@ -219,23 +269,33 @@ int dr_etcd_watch_next(dr_etcd_watch *w, int64_t timeout_ms, dr_etcd_watch_res *
         return dr_error_set(DR_EUNAVAILABLE, "etcd %s: Watch: cancelled by server: %s",
                             w->e->eps[w->e->cur], reason);
     }
-    res->priv = r;
-    res->n_events = r->n_events;
-    if (r->n_events) {
-        res->events = calloc(r->n_events, sizeof *res->events);
+    parts *pt = malloc(sizeof *pt);
+    if (!pt) {
+        free_msgs(msgs, n_msgs);
+        return dr_error_set(DR_ENOMEM, "out of memory");
+    }
+    *pt = (parts){.n = n_msgs, .msgs = msgs};
+    res->priv = pt;
+    for (size_t m = 0; m < n_msgs; m++)
+        res->n_events += msgs[m]->n_events;
+    if (res->n_events) {
+        res->events = calloc(res->n_events, sizeof *res->events);
         if (!res->events) {
             dr_etcd_watch_res_free(res);
             return dr_error_set(DR_ENOMEM, "out of memory");
         }
-        for (size_t i = 0; i < r->n_events; i++) {
-            Mvccpb__Event *ev = r->events[i];
-            dr_etcd_event *d = &res->events[i];
-            d->type = ev->type == MVCCPB__EVENT__EVENT_TYPE__DELETE ? DR_EV_DELETE : DR_EV_PUT;
-            if (ev->kv)
-                etcd_copy_kv(&d->kv, ev->kv);
-            if (ev->prev_kv) {
-                d->has_prev = 1;
-                etcd_copy_kv(&d->prev_kv, ev->prev_kv);
+        size_t k = 0;
+        for (size_t m = 0; m < n_msgs; m++) {
+            for (size_t i = 0; i < msgs[m]->n_events; i++) {
+                Mvccpb__Event *ev = msgs[m]->events[i];
+                dr_etcd_event *d = &res->events[k++];
+                d->type = ev->type == MVCCPB__EVENT__EVENT_TYPE__DELETE ? DR_EV_DELETE : DR_EV_PUT;
+                if (ev->kv)
+                    etcd_copy_kv(&d->kv, ev->kv);
+                if (ev->prev_kv) {
+                    d->has_prev = 1;
+                    etcd_copy_kv(&d->prev_kv, ev->prev_kv);
+                }
             }
         }
     }
@@ -256,8 +316,11 @@ void dr_etcd_watch_res_free(dr_etcd_watch_res *res)
     if (!res)
         return;
     free(res->events);
-    if (res->priv)
-        protobuf_c_message_free_unpacked(res->priv, NULL);
+    parts *pt = res->priv;
+    if (pt) {
+        free_msgs(pt->msgs, pt->n);
+        free(pt);
+    }
     memset(res, 0, sizeof *res);
 }
 
@@ -286,6 +349,7 @@ void dr_etcd_watch_close(dr_etcd_watch *w)
         grpc_byte_buffer_destroy(w->recv);
     if (w->send)
         grpc_byte_buffer_destroy(w->send);
+    free_msgs(w->frags, w->n_frags);
     grpc_metadata_array_destroy(&w->md_init);
     grpc_metadata_array_destroy(&w->md_trail);
     grpc_slice_unref(w->details);
