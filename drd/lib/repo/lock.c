@@ -6,8 +6,24 @@
  * stops runs on other hosts (CronJob pods): take = drop expired locks, refuse when another live
  * one exists, write ours, list again and back off when an older live lock appeared meanwhile
  * (create-then-check: of two racing runs the one that started first wins, the other refuses).
- * The holder rewrites its object every LOCK_REFRESH_MS; a killed holder's lock expires after
- * LOCK_TTL_MS, so it does not block the next CronJob for long.
+ * The holder rewrites its object every refresh (TTL / 4, 30 s); a killed holder's lock expires
+ * after the TTL (LOCK_TTL_MS, 2 min), so it does not block the next CronJob for long.
+ *
+ * When another lock object counts as live (scan_lock). The body's expires_ms is the writer's
+ * word, and anyone who can write to the store can plant a lock that says year 2100; the store's
+ * own modification time (S3 LastModified, the file's mtime) is set by the server when the object
+ * is written, and a live holder rewrites its object every refresh. So a lock is live only while
+ *     now < min(expires_ms, mtime + TTL + skew)           skew = TTL / 4 (30 s)
+ * and it is removed as expired once that passes. A live holder's mtime is never more than one
+ * refresh old, so this takes nothing from it while the reader's clock is less than
+ * TTL - refresh + skew (2 min) ahead of the store's; a planted or stale lock blocks for at most
+ * TTL + skew after it was written. Not locks, removed at once: a body that is not JSON with an
+ * expires_ms (drd writes whole objects, so this is not a holder caught mid-write), and a name
+ * whose start time (ms) is not a number or lies more than skew in the future. A store that gives
+ * no mtime (0) leaves expires_ms alone in charge.
+ * DRD_TEST_LOCK_TTL_MS replaces the TTL (refresh and skew follow): a test knob, so that tests
+ * need not wait minutes; never set it in production.
+ *
  * Must never block forever, and never let two live holders both believe they hold the lock.
  */
 #include "drd/lib/json/json.h"
@@ -24,25 +40,36 @@
 #include <unistd.h>
 
 #define LOCK_TTL_MS 120000
-#define LOCK_REFRESH_MS 30000
 
 struct dr_repo_lock {
     dr_repo *r;
     int fd;
     char name[256];
     char prefix[64];
+    int64_t ttl_ms; /* refresh and skew: a quarter of it */
     int64_t refreshed_ms;
     int held_in_store;
 };
 
-static int lock_body(dr_buf *b)
+static int64_t lock_ttl_ms(void)
+{
+    const char *t = getenv("DRD_TEST_LOCK_TTL_MS");
+    char *end;
+    long long v = t ? strtoll(t, &end, 10) : 0;
+    if (!t || *end || v < 400 || v > LOCK_TTL_MS)
+        return LOCK_TTL_MS;
+    dr_warn("DRD_TEST_LOCK_TTL_MS: lock TTL %lld ms (a test knob)", v);
+    return v;
+}
+
+static int lock_body(dr_buf *b, int64_t ttl_ms)
 {
     char host[256] = "";
     gethostname(host, sizeof host - 1);
     int rc = dr_buf_printf(b, "{\"host\": ");
     rc |= dr_buf_json_str(b, host, strlen(host));
     rc |= dr_buf_printf(b, ", \"pid\": %ld, \"expires_ms\": %lld}\n", (long)getpid(),
-                        (long long)(dr_wall_ms() + LOCK_TTL_MS));
+                        (long long)(dr_wall_ms() + ttl_ms));
     return rc ? dr_error_set(DR_ENOMEM, "out of memory") : 0;
 }
 
@@ -52,6 +79,21 @@ typedef struct scan_ctx {
     char holder[300]; /* the oldest other live lock */
     char holder_name[256];
 } scan_ctx;
+
+/* The wall time (ms) until which the lock object o counts as live, 0 when it is not a lock (see
+ * the rule at the top); has_exp/exp from its body. */
+static int64_t live_until(const scan_ctx *s, const dr_store_obj *o, int has_exp, int64_t exp)
+{
+    int64_t ttl = s->l->ttl_ms, skew = ttl / 4;
+    const char *p = o->name + strlen(s->l->prefix);
+    char *end;
+    long long start = strtoll(p, &end, 10);
+    if (!has_exp || end != p + 13 || *end != '-' || start > s->now + skew)
+        return 0;
+    if (o->mtime_ms > 0 && o->mtime_ms + ttl + skew < exp)
+        return o->mtime_ms + ttl + skew;
+    return exp;
+}
 
 static int scan_lock(void *ctx, const dr_store_obj *o)
 {
@@ -69,25 +111,27 @@ static int scan_lock(void *ctx, const dr_store_obj *o)
         return rc;
     dr_json *j = NULL;
     int64_t exp = 0, pid = 0;
+    int has_exp = 0;
     const char *host = "?";
     if (dr_json_parse(text, len, &j) == 0) {
-        dr_json_i64(j, "expires_ms", &exp);
+        has_exp = dr_json_i64(j, "expires_ms", &exp) == 0;
         dr_json_i64(j, "pid", &pid);
         if (dr_json_str(j, "host"))
             host = dr_json_str(j, "host");
     }
     dr_error_clear();
+    int64_t until = live_until(s, o, has_exp, exp);
     char me[256] = "";
     gethostname(me, sizeof me - 1);
     /* a holder on this host that is gone (kill -9) needs no expiry to be known dead */
     int dead = !strcmp(host, me) && pid > 0 && kill((pid_t)pid, 0) != 0 && errno == ESRCH;
-    if (exp < s->now || dead) {
-        dr_info("removing expired lock %s", o->name);
+    if (until <= s->now || dead) {
+        dr_info("removing %s lock %s", until ? "expired" : "invalid", o->name);
         dr_store_delete(s->l->r->store, o->name);
         dr_error_clear();
     } else if (!s->holder[0] || strcmp(o->name, s->holder_name) < 0) {
         snprintf(s->holder, sizeof s->holder, "host %s pid %lld, until %llds from now", host,
-                 (long long)pid, (long long)((exp - s->now) / 1000));
+                 (long long)pid, (long long)((until - s->now) / 1000));
         snprintf(s->holder_name, sizeof s->holder_name, "%s", o->name);
     }
     dr_json_free(j);
@@ -98,7 +142,7 @@ static int scan_lock(void *ctx, const dr_store_obj *o)
 static int put_lock(dr_repo_lock *l)
 {
     dr_buf b = {0};
-    int rc = lock_body(&b);
+    int rc = lock_body(&b, l->ttl_ms);
     if (rc == 0) {
         dr_store_delete(l->r->store, l->name); /* objects are immutable: replace */
         rc = dr_store_put_buf(l->r->store, l->name, b.data, b.len);
@@ -117,6 +161,7 @@ int dr_repo_lock_take(dr_repo *r, const char *job, dr_repo_lock **out)
         return dr_error_set(DR_ENOMEM, "out of memory");
     l->r = r;
     l->fd = -1;
+    l->ttl_ms = lock_ttl_ms();
     char path[4200];
     snprintf(path, sizeof path, "%s.%s.lock", r->catalog_path, job);
     l->fd = open(path, O_RDWR | O_CREAT | O_CLOEXEC, 0600);
@@ -174,7 +219,7 @@ out:
 
 int dr_repo_lock_refresh(dr_repo_lock *l)
 {
-    if (!l || dr_mono_ms() - l->refreshed_ms < LOCK_REFRESH_MS)
+    if (!l || dr_mono_ms() - l->refreshed_ms < l->ttl_ms / 4)
         return 0;
     return put_lock(l);
 }
