@@ -178,11 +178,13 @@ static int add_rev_ops(fs *f, dr_etcd_txn *t, const evcur *c, size_t from, size_
     return rc;
 }
 
-/* Count the replicated ops of the current revision; when they fit in a transaction, also record
- * their keys and set *dup when one may already be in the batch (etcd refuses a key twice). */
-static int rev_ops(fs *f, const evcur *c, size_t *n, int *dup)
+/* Count the replicated ops of the current revision and their keys' and values' bytes; when they
+ * fit in a transaction, also record their keys and set *dup when one may already be in the batch
+ * (etcd refuses a key twice). */
+static int rev_ops(fs *f, const evcur *c, size_t *n, size_t *bytes, int *dup)
 {
     *n = 0;
+    *bytes = 0;
     *dup = 0;
     for (int pass = 0; pass < 2; pass++) {
         for (size_t i = 0; i < c->n_evs; i++) {
@@ -192,9 +194,10 @@ static int rev_ops(fs *f, const evcur *c, size_t *n, int *dup)
                 return dr_error_set(DR_ENOMEM, "out of memory");
             if (!m)
                 continue;
-            if (pass == 0)
+            if (pass == 0) {
                 (*n)++;
-            else if (keyset_seen(f, fnv(f->kbuf.data, f->kbuf.len)))
+                *bytes += f->kbuf.len + c->evs[i]->kv.value_len;
+            } else if (keyset_seen(f, fnv(f->kbuf.data, f->kbuf.len)))
                 *dup = 1;
         }
         if (*n + 1 > (size_t)f->o->max_txn_ops)
@@ -211,8 +214,14 @@ static int apply_large(fs *f, const evcur *c)
     if (rc == 0)
         rc = dr_etcd_txn_new(&t);
     size_t per = (size_t)f->o->max_txn_ops - 1;
-    for (size_t from = 0; rc == 0 && from < c->n_evs; from += per) {
-        size_t to = from + per < c->n_evs ? from + per : c->n_evs;
+    for (size_t from = 0, to; rc == 0 && from < c->n_evs; from = to) {
+        size_t bytes = 0;
+        for (to = from; to < c->n_evs && to - from < per; to++) {
+            const dr_etcd_kv *kv = &c->evs[to]->kv;
+            bytes += kv->key_len + kv->value_len;
+            if (to > from && bytes > TXN_BYTES)
+                break;
+        }
         dr_etcd_txn_reset(t);
         if ((rc = add_rev_ops(f, t, c, from, to)) < 0)
             break;
@@ -376,9 +385,9 @@ int repl_run_filtered(const dr_repl_opts *o, dr_repl_stats *st, dr_etcd *src, dr
                     have = 0;
                     continue;
                 }
-                size_t n = 0;
+                size_t n = 0, rb = 0;
                 int dup = 0;
-                if ((rc = rev_ops(&f, &c, &n, &dup)) < 0)
+                if ((rc = rev_ops(&f, &c, &n, &rb, &dup)) < 0)
                     goto out;
                 if (n + 1 > (size_t)o->max_txn_ops) {
                     if (nev)
@@ -389,7 +398,8 @@ int repl_run_filtered(const dr_repl_opts *o, dr_repl_stats *st, dr_etcd *src, dr
                     have = 0;
                     continue;
                 }
-                if (nev && (dup || nops + n + 1 > (size_t)o->max_txn_ops))
+                if (nev && (dup || nops + n + 1 > (size_t)o->max_txn_ops ||
+                            dr_etcd_txn_bytes(b->txn) + rb > TXN_BYTES))
                     break;
                 if ((rc = add_rev_ops(&f, b->txn, &c, 0, c.n_evs)) < 0)
                     goto out;

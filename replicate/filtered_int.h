@@ -35,6 +35,12 @@
  */
 enum { B_FREE = 0, B_INFLIGHT, B_OK, B_RETRY };
 
+/* A transaction's keys and values at most: etcd refuses a request over its --max-request-bytes
+ * (default 1.5 MiB), so batches (and resync's writes) close at --max-txn-ops or at this size,
+ * whichever comes first (the budget of drd/lib/apply too). One revision larger than this still
+ * goes alone: the source took it in one request. */
+#define TXN_BYTES (1u << 20)
+
 typedef struct fbatch {
     dr_etcd_txn *txn;
     int64_t first_rev, last_rev, prev_cursor;

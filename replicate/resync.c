@@ -85,6 +85,10 @@ static int resync_range(fs *f, const char *sp, const char *tp, int64_t rev, dr_e
             continue;
         }
         int c = !a ? 1 : !b ? -1 : repl_kv_cmp((uint8_t *)mk.data, mk.len, b->key, b->key_len);
+        size_t need = c <= 0 ? mk.len + a->value_len : b->key_len;
+        if (dr_etcd_txn_nops(t) && dr_etcd_txn_bytes(t) + need > TXN_BYTES &&
+            (rc = flush_unordered(f, t)) < 0)
+            break;
         if (c <= 0) {
             int same = c == 0 && a->lease == b->lease &&
                        repl_same_bytes(a->value, a->value_len, b->value, b->value_len);

@@ -4,7 +4,8 @@
 # history (etcd cuts it into fragments, joined again by drd), Range pages of 3 MB (halved until
 # they fit), a 200 KiB value. With --etcd-max-recv-bytes 64KiB pages of small values still go
 # through (halved), and the 200 KiB value stops drd with one line naming the limit and the flag,
-# quickly and without a reconnect loop; snapshot save (32 KiB messages) still works.
+# quickly and without a reconnect loop; snapshot save (32 KiB messages) still works. On the
+# sending side, filtered replication keeps its transactions under etcd's request limit.
 source "${HARNESS:-$(dirname "$0")/../harness}/etcd.sh"
 
 h_tmpdir
@@ -74,6 +75,18 @@ mkdir -p "$H_TMP/store"
 h_run_drd 60 --log-level error snapshot save --etcd "$PRIMARY_URL" --etcd-max-recv-bytes 64KiB \
     --store "file://$H_TMP/store" --no-encryption
 expect_ok "snapshot save with a 64 KiB limit"
+
+h_log "request sizes: filtered batches close at 1 MiB, not only at --max-txn-ops"
+# 150 values of 20 kB: 127 of them in one transaction would be 2.5 MB, which etcd refuses
+# (over its --max-request-bytes); in the resync and while streaming
+put_values /m/mid- 150 20000
+repl b /b/
+expect_ok "resync of 20 kB values"
+h_assert_eq "$(dump standby /b/ | jq length)" "$(dump primary /m/ | jq length)" "keys copied by the resync"
+put_values /m/late- 150 20000
+repl b /b/
+expect_ok "streaming of 20 kB values"
+h_assert_eq "$(dump standby /b/ | jq length)" "$(dump primary /m/ | jq length)" "keys replicated while streaming"
 
 h_log "bad values"
 for v in 1000 3GiB 12x; do

@@ -139,6 +139,9 @@ int dr_etcd_txn_delete(dr_etcd_txn *t, dr_etcd_txn_branch br, const void *key, s
 int dr_etcd_txn_get(dr_etcd_txn *t, dr_etcd_txn_branch br, const void *key, size_t klen);
 /* Number of write ops in the success branch. */
 size_t dr_etcd_txn_nops(const dr_etcd_txn *t);
+/* About the request size of t's own level: its keys and values and a little framing per op
+ * (etcd refuses requests over its --max-request-bytes, default 1.5 MiB). */
+size_t dr_etcd_txn_bytes(const dr_etcd_txn *t);
 /* Chains: t's failure branch becomes one nested transaction, next (NULL: t's own failure ops
  * again). t does not own next; the link is read when t is sent (dr_etcd_txn_do,
  * dr_etcd_pipe_submit), so it can be changed right after. A chain is at most 64 deep. Each level

@@ -18,10 +18,11 @@ typedef struct vec {
 struct dr_etcd_txn {
     vec cmp, ok, fail;
     size_t nwrites;
+    size_t bytes;      /* keys and values of this level, plus a little per op for framing */
     dr_etcd_txn *next; /* the failure branch is this nested transaction */
 };
 
-enum { MAX_CHAIN = 64 };
+enum { MAX_CHAIN = 64, OP_FRAMING = 16 /* protobuf tags, lengths, lease: roughly */ };
 
 static int vec_push(vec *v, void *p)
 {
@@ -56,6 +57,7 @@ void dr_etcd_txn_reset(dr_etcd_txn *t)
     vec_clear(&t->ok);
     vec_clear(&t->fail);
     t->nwrites = 0;
+    t->bytes = 0;
 }
 
 void dr_etcd_txn_free(dr_etcd_txn *t)
@@ -72,6 +74,11 @@ void dr_etcd_txn_free(dr_etcd_txn *t)
 size_t dr_etcd_txn_nops(const dr_etcd_txn *t)
 {
     return t->nwrites;
+}
+
+size_t dr_etcd_txn_bytes(const dr_etcd_txn *t)
+{
+    return t->bytes;
 }
 
 void dr_etcd_txn_set_else(dr_etcd_txn *t, dr_etcd_txn *next)
@@ -146,6 +153,7 @@ int dr_etcd_txn_compare_value(dr_etcd_txn *t, const void *key, size_t klen, dr_e
     c->target = ETCDSERVERPB__COMPARE__COMPARE_TARGET__VALUE;
     c->target_union_case = ETCDSERVERPB__COMPARE__TARGET_UNION_VALUE;
     c->value = (ProtobufCBinaryData){vlen, vc};
+    t->bytes += klen + vlen + OP_FRAMING;
     return vec_push(&t->cmp, c);
 }
 
@@ -176,6 +184,7 @@ int dr_etcd_txn_put(dr_etcd_txn *t, dr_etcd_txn_branch br, const void *key, size
     p->put.lease = lease;
     p->op.request_case = ETCDSERVERPB__REQUEST_OP__REQUEST_REQUEST_PUT;
     p->op.request_put = &p->put;
+    t->bytes += klen + vlen + OP_FRAMING;
     if (br == DR_TXN_SUCCESS)
         t->nwrites++;
     return vec_push(br == DR_TXN_SUCCESS ? &t->ok : &t->fail, p);
@@ -195,6 +204,7 @@ int dr_etcd_txn_delete(dr_etcd_txn *t, dr_etcd_txn_branch br, const void *key, s
         p->del.range_end = (ProtobufCBinaryData){elen, ec};
     p->op.request_case = ETCDSERVERPB__REQUEST_OP__REQUEST_REQUEST_DELETE_RANGE;
     p->op.request_delete_range = &p->del;
+    t->bytes += klen + (range_end ? elen : 0) + OP_FRAMING;
     if (br == DR_TXN_SUCCESS)
         t->nwrites++;
     return vec_push(br == DR_TXN_SUCCESS ? &t->ok : &t->fail, p);
