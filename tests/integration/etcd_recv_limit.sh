@@ -76,6 +76,24 @@ h_run_drd 60 --log-level error snapshot save --etcd "$PRIMARY_URL" --etcd-max-re
     --store "file://$H_TMP/store" --no-encryption
 expect_ok "snapshot save with a 64 KiB limit"
 
+h_log "snapshot follow: a watch response over the limit stops it with one line"
+mkdir -p "$H_TMP/fstore"
+h_bg follow h_drd --log-level error snapshot follow --etcd "$PRIMARY_URL" --etcd-max-recv-bytes 64KiB \
+    --store "file://$H_TMP/fstore" --no-encryption --segment-period 1s
+full_saved() { compgen -G "$H_TMP/fstore/manifests/*-full-*" >/dev/null; }
+t0=$SECONDS
+h_wait_until 60 "follow's first full snapshot" full_saved
+h_log "follow's full snapshot after $((SECONDS - t0)) s"
+head -c 150000 /dev/urandom | base64 -w0 | h_etcdctl primary put /m/big-watched >/dev/null
+st=0 t0=$SECONDS
+h_wait_exit follow 30 || st=$?
+h_log "follow stopped $((SECONDS - t0)) s after the big value"
+h_assert_eq "$st" 2 "follow's exit status over the limit ($(cat "$FOLLOW_LOG"))"
+h_assert_eq "$(grep -c . "$FOLLOW_LOG")" 1 "one line from follow ($(cat "$FOLLOW_LOG"))"
+h_assert_contains "$(cat "$FOLLOW_LOG")" "Watch: a response of" "follow names the watch"
+h_assert_contains "$(cat "$FOLLOW_LOG")" "--etcd-max-recv-bytes" "follow names the flag"
+h_etcdctl primary del /m/big-watched >/dev/null
+
 h_log "request sizes: filtered batches close at 1 MiB, not only at --max-txn-ops"
 # 150 values of 20 kB: 127 of them in one transaction would be 2.5 MB, which etcd refuses
 # (over its --max-request-bytes); in the resync and while streaming
@@ -94,4 +112,7 @@ for v in 1000 3GiB 12x; do
     h_assert_eq "$rc" 2 "--etcd-max-recv-bytes $v refused (stderr: $err)"
     h_assert_contains "$err" "--etcd-max-recv-bytes" "--etcd-max-recv-bytes $v: the error names the flag"
 done
+h_run_drd 10 replicate status --source "$PRIMARY_URL" --target "$STANDBY_URL" --etcd-max-recv-bytes 12x
+h_assert_eq "$rc" 2 "replicate: --etcd-max-recv-bytes 12x refused (stderr: $err)"
+h_assert_contains "$err" "--etcd-max-recv-bytes" "replicate: the error names the flag"
 h_pass
