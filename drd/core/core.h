@@ -165,4 +165,36 @@ int dr_fs_mkdirs(const char *dir, unsigned mode);
  * dirs); an absent path is fine. DR_EIO. */
 int dr_fs_remove_tree(const char *path);
 
+/* ---- secrets and private files ----
+ * A secret file (keyring, S3 credentials file, TLS private key, PSK) must be a regular file that
+ * no one but its owner may access (no group or other permission bits), owned by the effective
+ * uid or by root (as OpenSSH does: root can change any file anyway). Anything else is refused,
+ * never warned about: a secret others can read must be considered exposed, and one another user
+ * owns can be swapped for theirs. what names the file in messages ("keyring", "etcd client
+ * key"). Errors: DR_ENOTFOUND (missing), DR_EAUTH (mode or owner; names both and says how to fix
+ * it), DR_EIO (not a regular file, unreadable). */
+/* Checks an open file (fstat: the file checked is the file read). */
+int dr_fs_check_secret_fd(int fd, const char *path, const char *what);
+/* Opens path and checks it (for a file another library reads by name afterwards). */
+int dr_fs_check_secret_file(const char *path, const char *what);
+/* Reads a checked secret file whole (at most max bytes, DR_EIO beyond) into one allocation, with
+ * no realloc leaving copies behind. *out is NUL-terminated; the caller wipes it (dr_secure_zero)
+ * and frees it. */
+int dr_fs_read_secret(const char *path, const char *what, size_t max, char **out, size_t *out_len);
+/* Overwrites n bytes at p with zeros in a way the compiler cannot drop (explicit_bzero): for key
+ * material outside drd/lib/crypto, which uses OPENSSL_cleanse. */
+void dr_secure_zero(void *p, size_t n);
+/* Checks that dir is a directory owned by the effective uid (or root) that group and others
+ * cannot write to; what names it in messages. DR_EAUTH, DR_ENOTFOUND, DR_EIO. */
+int dr_fs_check_private_dir(const char *dir, const char *what);
+/* Creates a new private (0700) directory "$TMPDIR/drd-<name>-XXXXXX" (TMPDIR unset or empty:
+ * /tmp; the directory is private whatever its parent) and writes its path to out (cap bytes).
+ * DR_EIO. The caller removes it (dr_fs_remove_tree). */
+int dr_fs_mkdtemp(const char *name, char *out, size_t cap);
+
+/* Appends n bytes for a terminal or log: printable ASCII as is, a backslash as "\\", every other
+ * byte (control characters, escape sequences, non-ASCII) as "\xNN". For etcd keys, which are
+ * arbitrary bytes. */
+int dr_buf_escape(dr_buf *b, const void *p, size_t n);
+
 #endif

@@ -45,8 +45,9 @@ void dr_hash_sink_result(dr_sink *tap, uint8_t digest[32], uint64_t *bytes);
 typedef struct dr_keyring dr_keyring;
 #define DR_KEY_NAME_MAX 64
 /* Loads and checks a keyring file. DR_ENOTFOUND (missing), DR_EAUTH (group or others have any
- * permission on it: names the mode and says chmod 600), DR_EINVAL (malformed: names the file and
- * line, never echoes key material), DR_EIO (unreadable, not a regular file, larger than 1 MiB). */
+ * permission on it, or another user owns it: dr_fs_check_secret_fd), DR_EINVAL (malformed: names
+ * the file and line, never echoes key material), DR_EIO (unreadable, not a regular file, larger
+ * than 1 MiB). */
 int dr_keyring_load(const char *path, dr_keyring **out);
 void dr_keyring_free(dr_keyring *k);
 /* Name of the current master key (borrowed). */

@@ -117,76 +117,11 @@ static const char *shown(const char *name)
     return "(64 hex digits, not shown)";
 }
 
-/* Opens path and reads it whole, refusing a file that group or others may access. The caller
- * cleanses and frees *out (it holds key material). */
+/* Reads the keyring whole, refusing a file that group or others may access or that another
+ * user owns (dr_fs_read_secret). The caller cleanses and frees *out (it holds key material). */
 static int read_keyring_file(const char *path, char **out, size_t *out_len)
 {
-    int rc = 0, fd = -1;
-    char *buf = NULL;
-    size_t len = 0, cap = 0;
-    struct stat st;
-    fd = open(path, O_RDONLY | O_CLOEXEC);
-    if (fd < 0) {
-        rc = dr_error_set(errno == ENOENT ? DR_ENOTFOUND : DR_EIO, "cannot open keyring '%s': %s",
-                          path, strerror(errno));
-        goto out;
-    }
-    /* fstat on the open descriptor: the mode checked is the mode of the file read */
-    if (fstat(fd, &st) != 0) {
-        rc = dr_error_set(DR_EIO, "cannot stat keyring '%s': %s", path, strerror(errno));
-        goto out;
-    }
-    if (!S_ISREG(st.st_mode)) {
-        rc = dr_error_set(DR_EIO, "keyring '%s' is not a regular file", path);
-        goto out;
-    }
-    if (st.st_mode & 077) {
-        rc = dr_error_set(DR_EAUTH,
-                          "keyring '%s' has mode %04o: group or others may access it; it must be "
-                          "private to its owner\nHINT: chmod 600 '%s' (and consider the keys "
-                          "exposed if others could read it)",
-                          path, (unsigned)(st.st_mode & 07777), path);
-        goto out;
-    }
-    if (st.st_size > KEYRING_MAX) {
-        rc = dr_error_set(DR_EIO, "keyring '%s' is larger than %d bytes", path, KEYRING_MAX);
-        goto out;
-    }
-    /* one allocation of the final size (no realloc leaving copies of keys behind), with a
-     * spare byte to notice a file that grows while being read, and one for the NUL */
-    cap = (size_t)st.st_size + 2;
-    if (!(buf = malloc(cap))) {
-        rc = dr_error_set(DR_ENOMEM, "out of memory");
-        goto out;
-    }
-    for (;;) {
-        ssize_t r = read(fd, buf + len, cap - 1 - len);
-        if (r < 0 && errno == EINTR)
-            continue;
-        if (r < 0) {
-            rc = dr_error_set(DR_EIO, "cannot read keyring '%s': %s", path, strerror(errno));
-            goto out;
-        }
-        if (r == 0)
-            break;
-        len += (size_t)r;
-        if (len == cap - 1) {
-            rc = dr_error_set(DR_EIO, "keyring '%s' changed while being read", path);
-            goto out;
-        }
-    }
-    buf[len] = 0;
-    *out = buf;
-    *out_len = len;
-    buf = NULL;
-out:
-    if (buf) {
-        OPENSSL_cleanse(buf, cap);
-        free(buf);
-    }
-    if (fd >= 0)
-        close(fd);
-    return rc;
+    return dr_fs_read_secret(path, "keyring", KEYRING_MAX, out, out_len);
 }
 
 typedef struct token {

@@ -214,6 +214,96 @@ static void test_async_sink(void **state)
     free(data);
 }
 
+static void write_file(const char *path, const char *text, unsigned mode)
+{
+    FILE *f = fopen(path, "w");
+    assert_non_null(f);
+    fputs(text, f);
+    fclose(f);
+    assert_int_equal(chmod(path, mode), 0);
+}
+
+/* The one check every secret file goes through: mode, owner, type; refused, never warned. */
+static void test_secret_file(void **state)
+{
+    (void)state;
+    char dir[256], path[300], link_path[300];
+    assert_int_equal(dr_fs_mkdtemp("unit", dir, sizeof dir), 0);
+    struct stat st;
+    assert_int_equal(stat(dir, &st), 0);
+    assert_int_equal(st.st_mode & 0777, 0700);
+    assert_int_equal(dr_fs_check_private_dir(dir, "scratch dir"), 0);
+    snprintf(path, sizeof path, "%s/secret", dir);
+    write_file(path, "s3cr3t\n", 0600);
+    char *data = NULL;
+    size_t len = 0;
+    assert_int_equal(dr_fs_read_secret(path, "test key", 1024, &data, &len), 0);
+    assert_int_equal(len, 7);
+    assert_string_equal(data, "s3cr3t\n");
+    dr_secure_zero(data, len);
+    assert_int_equal(data[0], 0);
+    free(data);
+    assert_int_equal(dr_fs_check_secret_file(path, "test key"), 0);
+    assert_int_equal(chmod(path, 0400), 0);
+    assert_int_equal(dr_fs_check_secret_file(path, "test key"), 0);
+    /* a symlink to a private file is fine: the file itself is checked (Kubernetes mounts) */
+    snprintf(link_path, sizeof link_path, "%s/link", dir);
+    assert_int_equal(symlink(path, link_path), 0);
+    assert_int_equal(dr_fs_check_secret_file(link_path, "test key"), 0);
+    static const unsigned bad[] = {0644, 0640, 0604, 0660, 0606, 0620, 0602, 0610, 0601};
+    for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {
+        assert_int_equal(chmod(path, bad[i]), 0);
+        data = NULL;
+        assert_int_equal(dr_fs_read_secret(path, "test key", 1024, &data, &len), DR_EAUTH);
+        assert_null(data);
+        char mode[8];
+        snprintf(mode, sizeof mode, "%04o", bad[i]);
+        assert_non_null(strstr(dr_error_msg(), mode));
+        assert_non_null(strstr(dr_error_msg(), "test key '"));
+        assert_non_null(strstr(dr_error_msg(), "chmod 600"));
+        assert_null(strstr(dr_error_msg(), "s3cr3t"));
+        assert_int_equal(dr_fs_check_secret_file(link_path, "test key"), DR_EAUTH);
+    }
+    assert_int_equal(chmod(path, 0600), 0);
+    assert_int_equal(dr_fs_read_secret(path, "test key", 3, &data, &len), DR_EIO);
+    if (geteuid() == 0) {
+        /* another user's file, even private: refused (they could have put their key there) */
+        assert_int_equal(chown(path, 65534, 65534), 0);
+        assert_int_equal(dr_fs_check_secret_file(path, "test key"), DR_EAUTH);
+        assert_non_null(strstr(dr_error_msg(), "owned by uid 65534"));
+        assert_int_equal(chown(path, 0, 0), 0);
+        assert_int_equal(chown(dir, 65534, 65534), 0);
+        assert_int_equal(dr_fs_check_private_dir(dir, "scratch dir"), DR_EAUTH);
+        assert_int_equal(chown(dir, 0, 0), 0);
+    }
+    assert_int_equal(dr_fs_check_secret_file(dir, "test key"), DR_EIO);
+    snprintf(link_path, sizeof link_path, "%s/nope", dir);
+    assert_int_equal(dr_fs_check_secret_file(link_path, "test key"), DR_ENOTFOUND);
+    assert_int_equal(dr_fs_check_private_dir(link_path, "scratch dir"), DR_ENOTFOUND);
+    assert_int_equal(chmod(dir, 0775), 0);
+    assert_int_equal(dr_fs_check_private_dir(dir, "scratch dir"), DR_EAUTH);
+    assert_non_null(strstr(dr_error_msg(), "0775"));
+    assert_int_equal(chmod(dir, 0755), 0);
+    assert_int_equal(dr_fs_check_private_dir(dir, "scratch dir"), 0);
+    assert_int_equal(dr_fs_check_private_dir(path, "scratch dir"), DR_EIO);
+    assert_int_equal(dr_fs_remove_tree(dir), 0);
+}
+
+static void test_escape(void **state)
+{
+    (void)state;
+    dr_buf b = {0};
+    assert_int_equal(dr_buf_escape(&b, "", 0), 0);
+    assert_string_equal(b.data, "");
+    assert_int_equal(dr_buf_escape(&b, "/registry/pods/a b", 18), 0);
+    assert_string_equal(b.data, "/registry/pods/a b");
+    b.len = 0;
+    static const char k[] = "/k\x1b]0;pwned\x07\\\n\xc3\xa9\x7f\x00z";
+    assert_int_equal(dr_buf_escape(&b, k, sizeof k - 1), 0);
+    assert_string_equal(b.data, "/k\\x1b]0;pwned\\x07\\\\\\x0a\\xc3\\xa9\\x7f\\x00z");
+    dr_buf_free(&b);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -225,6 +315,8 @@ int main(void)
         cmocka_unit_test(test_buf_json),
         cmocka_unit_test(test_atomic_write),
         cmocka_unit_test(test_async_sink),
+        cmocka_unit_test(test_secret_file),
+        cmocka_unit_test(test_escape),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
