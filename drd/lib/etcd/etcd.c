@@ -274,8 +274,11 @@ int dr_etcd_open(dr_etcd **out, const dr_etcd_opts *o)
         goto out;
     }
     if ((rc = read_pem(o->cacert, "CA", &e->ca_pem)) < 0 ||
-        (rc = read_pem(o->cert, "certificate", &e->cert_pem)) < 0 ||
-        (rc = read_pem(o->key, "key", &e->key_pem)) < 0)
+        (rc = read_pem(o->cert, "certificate", &e->cert_pem)) < 0)
+        goto out;
+    /* the private key is a secret file: refused when others may read it or another user owns it */
+    if (o->key && (rc = dr_fs_read_secret(o->key, "etcd client key", 1 << 20, &e->key_pem,
+                                          &e->key_len)) < 0)
         goto out;
     rc = connect_from(e, 0);
 out:
@@ -309,10 +312,7 @@ void dr_etcd_close(dr_etcd *e)
         free(e->eps[i]);
     free(e->eps);
     free(e->eps_tls);
-    if (e->key_pem) {
-        /* key material: wipe before free */
-        memset(e->key_pem, 0, strlen(e->key_pem));
-    }
+    dr_secure_zero(e->key_pem, e->key_len); /* key material: wipe before free */
     free(e->ca_pem);
     free(e->cert_pem);
     free(e->key_pem);

@@ -55,6 +55,7 @@ struct dr_etcd {
     int max_recv;      /* GRPC_ARG_MAX_RECEIVE_MESSAGE_LENGTH */
     int64_t range_cap; /* largest Range page that fitted after a shrink (under mu); 0 = none */
     char *ca_pem, *cert_pem, *key_pem;
+    size_t key_len; /* of key_pem, wiped on close */
 };
 
 /* The current channel, its method handle. Thread-safe. */

@@ -39,8 +39,10 @@ typedef struct dr_store_opts {
 } dr_store_opts;
 
 /* Opens a store by URL. DR_EUSAGE: unknown scheme or malformed URL (names it), missing
- * --s3-endpoint, no credentials; DR_ENOTFOUND: the bucket (or the directory, unless o->create) does
- * not exist; DR_EAUTH: access denied / bad credentials; DR_EUNAVAILABLE: endpoint unreachable;
+ * --s3-endpoint, no credentials, a session token with s3_insecure_http (a token travels as it
+ * is); DR_ENOTFOUND: the bucket (or the directory, unless o->create) does not exist; DR_EAUTH:
+ * access denied / bad credentials, or a credentials file others may read or another user owns
+ * (dr_fs_check_secret_fd); DR_EUNAVAILABLE: endpoint unreachable;
  * DR_ETLS. Checks access with one request (S3: list of at most 1 key). Caller closes. */
 int dr_store_open(const char *url, const dr_store_opts *o, dr_store **out);
 void dr_store_close(dr_store *s);

@@ -21,7 +21,6 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/stat.h>
 #include <time.h>
 
 static pthread_once_t init_once = PTHREAD_ONCE_INIT;
@@ -838,7 +837,7 @@ out:
 static void wipe_free(char *p)
 {
     if (p) {
-        explicit_bzero(p, strlen(p));
+        dr_secure_zero(p, strlen(p));
         free(p);
     }
 }
@@ -879,14 +878,9 @@ static int read_creds_file(s3_store *s, const char *path, const char *profile)
     int rc = 0, in = 0;
     char *data = NULL, *id = NULL, *secret = NULL, *token = NULL;
     size_t len = 0;
-    struct stat sb;
-    if ((rc = dr_fs_read_all(path, 1 << 20, &data, &len)) < 0) {
-        if (rc != DR_ENOTFOUND)
-            rc = dr_error_set(rc, "cannot read S3 credentials file '%s'", path);
+    /* refused, not warned about, when others may read it or another user owns it */
+    if ((rc = dr_fs_read_secret(path, "S3 credentials file", 1 << 20, &data, &len)) < 0)
         goto out;
-    }
-    if (stat(path, &sb) == 0 && (sb.st_mode & 077))
-        dr_warn("S3 credentials file '%s' is readable by others (chmod 600 it)", path);
     for (char *save = NULL, *line = strtok_r(data, "\n", &save); line;
          line = strtok_r(NULL, "\n", &save)) {
         char *l = trim(line);
@@ -939,7 +933,7 @@ static int read_creds_file(s3_store *s, const char *path, const char *profile)
     }
 out:
     if (data) {
-        explicit_bzero(data, len);
+        dr_secure_zero(data, len);
         free(data);
     }
     wipe_free(id);
@@ -1099,6 +1093,15 @@ int dr_store_s3_open(const char *url, const char *rest, const dr_store_opts *o, 
     s->retries = o->retries > 0 ? o->retries : 5;
     if ((rc = load_creds(s, o)) < 0)
         goto out;
+    /* SigV4 never sends the secret key, but a session token travels as it is, in a header */
+    if (s->token_hdr && o->s3_insecure_http) {
+        rc = dr_error_set(DR_EUSAGE,
+                          "refusing to send an S3 session token over plain http to '%s'\nHINT: "
+                          "use https (drop --s3-insecure-http), or long-term keys without "
+                          "AWS_SESSION_TOKEN",
+                          o->s3_endpoint);
+        goto out;
+    }
 
     /* one request checks endpoint, credentials and bucket: a list of at most one key */
     {
