@@ -5,8 +5,8 @@
  *      --> [replay segments] --> first successful read (RTO = now - t0)
  *      --> checks: revision, key count and HashKV (full snapshot) against the manifest
  *      --> catalog row + report; the scratch dir and the etcd are removed either way
- * Must never touch any etcd but the throw-away one it started on 127.0.0.1, and never report a
- * pass when a check could not run.
+ * Must never touch any etcd but the throw-away one it started (on a private unix socket), and
+ * never report a pass when a check could not run.
  */
 #include "drd/lib/catalog/catalog.h"
 #include "drd/lib/etcd/etcd.h"
@@ -47,13 +47,8 @@ int dr_drill_run(dr_repo *repo, const dr_restore_plan *p, char **report)
     dr_etcd *e = NULL;
     int64_t started = dr_wall_ms(), t0 = dr_mono_ms(), rto = -1, replayed = 0;
     char failure[1024] = "";
-    const char *tmp = getenv("TMPDIR");
-    snprintf(scratch, sizeof scratch, "%s/drd-drill-XXXXXX", tmp && *tmp ? tmp : "/tmp");
-    if (!mkdtemp(scratch)) {
-        rc = dr_error_set(DR_EIO, "cannot create a scratch dir under %s", tmp ? tmp : "/tmp");
-        scratch[0] = 0;
+    if ((rc = dr_fs_mkdtemp("drill", scratch, sizeof scratch)) < 0)
         goto out;
-    }
     snprintf(data, sizeof data, "%s/data", scratch);
     snprintf(log, sizeof log, "%s/etcd.log", scratch);
     dr_restore_opts quiet = {0};

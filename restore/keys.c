@@ -143,18 +143,13 @@ int dr_restore_keys(dr_repo *repo, const dr_restore_plan *p, const char *prefix,
     dr_etcd_txn *txn = NULL;
     pager pa = {0}, pb = {0};
     tally n = {0};
-    const char *tmp = getenv("TMPDIR");
     if (!prefix[0])
         return dr_error_set(DR_EUSAGE, "--prefix must not be empty (restore keys restores one "
                                        "prefix; use drd restore for the whole keyspace)");
     if ((rc = dr_etcd_open(&b, target)) < 0)
         return rc;
-    snprintf(scratch, sizeof scratch, "%s/drd-restore-keys-XXXXXX", tmp && *tmp ? tmp : "/tmp");
-    if (!mkdtemp(scratch)) {
-        scratch[0] = 0;
-        rc = dr_error_set(DR_EIO, "cannot create a scratch dir");
+    if ((rc = dr_fs_mkdtemp("restore-keys", scratch, sizeof scratch)) < 0)
         goto out;
-    }
     snprintf(data, sizeof data, "%s/data", scratch);
     snprintf(log, sizeof log, "%s/etcd.log", scratch);
     dr_restore_opts quiet = {0};

@@ -352,7 +352,7 @@ int dr_restore_run(dr_repo *repo, const dr_restore_plan *p, const dr_restore_opt
     if (p->n_segs)
         restore_say(o,
                     "%s %zu segment(s) from revision %" PRId64 " to %" PRId64
-                    " through a throw-away etcd on 127.0.0.1",
+                    " through a throw-away etcd on a private unix socket",
                     o->dry_run ? "would replay" : "replaying", p->n_segs, p->base.rev_end + 1,
                     p->target);
     if ((rc = restore_verify_plan(repo, p, o, o->dry_run)) < 0)

@@ -173,6 +173,20 @@ static int parse_endpoints(dr_etcd *e, const char *list)
         url[len] = 0;
         const char *hostport;
         int tls;
+        if (strncmp(url, "unix://", 7) == 0) {
+            /* a unix socket by absolute path (drd's throw-away etcd); gRPC's target "unix:/path" */
+            if (url[7] != '/' || !url[8])
+                return dr_error_set(DR_EUSAGE,
+                                    "bad etcd endpoint '%s': expected unix:///absolute/path", url);
+            if (!(e->eps[e->n_eps] = malloc(len)))
+                return dr_error_set(DR_ENOMEM, "out of memory");
+            snprintf(e->eps[e->n_eps], len, "unix:%s", url + 7);
+            e->eps_tls[e->n_eps++] = 0;
+            p += len;
+            if (*p == ',')
+                p++;
+            continue;
+        }
         if (strncmp(url, "http://", 7) == 0) {
             hostport = url + 7;
             tls = 0;
@@ -181,8 +195,8 @@ static int parse_endpoints(dr_etcd *e, const char *list)
             tls = 1;
         } else {
             return dr_error_set(DR_EUSAGE,
-                                "bad etcd endpoint '%s': expected http://host:port or "
-                                "https://host:port",
+                                "bad etcd endpoint '%s': expected http://host:port, "
+                                "https://host:port or unix:///path",
                                 url);
         }
         size_t hl = strcspn(hostport, "/");

@@ -34,7 +34,8 @@ typedef struct dr_etcd dr_etcd;
 #define DR_ETCD_MAX_RECV_MAX 2147483647 /* gRPC takes an int */
 
 typedef struct dr_etcd_opts {
-    const char *endpoints;  /* "http://127.0.0.1:2379,https://host:2379" (scheme required) */
+    const char *endpoints;  /* "http://127.0.0.1:2379,https://host:2379" (scheme required), or
+                               "unix:///abs/path" (a unix socket, drd's throw-away etcd) */
     const char *cacert;     /* PEM CA file for https endpoints (NULL: system roots) */
     const char *cert;       /* PEM client certificate (optional) */
     const char *key;        /* PEM client key (optional, with cert) */

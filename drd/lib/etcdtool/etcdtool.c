@@ -1,6 +1,9 @@
 /*
- * The etcd programs as child processes: snapshot restore and a throw-away etcd on loopback.
- * Must never listen beyond 127.0.0.1 and never signal a process it did not start.
+ * The etcd programs as child processes: snapshot restore and a throw-away etcd.
+ * Must never listen on a TCP port (the throw-away etcd holds a restored database and has no
+ * authentication: it listens only on unix sockets in a private 0700 dir), never hand a child
+ * more environment than it needs (no AWS_*, no DRD_*: see child_env), and never signal a
+ * process it did not start.
  */
 #include "drd/lib/etcdtool/etcdtool.h"
 #include "drd/core/core.h"
@@ -8,22 +11,44 @@
 #include "drd/lib/crypto/crypto.h"
 #include "drd/lib/etcd/etcd.h"
 
-#include <arpa/inet.h>
 #include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
-#include <netinet/in.h>
+#include <limits.h>
 #include <signal.h>
 #include <spawn.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/socket.h>
 #include <sys/stat.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
-extern char **environ;
+/* The whole environment of a child: PATH and TMPDIR from ours, plus ETCDCTL_API=3 for the
+ * tools; nothing else of ours (credentials such as AWS_SECRET_ACCESS_KEY or a session token,
+ * DRD_* settings, ETCD_* variables that etcd would read as flags). */
+typedef struct child_env {
+    char path[4200];
+    char tmpdir[4200];
+    char *envp[4];
+} child_env;
+
+static char **child_env_init(child_env *ce, int tool)
+{
+    const char *path = getenv("PATH"), *tmp = getenv("TMPDIR");
+    size_t n = 0;
+    snprintf(ce->path, sizeof ce->path, "PATH=%s",
+             path && *path ? path : "/usr/local/bin:/usr/bin:/bin");
+    ce->envp[n++] = ce->path;
+    if (tmp && *tmp) {
+        snprintf(ce->tmpdir, sizeof ce->tmpdir, "TMPDIR=%s", tmp);
+        ce->envp[n++] = ce->tmpdir;
+    }
+    if (tool)
+        ce->envp[n++] = "ETCDCTL_API=3";
+    ce->envp[n] = NULL;
+    return ce->envp;
+}
 
 int dr_etcdtool_dir_state(const char *path)
 {
@@ -67,7 +92,8 @@ static int run_capture(char *const argv[], char *out, size_t cap)
     posix_spawn_file_actions_adddup2(&fa, pfd[1], 2);
     posix_spawn_file_actions_addclose(&fa, pfd[0]);
     pid_t pid;
-    int rc = posix_spawnp(&pid, argv[0], &fa, NULL, argv, environ);
+    child_env ce;
+    int rc = posix_spawnp(&pid, argv[0], &fa, NULL, argv, child_env_init(&ce, 1));
     posix_spawn_file_actions_destroy(&fa);
     close(pfd[1]);
     if (rc != 0) {
@@ -114,7 +140,6 @@ int dr_etcdtool_snapshot_revision(const char *snapshot_file, int64_t *revision)
     const char *tool = restore_tool();
     if (!tool)
         return dr_error_set(DR_EUSAGE, "neither etcdutl nor etcdctl is installed");
-    setenv("ETCDCTL_API", "3", 1);
     char *argv[] = {(char *)tool, "snapshot", "status", (char *)snapshot_file, "-w", "json", NULL};
     int ex = run_capture(argv, out, sizeof out);
     char *rp = ex == 0 ? strstr(out, "\"revision\":") : NULL;
@@ -142,7 +167,6 @@ int dr_etcdtool_restore(const char *snapshot_file, const char *data_dir, const c
                             "neither etcdutl nor etcdctl is installed: cannot restore a snapshot");
     if (ds == 1 && rmdir(data_dir) != 0)
         return dr_error_set(DR_EIO, "cannot replace empty '%s': %s", data_dir, strerror(errno));
-    setenv("ETCDCTL_API", "3", 1);
     char *argv[] = {(char *)tool,
                     "snapshot",
                     "restore",
@@ -178,8 +202,7 @@ static int direct_db_ok(void)
     if (known < 0) {
         char out[1024];
         char *argv[] = {"etcdctl", "version", NULL};
-        setenv("ETCDCTL_API", "3", 1);
-        known =
+            known =
             run_capture(argv, out, sizeof out) == 0 && strstr(out, "etcdctl version: 3.4.") != NULL;
     }
     return known;
@@ -267,69 +290,38 @@ const char *dr_etcdtool_version(void)
     return v;
 }
 
+/* The throw-away etcd listens on two unix sockets in a private (0700) dir of its own, so no other
+ * local user can reach it (over TCP anyone on the host could read and write the restored keys:
+ * the server has no authentication). etcd 3.4 takes a unix URL only as "unix://host:port" (a
+ * numeric port) and makes the socket file "host:port" relative to its working directory, so it
+ * is started in that dir (clients reach it at "unix:///<dir>/client.sock:0"). */
+#define CLIENT_SOCK "client.sock:0"
+#define PEER_SOCK "peer.sock:0"
+#define SUN_PATH_MAX 107 /* sizeof(sockaddr_un.sun_path) - 1 */
+
 struct dr_etcd_proc {
     pid_t pid;
-    char url[64];
+    char dir[4096]; /* the private dir of the sockets */
+    char url[4200];
 };
 
-/* A free loopback port: bind port 0 and read it back (the tiny race until etcd binds it is
- * covered by the start being retried on another port). */
-static int free_port(void)
-{
-    int fd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
-    if (fd < 0)
-        return -1;
-    struct sockaddr_in a = {.sin_family = AF_INET, .sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
-    socklen_t len = sizeof a;
-    int port = -1;
-    if (bind(fd, (struct sockaddr *)&a, sizeof a) == 0 &&
-        getsockname(fd, (struct sockaddr *)&a, &len) == 0)
-        port = ntohs(a.sin_port);
-    close(fd);
-    return port;
-}
-
-static int start_once(const char *data_dir, const char *name, const char *log_path,
+static int start_once(const char *data_dir, const char *log_path, char *const argv[],
                       int64_t timeout_ms, dr_etcd_proc *p)
 {
-    int cport = free_port(), pport = free_port();
-    if (cport < 0 || pport < 0)
-        return dr_error_set(DR_EIO, "cannot find a free loopback port: %s", strerror(errno));
-    char curl[64], purl[64], ops[32];
-    snprintf(ops, sizeof ops, "%d", (int)DR_ETCDTOOL_MAX_TXN_OPS);
-    snprintf(curl, sizeof curl, "http://127.0.0.1:%d", cport);
-    snprintf(purl, sizeof purl, "http://127.0.0.1:%d", pport);
-    char *argv[] = {"etcd",
-                    "--data-dir",
-                    (char *)data_dir,
-                    "--name",
-                    (char *)name,
-                    "--listen-client-urls",
-                    curl,
-                    "--advertise-client-urls",
-                    curl,
-                    "--listen-peer-urls",
-                    purl,
-                    "--max-txn-ops",
-                    ops,
-                    "--max-request-bytes",
-                    "1073741824",
-                    "--quota-backend-bytes",
-                    "8589934592",
-                    "--log-level",
-                    "error",
-                    NULL};
     posix_spawn_file_actions_t fa;
+    child_env ce;
     posix_spawn_file_actions_init(&fa);
-    posix_spawn_file_actions_addopen(&fa, 1, log_path, O_WRONLY | O_CREAT | O_APPEND, 0600);
+    /* in this order: the log path may be relative to our working directory */
+    posix_spawn_file_actions_addopen(&fa, 1, log_path, O_WRONLY | O_CREAT | O_APPEND | O_NOFOLLOW,
+                                     0600);
     posix_spawn_file_actions_adddup2(&fa, 1, 2);
     posix_spawn_file_actions_addopen(&fa, 0, "/dev/null", O_RDONLY, 0);
-    int rc = posix_spawnp(&p->pid, "etcd", &fa, NULL, argv, environ);
+    posix_spawn_file_actions_addchdir_np(&fa, p->dir);
+    int rc = posix_spawnp(&p->pid, "etcd", &fa, NULL, argv, child_env_init(&ce, 0));
     posix_spawn_file_actions_destroy(&fa);
     if (rc != 0)
         return dr_error_set(DR_EUSAGE, "cannot start etcd (is etcd-server installed?): %s",
                             strerror(rc));
-    snprintf(p->url, sizeof p->url, "%s", curl);
     int64_t deadline = dr_mono_ms() + timeout_ms;
     for (;;) {
         int status;
@@ -357,26 +349,55 @@ static int start_once(const char *data_dir, const char *name, const char *log_pa
 int dr_etcdtool_start(const char *data_dir, const char *name, const char *log_path,
                       int64_t timeout_ms, dr_etcd_proc **out)
 {
+    int rc = 0;
+    char abs_data[PATH_MAX], ops[32];
     dr_etcd_proc *p = calloc(1, sizeof *p);
     if (!p)
         return dr_error_set(DR_ENOMEM, "out of memory");
-    int rc = 0;
-    for (int attempt = 0; attempt < 3; attempt++) {
-        rc = start_once(data_dir, name, log_path, timeout_ms, p);
-        if (rc == 0) {
-            *out = p;
-            return 0;
-        }
-        if (p->pid) {
-            kill(p->pid, SIGKILL);
-            waitpid(p->pid, NULL, 0);
-            p->pid = 0;
-        }
-        if (rc != DR_EUNAVAILABLE) /* an exit may be a lost port race: try other ports */
-            break;
+    /* etcd runs in the sockets' dir: it gets the data dir as an absolute path */
+    if (!realpath(data_dir, abs_data)) {
+        rc = dr_error_set(DR_EIO, "cannot resolve data dir '%s': %s", data_dir, strerror(errno));
+        goto out;
     }
-    free(p);
-    return rc;
+    if ((rc = dr_fs_mkdtemp("etcd", p->dir, sizeof p->dir)) < 0)
+        goto out;
+    if (strlen(p->dir) + 1 + strlen(CLIENT_SOCK) > SUN_PATH_MAX) {
+        rc = dr_error_set(DR_EUSAGE,
+                          "the throw-away etcd's socket path '%s/%s' is longer than %d bytes\n"
+                          "HINT: set TMPDIR to a shorter directory",
+                          p->dir, CLIENT_SOCK, SUN_PATH_MAX);
+        goto out;
+    }
+    snprintf(p->url, sizeof p->url, "unix://%s/%s", p->dir, CLIENT_SOCK);
+    snprintf(ops, sizeof ops, "%d", (int)DR_ETCDTOOL_MAX_TXN_OPS);
+    char *argv[] = {"etcd",
+                    "--data-dir",
+                    abs_data,
+                    "--name",
+                    (char *)name,
+                    "--listen-client-urls",
+                    "unix://" CLIENT_SOCK,
+                    "--advertise-client-urls",
+                    "unix://" CLIENT_SOCK,
+                    "--listen-peer-urls",
+                    "unix://" PEER_SOCK,
+                    "--max-txn-ops",
+                    ops,
+                    "--max-request-bytes",
+                    "1073741824",
+                    "--quota-backend-bytes",
+                    "8589934592",
+                    "--log-level",
+                    "error",
+                    NULL};
+    rc = start_once(data_dir, log_path, argv, timeout_ms, p);
+out:
+    if (rc < 0) {
+        dr_etcdtool_stop(p);
+        return rc;
+    }
+    *out = p;
+    return 0;
 }
 
 const char *dr_etcdtool_url(const dr_etcd_proc *p)
@@ -401,5 +422,7 @@ void dr_etcdtool_stop(dr_etcd_proc *p)
             dr_sleep_ms(20);
         }
     }
+    if (p->dir[0])
+        dr_fs_remove_tree(p->dir);
     free(p);
 }

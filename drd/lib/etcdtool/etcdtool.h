@@ -1,10 +1,12 @@
 /*
  * drd etcdtool: the installed etcd programs, driven as child processes: restoring a snapshot file
  * into a data dir (etcdutl, or etcdctl where etcdutl is absent) and running a throw-away etcd on
- * a restored data dir, on loopback ports, for replaying revisions and for drills.
+ * a restored data dir, on unix sockets in a private dir, for replaying revisions and for drills.
  *
- * Must never listen anywhere but 127.0.0.1, never restore into a non-empty directory, and never
- * stop a process it did not start (children are stopped by the PID it recorded).
+ * Must never listen on a TCP port, never give a child more than PATH, TMPDIR and what drd sets
+ * for it (ETCDCTL_API) as its environment (no credentials), never restore into a non-empty
+ * directory, and never stop a process it did not start (children are stopped by the PID it
+ * recorded).
  */
 #ifndef DRD_ETCDTOOL_H
 #define DRD_ETCDTOOL_H
@@ -46,16 +48,18 @@ const char *dr_etcdtool_version(void);
 /* The throw-away etcd's --max-txn-ops. */
 enum { DR_ETCDTOOL_MAX_TXN_OPS = 1000000 };
 
-/* A throw-away etcd on data_dir, on free 127.0.0.1 ports, with limits raised so that any
- * revision fits in one transaction (--max-txn-ops DR_ETCDTOOL_MAX_TXN_OPS, 1 GiB requests). Waits
- * until it answers (at most timeout_ms). Its output goes to log_path. Caller stops it with
+/* A throw-away etcd on data_dir, with limits raised so that any revision fits in one
+ * transaction (--max-txn-ops DR_ETCDTOOL_MAX_TXN_OPS, 1 GiB requests). It listens (client and
+ * peer) only on unix sockets in a new private 0700 dir under $TMPDIR (or /tmp), so no other
+ * local user can reach the restored keys; DR_EUSAGE when that path is too long for a socket.
+ * Waits until it answers (at most timeout_ms). Its output goes to log_path. Caller stops it with
  * dr_etcdtool_stop. */
 typedef struct dr_etcd_proc dr_etcd_proc;
 int dr_etcdtool_start(const char *data_dir, const char *name, const char *log_path,
                       int64_t timeout_ms, dr_etcd_proc **out);
-/* "http://127.0.0.1:PORT" (borrowed). */
+/* Its client URL, "unix:///<private dir>/client.sock:0", for dr_etcd_opts.endpoints (borrowed). */
 const char *dr_etcdtool_url(const dr_etcd_proc *p);
-/* SIGTERM, then SIGKILL after 10 s; waits for it. Accepts NULL. */
+/* SIGTERM, then SIGKILL after 10 s; waits for it, removes the sockets' dir. Accepts NULL. */
 void dr_etcdtool_stop(dr_etcd_proc *p);
 
 #endif
