@@ -27,8 +27,8 @@ const char usage_restore[] =
     "Restores into a new etcd data dir: reads back and checks every object it needs before it\n"
     "touches anything, restores the snapshot (etcdutl/etcdctl snapshot restore), replays segments\n"
     "up to the point through a throw-away etcd on a private unix socket (one transaction per\n"
-    "revision, the revision checked), and moves the result to DIR last. DIR must be absent or empty. Then start\n"
-    "etcd with --data-dir DIR and the same --name, --initial-cluster and\n"
+    "revision, the revision checked), and moves the result to DIR last. DIR must be absent or\n"
+    "empty. Then start etcd with --data-dir DIR and the same --name, --initial-cluster and\n"
     "--initial-advertise-peer-urls.\n\n" POINT_HELP
     "  --data-dir DIR --name NAME --initial-cluster C --initial-advertise-peer-urls U\n"
     "                       the member to restore, as for etcdctl snapshot restore\n"
@@ -53,9 +53,9 @@ const char usage_drill[] =
     "usage: drd drill --store URL [--snapshot ID|latest | --revision R | --time T] [--key-file F]\n"
     "          [--json]\n\n"
     "Proves that a backup restores: restores it into a scratch dir, starts a throw-away etcd on\n"
-    "a private unix socket, checks revision, key count and HashKV against the manifest, measures the time\n"
-    "from start to the first successful read (RTO), records the result in the catalog and prints\n"
-    "a report. Exits non-zero when anything is off. Never touches a production "
+    "a private unix socket, checks revision, key count and HashKV against the manifest,\n"
+    "measures the time from start to the first successful read (RTO), records the result in the\n"
+    "catalog and prints a report. Exits non-zero when anything is off. Never touches a production "
     "endpoint.\n\n" POINT_HELP STORE_HELP KEY_READ_HELP
     "  --json               the report as JSON\n";
 

@@ -69,6 +69,10 @@ void dr_backoff_init(dr_backoff *b, int64_t base_ms, int64_t cap_ms);
 int64_t dr_backoff_next(dr_backoff *b);
 void dr_backoff_reset(dr_backoff *b);
 
+/* Creates the temp file tmp for writing, exclusively and without following a symlink
+ * (O_EXCL|O_NOFOLLOW); a file already there (a crashed run with our pid) is unlinked and the
+ * create tried once more. Returns the descriptor, or DR_EIO. */
+int dr_fs_create_temp(const char *tmp, unsigned mode);
 /* Durable write: temp file in the same directory -> write -> fsync -> rename -> fsync dir.
  * A crash at any moment leaves either the old content or the new, never a mix. */
 int dr_fs_write_atomic(const char *path, const void *data, size_t len, unsigned mode);

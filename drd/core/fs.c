@@ -15,6 +15,21 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+int dr_fs_create_temp(const char *tmp, unsigned mode)
+{
+    for (int attempt = 0;; attempt++) {
+        int fd = open(tmp, O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC, (mode_t)mode);
+        if (fd >= 0)
+            return fd;
+        if (errno != EEXIST || attempt > 0)
+            break;
+        /* left by a crashed run that had our pid, or planted: unlink removes a symlink itself,
+         * never its target (and fails in a sticky dir for another user's file) */
+        unlink(tmp);
+    }
+    return dr_error_set(DR_EIO, "cannot create '%s': %s", tmp, strerror(errno));
+}
+
 int dr_fs_write_atomic(const char *path, const void *data, size_t len, unsigned mode)
 {
     int rc = 0, fd = -1, dfd = -1;
@@ -22,9 +37,9 @@ int dr_fs_write_atomic(const char *path, const void *data, size_t len, unsigned 
     if (snprintf(tmp, sizeof tmp, "%s.tmp.%ld", path, (long)getpid()) >= (int)sizeof tmp)
         return dr_error_set(DR_EUSAGE, "path too long: '%s'", path);
     snprintf(dir, sizeof dir, "%s", path);
-    fd = open(tmp, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, (mode_t)mode);
-    if (fd < 0) {
-        rc = dr_error_set(DR_EIO, "cannot create '%s': %s", tmp, strerror(errno));
+    if ((fd = dr_fs_create_temp(tmp, mode)) < 0) {
+        rc = fd;
+        fd = -1;
         goto out;
     }
     const char *p = data;

@@ -179,9 +179,10 @@ int dr_fs_sink_new(const char *path, unsigned mode, int flags, dr_sink **out)
         return dr_error_set(DR_ENOMEM, "out of memory");
     }
     snprintf(s->tmp, tl, "%s.tmp.%ld", path, (long)getpid());
-    s->fd = open(s->tmp, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, (mode_t)mode);
+    s->fd = dr_fs_create_temp(s->tmp, mode);
     if (s->fd < 0) {
-        int rc = dr_error_set(DR_EIO, "cannot create '%s': %s", s->tmp, strerror(errno));
+        int rc = s->fd;
+        s->fd = -1;
         s->finished = 1; /* nothing to unlink */
         fs_sink_free(&s->base);
         return rc;

@@ -62,7 +62,7 @@ int dr_catalog_open(const char *path, dr_catalog **out)
     if ((rc = dr_fs_mkdirs(dirname(dir), 0700)) < 0)
         goto out;
     /* create the file 0600 ourselves: sqlite would use the umask */
-    int fd = open(path, O_RDWR | O_CREAT | O_CLOEXEC, 0600);
+    int fd = open(path, O_RDWR | O_CREAT | O_NOFOLLOW | O_CLOEXEC, 0600);
     if (fd < 0) {
         rc = dr_error_set(DR_EIO, "cannot open catalog '%s': %s", path, strerror(errno));
         goto out;

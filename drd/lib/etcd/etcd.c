@@ -291,8 +291,8 @@ int dr_etcd_open(dr_etcd **out, const dr_etcd_opts *o)
         (rc = read_pem(o->cert, "certificate", &e->cert_pem)) < 0)
         goto out;
     /* the private key is a secret file: refused when others may read it or another user owns it */
-    if (o->key && (rc = dr_fs_read_secret(o->key, "etcd client key", 1 << 20, &e->key_pem,
-                                          &e->key_len)) < 0)
+    if (o->key &&
+        (rc = dr_fs_read_secret(o->key, "etcd client key", 1 << 20, &e->key_pem, &e->key_len)) < 0)
         goto out;
     rc = connect_from(e, 0);
 out:

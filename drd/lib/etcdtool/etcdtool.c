@@ -202,7 +202,7 @@ static int direct_db_ok(void)
     if (known < 0) {
         char out[1024];
         char *argv[] = {"etcdctl", "version", NULL};
-            known =
+        known =
             run_capture(argv, out, sizeof out) == 0 && strstr(out, "etcdctl version: 3.4.") != NULL;
     }
     return known;

@@ -235,7 +235,7 @@ static int file_put(dr_store *s, const char *name, dr_sink **out)
         goto out;
     }
     *slash = '/';
-    k->fd = open(k->tmp, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, FILE_MODE);
+    k->fd = open(k->tmp, O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC, FILE_MODE);
     if (k->fd < 0) {
         rc = dr_error_set(errno_rc(errno) == DR_ENOTFOUND ? DR_EIO : errno_rc(errno),
                           "cannot create '%s': %s", k->tmp, strerror(errno));

@@ -164,7 +164,7 @@ int dr_repo_lock_take(dr_repo *r, const char *job, dr_repo_lock **out)
     l->ttl_ms = lock_ttl_ms();
     char path[4200];
     snprintf(path, sizeof path, "%s.%s.lock", r->catalog_path, job);
-    l->fd = open(path, O_RDWR | O_CREAT | O_CLOEXEC, 0600);
+    l->fd = open(path, O_RDWR | O_CREAT | O_NOFOLLOW | O_CLOEXEC, 0600);
     if (l->fd < 0) {
         rc = dr_error_set(DR_EIO, "cannot open lock file '%s': %s", path, strerror(errno));
         goto out;

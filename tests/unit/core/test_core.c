@@ -132,6 +132,29 @@ static void test_atomic_write(void **state)
     assert_int_equal(st.st_mode & 0777, 0600);
     /* bounded read */
     assert_int_equal(dr_fs_read_all(path, 3, &data, &len), DR_EIO);
+    /* a symlink planted at the temp name is never written through (O_EXCL|O_NOFOLLOW): it is
+     * removed and a new file made; the same for the file sink */
+    char victim[256], tmp[300];
+    snprintf(victim, sizeof victim, "%s/victim", dir);
+    snprintf(tmp, sizeof tmp, "%s.tmp.%ld", path, (long)getpid());
+    assert_int_equal(dr_fs_write_atomic(victim, "keep", 4, 0600), 0);
+    assert_int_equal(symlink(victim, tmp), 0);
+    assert_int_equal(dr_fs_write_atomic(path, "third", 5, 0600), 0);
+    assert_int_equal(symlink(victim, tmp), 0);
+    dr_sink *fs = NULL;
+    assert_int_equal(dr_fs_sink_new(path, 0600, 0, &fs), 0);
+    assert_int_equal(dr_sink_write(fs, "fourth", 6), 0);
+    assert_int_equal(dr_sink_finish(fs), 0);
+    dr_sink_free(fs);
+    assert_int_equal(dr_fs_read_all(victim, 1024, &data, &len), 0);
+    assert_int_equal(len, 4);
+    assert_memory_equal(data, "keep", 4);
+    free(data);
+    assert_int_equal(dr_fs_read_all(path, 1024, &data, &len), 0);
+    assert_int_equal(len, 6);
+    free(data);
+    assert_int_equal(lstat(tmp, &st), -1);
+    unlink(victim);
     /* missing file and unwritable dir give clear errors, no temp left behind */
     assert_int_equal(dr_fs_read_all("/nonexistent/x", 10, &data, &len), DR_ENOTFOUND);
     assert_int_equal(dr_fs_write_atomic("/nonexistent/dir/x", "a", 1, 0600), DR_EIO);
