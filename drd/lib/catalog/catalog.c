@@ -59,7 +59,10 @@ int dr_catalog_open(const char *path, dr_catalog **out)
     }
     char dir[4096];
     snprintf(dir, sizeof dir, "%s", path);
-    if ((rc = dr_fs_mkdirs(dirname(dir), 0700)) < 0)
+    /* a dir another user owns or may write to could get a planted catalog or symlink */
+    const char *parent = dirname(dir);
+    if ((rc = dr_fs_mkdirs(parent, 0700)) < 0 ||
+        (rc = dr_fs_check_private_dir(parent, "catalog dir")) < 0)
         goto out;
     /* create the file 0600 ourselves: sqlite would use the umask */
     int fd = open(path, O_RDWR | O_CREAT | O_NOFOLLOW | O_CLOEXEC, 0600);

@@ -13,8 +13,10 @@
 
 typedef struct dr_catalog dr_catalog;
 
-/* Opens (creating when missing, with parent directories) the catalog at path, mode 0600.
- * DR_EIO when it cannot be opened or is not a drd catalog. Caller closes. */
+/* Opens (creating when missing, with parent directories 0700) the catalog at path, mode 0600.
+ * DR_EAUTH when its directory is owned by another user or others may write to it
+ * (dr_fs_check_private_dir); DR_EIO when it cannot be opened or is not a drd catalog. Caller
+ * closes. */
 int dr_catalog_open(const char *path, dr_catalog **out);
 void dr_catalog_close(dr_catalog *c);
 

@@ -12,7 +12,12 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 
+/* $DRD_CATALOG_DIR, else $XDG_STATE_HOME/drd, else $HOME/.local/state/drd; never a shared
+ * location such as /tmp (another user could plant a catalog or a symlink there). drd's own dir
+ * under XDG_STATE_HOME or HOME is made 0700; dr_catalog_open checks the owner and mode of
+ * whichever dir it is. */
 static int default_catalog_path(const char *url, char *out, size_t cap)
 {
     char dir[3000];
@@ -26,7 +31,16 @@ static int default_catalog_path(const char *url, char *out, size_t cap)
     else if (home && *home)
         snprintf(dir, sizeof dir, "%s/.local/state/drd", home);
     else
-        snprintf(dir, sizeof dir, "/tmp/drd-state");
+        return dr_error_set(DR_EUSAGE,
+                            "no place for the local catalog: none of DRD_CATALOG_DIR, "
+                            "XDG_STATE_HOME and HOME is set\nHINT: set XDG_STATE_HOME (or "
+                            "DRD_CATALOG_DIR) to a directory of your own, or give --catalog FILE");
+    if (!(d && *d)) {
+        int rc = dr_fs_mkdirs(dir, 0700);
+        if (rc < 0)
+            return rc;
+        chmod(dir, 0700); /* drd's own dir; a failure shows in dr_catalog_open's check */
+    }
     uint8_t h[32];
     char hex[65];
     int rc = dr_sha256_buf(url, strlen(url), h);
