@@ -88,9 +88,27 @@ int repl_read_cursor(const dr_repl_opts *o, dr_etcd *tgt, int64_t *rev)
     memcpy(v, r.kvs[0].value, n);
     v[n] = 0;
     dr_etcd_range_res_free(&r);
-    if (dr_parse_i64(v, "cursor", rev) < 0)
-        return dr_error_set(DR_EPROTO, "the cursor key %s holds '%s', not a revision", ck, v);
+    if (dr_parse_i64(v, "cursor", rev) < 0) {
+        dr_buf shown = {0};
+        rc = dr_buf_escape(&shown, v, n);
+        if (rc == 0)
+            rc = dr_error_set(DR_EPROTO, "the cursor key %s holds '%s', not a revision", ck,
+                              shown.data);
+        dr_buf_free(&shown);
+        return rc;
+    }
     return 1;
+}
+
+/* DR_EDIVERGED for a key, escaped (keys are arbitrary bytes; the message reaches a terminal). */
+static int key_error(const char *key, size_t n, const char *what)
+{
+    dr_buf shown = {0};
+    int rc = dr_buf_escape(&shown, key, n);
+    if (rc == 0)
+        rc = dr_error_set(DR_EDIVERGED, "key '%s' %s", shown.data, what);
+    dr_buf_free(&shown);
+    return rc;
 }
 
 /* Byte strings may be empty (and then NULL): memcmp must not see them. */
@@ -240,10 +258,8 @@ int repl_compare(const dr_repl_opts *o, dr_etcd *src, dr_etcd *tgt, int64_t srev
             int c = !a ? 1 : !b ? -1 : repl_kv_cmp((uint8_t *)mk.data, mk.len, b->key, b->key_len);
             const dr_etcd_kv *k = c <= 0 ? a : b;
             if (c != 0) {
-                rc = dr_error_set(DR_EDIVERGED, "key '%.*s' is only on the %s",
-                                  (int)(c < 0 ? mk.len : k->key_len),
-                                  c < 0 ? mk.data : (const char *)k->key,
-                                  c < 0 ? "source" : "target");
+                rc = key_error(c < 0 ? mk.data : (const char *)k->key, c < 0 ? mk.len : k->key_len,
+                               c < 0 ? "is only on the source" : "is only on the target");
                 break;
             }
             int same = repl_same_bytes(a->value, a->value_len, b->value, b->value_len) &&
@@ -252,8 +268,7 @@ int repl_compare(const dr_repl_opts *o, dr_etcd *src, dr_etcd *tgt, int64_t srev
                 same = same && a->create_revision == b->create_revision &&
                        a->mod_revision == b->mod_revision && a->version == b->version;
             if (!same) {
-                rc = dr_error_set(DR_EDIVERGED, "key '%.*s' differs between source and target",
-                                  (int)mk.len, mk.data);
+                rc = key_error(mk.data, mk.len, "differs between source and target");
                 break;
             }
             (*nkeys)++;

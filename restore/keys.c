@@ -108,9 +108,16 @@ typedef struct tally {
     int64_t create, change, del, same, conflicts, leased;
 } tally;
 
+/* Keys are arbitrary bytes: escaped (dr_buf_escape), so that a key cannot move the cursor,
+ * retitle the terminal or fake a line of output. */
 static void line(const dr_restore_opts *o, const char *what, const dr_etcd_kv *kv)
 {
-    restore_say(o, "%s %.*s", what, (int)kv->key_len, (const char *)kv->key);
+    dr_buf k = {0};
+    if (dr_buf_escape(&k, kv->key, kv->key_len) == 0)
+        restore_say(o, "%s %s", what, k.data);
+    else
+        restore_say(o, "%s (a key: out of memory to show it)", what);
+    dr_buf_free(&k);
 }
 
 /* One guarded write; a failed guard is a conflict. */
@@ -141,6 +148,7 @@ int dr_restore_keys(dr_repo *repo, const dr_restore_plan *p, const char *prefix,
     dr_etcd_proc *proc = NULL;
     dr_etcd *a = NULL, *b = NULL;
     dr_etcd_txn *txn = NULL;
+    dr_buf shown = {0};
     pager pa = {0}, pb = {0};
     tally n = {0};
     if (!prefix[0])
@@ -164,8 +172,10 @@ int dr_restore_keys(dr_repo *repo, const dr_restore_plan *p, const char *prefix,
     if ((rc = dr_etcd_open(&a, &ao)) < 0 || (rc = dr_etcd_txn_new(&txn)) < 0 ||
         (rc = pager_init(&pa, a, prefix)) < 0 || (rc = pager_init(&pb, b, prefix)) < 0)
         goto out;
-    restore_say(o, "keys under '%s' at revision %" PRId64 " (%s) against %s%s", prefix, p->target,
-                p->base.id, dr_etcd_endpoint(b),
+    if ((rc = dr_buf_escape(&shown, prefix, strlen(prefix))) < 0)
+        goto out;
+    restore_say(o, "keys under '%s' at revision %" PRId64 " (%s) against %s%s", shown.data,
+                p->target, p->base.id, dr_etcd_endpoint(b),
                 o->dry_run ? " (dry run: nothing is written)" : "");
     for (;;) {
         const dr_etcd_kv *ka, *kb;
@@ -250,6 +260,7 @@ int dr_restore_keys(dr_repo *repo, const dr_restore_plan *p, const char *prefix,
                           "as they are",
                           n.conflicts);
 out:
+    dr_buf_free(&shown);
     pager_free(&pa);
     pager_free(&pb);
     dr_etcd_txn_free(txn);
