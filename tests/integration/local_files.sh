@@ -45,33 +45,33 @@ h_log "the private files work"
 save --etcd-key "$H_TMP/client-key.pem" --key-file "$H_TMP/keys"
 h_assert_eq "$rc" 0 "snapshot save with a private keyring and client key ($err)"
 
+# refused WHAT GOOD USE: copies of the private file GOOD that are 0644, 0640, another user's, or a
+# symlink to a 0640 one are each refused by `USE FILE` (exit 10, the message names WHAT and FILE)
+refused() {
+    local what=$1 good=$2 use=$3
+    cp "$good" "$good.open"
+    chmod 644 "$good.open"
+    "$use" "$good.open"
+    expect 10 "$what '$good.open' has mode 0644" "0644 $what"
+    h_assert_contains "$err" "chmod 600" "0644 $what: the hint"
+    chmod 640 "$good.open"
+    "$use" "$good.open"
+    expect 10 "$what '$good.open' has mode 0640" "0640 $what"
+    cp "$good" "$good.nobody"
+    chown "$NOBODY" "$good.nobody"
+    "$use" "$good.nobody"
+    expect 10 "$what '$good.nobody' is owned by uid $NOBODY" "$what owned by another user"
+    ln -s "$good.open" "$good.link"
+    "$use" "$good.link"
+    expect 10 "has mode 0640" "a symlink to a 0640 $what"
+    h_assert_eq "$(grep -c PRIVATE <<<"$err" || true)" 0 "no key material in the message"
+}
+with_keyring() { save --etcd-key "$H_TMP/client-key.pem" --key-file "$1"; }
+with_client_key() { save --etcd-key "$1" --key-file "$H_TMP/keys"; }
 h_log "keyring: readable by others, or another user's: refused"
-cp "$H_TMP/keys" "$H_TMP/keys.open"
-chmod 644 "$H_TMP/keys.open"
-save --etcd-key "$H_TMP/client-key.pem" --key-file "$H_TMP/keys.open"
-expect 10 "keyring '$H_TMP/keys.open' has mode 0644" "0644 keyring"
-h_assert_contains "$err" "chmod 600" "0644 keyring: the hint"
-chmod 640 "$H_TMP/keys.open"
-save --etcd-key "$H_TMP/client-key.pem" --key-file "$H_TMP/keys.open"
-expect 10 "has mode 0640" "0640 keyring"
-cp "$H_TMP/keys" "$H_TMP/keys.nobody"
-chown "$NOBODY" "$H_TMP/keys.nobody"
-save --etcd-key "$H_TMP/client-key.pem" --key-file "$H_TMP/keys.nobody"
-expect 10 "keyring '$H_TMP/keys.nobody' is owned by uid $NOBODY" "keyring owned by another user"
-ln -s "$H_TMP/keys.open" "$H_TMP/keys.link"
-save --etcd-key "$H_TMP/client-key.pem" --key-file "$H_TMP/keys.link"
-expect 10 "has mode 0640" "a symlink to a 0640 keyring"
-
+refused keyring "$H_TMP/keys" with_keyring
 h_log "etcd client key: readable by others, or another user's: refused"
-cp "$H_TMP/client-key.pem" "$H_TMP/client-key.open"
-chmod 644 "$H_TMP/client-key.open"
-save --etcd-key "$H_TMP/client-key.open" --key-file "$H_TMP/keys"
-expect 10 "etcd client key '$H_TMP/client-key.open' has mode 0644" "0644 etcd client key"
-cp "$H_TMP/client-key.pem" "$H_TMP/client-key.nobody"
-chown "$NOBODY" "$H_TMP/client-key.nobody"
-save --etcd-key "$H_TMP/client-key.nobody" --key-file "$H_TMP/keys"
-expect 10 "is owned by uid $NOBODY" "etcd client key owned by another user"
-h_assert_eq "$(grep -c PRIVATE <<<"$err" || true)" 0 "no key material in the message"
+refused "etcd client key" "$H_TMP/client-key.pem" with_client_key
 
 h_log "S3 credentials file: readable by others, or another user's: refused"
 NOCREDS=(env -u AWS_ACCESS_KEY_ID -u AWS_SECRET_ACCESS_KEY -u AWS_SESSION_TOKEN -u AWS_PROFILE)
