@@ -17,9 +17,10 @@
     "(AWS_SHARED_CREDENTIALS_FILE)\n"                                                              \
     "  --s3-region R        region for signing (default us-east-1)\n"                              \
     "  --s3-cacert F        CA bundle for https to the endpoint\n"                                 \
-    "  --s3-insecure-http   plain http to the endpoint (trusted networks only)\n"                  \
+    "  --s3-insecure-http   plain http to the endpoint (trusted networks; no session token)\n"     \
     "  --s3-part-size N     multipart part size in MiB (default 8)\n"                              \
-    "  --catalog F          local catalog file (default: under $XDG_STATE_HOME/drd)\n"
+    "  --catalog F          local catalog file (default: under $XDG_STATE_HOME/drd or\n"           \
+    "                       ~/.local/state/drd; its dir must be private)\n"
 #define KEY_HELP                                                                                   \
     "  --key-file F         keyring (drd key generate); objects are encrypted with its current "   \
     "key\n"
