@@ -305,8 +305,8 @@ struct dr_etcd_proc {
     char url[4200];
 };
 
-static int start_once(const char *data_dir, const char *log_path, char *const argv[],
-                      int64_t timeout_ms, dr_etcd_proc *p)
+static int spawn_and_wait(const char *data_dir, const char *log_path, char *const argv[],
+                          int64_t timeout_ms, dr_etcd_proc *p)
 {
     posix_spawn_file_actions_t fa;
     child_env ce;
@@ -390,7 +390,7 @@ int dr_etcdtool_start(const char *data_dir, const char *name, const char *log_pa
                     "--log-level",
                     "error",
                     NULL};
-    rc = start_once(data_dir, log_path, argv, timeout_ms, p);
+    rc = spawn_and_wait(data_dir, log_path, argv, timeout_ms, p);
 out:
     if (rc < 0) {
         dr_etcdtool_stop(p);
