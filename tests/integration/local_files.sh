@@ -137,6 +137,14 @@ h_assert_eq "$rc" 0 "restore keys --dry-run ($err)"
 h_assert_contains "$out" 'would create /esc/\x1b]0;pwned\x07\x1b[2J' "the key is shown escaped"
 [[ "$out$err" != *$'\e'* && "$out$err" != *$'\a'* ]] || h_fail "a raw control byte reached the terminal"
 
+h_log "a TMPDIR too long for the throw-away etcd's socket path: a clear error"
+LONG="$TMPDIR/$(printf 'x%.0s' {1..90})"
+mkdir -m 0700 "$LONG"
+run env TMPDIR="$LONG" "$drd" --log-level warn drill --store "$STORE" --key-file "$H_TMP/keys"
+((rc != 0)) || h_fail "drill with a socket path over 107 bytes exited 0"
+h_assert_contains "$out$err" "set TMPDIR to a shorter directory" "the socket path error says what to do"
+rmdir "$LONG" || h_fail "drill left something under the long TMPDIR: $(ls -A "$LONG")"
+
 h_log "no scratch dir left behind"
 left=$(find "$TMPDIR" -mindepth 1 -maxdepth 1 ! -name 'drd-harness-*' | head -5)
 h_assert_eq "$left" "" "drd's scratch dirs under TMPDIR were removed"
