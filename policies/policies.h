@@ -51,4 +51,81 @@ typedef struct dr_retention_decision {
 int dr_retention_plan(const dr_retention *r, const dr_point *pts, size_t n,
                       dr_retention_decision *out);
 
+/* ---- time zones ----
+ * A time zone from the tz database, parsed from the bytes of its TZif file (RFC 8536; the caller
+ * reads /usr/share/zoneinfo/<name>): the UTC offset at any instant, from the transitions in the
+ * file and, after the last one, the POSIX TZ rule in its footer. Immutable once parsed, so one
+ * zone may serve any number of threads (unlike TZ= with localtime_r/mktime, which is process-wide
+ * state). */
+typedef struct dr_tz dr_tz;
+/* Parses a TZif file (version 1 to 4; zones with leap seconds, the "right/" ones, are refused).
+ * name is kept for messages. DR_EUSAGE naming the zone when the data is malformed, DR_ENOMEM.
+ * Caller frees with dr_tz_free. */
+int dr_tz_parse(const char *name, const void *data, size_t len, dr_tz **out);
+void dr_tz_free(dr_tz *z);
+/* The zone's name ("UTC" for NULL). Borrowed. */
+const char *dr_tz_name(const dr_tz *z);
+/* Seconds east of UTC at the instant t (seconds since the epoch); 0 for z == NULL (UTC). */
+int32_t dr_tz_offset(const dr_tz *z, int64_t t);
+
+/* ---- schedules ----
+ * Text forms (docs/daemon.md):
+ *   "M H DOM MON DOW"        5-field cron: numbers, '*', ranges a-b, steps a-b/n a/n (and
+ *                            '*' with /n),
+ *                            lists; month and weekday names (jan, mon); weekday 7 is Sunday.
+ *                            When both DOM and DOW are restricted (neither covers its whole
+ *                            range), a day matches either (as cron and croniter do).
+ *   "CRON_TZ=Zone M H ..."   the same, in the tz database zone Zone (default UTC); the caller
+ *                            loads the zone (dr_schedule_set_tz) before computing runs.
+ *   "@hourly" "@daily" "@midnight" "@weekly" "@monthly" "@yearly" "@annually" (cron
+ *                            shorthands, also after CRON_TZ=)
+ *   "@every D"               every D (1s or more; "30s", "5m", "1h"), at multiples of D since
+ *                            the epoch, so the rhythm survives restarts.
+ * Daylight saving time in a zone: every wall-clock time runs at most once. A time skipped by a
+ * change to summer time runs once, at the end of the gap; a time repeated by the change back runs
+ * at its first occurrence only. */
+typedef enum { DR_SCHED_CRON = 0, DR_SCHED_EVERY = 1 } dr_schedule_kind;
+
+typedef struct dr_schedule {
+    dr_schedule_kind kind;
+    int64_t every_ms; /* DR_SCHED_EVERY */
+    uint64_t minutes; /* bit m: minute m (0-59) */
+    uint32_t hours;   /* bit h (0-23) */
+    uint32_t doms;    /* bit d (1-31) */
+    uint16_t months;  /* bit m (1-12) */
+    uint8_t dows;     /* bit d (0-6, 0 = Sunday) */
+    int dom_star;     /* DOM covers 1-31 */
+    int dow_star;     /* DOW covers every weekday */
+    char tz_name[64]; /* from CRON_TZ=, "" for UTC */
+    const dr_tz *tz;  /* borrowed; NULL: UTC (must be set when tz_name is not empty) */
+    char text[128];   /* the text parsed, for messages */
+} dr_schedule;
+
+/* Parses text into *out. DR_EUSAGE with a message naming the field and the problem, e.g.
+ * "hour field '25': 25 is out of range 0-23", or a DOM/month combination that never occurs
+ * ("day-of-month field '31': never in the months of '2,4'"). */
+int dr_schedule_parse(const char *text, dr_schedule *out);
+/* Attaches the zone named by CRON_TZ (borrowed: it must outlive the schedule). */
+void dr_schedule_set_tz(dr_schedule *s, const dr_tz *tz);
+/* The first run strictly after after_ms (ms since the epoch) into *next_ms. DR_ENOTFOUND when
+ * there is none within ten years (only a 29 February far away), DR_EUSAGE when the schedule names
+ * a zone that is not attached. */
+int dr_schedule_next(const dr_schedule *s, int64_t after_ms, int64_t *next_ms);
+
+/* What a job's schedule asks for at now, given prev_ms, the newest scheduled instant the job has
+ * already accounted for (run or missed; for a new job the daemon's start):
+ *  - newest_ms: the newest scheduled instant in (prev_ms, now_ms], 0 when none (the caller moves
+ *    prev_ms there);
+ *  - due_ms: newest_ms when it is at most grace_ms old (run it now), else 0;
+ *  - missed: the instants in (prev_ms, now_ms] that will not run (every one but a due one);
+ *    counted up to 1,000,000 for cron schedules (a long downtime of a minutely job);
+ *  - next_ms: the first instant after now_ms.
+ * The caller counts a due run as missed too when the previous run of the job is still going: runs
+ * are skipped, never piled up. DR_ENOTFOUND / DR_EUSAGE as dr_schedule_next. */
+typedef struct dr_schedule_tick {
+    int64_t newest_ms, due_ms, missed, next_ms;
+} dr_schedule_tick;
+int dr_schedule_catch_up(const dr_schedule *s, int64_t prev_ms, int64_t now_ms, int64_t grace_ms,
+                         dr_schedule_tick *out);
+
 #endif
