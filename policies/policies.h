@@ -12,6 +12,10 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include "drd/lib/etcd/etcd.h"
+#include "drd/lib/repo/repo.h"
+#include "drd/lib/yaml/yaml.h"
+
 /* ---- retention ---- */
 
 typedef enum { DR_POINT_FULL = 0, DR_POINT_INCR = 1 } dr_point_kind;
@@ -127,5 +131,139 @@ typedef struct dr_schedule_tick {
 } dr_schedule_tick;
 int dr_schedule_catch_up(const dr_schedule *s, int64_t prev_ms, int64_t now_ms, int64_t grace_ms,
                          dr_schedule_tick *out);
+
+/* ---- options: one table for config keys and command-line flags ----
+ * Every setting of a cluster, a store or a job is named once here: its config key, its flag (when
+ * a command takes it) and where its value goes, in the same records the commands fill
+ * (dr_etcd_opts, dr_repo_opts) or in the job records below. A cluster's flags carry the side as
+ * their prefix: key "cacert" is --etcd-cacert, --source-cacert or --target-cacert, and key
+ * "endpoints" is --etcd, --source or --target. docs/daemon.md lists the table. */
+typedef enum {
+    DR_SCOPE_TOP = 0,   /* dr_conf */
+    DR_SCOPE_CLUSTER,   /* dr_etcd_opts */
+    DR_SCOPE_STORE,     /* dr_repo_opts */
+    DR_SCOPE_REPLICATE, /* dr_conf_job */
+    DR_SCOPE_SNAPSHOT,  /* dr_conf_job */
+    DR_SCOPE_DRILL,     /* dr_conf_job */
+    DR_SCOPE_RETENTION, /* dr_retention */
+} dr_opt_scope;
+
+typedef enum {
+    DR_OPT_STR = 0, /* const char * */
+    DR_OPT_FILE,    /* const char *, a file that must be readable (secrets live in files) */
+    DR_OPT_URLS,    /* const char *, "a,b": a list or a comma-separated string */
+    DR_OPT_LIST,    /* dr_conf_list: a list or one string */
+    DR_OPT_BOOL,    /* int */
+    DR_OPT_MS,      /* int64_t milliseconds from a duration ("10s") */
+    DR_OPT_INT,     /* int, min..max */
+    DR_OPT_I64,     /* int64_t, min..max */
+    DR_OPT_MIB,     /* size_t bytes from MiB, min..max MiB */
+    DR_OPT_ENUM,    /* int: index in choices "a|b" */
+    DR_OPT_SCHED,   /* dr_schedule */
+    DR_OPT_MAP,     /* a nested map of scope sub (retention) */
+} dr_opt_type;
+
+typedef struct dr_option {
+    dr_opt_scope scope;
+    const char *key; /* config key */
+    const char
+        *flag; /* flag without "--" (cluster scope: after the side's prefix); NULL: config only */
+    dr_opt_type type;
+    size_t offset; /* in the scope's record */
+    int64_t min, max;
+    const char *choices; /* DR_OPT_ENUM */
+    int required;
+    dr_opt_scope sub; /* DR_OPT_MAP */
+    const char *help;
+} dr_option;
+
+/* The table, ended by an entry with key NULL. */
+extern const dr_option dr_options[];
+
+/* ---- the daemon's config (drd run --config F) ----
+ * Built from a YAML tree (drd/lib/yaml) and validated without touching anything outside the tree:
+ * unknown keys, wrong types, bad schedules, dangling references and inline secrets are refused as
+ * "file:line:column: message". The caller then checks what needs I/O (files readable, time
+ * zones loaded) with the positions kept here. */
+typedef struct dr_conf_list {
+    const char **v;
+    size_t n;
+} dr_conf_list;
+
+typedef struct dr_conf_pos {
+    int line, col;
+} dr_conf_pos;
+
+typedef struct dr_conf_cluster {
+    const char *name;
+    dr_conf_pos at;
+    dr_etcd_opts etcd;
+} dr_conf_cluster;
+
+typedef struct dr_conf_store {
+    const char *name;
+    dr_conf_pos at;
+    dr_repo_opts repo;
+} dr_conf_store;
+
+/* The job table: one row per job of any kind. A new kind (volume pairs) is a new enum value, its
+ * section in the table of sections (config.c) and its keys in dr_options; the daemon's loop
+ * treats every kind alike (scheduled or continuous, state, metrics). */
+typedef enum { DR_JOB_REPLICATE = 0, DR_JOB_SNAPSHOT, DR_JOB_DRILL, DR_JOB_KINDS } dr_job_kind;
+
+typedef struct dr_conf_job {
+    dr_job_kind kind;
+    const char *name;
+    dr_conf_pos at;
+    int scheduled;        /* has a schedule (snapshot, drill); else continuous (replicate) */
+    dr_schedule schedule; /* scheduled jobs */
+    dr_conf_pos schedule_at;
+    /* references by name, resolved to indexes into dr_conf's arrays (-1: none) */
+    const char *cluster, *store, *source, *target;
+    int cluster_i, store_i, source_i, target_i;
+    const dr_yaml_node *node; /* the job's map in the config (borrowed from dr_conf's doc) */
+    /* replicate */
+    int mode; /* 0 exact, 1 filtered (dr_repl_mode) */
+    dr_conf_list prefixes, excludes;
+    const char *dest_prefix;
+    int64_t max_txn_ops;
+    int window;
+    int64_t max_lag_ms; /* /readyz fails past this lag; 0: not checked */
+    /* snapshot */
+    int compression; /* dr_compress */
+    int64_t segments_ms;
+    dr_retention retention;
+    int has_retention;
+} dr_conf_job;
+
+/* A file named in the config, for the caller's readability check. */
+typedef struct dr_conf_file {
+    const char *path, *key;
+    dr_conf_pos at;
+} dr_conf_file;
+
+typedef struct dr_conf {
+    const char *file; /* the config's name in messages */
+    const char *listen;
+    const char *state_dir;
+    int64_t grace_ms; /* SIGTERM: how long running jobs may take to finish */
+    dr_conf_cluster *clusters;
+    size_t n_clusters;
+    dr_conf_store *stores;
+    size_t n_stores;
+    dr_conf_job *jobs;
+    size_t n_jobs;
+    dr_conf_file *files;
+    size_t n_files;
+    dr_yaml_doc *doc;   /* owned: the strings above point into it */
+    dr_conf_list owned; /* strings made here (joined endpoint lists), freed with the conf */
+} dr_conf;
+
+/* Builds and validates the config from doc, taking ownership of doc (also on error). DR_EUSAGE
+ * "file:line:column: message", DR_ENOMEM. Caller frees *out with dr_conf_free. */
+int dr_conf_from_yaml(dr_yaml_doc *doc, dr_conf **out);
+void dr_conf_free(dr_conf *c);
+/* "replicate", "snapshot", "drill". */
+const char *dr_job_kind_name(dr_job_kind k);
 
 #endif
