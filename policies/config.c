@@ -83,7 +83,7 @@ const dr_option dr_options[] = {
      .help = "the target's --max-txn-ops (default 128)"},
     {DR_SCOPE_REPLICATE, "window", "window", DR_OPT_INT, J(window), 1, 1024,
      .help = "transactions in flight (default 8)"},
-    {DR_SCOPE_REPLICATE, "max_lag", NULL, DR_OPT_MS, J(max_lag_ms), 0, 86400000,
+    {DR_SCOPE_REPLICATE, "max_lag", "max-lag", DR_OPT_MS, J(max_lag_ms), 0, 86400000,
      .help = "/readyz fails when the standby lags more (default: not checked)"},
 
     {DR_SCOPE_SNAPSHOT, "name", NULL, DR_OPT_STR, J(name), .required = 1, .help = "job name"},

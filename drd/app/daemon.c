@@ -1,11 +1,723 @@
+/*
+ * drd run: the daemon. One loop thread with a fixed tick (the caller's thread) decides what runs;
+ * every job runs on a worker thread of its own and posts its result back; the status server
+ * (drd/lib/http) reads the job table under the same mutex. Signal handlers only set flags:
+ * SIGTERM/SIGINT drain, SIGHUP reloads.
+ *
+ * A scheduled job (snapshot, drill):
+ *
+ *     idle --(tick: a scheduled instant is due)--> running --(worker done)--> idle
+ *       ^  \--(tick: instants passed unseen: down, or older than the grace)--> idle, missed += n
+ *       |                                  |
+ *       |                                  +--(tick: an instant is due while running)-->
+ *       |                                        running, missed += 1 (skipped, never queued)
+ *       +-- the newest instant accounted for (prev) is kept in state_dir, so a restart counts
+ *           the instants it slept through as missed
+ *
+ * A continuous job (replicate):
+ *
+ *     starting --(worker: dr_repl_run)--> running --(returns an error)--> backoff --(delay)-->
+ *     starting; the error stays the job's reason on /readyz and /status until it streams again
+ *
+ * The daemon: running --(SIGHUP, config good)--> reloading (no new starts, continuous jobs
+ * stopped) --(every worker done)--> running on the new config (counters kept by kind and name);
+ * a bad config is logged, counted, and the old one keeps running. running --(SIGTERM)-->
+ * draining (no new starts, continuous jobs stopped) --(every worker done, or the grace over)-->
+ * exit.
+ *
+ * Must never run two instances of one job at once, pile up missed runs, block the loop on I/O
+ * (workers do the I/O; the loop only writes its small state files), or print a secret.
+ */
+#include "drd/app/cmd.h"
 #include "drd/app/daemon.h"
 #include "drd/core/core.h"
+#include "drd/lib/http/http.h"
+#include "restore/restore.h"
+#include "snapshot/snapshot.h"
+
+#include <inttypes.h>
+#include <pthread.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#define TICK_MS 200
+#define STATE_VERSION 1
+
+typedef enum { J_IDLE = 0, J_RUNNING, J_BACKOFF } job_state;
+static const char *const state_names[] = {"idle", "running", "backoff"};
+
+typedef struct daemon daemon_t;
+
+typedef struct job {
+    daemon_t *d;
+    dr_conf_job *cj; /* in d->cfg; stable while the job's worker runs (reloads wait) */
+    dr_job_kind kind;
+    char name[128];
+    /* loop thread only */
+    int64_t prev_ms; /* newest scheduled instant accounted for (run or missed) */
+    int64_t restart_at_ms;
+    dr_backoff backoff;
+    pthread_t thread;
+    int thread_live;
+    /* shared: under d->mu */
+    job_state state;
+    int done; /* the worker finished; the loop joins it */
+    int rc;   /* the worker's result */
+    char err[1024];
+    int64_t next_ms, last_start_ms, last_success_ms, last_duration_ms;
+    int has_run, last_rc;
+    int64_t failures_total, missed_total, runs_total;
+    char reason[1024]; /* why the job is not ready ("" when it is) */
+    int64_t drill_rto_ms;
+    /* replicate: the worker's own */
+    volatile sig_atomic_t stop;
+    dr_repl_stats stats;
+} job;
+
+struct daemon {
+    pthread_mutex_t mu;
+    drd_config *cfg;
+    drd_config *pending; /* a reloaded config waiting for the workers to finish */
+    const char *path;
+    job *jobs;
+    size_t n_jobs;
+    int draining;
+    int64_t started_ms, reload_failures, last_reload_ms;
+    char reload_error[1024];
+};
+
+static volatile sig_atomic_t hup;
+
+static void on_hup(int sig)
+{
+    (void)sig;
+    hup = 1;
+}
+
+/* ---- job state files: <state_dir>/jobs/<kind>-<name>.state ---- */
+
+static void state_path(const daemon_t *d, const job *j, char *buf, size_t cap)
+{
+    snprintf(buf, cap, "%s/jobs/%s-%s.state", d->cfg->c->state_dir, dr_job_kind_name(j->kind),
+             j->name);
+}
+
+static void state_save(const daemon_t *d, const job *j)
+{
+    char path[1024], text[256];
+    state_path(d, j, path, sizeof path);
+    int n = snprintf(text, sizeof text, "%d %" PRId64 " %" PRId64 "\n", STATE_VERSION, j->prev_ms,
+                     j->last_success_ms);
+    if (dr_fs_write_atomic(path, text, (size_t)n, 0600) < 0)
+        dr_warn("job %s: cannot save its state: %s", j->name, dr_error_msg());
+}
+
+static void state_load(const daemon_t *d, job *j, int64_t now)
+{
+    char path[1024], *text = NULL;
+    size_t len = 0;
+    int v = 0;
+    long long prev = 0, success = 0;
+    j->prev_ms = now;
+    state_path(d, j, path, sizeof path);
+    if (dr_fs_read_all(path, 4096, &text, &len) == 0 &&
+        sscanf(text, "%d %lld %lld", &v, &prev, &success) == 3 && v == STATE_VERSION && prev > 0 &&
+        prev <= now) {
+        j->prev_ms = prev;
+        j->last_success_ms = success;
+    }
+    free(text);
+    dr_error_clear();
+}
+
+/* ---- workers ---- */
+
+static void catalog_default(const daemon_t *d, const dr_conf_store *s, dr_repo_opts *ro, char *buf,
+                            size_t cap)
+{
+    *ro = s->repo;
+    if (!ro->catalog_path) {
+        snprintf(buf, cap, "%s/catalog-%s.db", d->cfg->c->state_dir, s->name);
+        ro->catalog_path = buf;
+    }
+}
+
+static void prune_line(void *ctx, const char *line)
+{
+    dr_debug("job %s: retention: %s", ((job *)ctx)->name, line);
+}
+
+static int run_snapshot(job *j, char *detail, size_t cap)
+{
+    daemon_t *d = j->d;
+    const dr_conf *c = d->cfg->c;
+    dr_repo *r = NULL;
+    dr_etcd *e = NULL;
+    dr_repo_opts ro;
+    char cat[1024], labels[200];
+    catalog_default(d, &c->stores[j->cj->store_i], &ro, cat, sizeof cat);
+    ro.need_key = 1;
+    int rc = dr_repo_open(&ro, &r);
+    if (rc == 0)
+        rc = dr_etcd_open(&e, &c->clusters[j->cj->cluster_i].etcd);
+    if (rc == 0) {
+        snprintf(labels, sizeof labels, "job=%s", j->name);
+        dr_snapshot_save_opts so = {.compression = (dr_compress)j->cj->compression,
+                                    .labels = labels};
+        dr_manifest m;
+        rc = dr_snapshot_save(r, e, &so, &m);
+        if (rc == 0)
+            snprintf(detail, cap, "%s at revision %" PRId64, m.id, m.rev_end);
+    }
+    if (rc == 0 && j->cj->has_retention) {
+        int deleted = 0;
+        rc = dr_snapshot_prune(r, &j->cj->retention, 0, prune_line, j, &deleted);
+        if (rc == 0 && deleted)
+            dr_info("job %s: retention deleted %d objects", j->name, deleted);
+    }
+    dr_etcd_close(e);
+    dr_repo_close(r);
+    return rc;
+}
+
+static int run_drill(job *j, char *detail, size_t cap)
+{
+    daemon_t *d = j->d;
+    dr_repo *r = NULL;
+    dr_restore_plan p = {0};
+    dr_repo_opts ro;
+    char cat[1024], *report = NULL;
+    catalog_default(d, &d->cfg->c->stores[j->cj->store_i], &ro, cat, sizeof cat);
+    int rc = dr_repo_open(&ro, &r);
+    if (rc == 0)
+        rc = dr_restore_plan_make(r, "latest", 0, 0, &p);
+    if (rc == 0)
+        rc = dr_drill_run(r, &p, &report);
+    if (report) {
+        const char *rto = strstr(report, "\"rto_ms\": ");
+        if (rto) {
+            pthread_mutex_lock(&d->mu);
+            j->drill_rto_ms = strtoll(rto + 10, NULL, 10);
+            pthread_mutex_unlock(&d->mu);
+        }
+        snprintf(detail, cap, "%s", report);
+    }
+    free(report);
+    dr_restore_plan_free(&p);
+    dr_repo_close(r);
+    return rc;
+}
+
+static void *worker(void *arg)
+{
+    job *j = arg;
+    daemon_t *d = j->d;
+    char detail[1024] = "";
+    int rc;
+    dr_error_clear();
+    if (j->kind == DR_JOB_REPLICATE) {
+        dr_repl_opts o;
+        drd_job_repl_opts(d->cfg, j->cj, &o);
+        o.stop = &j->stop;
+        rc = dr_repl_run(&o, &j->stats);
+        if (rc == 0 && !j->stop)
+            rc = dr_error_set(DR_EGENERIC, "replication ended by itself");
+    } else if (j->kind == DR_JOB_SNAPSHOT) {
+        rc = run_snapshot(j, detail, sizeof detail);
+    } else {
+        rc = run_drill(j, detail, sizeof detail);
+    }
+    pthread_mutex_lock(&d->mu);
+    j->rc = rc;
+    snprintf(j->err, sizeof j->err, "%s", rc < 0 ? dr_error_msg() : detail);
+    j->done = 1;
+    pthread_mutex_unlock(&d->mu);
+    return NULL;
+}
+
+static void job_start(job *j, int64_t now)
+{
+    daemon_t *d = j->d;
+    pthread_mutex_lock(&d->mu);
+    j->state = J_RUNNING;
+    j->done = 0;
+    j->last_start_ms = now;
+    j->runs_total++;
+    j->stop = 0;
+    pthread_mutex_unlock(&d->mu);
+    dr_info("job %s %s: started", dr_job_kind_name(j->kind), j->name);
+    if (pthread_create(&j->thread, NULL, worker, j) != 0) {
+        pthread_mutex_lock(&d->mu);
+        j->rc = dr_error_set(DR_ENOMEM, "cannot start a thread");
+        snprintf(j->err, sizeof j->err, "%s", dr_error_msg());
+        j->done = 1;
+        pthread_mutex_unlock(&d->mu);
+        return;
+    }
+    j->thread_live = 1;
+}
+
+/* The loop's side of a finished worker. */
+static void job_finish(job *j, int64_t now)
+{
+    daemon_t *d = j->d;
+    if (j->thread_live)
+        pthread_join(j->thread, NULL);
+    j->thread_live = 0;
+    pthread_mutex_lock(&d->mu);
+    int rc = j->rc;
+    j->has_run = 1;
+    j->last_rc = rc;
+    j->last_duration_ms = now - j->last_start_ms;
+    if (rc == 0) {
+        j->last_success_ms = now;
+        j->reason[0] = 0;
+    } else {
+        j->failures_total++;
+        snprintf(j->reason, sizeof j->reason, "%s", j->err);
+    }
+    j->state = J_IDLE;
+    if (j->kind == DR_JOB_REPLICATE && !d->draining && !d->pending) {
+        /* a run that streamed for a while earns a fresh backoff */
+        if (now - j->last_start_ms > 60000)
+            dr_backoff_reset(&j->backoff);
+        int64_t delay = dr_backoff_next(&j->backoff);
+        j->restart_at_ms = now + delay;
+        j->state = J_BACKOFF;
+        dr_err("job replicate %s: %s (restarting in %.1fs)", j->name,
+               j->err[0] ? j->err : dr_error_desc(rc), (double)delay / 1000.0);
+    } else if (rc < 0) {
+        dr_err("job %s %s: failed after %.1fs: %s", dr_job_kind_name(j->kind), j->name,
+               (double)j->last_duration_ms / 1000.0, j->err);
+    } else {
+        dr_info("job %s %s: done in %.1fs%s%s", dr_job_kind_name(j->kind), j->name,
+                (double)j->last_duration_ms / 1000.0,
+                j->kind == DR_JOB_SNAPSHOT && j->err[0] ? ": " : "",
+                j->kind == DR_JOB_SNAPSHOT ? j->err : "");
+    }
+    pthread_mutex_unlock(&d->mu);
+    if (j->cj->scheduled)
+        state_save(d, j);
+}
+
+/* One tick of one job. */
+static void job_tick(job *j, int64_t now)
+{
+    daemon_t *d = j->d;
+    int done;
+    pthread_mutex_lock(&d->mu);
+    done = j->state == J_RUNNING && j->done;
+    pthread_mutex_unlock(&d->mu);
+    if (done)
+        job_finish(j, now);
+    int stopping = d->draining || d->pending;
+    if (j->kind == DR_JOB_REPLICATE) {
+        if (stopping)
+            j->stop = 1;
+        else if (j->state == J_IDLE || (j->state == J_BACKOFF && now >= j->restart_at_ms))
+            job_start(j, now);
+        return;
+    }
+    /* scheduled: a tick's grace (four ticks) decides between late and missed */
+    dr_schedule_tick k;
+    if (dr_schedule_catch_up(&j->cj->schedule, j->prev_ms, now, 4 * TICK_MS, &k) < 0) {
+        pthread_mutex_lock(&d->mu);
+        snprintf(j->reason, sizeof j->reason, "%s", dr_error_msg());
+        pthread_mutex_unlock(&d->mu);
+        return;
+    }
+    pthread_mutex_lock(&d->mu);
+    j->next_ms = k.next_ms;
+    int busy = j->state == J_RUNNING;
+    if (k.newest_ms) {
+        int64_t missed = k.missed + ((k.due_ms && (busy || stopping)) ? 1 : 0);
+        j->missed_total += missed;
+        if (missed)
+            dr_warn("job %s %s: %" PRId64 " run%s missed (%s)", dr_job_kind_name(j->kind), j->name,
+                    missed, missed == 1 ? "" : "s",
+                    busy       ? "the previous run was still going"
+                    : stopping ? "the daemon is stopping or reloading"
+                               : "the daemon was not running at the time");
+    }
+    pthread_mutex_unlock(&d->mu);
+    if (k.newest_ms) {
+        j->prev_ms = k.newest_ms;
+        if (k.due_ms && !busy && !stopping)
+            job_start(j, now);
+        else
+            state_save(d, j);
+    }
+}
+
+/* ---- the status server ---- */
+
+static void json_str(dr_buf *b, const char *key, const char *v)
+{
+    dr_buf_printf(b, ",\"%s\":", key);
+    dr_buf_json_str(b, v, strlen(v));
+}
+
+static int ready_reason(const daemon_t *d, const job *j, char *buf, size_t cap)
+{
+    if (j->kind == DR_JOB_REPLICATE) {
+        int st = j->stats.state;
+        if (j->state != J_RUNNING || st != DR_REPL_STREAMING) {
+            snprintf(buf, cap, "replicate %s: %s%s%s", j->name,
+                     j->state == J_RUNNING ? dr_repl_state_name(st) : state_names[j->state],
+                     j->reason[0] ? ": " : "", j->reason);
+            return 0;
+        }
+        if (j->cj->max_lag_ms && j->stats.lag_ms > j->cj->max_lag_ms) {
+            snprintf(buf, cap, "replicate %s: lagging %.1fs behind (max_lag %.1fs)", j->name,
+                     (double)j->stats.lag_ms / 1000.0, (double)j->cj->max_lag_ms / 1000.0);
+            return 0;
+        }
+        return 1;
+    }
+    (void)d;
+    if (j->has_run && j->last_rc < 0) {
+        snprintf(buf, cap, "%s %s: last run failed: %s", dr_job_kind_name(j->kind), j->name,
+                 j->reason);
+        return 0;
+    }
+    return 1;
+}
+
+static void render_metrics(daemon_t *d, dr_buf *b)
+{
+    static const struct {
+        const char *name, *type, *help;
+    } m[] = {
+        {"drd_job_last_start_timestamp_seconds", "gauge", "When the job's last run started."},
+        {"drd_job_last_success_timestamp_seconds", "gauge",
+         "When the job last finished successfully."},
+        {"drd_job_last_duration_seconds", "gauge", "How long the job's last finished run took."},
+        {"drd_job_last_result", "gauge",
+         "The last finished run's result: 0 ok, else drd's error number (docs/error-codes.md)."},
+        {"drd_job_running", "gauge", "1 while the job runs."},
+        {"drd_job_runs_total", "counter", "Runs started."},
+        {"drd_job_failures_total", "counter", "Runs that failed."},
+        {"drd_job_missed_runs_total", "counter",
+         "Scheduled runs skipped: due while the previous run still ran, or while the daemon was "
+         "down or stopping."},
+        {"drd_job_next_run_timestamp_seconds", "gauge", "When the job runs next (scheduled)."},
+    };
+    for (size_t k = 0; k < sizeof m / sizeof m[0]; k++) {
+        dr_buf_printf(b, "# HELP %s %s\n# TYPE %s %s\n", m[k].name, m[k].help, m[k].name,
+                      m[k].type);
+        for (size_t i = 0; i < d->n_jobs; i++) {
+            const job *j = &d->jobs[i];
+            double v = 0;
+            switch (k) {
+            case 0:
+                v = (double)j->last_start_ms / 1000.0;
+                break;
+            case 1:
+                v = (double)j->last_success_ms / 1000.0;
+                break;
+            case 2:
+                v = (double)j->last_duration_ms / 1000.0;
+                break;
+            case 3:
+                v = -j->last_rc;
+                break;
+            case 4:
+                v = j->state == J_RUNNING;
+                break;
+            case 5:
+                v = (double)j->runs_total;
+                break;
+            case 6:
+                v = (double)j->failures_total;
+                break;
+            case 7:
+                v = (double)j->missed_total;
+                break;
+            case 8:
+                if (!j->cj->scheduled)
+                    continue;
+                v = (double)j->next_ms / 1000.0;
+                break;
+            }
+            dr_buf_printf(b, "%s{kind=\"%s\",job=\"%s\"} %.3f\n", m[k].name,
+                          dr_job_kind_name(j->kind), j->name, v);
+        }
+    }
+    dr_buf_printf(b, "# HELP drd_drill_rto_seconds The last drill's measured restore time.\n"
+                     "# TYPE drd_drill_rto_seconds gauge\n");
+    for (size_t i = 0; i < d->n_jobs; i++)
+        if (d->jobs[i].kind == DR_JOB_DRILL && d->jobs[i].has_run)
+            dr_buf_printf(b, "drd_drill_rto_seconds{job=\"%s\"} %.3f\n", d->jobs[i].name,
+                          (double)d->jobs[i].drill_rto_ms / 1000.0);
+    dr_buf_printf(b,
+                  "# HELP drd_config_reload_failures_total SIGHUP reloads refused (bad config).\n"
+                  "# TYPE drd_config_reload_failures_total counter\n"
+                  "drd_config_reload_failures_total %" PRId64 "\n"
+                  "# HELP drd_start_timestamp_seconds When the daemon started.\n"
+                  "# TYPE drd_start_timestamp_seconds gauge\n"
+                  "drd_start_timestamp_seconds %.3f\n",
+                  d->reload_failures, (double)d->started_ms / 1000.0);
+    for (size_t i = 0; i < d->n_jobs; i++)
+        if (d->jobs[i].kind == DR_JOB_REPLICATE)
+            dr_repl_metrics(&d->jobs[i].stats, d->jobs[i].name, b);
+}
+
+static void render_status(daemon_t *d, dr_buf *b)
+{
+    dr_buf_printf(b, "{\"config\":");
+    dr_buf_json_str(b, d->path, strlen(d->path));
+    dr_buf_printf(b, ",\"state\":\"%s\",\"started\":%" PRId64 ",\"reload_failures\":%" PRId64,
+                  d->draining  ? "draining"
+                  : d->pending ? "reloading"
+                               : "running",
+                  d->started_ms / 1000, d->reload_failures);
+    if (d->reload_error[0])
+        json_str(b, "reload_error", d->reload_error);
+    dr_buf_printf(b, ",\"jobs\":[");
+    for (size_t i = 0; i < d->n_jobs; i++) {
+        const job *j = &d->jobs[i];
+        char why[2048];
+        dr_buf_printf(b, "%s{\"name\":", i ? "," : "");
+        dr_buf_json_str(b, j->name, strlen(j->name));
+        dr_buf_printf(b,
+                      ",\"kind\":\"%s\",\"state\":\"%s\",\"runs\":%" PRId64 ",\"failures\":%" PRId64
+                      ",\"missed\":%" PRId64
+                      ",\"last_start\":%.3f,\"last_success\":%.3f,\"last_duration\":%.3f,"
+                      "\"last_result\":\"%s\"",
+                      dr_job_kind_name(j->kind), state_names[j->state], j->runs_total,
+                      j->failures_total, j->missed_total, (double)j->last_start_ms / 1000.0,
+                      (double)j->last_success_ms / 1000.0, (double)j->last_duration_ms / 1000.0,
+                      j->has_run ? dr_error_name(j->last_rc) : "");
+        if (j->cj->scheduled) {
+            dr_buf_printf(b, ",\"next_run\":%.3f", (double)j->next_ms / 1000.0);
+            json_str(b, "schedule", j->cj->schedule.text);
+        }
+        if (j->kind == DR_JOB_REPLICATE)
+            dr_buf_printf(b,
+                          ",\"replication\":{\"state\":\"%s\",\"source_revision\":%" PRId64
+                          ",\"applied_revision\":%" PRId64 ",\"lag_seconds\":%.3f}",
+                          dr_repl_state_name(j->stats.state), (int64_t)j->stats.source_revision,
+                          (int64_t)j->stats.applied_revision, (double)j->stats.lag_ms / 1000.0);
+        if (!ready_reason(d, j, why, sizeof why))
+            json_str(b, "not_ready", why);
+        else if (j->err[0] && j->kind != DR_JOB_REPLICATE && j->kind != DR_JOB_DRILL)
+            json_str(b, "last_detail", j->err);
+        dr_buf_printf(b, "}");
+    }
+    dr_buf_printf(b, "]}\n");
+}
+
+static int handler(void *ctx, const char *path, dr_buf *b, const char **ctype)
+{
+    daemon_t *d = ctx;
+    int code = 200;
+    pthread_mutex_lock(&d->mu);
+    if (strcmp(path, "/healthz") == 0) {
+        dr_buf_printf(b, "ok\n");
+    } else if (strcmp(path, "/readyz") == 0) {
+        char why[2048];
+        if (d->draining) {
+            dr_buf_printf(b, "draining: stopping on SIGTERM\n");
+            code = 503;
+        }
+        for (size_t i = 0; i < d->n_jobs; i++)
+            if (!ready_reason(d, &d->jobs[i], why, sizeof why)) {
+                dr_buf_printf(b, "%s\n", why);
+                code = 503;
+            }
+        if (code == 200)
+            dr_buf_printf(b, "ok\n");
+    } else if (strcmp(path, "/metrics") == 0) {
+        *ctype = "text/plain; version=0.0.4";
+        render_metrics(d, b);
+    } else if (strcmp(path, "/status") == 0) {
+        *ctype = "application/json";
+        render_status(d, b);
+    } else {
+        dr_buf_printf(b, "not found\n");
+        code = 404;
+    }
+    pthread_mutex_unlock(&d->mu);
+    return code;
+}
+
+/* ---- the job table ---- */
+
+/* Builds the table for cfg; counters and schedule positions carry over from old jobs of the same
+ * kind and name. Called with no worker running. */
+static int jobs_build(daemon_t *d, job *old, size_t n_old, int64_t now)
+{
+    const dr_conf *c = d->cfg->c;
+    job *jobs = calloc(c->n_jobs ? c->n_jobs : 1, sizeof *jobs);
+    if (!jobs)
+        return dr_error_set(DR_ENOMEM, "out of memory");
+    for (size_t i = 0; i < c->n_jobs; i++) {
+        job *j = &jobs[i];
+        j->d = d;
+        j->cj = &c->jobs[i];
+        j->kind = j->cj->kind;
+        snprintf(j->name, sizeof j->name, "%s", j->cj->name);
+        dr_backoff_init(&j->backoff, 500, 60000);
+        job *o = NULL;
+        for (size_t k = 0; k < n_old && !o; k++)
+            if (old[k].kind == j->kind && strcmp(old[k].name, j->name) == 0)
+                o = &old[k];
+        if (o) {
+            j->prev_ms = o->prev_ms;
+            j->last_start_ms = o->last_start_ms;
+            j->last_success_ms = o->last_success_ms;
+            j->last_duration_ms = o->last_duration_ms;
+            j->has_run = o->has_run;
+            j->last_rc = o->last_rc;
+            j->failures_total = o->failures_total;
+            j->missed_total = o->missed_total;
+            j->runs_total = o->runs_total;
+            j->drill_rto_ms = o->drill_rto_ms;
+            snprintf(j->reason, sizeof j->reason, "%s", o->reason);
+        } else if (j->cj->scheduled) {
+            state_load(d, j, now);
+        }
+        if (j->cj->scheduled)
+            dr_schedule_next(&j->cj->schedule, now, &j->next_ms);
+    }
+    d->jobs = jobs;
+    d->n_jobs = c->n_jobs;
+    return 0;
+}
+
+static int any_running(daemon_t *d)
+{
+    for (size_t i = 0; i < d->n_jobs; i++)
+        if (d->jobs[i].state == J_RUNNING)
+            return 1;
+    return 0;
+}
+
+static int prepare_dirs(const drd_config *cfg)
+{
+    char dir[1024];
+    snprintf(dir, sizeof dir, "%s/jobs", cfg->c->state_dir);
+    int rc = dr_fs_mkdirs(dir, 0700);
+    return rc < 0 ? dr_error_wrap(rc, "state_dir '%s'", cfg->c->state_dir) : 0;
+}
+
+static void reload(daemon_t *d)
+{
+    drd_config *n = NULL;
+    int rc = drd_config_load(d->path, &n);
+    if (rc == 0)
+        rc = prepare_dirs(n);
+    pthread_mutex_lock(&d->mu);
+    if (rc < 0) {
+        d->reload_failures++;
+        snprintf(d->reload_error, sizeof d->reload_error, "%s", dr_error_msg());
+        dr_err("SIGHUP: config refused, the old one keeps running: %s", d->reload_error);
+        drd_config_free(n);
+    } else {
+        d->reload_error[0] = 0;
+        drd_config_free(d->pending);
+        d->pending = n;
+        dr_info("SIGHUP: config %s is good; switching once the running jobs are done", d->path);
+    }
+    pthread_mutex_unlock(&d->mu);
+}
+
+/* With a pending config and no worker left: swap. */
+static void reload_switch(daemon_t *d, int64_t now)
+{
+    job *old = d->jobs;
+    size_t n_old = d->n_jobs;
+    drd_config *old_cfg = d->cfg;
+    pthread_mutex_lock(&d->mu);
+    if (strcmp(old_cfg->c->listen ? old_cfg->c->listen : "",
+               d->pending->c->listen ? d->pending->c->listen : "") != 0)
+        dr_warn("SIGHUP: listen changed; it takes effect at the next start");
+    d->cfg = d->pending;
+    d->pending = NULL;
+    if (jobs_build(d, old, n_old, now) < 0) { /* out of memory: keep the old table */
+        d->pending = d->cfg;
+        d->cfg = old_cfg;
+        d->jobs = old;
+        d->n_jobs = n_old;
+        pthread_mutex_unlock(&d->mu);
+        return;
+    }
+    d->last_reload_ms = now;
+    pthread_mutex_unlock(&d->mu);
+    free(old);
+    drd_config_free(old_cfg);
+    dr_info("config reloaded: %zu jobs", d->n_jobs);
+}
 
 int drd_daemon_run(drd_config *cfg, const char *path)
 {
-    drd_config_free(cfg);
-    return dr_error_set(DR_EUSAGE,
-                        "drd run --config %s: the daemon loop is not built yet (only "
-                        "--check)",
-                        path);
+    static daemon_t d; /* the handler and the workers reach it; one daemon per process */
+    dr_http_server *srv = NULL;
+    int rc = 0;
+    memset(&d, 0, sizeof d);
+    pthread_mutex_init(&d.mu, NULL);
+    d.cfg = cfg;
+    d.path = path;
+    d.started_ms = dr_wall_ms();
+    drd_signals_install();
+    struct sigaction sa;
+    memset(&sa, 0, sizeof sa);
+    sa.sa_handler = on_hup;
+    sigemptyset(&sa.sa_mask);
+    sigaction(SIGHUP, &sa, NULL);
+    for (size_t i = 0; i < cfg->c->n_jobs; i++)
+        if (cfg->c->jobs[i].kind == DR_JOB_SNAPSHOT && cfg->c->jobs[i].segments_ms)
+            dr_warn("snapshot %s: segments are not taken by drd run yet (run drd snapshot "
+                    "follow beside it)",
+                    cfg->c->jobs[i].name);
+    if ((rc = prepare_dirs(cfg)) < 0)
+        goto out;
+    if ((rc = jobs_build(&d, NULL, 0, dr_wall_ms())) < 0)
+        goto out;
+    if (cfg->c->listen &&
+        (rc = dr_http_start(cfg->c->listen, "listen", NULL, handler, &d, &srv)) < 0)
+        goto out;
+    dr_info("drd run: %zu jobs from %s%s%s", d.n_jobs, path, cfg->c->listen ? ", status on " : "",
+            cfg->c->listen ? cfg->c->listen : "");
+    int64_t drain_until = 0;
+    for (;;) {
+        int64_t now = dr_wall_ms();
+        if (drd_stop && !d.draining) {
+            pthread_mutex_lock(&d.mu);
+            d.draining = 1;
+            pthread_mutex_unlock(&d.mu);
+            drain_until = dr_mono_ms() + d.cfg->c->grace_ms;
+            dr_info("SIGTERM: draining (grace %.1fs)", (double)d.cfg->c->grace_ms / 1000.0);
+        }
+        if (hup && !d.draining) {
+            hup = 0;
+            reload(&d);
+        }
+        for (size_t i = 0; i < d.n_jobs; i++)
+            job_tick(&d.jobs[i], now);
+        if (d.pending && !d.draining && !any_running(&d))
+            reload_switch(&d, now);
+        if (d.draining && !any_running(&d))
+            break;
+        if (d.draining && dr_mono_ms() > drain_until) {
+            rc = dr_error_set(DR_ETIMEOUT,
+                              "drd run: jobs still running after the grace of "
+                              "%.1fs; exiting anyway (an unfinished upload never "
+                              "becomes visible)",
+                              (double)d.cfg->c->grace_ms / 1000.0);
+            goto out;
+        }
+        dr_sleep_ms(TICK_MS);
+    }
+    dr_info("drd run: stopped");
+out:
+    dr_http_stop(srv);
+    if (rc == 0) { /* every worker is joined: free everything */
+        free(d.jobs);
+        drd_config_free(d.cfg);
+        drd_config_free(d.pending);
+    }
+    return rc;
 }
