@@ -137,7 +137,8 @@ int dr_schedule_catch_up(const dr_schedule *s, int64_t prev_ms, int64_t now_ms, 
  * a command takes it) and where its value goes, in the same records the commands fill
  * (dr_etcd_opts, dr_repo_opts) or in the job records below. A cluster's flags carry the side as
  * their prefix: key "cacert" is --etcd-cacert, --source-cacert or --target-cacert, and key
- * "endpoints" is --etcd, --source or --target. docs/daemon.md lists the table. */
+ * "endpoints" is --etcd, --source or --target (but "timeout" is --timeout, for both sides).
+ * docs/daemon.md lists the table (tools/gen-daemon-keys writes it). */
 typedef enum {
     DR_SCOPE_TOP = 0,   /* dr_conf */
     DR_SCOPE_CLUSTER,   /* dr_etcd_opts */

@@ -54,6 +54,19 @@ bad 's#^replicate:#replicate: [#' "bad.yaml:"
 bad 's#retention: {#retention: { keep_last: -1,#' "bad.yaml:12:31: snapshots[0].retention.keep_last: expected a whole number, found '-1'"
 if grep -q hunter2 <<<"$err"; then h_fail "the secret was printed"; fi
 
+h_log "every flag the option table names (docs/daemon.md) is a flag of some command"
+docs=$(dirname "$0")/../../docs/daemon.md
+help=$(for c in "replicate etcd" "snapshot save" "snapshot follow" "snapshot prune" "restore" "drill"; do
+    h_drd $c --help
+done)
+flags=$(sed -n '/^<!-- keys:begin -->$/,/^<!-- keys:end -->$/p' "$docs" | grep -o '`--[^`]*`' | tr -d '`')
+(($(wc -l <<<"$flags") > 20)) || h_fail "too few flags found in $docs"
+for f in $flags; do
+    for g in $(eval echo "$f"); do # --{etcd,source,target}-cacert -> three flags
+        grep -q -- "$g\b" <<<"$help" || h_fail "$g (docs/daemon.md) is in no command's --help"
+    done
+done
+
 h_run_drd 30 run --config nothere.yaml --check
 h_assert_eq "$rc" 3 "missing config: ENOTFOUND"
 h_assert_contains "$err" "cannot read 'nothere.yaml'" "missing config named"
