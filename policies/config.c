@@ -94,7 +94,8 @@ const dr_option dr_options[] = {
     {DR_SCOPE_SNAPSHOT, "schedule", NULL, DR_OPT_SCHED, J(schedule), .required = 1,
      .help = "cron, CRON_TZ=Zone cron, @daily..., or @every D"},
     {DR_SCOPE_SNAPSHOT, "segments", "segment-period", DR_OPT_MS, J(segments_ms), 100, 86400000,
-     .help = "cut revision segments this often between snapshots (not run by drd run yet)"},
+     .help = "also write revision segments, cut this often (drd snapshot follow; "
+             "a continuous job of kind segments)"},
     {DR_SCOPE_SNAPSHOT, "compression", "compression", DR_OPT_ENUM, J(compression),
      .choices = "none|zstd", .help = "zstd (default) or none"},
     {DR_SCOPE_SNAPSHOT, "retention", NULL, DR_OPT_MAP, J(retention), .sub = DR_SCOPE_RETENTION,
@@ -134,7 +135,7 @@ static const struct {
 
 const char *dr_job_kind_name(dr_job_kind k)
 {
-    static const char *const names[DR_JOB_KINDS] = {"replicate", "snapshot", "drill"};
+    static const char *const names[DR_JOB_KINDS] = {"replicate", "snapshot", "drill", "segments"};
     return k < DR_JOB_KINDS ? names[k] : "?";
 }
 

@@ -210,7 +210,14 @@ typedef struct dr_conf_store {
 /* The job table: one row per job of any kind. A new kind (volume pairs) is a new enum value, its
  * section in the table of sections (config.c) and its keys in dr_options; the daemon's loop
  * treats every kind alike (scheduled or continuous, state, metrics). */
-typedef enum { DR_JOB_REPLICATE = 0, DR_JOB_SNAPSHOT, DR_JOB_DRILL, DR_JOB_KINDS } dr_job_kind;
+typedef enum {
+    DR_JOB_REPLICATE = 0,
+    DR_JOB_SNAPSHOT,
+    DR_JOB_DRILL,
+    DR_JOB_SEGMENTS, /* not a section: the daemon's continuous half of a snapshot job with
+                        segments (the config row is the snapshot job's) */
+    DR_JOB_KINDS
+} dr_job_kind;
 
 typedef struct dr_conf_job {
     dr_job_kind kind;

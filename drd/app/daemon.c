@@ -35,12 +35,16 @@
 #include "restore/restore.h"
 #include "snapshot/snapshot.h"
 
+#include <errno.h>
+#include <fcntl.h>
 #include <inttypes.h>
 #include <pthread.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/file.h>
+#include <unistd.h>
 
 #define TICK_MS 200
 #define STATE_VERSION 1
@@ -54,6 +58,7 @@ typedef struct job {
     daemon_t *d;
     dr_conf_job *cj; /* in d->cfg; stable while the job's worker runs (reloads wait) */
     dr_job_kind kind;
+    int continuous; /* replicate, segments: runs until stopped; else scheduled */
     char name[128];
     /* loop thread only */
     int64_t prev_ms; /* newest scheduled instant accounted for (run or missed) */
@@ -71,7 +76,7 @@ typedef struct job {
     int64_t failures_total, missed_total, runs_total;
     char reason[1024]; /* why the job is not ready ("" when it is) */
     int64_t drill_rto_ms;
-    /* replicate: the worker's own */
+    /* continuous jobs: the worker's own */
     volatile sig_atomic_t stop;
     dr_repl_stats stats;
 } job;
@@ -134,14 +139,23 @@ static void state_load(const daemon_t *d, job *j, int64_t now)
 
 /* ---- workers ---- */
 
-static void catalog_default(const daemon_t *d, const dr_conf_store *s, dr_repo_opts *ro, char *buf,
-                            size_t cap)
+/* Opens the job's store (writer: needs its key unless no_encryption, when writer) and, when e
+ * is not NULL, its cluster. The catalog is <state_dir>/catalog-<store>.db unless configured. */
+static int open_job(job *j, int writer, dr_repo **r, dr_etcd **e)
 {
-    *ro = s->repo;
-    if (!ro->catalog_path) {
-        snprintf(buf, cap, "%s/catalog-%s.db", d->cfg->c->state_dir, s->name);
-        ro->catalog_path = buf;
+    const dr_conf *c = j->d->cfg->c;
+    const dr_conf_store *s = &c->stores[j->cj->store_i];
+    dr_repo_opts ro = s->repo;
+    char cat[1024];
+    if (!ro.catalog_path) {
+        snprintf(cat, sizeof cat, "%s/catalog-%s.db", c->state_dir, s->name);
+        ro.catalog_path = cat;
     }
+    ro.need_key = writer;
+    int rc = dr_repo_open(&ro, r);
+    if (rc == 0 && e)
+        rc = dr_etcd_open(e, &c->clusters[j->cj->cluster_i].etcd);
+    return rc;
 }
 
 static void prune_line(void *ctx, const char *line)
@@ -151,17 +165,10 @@ static void prune_line(void *ctx, const char *line)
 
 static int run_snapshot(job *j, char *detail, size_t cap)
 {
-    daemon_t *d = j->d;
-    const dr_conf *c = d->cfg->c;
     dr_repo *r = NULL;
     dr_etcd *e = NULL;
-    dr_repo_opts ro;
-    char cat[1024], labels[200];
-    catalog_default(d, &c->stores[j->cj->store_i], &ro, cat, sizeof cat);
-    ro.need_key = 1;
-    int rc = dr_repo_open(&ro, &r);
-    if (rc == 0)
-        rc = dr_etcd_open(&e, &c->clusters[j->cj->cluster_i].etcd);
+    char labels[200];
+    int rc = open_job(j, 1, &r, &e);
     if (rc == 0) {
         snprintf(labels, sizeof labels, "job=%s", j->name);
         dr_snapshot_save_opts so = {.compression = (dr_compress)j->cj->compression,
@@ -182,15 +189,30 @@ static int run_snapshot(job *j, char *detail, size_t cap)
     return rc;
 }
 
+/* Segments until stopped: the open segment is committed on stop. */
+static int run_segments(job *j)
+{
+    dr_repo *r = NULL;
+    dr_etcd *e = NULL;
+    int rc = open_job(j, 1, &r, &e);
+    if (rc == 0) {
+        dr_snapshot_follow_opts fo = {.compression = (dr_compress)j->cj->compression,
+                                      .segment_period_ms = j->cj->segments_ms,
+                                      .stop = &j->stop};
+        rc = dr_snapshot_follow(r, e, &fo);
+    }
+    dr_etcd_close(e);
+    dr_repo_close(r);
+    return rc;
+}
+
 static int run_drill(job *j, char *detail, size_t cap)
 {
     daemon_t *d = j->d;
     dr_repo *r = NULL;
     dr_restore_plan p = {0};
-    dr_repo_opts ro;
-    char cat[1024], *report = NULL;
-    catalog_default(d, &d->cfg->c->stores[j->cj->store_i], &ro, cat, sizeof cat);
-    int rc = dr_repo_open(&ro, &r);
+    char *report = NULL;
+    int rc = open_job(j, 0, &r, NULL);
     if (rc == 0)
         rc = dr_restore_plan_make(r, "latest", 0, 0, &p);
     if (rc == 0)
@@ -224,6 +246,10 @@ static void *worker(void *arg)
         rc = dr_repl_run(&o, &j->stats);
         if (rc == 0 && !j->stop)
             rc = dr_error_set(DR_EGENERIC, "replication ended by itself");
+    } else if (j->kind == DR_JOB_SEGMENTS) {
+        rc = run_segments(j);
+        if (rc == 0 && !j->stop)
+            rc = dr_error_set(DR_EGENERIC, "segments ended by itself");
     } else if (j->kind == DR_JOB_SNAPSHOT) {
         rc = run_snapshot(j, detail, sizeof detail);
     } else {
@@ -279,14 +305,14 @@ static void job_finish(job *j, int64_t now)
         snprintf(j->reason, sizeof j->reason, "%s", j->err);
     }
     j->state = J_IDLE;
-    if (j->kind == DR_JOB_REPLICATE && !d->draining && !d->pending) {
+    if (j->continuous && !d->draining && !d->pending) {
         /* a run that streamed for a while earns a fresh backoff */
         if (now - j->last_start_ms > 60000)
             dr_backoff_reset(&j->backoff);
         int64_t delay = dr_backoff_next(&j->backoff);
         j->restart_at_ms = now + delay;
         j->state = J_BACKOFF;
-        dr_err("job replicate %s: %s (restarting in %.1fs)", j->name,
+        dr_err("job %s %s: %s (restarting in %.1fs)", dr_job_kind_name(j->kind), j->name,
                j->err[0] ? j->err : dr_error_desc(rc), (double)delay / 1000.0);
     } else if (rc < 0) {
         dr_err("job %s %s: failed after %.1fs: %s", dr_job_kind_name(j->kind), j->name,
@@ -298,7 +324,7 @@ static void job_finish(job *j, int64_t now)
                 j->kind == DR_JOB_SNAPSHOT ? j->err : "");
     }
     pthread_mutex_unlock(&d->mu);
-    if (j->cj->scheduled)
+    if (!j->continuous)
         state_save(d, j);
 }
 
@@ -313,7 +339,7 @@ static void job_tick(job *j, int64_t now)
     if (done)
         job_finish(j, now);
     int stopping = d->draining || d->pending;
-    if (j->kind == DR_JOB_REPLICATE) {
+    if (j->continuous) {
         if (stopping)
             j->stop = 1;
         else if (j->state == J_IDLE || (j->state == J_BACKOFF && now >= j->restart_at_ms))
@@ -377,7 +403,12 @@ static int ready_reason(const daemon_t *d, const job *j, char *buf, size_t cap)
         return 1;
     }
     (void)d;
-    if (j->has_run && j->last_rc < 0) {
+    if (j->kind == DR_JOB_SEGMENTS && j->state != J_RUNNING) {
+        snprintf(buf, cap, "segments %s: %s%s%s", j->name, state_names[j->state],
+                 j->reason[0] ? ": " : "", j->reason);
+        return 0;
+    }
+    if (j->has_run && j->last_rc < 0 && !j->continuous) {
         snprintf(buf, cap, "%s %s: last run failed: %s", dr_job_kind_name(j->kind), j->name,
                  j->reason);
         return 0;
@@ -436,7 +467,7 @@ static void render_metrics(daemon_t *d, dr_buf *b)
                 v = (double)j->missed_total;
                 break;
             case 8:
-                if (!j->cj->scheduled)
+                if (j->continuous)
                     continue;
                 v = (double)j->next_ms / 1000.0;
                 break;
@@ -490,7 +521,7 @@ static void render_status(daemon_t *d, dr_buf *b)
                       j->failures_total, j->missed_total, (double)j->last_start_ms / 1000.0,
                       (double)j->last_success_ms / 1000.0, (double)j->last_duration_ms / 1000.0,
                       j->has_run ? dr_error_name(j->last_rc) : "");
-        if (j->cj->scheduled) {
+        if (!j->continuous) {
             dr_buf_printf(b, ",\"next_run\":%.3f", (double)j->next_ms / 1000.0);
             json_str(b, "schedule", j->cj->schedule.text);
         }
@@ -502,7 +533,7 @@ static void render_status(daemon_t *d, dr_buf *b)
                           (int64_t)j->stats.applied_revision, (double)j->stats.lag_ms / 1000.0);
         if (!ready_reason(d, j, why, sizeof why))
             json_str(b, "not_ready", why);
-        else if (j->err[0] && j->kind != DR_JOB_REPLICATE && j->kind != DR_JOB_DRILL)
+        else if (j->err[0] && j->kind == DR_JOB_SNAPSHOT)
             json_str(b, "last_detail", j->err);
         dr_buf_printf(b, "}");
     }
@@ -550,40 +581,48 @@ static int handler(void *ctx, const char *path, dr_buf *b, const char **ctype)
 static int jobs_build(daemon_t *d, job *old, size_t n_old, int64_t now)
 {
     const dr_conf *c = d->cfg->c;
-    job *jobs = calloc(c->n_jobs ? c->n_jobs : 1, sizeof *jobs);
+    size_t n = 0;
+    /* one row per config job, plus a segments row for a snapshot job with segments */
+    job *jobs = calloc(2 * c->n_jobs + 1, sizeof *jobs);
     if (!jobs)
         return dr_error_set(DR_ENOMEM, "out of memory");
     for (size_t i = 0; i < c->n_jobs; i++) {
-        job *j = &jobs[i];
-        j->d = d;
-        j->cj = &c->jobs[i];
-        j->kind = j->cj->kind;
-        snprintf(j->name, sizeof j->name, "%s", j->cj->name);
-        dr_backoff_init(&j->backoff, 500, 60000);
-        job *o = NULL;
-        for (size_t k = 0; k < n_old && !o; k++)
-            if (old[k].kind == j->kind && strcmp(old[k].name, j->name) == 0)
-                o = &old[k];
-        if (o) {
-            j->prev_ms = o->prev_ms;
-            j->last_start_ms = o->last_start_ms;
-            j->last_success_ms = o->last_success_ms;
-            j->last_duration_ms = o->last_duration_ms;
-            j->has_run = o->has_run;
-            j->last_rc = o->last_rc;
-            j->failures_total = o->failures_total;
-            j->missed_total = o->missed_total;
-            j->runs_total = o->runs_total;
-            j->drill_rto_ms = o->drill_rto_ms;
-            snprintf(j->reason, sizeof j->reason, "%s", o->reason);
-        } else if (j->cj->scheduled) {
-            state_load(d, j, now);
+        for (int seg = 0; seg < 2; seg++) {
+            dr_conf_job *cj = &c->jobs[i];
+            if (seg && !(cj->kind == DR_JOB_SNAPSHOT && cj->segments_ms))
+                continue;
+            job *j = &jobs[n++];
+            j->d = d;
+            j->cj = cj;
+            j->kind = seg ? DR_JOB_SEGMENTS : cj->kind;
+            j->continuous = j->kind == DR_JOB_REPLICATE || j->kind == DR_JOB_SEGMENTS;
+            snprintf(j->name, sizeof j->name, "%s", cj->name);
+            dr_backoff_init(&j->backoff, 500, 60000);
+            job *o = NULL;
+            for (size_t k = 0; k < n_old && !o; k++)
+                if (old[k].kind == j->kind && strcmp(old[k].name, j->name) == 0)
+                    o = &old[k];
+            if (o) {
+                j->prev_ms = o->prev_ms;
+                j->last_start_ms = o->last_start_ms;
+                j->last_success_ms = o->last_success_ms;
+                j->last_duration_ms = o->last_duration_ms;
+                j->has_run = o->has_run;
+                j->last_rc = o->last_rc;
+                j->failures_total = o->failures_total;
+                j->missed_total = o->missed_total;
+                j->runs_total = o->runs_total;
+                j->drill_rto_ms = o->drill_rto_ms;
+                snprintf(j->reason, sizeof j->reason, "%s", o->reason);
+            } else if (!j->continuous) {
+                state_load(d, j, now);
+            }
+            if (!j->continuous)
+                dr_schedule_next(&cj->schedule, now, &j->next_ms);
         }
-        if (j->cj->scheduled)
-            dr_schedule_next(&j->cj->schedule, now, &j->next_ms);
     }
     d->jobs = jobs;
-    d->n_jobs = c->n_jobs;
+    d->n_jobs = n;
     return 0;
 }
 
@@ -592,6 +631,31 @@ static int any_running(daemon_t *d)
     for (size_t i = 0; i < d->n_jobs; i++)
         if (d->jobs[i].state == J_RUNNING)
             return 1;
+    return 0;
+}
+
+/* One daemon per state_dir: a second one started on the same config by mistake refuses. The
+ * flock goes with the process (also on kill -9). */
+static int lock_state_dir(const drd_config *cfg, int *fd)
+{
+    char path[1024], pid[32];
+    snprintf(path, sizeof path, "%s/drd.lock", cfg->c->state_dir);
+    *fd = open(path, O_RDWR | O_CREAT | O_CLOEXEC, 0600);
+    if (*fd < 0)
+        return dr_error_set(DR_EIO, "cannot open '%s': %s", path, strerror(errno));
+    if (flock(*fd, LOCK_EX | LOCK_NB) != 0) {
+        ssize_t n = read(*fd, pid, sizeof pid - 1);
+        pid[n > 0 ? n : 0] = 0;
+        pid[strcspn(pid, "\n")] = 0;
+        close(*fd);
+        *fd = -1;
+        return dr_error_set(DR_EBUSY,
+                            "another drd run (pid %s) uses state_dir '%s': one daemon per config",
+                            pid[0] ? pid : "?", cfg->c->state_dir);
+    }
+    int n = snprintf(pid, sizeof pid, "%d\n", (int)getpid());
+    if (ftruncate(*fd, 0) != 0 || pwrite(*fd, pid, (size_t)n, 0) != n)
+        dr_warn("cannot write the pid into '%s'", path);
     return 0;
 }
 
@@ -655,7 +719,7 @@ int drd_daemon_run(drd_config *cfg, const char *path)
 {
     static daemon_t d; /* the handler and the workers reach it; one daemon per process */
     dr_http_server *srv = NULL;
-    int rc = 0;
+    int rc = 0, lock_fd = -1;
     memset(&d, 0, sizeof d);
     pthread_mutex_init(&d.mu, NULL);
     d.cfg = cfg;
@@ -667,12 +731,7 @@ int drd_daemon_run(drd_config *cfg, const char *path)
     sa.sa_handler = on_hup;
     sigemptyset(&sa.sa_mask);
     sigaction(SIGHUP, &sa, NULL);
-    for (size_t i = 0; i < cfg->c->n_jobs; i++)
-        if (cfg->c->jobs[i].kind == DR_JOB_SNAPSHOT && cfg->c->jobs[i].segments_ms)
-            dr_warn("snapshot %s: segments are not taken by drd run yet (run drd snapshot "
-                    "follow beside it)",
-                    cfg->c->jobs[i].name);
-    if ((rc = prepare_dirs(cfg)) < 0)
+    if ((rc = prepare_dirs(cfg)) < 0 || (rc = lock_state_dir(cfg, &lock_fd)) < 0)
         goto out;
     if ((rc = jobs_build(&d, NULL, 0, dr_wall_ms())) < 0)
         goto out;
@@ -714,6 +773,8 @@ int drd_daemon_run(drd_config *cfg, const char *path)
     dr_info("drd run: stopped");
 out:
     dr_http_stop(srv);
+    if (lock_fd >= 0)
+        close(lock_fd);
     if (rc == 0) { /* every worker is joined: free everything */
         free(d.jobs);
         drd_config_free(d.cfg);

@@ -1,9 +1,10 @@
 #!/usr/bin/env bash
 # drd run against real etcd servers and a file:// store: filtered replication into a standby
-# (continuous), snapshots @every 2s (at least two appear, in the store and on /metrics), a drill
-# that passes; /healthz, /readyz, /status; SIGHUP with a broken config keeps the old one (and
-# counts the failure), SIGHUP with a good one switches; kill -9 and a restart count the runs
-# missed meanwhile; SIGTERM exits 0.
+# (continuous), snapshots @every 2s (at least two appear, in the store and on /metrics) with
+# segments (continuous), a drill that passes; /healthz, /readyz, /status; a second daemon on the
+# same config refuses to start; SIGHUP with a broken config keeps the old one (and counts the
+# failure), SIGHUP with a good one switches; kill -9 and a restart count the runs missed
+# meanwhile; SIGTERM exits 0.
 source "${HARNESS:-$(dirname "$0")/../harness}/etcd.sh"
 
 h_tmpdir
@@ -31,7 +32,7 @@ replicate:
   - { name: apps, mode: filtered, source: primary, target: standby, prefixes: [/registry/],
       max_lag: 30s }
 snapshots:
-  - { name: primary, cluster: primary, store: main, schedule: "$1",
+  - { name: primary, cluster: primary, store: main, schedule: "$1", segments: 1s,
       retention: { keep_last: 50 } }
 drills:
   - { name: proof, store: main, schedule: "@every 15s" }
@@ -56,8 +57,11 @@ up() { [[ "$(code /healthz)" == 200 ]]; }
 ready() { [[ "$(code /readyz)" == 200 ]]; }
 at_least() { (($(metric "$1" "$2") >= $3)); }
 two_fulls() { (($(fulls) >= 2)); }
+incrs() { h_drd snapshot list --store "$STORE" --key-file "$H_TMP/keys" --json 2>/dev/null |
+    jq '[.[] | select(.kind == "incr" and .status == "ok")] | length'; }
+a_segment() { (($(incrs) >= 1)); }
 standby_has() { [[ "$(h_etcdctl standby get --print-value-only "$1")" == "$2" ]]; }
-schedule_is() { [[ "$(get /status | jq -r '.jobs[] | select(.name == "primary") | .schedule')" == "$1" ]]; }
+schedule_is() { [[ "$(get /status | jq -r '.jobs[] | select(.name == "primary" and .kind == "snapshot") | .schedule')" == "$1" ]]; }
 
 h_bg drd h_drd run --config "$H_TMP/drd.yaml"
 h_wait_until 30 "status server up" up
@@ -67,11 +71,18 @@ h_wait_until 60 "two snapshots in the store" two_fulls
 h_wait_until 60 "replication streams, /readyz 200" ready
 h_etcdctl primary put /registry/pods/b 2 >/dev/null
 h_wait_until 30 "the standby follows" standby_has /registry/pods/b 2
+h_wait_until 60 "a segment with the new revision" a_segment
+h_assert_eq "$(metric drd_job_running 'kind="segments",job="primary"')" 1 "segments run"
 h_assert_eq "$(metric drd_job_failures_total "$SNAP")" 0 "no failed snapshot"
+
+h_log "a second daemon on the same config refuses"
+h_run_drd 30 run --config "$H_TMP/drd.yaml"
+h_assert_eq "$rc" 18 "second daemon: EBUSY (stderr: $err)"
+h_assert_contains "$err" "another drd run (pid $DRD_PID) uses state_dir" "names the holder"
 h_assert_eq "$(metric drd_job_last_result "$SNAP")" 0 "last result ok"
 (( $(metric drd_job_next_run_timestamp_seconds "$SNAP") >= $(date +%s) )) || h_fail "next run is in the future"
 h_assert_contains "$(get /metrics)" 'drd_replicate_applied_revision{name="apps"}' "replication metrics"
-h_assert_eq "$(get /status | jq -r '.jobs[] | select(.name == "primary") | .schedule')" "@every 2s" "/status names the schedule"
+h_assert_eq "$(get /status | jq -r '.jobs[] | select(.name == "primary" and .kind == "snapshot") | .schedule')" "@every 2s" "/status names the schedule"
 h_wait_until 120 "a drill passes" at_least drd_job_last_success_timestamp_seconds "$DRILL" 1
 h_assert_contains "$(get /metrics)" 'drd_drill_rto_seconds{job="proof"}' "drill RTO metric"
 
