@@ -85,6 +85,9 @@ const dr_option dr_options[] = {
      .help = "transactions in flight (default 8)"},
     {DR_SCOPE_REPLICATE, "max_lag", "max-lag", DR_OPT_MS, J(max_lag_ms), 0, 86400000,
      .help = "/readyz fails when the standby lags more (default: not checked)"},
+    {DR_SCOPE_REPLICATE, "verify", NULL, DR_OPT_MS, J(verify_ms), 0, 86400000,
+     .help = "compare primary and standby this often (HashKV at one revision both hold; "
+             "default 5m in exact mode, 0: never; filtered mode compares key by key)"},
 
     {DR_SCOPE_SNAPSHOT, "name", NULL, DR_OPT_STR, J(name), .required = 1, .help = "job name"},
     {DR_SCOPE_SNAPSHOT, "cluster", NULL, DR_OPT_STR, J(cluster), .required = 1,
@@ -135,7 +138,9 @@ static const struct {
 
 const char *dr_job_kind_name(dr_job_kind k)
 {
-    static const char *const names[DR_JOB_KINDS] = {"replicate", "snapshot", "drill", "segments"};
+    static const char *const names[] = {"replicate", "snapshot", "drill",
+                                        "segments",  "verify",   "probe"};
+    _Static_assert(sizeof names / sizeof names[0] == DR_JOB_KINDS, "a name per job kind");
     return k < DR_JOB_KINDS ? names[k] : "?";
 }
 
@@ -412,6 +417,11 @@ static int check_job(dr_conf *c, dr_conf_job *j)
                       "replicate %s: prefixes, exclude and dest_prefix need mode: filtered "
                       "(exact mode copies everything)",
                       j->name);
+        if (j->verify_ms < 0)
+            j->verify_ms = j->mode == 0 ? 300000 : 0;
+        if (j->verify_ms && j->verify_ms < 1000)
+            return at(c, find_key(j->node, "verify"), "replicate %s: verify must be at least 1s",
+                      j->name);
         if (j->dest_prefix && j->prefixes.n != 1)
             return at(c, find_key(j->node, "dest_prefix"),
                       "replicate %s: dest_prefix rewrites exactly one prefix (%zu given)", j->name,
@@ -497,6 +507,7 @@ static int parse_jobs(dr_conf *c, const dr_yaml_node *seq, size_t s)
         j->at = (dr_conf_pos){j->node->line, j->node->col};
         j->cluster_i = j->store_i = j->source_i = j->target_i = -1;
         j->max_txn_ops = 128;
+        j->verify_ms = -1; /* the mode's default, below */
         j->window = 8;
         j->compression = DR_COMPRESS_ZSTD;
         snprintf(where, sizeof where, "%s[%zu]", sections[s].key, i);

@@ -214,8 +214,10 @@ typedef enum {
     DR_JOB_REPLICATE = 0,
     DR_JOB_SNAPSHOT,
     DR_JOB_DRILL,
-    DR_JOB_SEGMENTS, /* not a section: the daemon's continuous half of a snapshot job with
-                        segments (the config row is the snapshot job's) */
+    /* not sections: jobs the daemon derives from a config row (which they share) */
+    DR_JOB_SEGMENTS, /* the continuous half of a snapshot job with segments */
+    DR_JOB_VERIFY,   /* a replicate job's periodic comparison (verify) */
+    DR_JOB_PROBE,    /* a replicate job's probe of its source, the other site */
     DR_JOB_KINDS
 } dr_job_kind;
 
@@ -237,6 +239,7 @@ typedef struct dr_conf_job {
     int64_t max_txn_ops;
     int window;
     int64_t max_lag_ms; /* /readyz fails past this lag; 0: not checked */
+    int64_t verify_ms;  /* compare primary and standby this often (HashKV); 0: never */
     /* snapshot */
     int compression; /* dr_compress */
     int64_t segments_ms;

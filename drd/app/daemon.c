@@ -58,7 +58,9 @@ typedef struct job {
     daemon_t *d;
     dr_conf_job *cj; /* in d->cfg; stable while the job's worker runs (reloads wait) */
     dr_job_kind kind;
-    int continuous; /* replicate, segments: runs until stopped; else scheduled */
+    int continuous;           /* replicate, segments: runs until stopped; else scheduled */
+    const dr_schedule *sched; /* scheduled: cj's, or own_sched for derived jobs */
+    dr_schedule own_sched;
     char name[128];
     /* loop thread only */
     int64_t prev_ms; /* newest scheduled instant accounted for (run or missed) */
@@ -76,6 +78,9 @@ typedef struct job {
     int64_t failures_total, missed_total, runs_total;
     char reason[1024]; /* why the job is not ready ("" when it is) */
     int64_t drill_rto_ms;
+    int64_t verified_rev;    /* verify: the newest revision found identical */
+    int64_t last_contact_ms; /* probe: when the source last answered */
+    int site_up;             /* probe: whether it answered the last probe */
     /* continuous jobs: the worker's own */
     volatile sig_atomic_t stop;
     dr_repl_stats stats;
@@ -112,6 +117,8 @@ static void state_path(const daemon_t *d, const job *j, char *buf, size_t cap)
 static void state_save(const daemon_t *d, const job *j)
 {
     char path[1024], text[256];
+    if (j->kind == DR_JOB_PROBE) /* every few seconds, and nothing to resume */
+        return;
     state_path(d, j, path, sizeof path);
     int n = snprintf(text, sizeof text, "%d %" PRId64 " %" PRId64 "\n", STATE_VERSION, j->prev_ms,
                      j->last_success_ms);
@@ -232,6 +239,39 @@ static int run_drill(job *j, char *detail, size_t cap)
     return rc;
 }
 
+/* Primary and standby compared at a revision both hold (replicate/verify.c); a difference is
+ * DR_EDIVERGED naming it, which makes /readyz fail until a later comparison passes. */
+static int run_verify(job *j, char *detail, size_t cap)
+{
+    dr_repl_opts o;
+    int64_t rev = 0, nkeys = -1;
+    drd_job_repl_opts(j->d->cfg, j->cj, &o);
+    int rc = dr_repl_verify(&o, &rev, &nkeys);
+    if (rc == 0) {
+        pthread_mutex_lock(&j->d->mu);
+        j->verified_rev = rev;
+        pthread_mutex_unlock(&j->d->mu);
+        snprintf(detail, cap, "identical at revision %" PRId64, rev);
+    }
+    return rc;
+}
+
+/* Whether the source (the other site's etcd) answers, within 3 s. */
+static int run_probe(job *j)
+{
+    dr_etcd_opts o = j->d->cfg->c->clusters[j->cj->source_i].etcd;
+    dr_etcd *e = NULL;
+    o.timeout_ms = 3000;
+    int rc = dr_etcd_open(&e, &o);
+    dr_etcd_close(e);
+    pthread_mutex_lock(&j->d->mu);
+    j->site_up = rc == 0;
+    if (rc == 0)
+        j->last_contact_ms = dr_wall_ms();
+    pthread_mutex_unlock(&j->d->mu);
+    return rc;
+}
+
 static void *worker(void *arg)
 {
     job *j = arg;
@@ -250,6 +290,10 @@ static void *worker(void *arg)
         rc = run_segments(j);
         if (rc == 0 && !j->stop)
             rc = dr_error_set(DR_EGENERIC, "segments ended by itself");
+    } else if (j->kind == DR_JOB_VERIFY) {
+        rc = run_verify(j, detail, sizeof detail);
+    } else if (j->kind == DR_JOB_PROBE) {
+        rc = run_probe(j);
     } else if (j->kind == DR_JOB_SNAPSHOT) {
         rc = run_snapshot(j, detail, sizeof detail);
     } else {
@@ -273,7 +317,8 @@ static void job_start(job *j, int64_t now)
     j->runs_total++;
     j->stop = 0;
     pthread_mutex_unlock(&d->mu);
-    dr_info("job %s %s: started", dr_job_kind_name(j->kind), j->name);
+    dr_log(j->kind == DR_JOB_PROBE ? DR_LOG_DEBUG : DR_LOG_INFO, "job %s %s: started",
+           dr_job_kind_name(j->kind), j->name);
     if (pthread_create(&j->thread, NULL, worker, j) != 0) {
         pthread_mutex_lock(&d->mu);
         j->rc = dr_error_set(DR_ENOMEM, "cannot start a thread");
@@ -294,6 +339,8 @@ static void job_finish(job *j, int64_t now)
     j->thread_live = 0;
     pthread_mutex_lock(&d->mu);
     int rc = j->rc;
+    /* a probe logs only when the site's state changes (it runs every few seconds) */
+    int quiet = j->kind == DR_JOB_PROBE && j->has_run && (rc < 0) == (j->last_rc < 0);
     j->has_run = 1;
     j->last_rc = rc;
     j->last_duration_ms = now - j->last_start_ms;
@@ -314,14 +361,14 @@ static void job_finish(job *j, int64_t now)
         j->state = J_BACKOFF;
         dr_err("job %s %s: %s (restarting in %.1fs)", dr_job_kind_name(j->kind), j->name,
                j->err[0] ? j->err : dr_error_desc(rc), (double)delay / 1000.0);
-    } else if (rc < 0) {
+    } else if (rc < 0 && !quiet) {
         dr_err("job %s %s: failed after %.1fs: %s", dr_job_kind_name(j->kind), j->name,
                (double)j->last_duration_ms / 1000.0, j->err);
-    } else {
+    } else if (rc == 0 && !quiet) {
         dr_info("job %s %s: done in %.1fs%s%s", dr_job_kind_name(j->kind), j->name,
                 (double)j->last_duration_ms / 1000.0,
-                j->kind == DR_JOB_SNAPSHOT && j->err[0] ? ": " : "",
-                j->kind == DR_JOB_SNAPSHOT ? j->err : "");
+                (j->kind == DR_JOB_SNAPSHOT || j->kind == DR_JOB_VERIFY) && j->err[0] ? ": " : "",
+                j->kind == DR_JOB_SNAPSHOT || j->kind == DR_JOB_VERIFY ? j->err : "");
     }
     pthread_mutex_unlock(&d->mu);
     if (!j->continuous)
@@ -348,7 +395,7 @@ static void job_tick(job *j, int64_t now)
     }
     /* scheduled: a tick's grace (four ticks) decides between late and missed */
     dr_schedule_tick k;
-    if (dr_schedule_catch_up(&j->cj->schedule, j->prev_ms, now, 4 * TICK_MS, &k) < 0) {
+    if (dr_schedule_catch_up(j->sched, j->prev_ms, now, 4 * TICK_MS, &k) < 0) {
         pthread_mutex_lock(&d->mu);
         snprintf(j->reason, sizeof j->reason, "%s", dr_error_msg());
         pthread_mutex_unlock(&d->mu);
@@ -403,6 +450,8 @@ static int ready_reason(const daemon_t *d, const job *j, char *buf, size_t cap)
         return 1;
     }
     (void)d;
+    if (j->kind == DR_JOB_PROBE) /* the other site down is for alerting, not our readiness */
+        return 1;
     if (j->kind == DR_JOB_SEGMENTS && j->state != J_RUNNING) {
         snprintf(buf, cap, "segments %s: %s%s%s", j->name, state_names[j->state],
                  j->reason[0] ? ": " : "", j->reason);
@@ -482,6 +531,26 @@ static void render_metrics(daemon_t *d, dr_buf *b)
         if (d->jobs[i].kind == DR_JOB_DRILL && d->jobs[i].has_run)
             dr_buf_printf(b, "drd_drill_rto_seconds{job=\"%s\"} %.3f\n", d->jobs[i].name,
                           (double)d->jobs[i].drill_rto_ms / 1000.0);
+    dr_buf_printf(b, "# HELP drd_replicate_verified_revision The newest revision found identical "
+                     "on primary and standby.\n# TYPE drd_replicate_verified_revision gauge\n");
+    for (size_t i = 0; i < d->n_jobs; i++)
+        if (d->jobs[i].kind == DR_JOB_VERIFY)
+            dr_buf_printf(b, "drd_replicate_verified_revision{name=\"%s\"} %" PRId64 "\n",
+                          d->jobs[i].name, d->jobs[i].verified_rev);
+    dr_buf_printf(b, "# HELP drd_site_up 1 when the other site's etcd (a replication source) "
+                     "answered the last probe.\n# TYPE drd_site_up gauge\n"
+                     "# HELP drd_site_last_contact_seconds Seconds since it last answered (-1: "
+                     "never since start).\n# TYPE drd_site_last_contact_seconds gauge\n");
+    for (size_t i = 0; i < d->n_jobs; i++) {
+        const job *j = &d->jobs[i];
+        if (j->kind != DR_JOB_PROBE)
+            continue;
+        const char *cl = d->cfg->c->clusters[j->cj->source_i].name;
+        dr_buf_printf(b, "drd_site_up{cluster=\"%s\"} %d\n", cl, j->site_up);
+        dr_buf_printf(b, "drd_site_last_contact_seconds{cluster=\"%s\"} %.3f\n", cl,
+                      j->last_contact_ms ? (double)(dr_wall_ms() - j->last_contact_ms) / 1000.0
+                                         : -1.0);
+    }
     dr_buf_printf(b,
                   "# HELP drd_config_reload_failures_total SIGHUP reloads refused (bad config).\n"
                   "# TYPE drd_config_reload_failures_total counter\n"
@@ -523,7 +592,7 @@ static void render_status(daemon_t *d, dr_buf *b)
                       j->has_run ? dr_error_name(j->last_rc) : "");
         if (!j->continuous) {
             dr_buf_printf(b, ",\"next_run\":%.3f", (double)j->next_ms / 1000.0);
-            json_str(b, "schedule", j->cj->schedule.text);
+            json_str(b, "schedule", j->sched->text);
         }
         if (j->kind == DR_JOB_REPLICATE)
             dr_buf_printf(b,
@@ -531,6 +600,11 @@ static void render_status(daemon_t *d, dr_buf *b)
                           ",\"applied_revision\":%" PRId64 ",\"lag_seconds\":%.3f}",
                           dr_repl_state_name(j->stats.state), (int64_t)j->stats.source_revision,
                           (int64_t)j->stats.applied_revision, (double)j->stats.lag_ms / 1000.0);
+        if (j->kind == DR_JOB_VERIFY)
+            dr_buf_printf(b, ",\"verified_revision\":%" PRId64, j->verified_rev);
+        if (j->kind == DR_JOB_PROBE)
+            dr_buf_printf(b, ",\"site_up\":%s,\"last_contact\":%.3f", j->site_up ? "true" : "false",
+                          (double)j->last_contact_ms / 1000.0);
         if (!ready_reason(d, j, why, sizeof why))
             json_str(b, "not_ready", why);
         else if (j->err[0] && j->kind == DR_JOB_SNAPSHOT)
@@ -583,19 +657,35 @@ static int jobs_build(daemon_t *d, job *old, size_t n_old, int64_t now)
     const dr_conf *c = d->cfg->c;
     size_t n = 0;
     /* one row per config job, plus a segments row for a snapshot job with segments */
-    job *jobs = calloc(2 * c->n_jobs + 1, sizeof *jobs);
+    job *jobs = calloc(3 * c->n_jobs + 1, sizeof *jobs);
     if (!jobs)
         return dr_error_set(DR_ENOMEM, "out of memory");
     for (size_t i = 0; i < c->n_jobs; i++) {
-        for (int seg = 0; seg < 2; seg++) {
+        for (int part = 0; part < 3; part++) {
             dr_conf_job *cj = &c->jobs[i];
-            if (seg && !(cj->kind == DR_JOB_SNAPSHOT && cj->segments_ms))
+            /* the row itself, then what it implies: segments; verify and probe */
+            dr_job_kind kind = cj->kind;
+            int64_t every = 0;
+            if (part && cj->kind == DR_JOB_SNAPSHOT && cj->segments_ms && part == 1)
+                kind = DR_JOB_SEGMENTS;
+            else if (part == 1 && cj->kind == DR_JOB_REPLICATE && cj->verify_ms)
+                kind = DR_JOB_VERIFY, every = cj->verify_ms;
+            else if (part == 2 && cj->kind == DR_JOB_REPLICATE)
+                kind = DR_JOB_PROBE, every = 5000;
+            else if (part)
                 continue;
             job *j = &jobs[n++];
             j->d = d;
             j->cj = cj;
-            j->kind = seg ? DR_JOB_SEGMENTS : cj->kind;
+            j->kind = kind;
             j->continuous = j->kind == DR_JOB_REPLICATE || j->kind == DR_JOB_SEGMENTS;
+            j->sched = &cj->schedule;
+            if (every) {
+                j->own_sched = (dr_schedule){.kind = DR_SCHED_EVERY, .every_ms = every};
+                snprintf(j->own_sched.text, sizeof j->own_sched.text, "@every %" PRId64 "ms",
+                         every);
+                j->sched = &j->own_sched;
+            }
             snprintf(j->name, sizeof j->name, "%s", cj->name);
             dr_backoff_init(&j->backoff, 500, 60000);
             job *o = NULL;
@@ -613,12 +703,15 @@ static int jobs_build(daemon_t *d, job *old, size_t n_old, int64_t now)
                 j->missed_total = o->missed_total;
                 j->runs_total = o->runs_total;
                 j->drill_rto_ms = o->drill_rto_ms;
+                j->verified_rev = o->verified_rev;
+                j->last_contact_ms = o->last_contact_ms;
+                j->site_up = o->site_up;
                 snprintf(j->reason, sizeof j->reason, "%s", o->reason);
             } else if (!j->continuous) {
                 state_load(d, j, now);
             }
             if (!j->continuous)
-                dr_schedule_next(&cj->schedule, now, &j->next_ms);
+                dr_schedule_next(j->sched, now, &j->next_ms);
         }
     }
     d->jobs = jobs;

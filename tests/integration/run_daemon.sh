@@ -30,7 +30,7 @@ stores:
   main: { url: "$STORE", key_file: $H_TMP/keys }
 replicate:
   - { name: apps, mode: filtered, source: primary, target: standby, prefixes: [/registry/],
-      max_lag: 30s }
+      max_lag: 30s, verify: 3s }
 snapshots:
   - { name: primary, cluster: primary, store: main, schedule: "$1", segments: 1s,
       retention: { keep_last: 50 } }
@@ -75,6 +75,9 @@ h_wait_until 60 "a segment with the new revision" a_segment
 h_assert_eq "$(metric drd_job_running 'kind="segments",job="primary"')" 1 "segments run"
 h_assert_eq "$(metric drd_job_failures_total "$SNAP")" 0 "no failed snapshot"
 
+h_wait_until 30 "primary and standby verified" at_least drd_replicate_verified_revision 'name="apps"' 2
+h_assert_eq "$(metric drd_site_up 'cluster="primary"')" 1 "the other site is up"
+
 h_log "a second daemon on the same config refuses"
 h_run_drd 30 run --config "$H_TMP/drd.yaml"
 h_assert_eq "$rc" 18 "second daemon: EBUSY (stderr: $err)"
@@ -108,6 +111,18 @@ h_bg drd h_drd run --config "$H_TMP/drd.yaml"
 h_wait_until 30 "status server up again" up
 h_wait_until 30 "missed runs counted" at_least drd_job_missed_runs_total "$SNAP" 1
 h_wait_until 30 "snapshots resume" at_least drd_job_runs_total "$SNAP" 1
+
+h_log "the other site goes away and comes back"
+site_down() { [[ "$(metric drd_site_up 'cluster="primary"')" == 0 ]]; }
+site_up() { [[ "$(metric drd_site_up 'cluster="primary"')" == 1 ]]; }
+not_ready() { [[ "$(code /readyz)" == 503 ]]; }
+h_etcd_stop primary
+h_wait_until 30 "drd_site_up 0" site_down
+h_wait_until 30 "/readyz 503: replication is not streaming" not_ready
+h_assert_contains "$(get /readyz)" "replicate apps" "/readyz names the job"
+h_etcd_start primary "$H_TMP/primary"
+h_wait_until 30 "drd_site_up 1" site_up
+h_wait_until 90 "ready again" ready
 
 h_log "SIGTERM: drains and exits 0"
 h_stop drd
