@@ -138,8 +138,8 @@ static const struct {
 
 const char *dr_job_kind_name(dr_job_kind k)
 {
-    static const char *const names[] = {"replicate", "snapshot", "drill",
-                                        "segments",  "verify",   "probe"};
+    static const char *const names[] = {"replicate", "snapshot", "drill", "segments",
+                                        "verify",    "probe",    "point"};
     _Static_assert(sizeof names / sizeof names[0] == DR_JOB_KINDS, "a name per job kind");
     return k < DR_JOB_KINDS ? names[k] : "?";
 }

@@ -218,6 +218,7 @@ typedef enum {
     DR_JOB_SEGMENTS, /* the continuous half of a snapshot job with segments */
     DR_JOB_VERIFY,   /* a replicate job's periodic comparison (verify) */
     DR_JOB_PROBE,    /* a replicate job's probe of its source, the other site */
+    DR_JOB_POINT,    /* a store's newest restorable point (from its first snapshot job) */
     DR_JOB_KINDS
 } dr_job_kind;
 

@@ -12,7 +12,8 @@
  *       |                                  +--(tick: an instant is due while running)-->
  *       |                                        running, missed += 1 (skipped, never queued)
  *       +-- the newest instant accounted for (prev) is kept in state_dir, so a restart counts
- *           the instants it slept through as missed
+ *           the instants it slept through as missed; a run refused by the store's job lock
+ *           (DR_EBUSY: the same work is under way elsewhere) is missed too, not failed
  *
  * A continuous job (replicate):
  *
@@ -65,6 +66,7 @@ typedef struct job {
     /* loop thread only */
     int64_t prev_ms; /* newest scheduled instant accounted for (run or missed) */
     int64_t restart_at_ms;
+    int run_now; /* probe, point: a first run at start, before the schedule's first instant */
     dr_backoff backoff;
     pthread_t thread;
     int thread_live;
@@ -78,9 +80,10 @@ typedef struct job {
     int64_t failures_total, missed_total, runs_total;
     char reason[1024]; /* why the job is not ready ("" when it is) */
     int64_t drill_rto_ms;
-    int64_t verified_rev;    /* verify: the newest revision found identical */
-    int64_t last_contact_ms; /* probe: when the source last answered */
-    int site_up;             /* probe: whether it answered the last probe */
+    int64_t verified_rev;        /* verify: the newest revision found identical */
+    int64_t last_contact_ms;     /* probe: when the source last answered */
+    int site_up;                 /* probe: whether it answered the last probe */
+    int64_t point_rev, point_ms; /* point: the store's newest restorable revision, its time */
     /* continuous jobs: the worker's own */
     volatile sig_atomic_t stop;
     dr_repl_stats stats;
@@ -117,7 +120,7 @@ static void state_path(const daemon_t *d, const job *j, char *buf, size_t cap)
 static void state_save(const daemon_t *d, const job *j)
 {
     char path[1024], text[256];
-    if (j->kind == DR_JOB_PROBE) /* every few seconds, and nothing to resume */
+    if (j->kind == DR_JOB_PROBE || j->kind == DR_JOB_POINT) /* frequent; nothing to resume */
         return;
     state_path(d, j, path, sizeof path);
     int n = snprintf(text, sizeof text, "%d %" PRId64 " %" PRId64 "\n", STATE_VERSION, j->prev_ms,
@@ -272,6 +275,43 @@ static int run_probe(job *j)
     return rc;
 }
 
+typedef struct point_ctx {
+    int64_t rev, ms;
+} point_ctx;
+
+/* Objects come ordered by rev_end: a full snapshot is a point, and a segment starting at most
+ * one revision after the newest point extends it. */
+static int point_step(void *ctx, const dr_manifest *m)
+{
+    point_ctx *p = ctx;
+    if (m->kind == DR_KIND_FULL || (p->rev && m->rev_start <= p->rev + 1 && m->rev_end > p->rev)) {
+        p->rev = m->rev_end;
+        p->ms = m->created_ms;
+    }
+    return 0;
+}
+
+/* The store's newest restorable point: what a restore after a disaster gets, and its age is
+ * the store's RPO right now. */
+static int run_point(job *j)
+{
+    dr_repo *r = NULL;
+    point_ctx p = {0, 0};
+    int rc = open_job(j, 0, &r, NULL);
+    if (rc == 0)
+        rc = dr_repo_sync(r, NULL);
+    if (rc == 0)
+        rc = dr_repo_each(r, point_step, &p);
+    if (rc == 0) {
+        pthread_mutex_lock(&j->d->mu);
+        j->point_rev = p.rev;
+        j->point_ms = p.ms;
+        pthread_mutex_unlock(&j->d->mu);
+    }
+    dr_repo_close(r);
+    return rc;
+}
+
 static void *worker(void *arg)
 {
     job *j = arg;
@@ -294,6 +334,8 @@ static void *worker(void *arg)
         rc = run_verify(j, detail, sizeof detail);
     } else if (j->kind == DR_JOB_PROBE) {
         rc = run_probe(j);
+    } else if (j->kind == DR_JOB_POINT) {
+        rc = run_point(j);
     } else if (j->kind == DR_JOB_SNAPSHOT) {
         rc = run_snapshot(j, detail, sizeof detail);
     } else {
@@ -317,8 +359,8 @@ static void job_start(job *j, int64_t now)
     j->runs_total++;
     j->stop = 0;
     pthread_mutex_unlock(&d->mu);
-    dr_log(j->kind == DR_JOB_PROBE ? DR_LOG_DEBUG : DR_LOG_INFO, "job %s %s: started",
-           dr_job_kind_name(j->kind), j->name);
+    dr_log(j->kind == DR_JOB_PROBE || j->kind == DR_JOB_POINT ? DR_LOG_DEBUG : DR_LOG_INFO,
+           "job %s %s: started", dr_job_kind_name(j->kind), j->name);
     if (pthread_create(&j->thread, NULL, worker, j) != 0) {
         pthread_mutex_lock(&d->mu);
         j->rc = dr_error_set(DR_ENOMEM, "cannot start a thread");
@@ -339,8 +381,18 @@ static void job_finish(job *j, int64_t now)
     j->thread_live = 0;
     pthread_mutex_lock(&d->mu);
     int rc = j->rc;
+    if (rc == DR_EBUSY && !j->continuous) {
+        /* the store's lock for this work is held (segments starting with a full snapshot, or
+         * another daemon): the run did not happen, which is a missed run, not a failure */
+        j->state = J_IDLE;
+        j->missed_total++;
+        dr_warn("job %s %s: run skipped (missed): %s", dr_job_kind_name(j->kind), j->name, j->err);
+        pthread_mutex_unlock(&d->mu);
+        return;
+    }
     /* a probe logs only when the site's state changes (it runs every few seconds) */
-    int quiet = j->kind == DR_JOB_PROBE && j->has_run && (rc < 0) == (j->last_rc < 0);
+    int quiet = (j->kind == DR_JOB_PROBE || j->kind == DR_JOB_POINT) && j->has_run &&
+                (rc < 0) == (j->last_rc < 0);
     j->has_run = 1;
     j->last_rc = rc;
     j->last_duration_ms = now - j->last_start_ms;
@@ -392,6 +444,10 @@ static void job_tick(job *j, int64_t now)
         else if (j->state == J_IDLE || (j->state == J_BACKOFF && now >= j->restart_at_ms))
             job_start(j, now);
         return;
+    }
+    if (j->run_now && j->state == J_IDLE && !stopping) {
+        j->run_now = 0;
+        job_start(j, now);
     }
     /* scheduled: a tick's grace (four ticks) decides between late and missed */
     dr_schedule_tick k;
@@ -450,7 +506,7 @@ static int ready_reason(const daemon_t *d, const job *j, char *buf, size_t cap)
         return 1;
     }
     (void)d;
-    if (j->kind == DR_JOB_PROBE) /* the other site down is for alerting, not our readiness */
+    if (j->kind == DR_JOB_PROBE || j->kind == DR_JOB_POINT) /* for alerting, not readiness */
         return 1;
     if (j->kind == DR_JOB_SEGMENTS && j->state != J_RUNNING) {
         snprintf(buf, cap, "segments %s: %s%s%s", j->name, state_names[j->state],
@@ -551,6 +607,20 @@ static void render_metrics(daemon_t *d, dr_buf *b)
                       j->last_contact_ms ? (double)(dr_wall_ms() - j->last_contact_ms) / 1000.0
                                          : -1.0);
     }
+    dr_buf_printf(b, "# HELP drd_store_newest_revision The store's newest restorable revision "
+                     "(a full snapshot and the segments after it).\n"
+                     "# TYPE drd_store_newest_revision gauge\n"
+                     "# HELP drd_store_newest_age_seconds Age of that point: the store's RPO now.\n"
+                     "# TYPE drd_store_newest_age_seconds gauge\n");
+    for (size_t i = 0; i < d->n_jobs; i++) {
+        const job *j = &d->jobs[i];
+        if (j->kind != DR_JOB_POINT || !j->point_ms)
+            continue;
+        const char *st = d->cfg->c->stores[j->cj->store_i].name;
+        dr_buf_printf(b, "drd_store_newest_revision{store=\"%s\"} %" PRId64 "\n", st, j->point_rev);
+        dr_buf_printf(b, "drd_store_newest_age_seconds{store=\"%s\"} %.3f\n", st,
+                      (double)(dr_wall_ms() - j->point_ms) / 1000.0);
+    }
     dr_buf_printf(b,
                   "# HELP drd_config_reload_failures_total SIGHUP reloads refused (bad config).\n"
                   "# TYPE drd_config_reload_failures_total counter\n"
@@ -602,6 +672,10 @@ static void render_status(daemon_t *d, dr_buf *b)
                           (int64_t)j->stats.applied_revision, (double)j->stats.lag_ms / 1000.0);
         if (j->kind == DR_JOB_VERIFY)
             dr_buf_printf(b, ",\"verified_revision\":%" PRId64, j->verified_rev);
+        if (j->kind == DR_JOB_POINT)
+            dr_buf_printf(
+                b, ",\"store\":\"%s\",\"newest_revision\":%" PRId64 ",\"newest_time\":%.3f",
+                d->cfg->c->stores[j->cj->store_i].name, j->point_rev, (double)j->point_ms / 1000.0);
         if (j->kind == DR_JOB_PROBE)
             dr_buf_printf(b, ",\"site_up\":%s,\"last_contact\":%.3f", j->site_up ? "true" : "false",
                           (double)j->last_contact_ms / 1000.0);
@@ -652,16 +726,25 @@ static int handler(void *ctx, const char *path, dr_buf *b, const char **ctype)
 
 /* Builds the table for cfg; counters and schedule positions carry over from old jobs of the same
  * kind and name. Called with no worker running. */
+/* Whether cj is the first snapshot job writing its store (that one watches the store's point). */
+static int first_of_store(const dr_conf *c, const dr_conf_job *cj)
+{
+    for (const dr_conf_job *k = c->jobs; k < cj; k++)
+        if (k->kind == DR_JOB_SNAPSHOT && k->store_i == cj->store_i)
+            return 0;
+    return 1;
+}
+
 static int jobs_build(daemon_t *d, job *old, size_t n_old, int64_t now)
 {
     const dr_conf *c = d->cfg->c;
     size_t n = 0;
     /* one row per config job, plus a segments row for a snapshot job with segments */
-    job *jobs = calloc(3 * c->n_jobs + 1, sizeof *jobs);
+    job *jobs = calloc(4 * c->n_jobs + 1, sizeof *jobs);
     if (!jobs)
         return dr_error_set(DR_ENOMEM, "out of memory");
     for (size_t i = 0; i < c->n_jobs; i++) {
-        for (int part = 0; part < 3; part++) {
+        for (int part = 0; part < 4; part++) {
             dr_conf_job *cj = &c->jobs[i];
             /* the row itself, then what it implies: segments; verify and probe */
             dr_job_kind kind = cj->kind;
@@ -672,6 +755,8 @@ static int jobs_build(daemon_t *d, job *old, size_t n_old, int64_t now)
                 kind = DR_JOB_VERIFY, every = cj->verify_ms;
             else if (part == 2 && cj->kind == DR_JOB_REPLICATE)
                 kind = DR_JOB_PROBE, every = 5000;
+            else if (part == 3 && cj->kind == DR_JOB_SNAPSHOT && first_of_store(c, cj))
+                kind = DR_JOB_POINT, every = 10000;
             else if (part)
                 continue;
             job *j = &jobs[n++];
@@ -680,6 +765,7 @@ static int jobs_build(daemon_t *d, job *old, size_t n_old, int64_t now)
             j->kind = kind;
             j->continuous = j->kind == DR_JOB_REPLICATE || j->kind == DR_JOB_SEGMENTS;
             j->sched = &cj->schedule;
+            j->run_now = kind == DR_JOB_PROBE || kind == DR_JOB_POINT;
             if (every) {
                 j->own_sched = (dr_schedule){.kind = DR_SCHED_EVERY, .every_ms = every};
                 snprintf(j->own_sched.text, sizeof j->own_sched.text, "@every %" PRId64 "ms",
@@ -706,6 +792,8 @@ static int jobs_build(daemon_t *d, job *old, size_t n_old, int64_t now)
                 j->verified_rev = o->verified_rev;
                 j->last_contact_ms = o->last_contact_ms;
                 j->site_up = o->site_up;
+                j->point_rev = o->point_rev;
+                j->point_ms = o->point_ms;
                 snprintf(j->reason, sizeof j->reason, "%s", o->reason);
             } else if (!j->continuous) {
                 state_load(d, j, now);

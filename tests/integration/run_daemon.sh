@@ -77,6 +77,8 @@ h_assert_eq "$(metric drd_job_failures_total "$SNAP")" 0 "no failed snapshot"
 
 h_wait_until 30 "primary and standby verified" at_least drd_replicate_verified_revision 'name="apps"' 2
 h_assert_eq "$(metric drd_site_up 'cluster="primary"')" 1 "the other site is up"
+h_wait_until 30 "the store's newest restorable point" at_least drd_store_newest_revision 'store="main"' 3
+(($(metric drd_store_newest_age_seconds 'store="main"') < 60)) || h_fail "the newest point is too old"
 
 h_log "a second daemon on the same config refuses"
 h_run_drd 30 run --config "$H_TMP/drd.yaml"
