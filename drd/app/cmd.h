@@ -61,6 +61,7 @@ extern const char usage_snapshot_save[], usage_snapshot_follow[], usage_snapshot
     usage_snapshot_prune[], usage_catalog_rebuild[], usage_key_generate[], usage_key_rotate[];
 
 int cmd_run(int argc, char **argv);
-extern const char usage_run[];
+int cmd_status(int argc, char **argv);
+extern const char usage_run[], usage_status[];
 
 #endif

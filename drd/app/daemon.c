@@ -45,6 +45,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/file.h>
+#include <time.h>
 #include <unistd.h>
 
 #define TICK_MS 200
@@ -111,10 +112,10 @@ static void on_hup(int sig)
 
 /* ---- job state files: <state_dir>/jobs/<kind>-<name>.state ---- */
 
-static void state_path(const daemon_t *d, const job *j, char *buf, size_t cap)
+static void state_path(const drd_config *cfg, dr_job_kind kind, const char *name, char *buf,
+                       size_t cap)
 {
-    snprintf(buf, cap, "%s/jobs/%s-%s.state", d->cfg->c->state_dir, dr_job_kind_name(j->kind),
-             j->name);
+    snprintf(buf, cap, "%s/jobs/%s-%s.state", cfg->c->state_dir, dr_job_kind_name(kind), name);
 }
 
 static void state_save(const daemon_t *d, const job *j)
@@ -122,28 +123,41 @@ static void state_save(const daemon_t *d, const job *j)
     char path[1024], text[256];
     if (j->kind == DR_JOB_PROBE || j->kind == DR_JOB_POINT) /* frequent; nothing to resume */
         return;
-    state_path(d, j, path, sizeof path);
+    state_path(d->cfg, j->kind, j->name, path, sizeof path);
     int n = snprintf(text, sizeof text, "%d %" PRId64 " %" PRId64 "\n", STATE_VERSION, j->prev_ms,
                      j->last_success_ms);
     if (dr_fs_write_atomic(path, text, (size_t)n, 0600) < 0)
         dr_warn("job %s: cannot save its state: %s", j->name, dr_error_msg());
 }
 
-static void state_load(const daemon_t *d, job *j, int64_t now)
+int drd_job_state_read(const drd_config *cfg, dr_job_kind kind, const char *name, int64_t *prev_ms,
+                       int64_t *last_success_ms)
 {
     char path[1024], *text = NULL;
     size_t len = 0;
     int v = 0;
     long long prev = 0, success = 0;
+    state_path(cfg, kind, name, path, sizeof path);
+    int rc = dr_fs_read_all(path, 4096, &text, &len);
+    if (rc == 0 &&
+        (sscanf(text, "%d %lld %lld", &v, &prev, &success) != 3 || v != STATE_VERSION || prev <= 0))
+        rc = dr_error_set(DR_EIO, "'%s' is not a job state file", path);
+    if (rc == 0) {
+        *prev_ms = prev;
+        *last_success_ms = success;
+    }
+    free(text);
+    return rc;
+}
+
+static void state_load(const daemon_t *d, job *j, int64_t now)
+{
+    int64_t prev = 0, success = 0;
     j->prev_ms = now;
-    state_path(d, j, path, sizeof path);
-    if (dr_fs_read_all(path, 4096, &text, &len) == 0 &&
-        sscanf(text, "%d %lld %lld", &v, &prev, &success) == 3 && v == STATE_VERSION && prev > 0 &&
-        prev <= now) {
+    if (drd_job_state_read(d->cfg, j->kind, j->name, &prev, &success) == 0 && prev <= now) {
         j->prev_ms = prev;
         j->last_success_ms = success;
     }
-    free(text);
     dr_error_clear();
 }
 
@@ -688,6 +702,72 @@ static void render_status(daemon_t *d, dr_buf *b)
     dr_buf_printf(b, "]}\n");
 }
 
+/* "2026-12-02T08:00:00Z (41s ago)" or "-". */
+static void when(char *buf, size_t cap, int64_t ms, int64_t now)
+{
+    if (!ms) {
+        snprintf(buf, cap, "-");
+        return;
+    }
+    time_t t = (time_t)(ms / 1000);
+    struct tm tm;
+    char iso[32];
+    gmtime_r(&t, &tm);
+    strftime(iso, sizeof iso, "%Y-%m-%dT%H:%M:%SZ", &tm);
+    int64_t s = (now - ms) / 1000;
+    snprintf(buf, cap, "%s (%s%" PRId64 "s%s)", iso, s < 0 ? "in " : "", s < 0 ? -s : s,
+             s < 0 ? "" : " ago");
+}
+
+/* /status.txt: what drd status prints. */
+static void render_text(daemon_t *d, dr_buf *b)
+{
+    int64_t now = dr_wall_ms();
+    char w1[64], w2[64], why[2048];
+    dr_buf_printf(b, "daemon: %s, config %s, up %" PRId64 "s\n",
+                  d->draining  ? "draining"
+                  : d->pending ? "reloading"
+                               : "running",
+                  d->path, (now - d->started_ms) / 1000);
+    if (d->reload_error[0])
+        dr_buf_printf(b, "last reload refused: %s\n", d->reload_error);
+    for (size_t i = 0; i < d->n_jobs; i++) {
+        const job *j = &d->jobs[i];
+        when(w1, sizeof w1, j->last_success_ms, now);
+        dr_buf_printf(b, "\n%s %s: %s", dr_job_kind_name(j->kind), j->name, state_names[j->state]);
+        if (j->has_run)
+            dr_buf_printf(b, ", last result %s", dr_error_name(j->last_rc));
+        dr_buf_printf(
+            b, "\n  last success %s; runs %" PRId64 ", failures %" PRId64 ", missed %" PRId64 "\n",
+            w1, j->runs_total, j->failures_total, j->missed_total);
+        if (!j->continuous) {
+            when(w2, sizeof w2, j->next_ms, now);
+            dr_buf_printf(b, "  schedule %s, next run %s\n", j->sched->text, w2);
+        }
+        if (j->kind == DR_JOB_REPLICATE)
+            dr_buf_printf(b, "  %s: source revision %" PRId64 ", applied %" PRId64 ", lag %.1fs\n",
+                          dr_repl_state_name(j->stats.state), (int64_t)j->stats.source_revision,
+                          (int64_t)j->stats.applied_revision, (double)j->stats.lag_ms / 1000.0);
+        if (j->kind == DR_JOB_VERIFY)
+            dr_buf_printf(b, "  verified up to revision %" PRId64 "\n", j->verified_rev);
+        if (j->kind == DR_JOB_PROBE) {
+            when(w2, sizeof w2, j->last_contact_ms, now);
+            dr_buf_printf(b, "  %s %s, last contact %s\n",
+                          d->cfg->c->clusters[j->cj->source_i].name,
+                          j->site_up ? "answers" : "DOES NOT ANSWER", w2);
+        }
+        if (j->kind == DR_JOB_POINT) {
+            when(w2, sizeof w2, j->point_ms, now);
+            dr_buf_printf(b, "  store %s: newest restorable revision %" PRId64 ", taken %s\n",
+                          d->cfg->c->stores[j->cj->store_i].name, j->point_rev, w2);
+        }
+        if (j->kind == DR_JOB_DRILL && j->has_run)
+            dr_buf_printf(b, "  restore time (RTO) %.1fs\n", (double)j->drill_rto_ms / 1000.0);
+        if (!ready_reason(d, j, why, sizeof why))
+            dr_buf_printf(b, "  NOT READY: %s\n", why);
+    }
+}
+
 static int handler(void *ctx, const char *path, dr_buf *b, const char **ctype)
 {
     daemon_t *d = ctx;
@@ -714,6 +794,8 @@ static int handler(void *ctx, const char *path, dr_buf *b, const char **ctype)
     } else if (strcmp(path, "/status") == 0) {
         *ctype = "application/json";
         render_status(d, b);
+    } else if (strcmp(path, "/status.txt") == 0) {
+        render_text(d, b);
     } else {
         dr_buf_printf(b, "not found\n");
         code = 404;

@@ -23,6 +23,11 @@ void drd_config_free(drd_config *cfg);
 /* The replication options of a replicate job (strings borrowed from cfg). */
 void drd_job_repl_opts(const drd_config *cfg, const dr_conf_job *j, dr_repl_opts *o);
 
+/* What a scheduled job's state file in state_dir says: the newest scheduled instant accounted
+ * for and the last success (ms since the epoch). DR_ENOTFOUND when the job never ran. */
+int drd_job_state_read(const drd_config *cfg, dr_job_kind kind, const char *name, int64_t *prev_ms,
+                       int64_t *last_success_ms);
+
 /* Runs the daemon until SIGTERM/SIGINT (drd_stop); SIGHUP reloads path. Takes cfg. */
 int drd_daemon_run(drd_config *cfg, const char *path);
 

@@ -80,6 +80,16 @@ h_assert_eq "$(metric drd_site_up 'cluster="primary"')" 1 "the other site is up"
 h_wait_until 30 "the store's newest restorable point" at_least drd_store_newest_revision 'store="main"' 3
 (($(metric drd_store_newest_age_seconds 'store="main"') < 60)) || h_fail "the newest point is too old"
 
+h_log "drd status asks the daemon"
+h_run_drd 30 status --config "$H_TMP/drd.yaml"
+h_assert_eq "$rc" 0 "drd status (stderr: $err)"
+h_assert_contains "$out" "daemon: running" "daemon state"
+h_assert_contains "$out" "snapshot primary: " "the snapshot job"
+h_assert_contains "$out" "store main: newest restorable revision" "the store's point"
+h_assert_contains "$out" "primary answers" "the other site"
+h_run_drd 30 status --config "$H_TMP/drd.yaml" --json
+h_assert_eq "$(jq -r '.jobs[] | select(.kind == "replicate") | .name' <<<"$out")" apps "--json is /status"
+
 h_log "a second daemon on the same config refuses"
 h_run_drd 30 run --config "$H_TMP/drd.yaml"
 h_assert_eq "$rc" 18 "second daemon: EBUSY (stderr: $err)"
@@ -130,4 +140,8 @@ h_log "SIGTERM: drains and exits 0"
 h_stop drd
 h_assert_eq "$DRD_STATUS" 0 "exit status after SIGTERM (log: $(tail -n 5 "$DRD_LOG"))"
 grep -q "drd run: stopped" "$DRD_LOG" || h_fail "no clean stop in the log"
+h_run_drd 30 status --config "$H_TMP/drd.yaml"
+h_assert_eq "$rc" 4 "drd status with the daemon down: EUNAVAILABLE"
+h_assert_contains "$out" "daemon: NOT RUNNING" "says so"
+h_assert_contains "$out" "snapshot primary: last success 20" "and what state_dir recorded"
 h_pass
