@@ -7,7 +7,7 @@
  * A scheduled job (snapshot, drill):
  *
  *     idle --(tick: a scheduled instant is due)--> running --(worker done)--> idle
- *       ^  \--(tick: instants passed unseen: down, or older than the grace)--> idle, missed += n
+ *       ^  \--(tick: instants passed unseen: down, or older than half a period)--> missed += n
  *       |                                  |
  *       |                                  +--(tick: an instant is due while running)-->
  *       |                                        running, missed += 1 (skipped, never queued)
@@ -463,13 +463,23 @@ static void job_tick(job *j, int64_t now)
         j->run_now = 0;
         job_start(j, now);
     }
-    /* scheduled: a tick's grace (four ticks) decides between late and missed */
+    /* scheduled: an instant noticed late (a slow disk under the state file's fsync, a loaded
+     * machine) still runs when it is at most half a period late (between four ticks and a
+     * minute); older ones are missed */
     dr_schedule_tick k;
-    if (dr_schedule_catch_up(j->sched, j->prev_ms, now, 4 * TICK_MS, &k) < 0) {
+    if (dr_schedule_catch_up(j->sched, j->prev_ms, now, 60000, &k) < 0) {
         pthread_mutex_lock(&d->mu);
         snprintf(j->reason, sizeof j->reason, "%s", dr_error_msg());
         pthread_mutex_unlock(&d->mu);
         return;
+    }
+    if (k.due_ms) {
+        int64_t grace = (k.next_ms - k.due_ms) / 2;
+        grace = grace < 4 * TICK_MS ? 4 * TICK_MS : grace > 60000 ? 60000 : grace;
+        if (now - k.due_ms > grace) {
+            k.due_ms = 0;
+            k.missed++;
+        }
     }
     pthread_mutex_lock(&d->mu);
     j->next_ms = k.next_ms;
@@ -1038,7 +1048,10 @@ out:
     dr_http_stop(srv);
     if (lock_fd >= 0)
         close(lock_fd);
-    if (rc == 0) { /* every worker is joined: free everything */
+    int live = 0;
+    for (size_t i = 0; i < d.n_jobs; i++)
+        live |= d.jobs[i].thread_live;
+    if (!live) { /* no worker can still use them */
         free(d.jobs);
         drd_config_free(d.cfg);
         drd_config_free(d.pending);
