@@ -396,6 +396,15 @@ static int find_named(const dr_conf *c, const dr_conf_job *j, const char *key, c
               n ? names : "none defined");
 }
 
+/* Names label metrics and name files: letters, digits, '-', '_', '.'. */
+static int plain_name(const char *s)
+{
+    for (const char *p = s; *p; p++)
+        if (!isalnum((unsigned char)*p) && !strchr("-_.", *p))
+            return 0;
+    return *s != 0 && *s != '.';
+}
+
 /* References and the rules that span keys. */
 static int check_job(dr_conf *c, dr_conf_job *j)
 {
@@ -441,12 +450,11 @@ static int check_job(dr_conf *c, dr_conf_job *j)
             return at(c, find_key(j->node, "name"),
                       "job name '%s' is used twice (also a %s job at line %d)", j->name,
                       dr_job_kind_name(c->jobs[k].kind), c->jobs[k].at.line);
-    for (const char *p = j->name; *p; p++)
-        if (!isalnum((unsigned char)*p) && !strchr("-_.", *p))
-            return at(c, find_key(j->node, "name"),
-                      "job name '%s': use letters, digits, '-', '_' and '.' only (it names "
-                      "metrics, locks and state files)",
-                      j->name);
+    if (!plain_name(j->name))
+        return at(c, find_key(j->node, "name"),
+                  "job name '%s': use letters, digits, '-', '_' and '.' only (it names "
+                  "metrics, locks and state files)",
+                  j->name);
     return 0;
 }
 
@@ -471,6 +479,11 @@ static int parse_named(dr_conf *c, const dr_yaml_node *map, int clusters)
         for (size_t j = 0; j < i; j++)
             if (strcmp(map->items[2 * j]->value, k->value) == 0)
                 return at(c, k, "%s: '%s' is defined twice", sec, k->value);
+        if (!plain_name(k->value))
+            return at(c, k,
+                      "%s: name '%s': use letters, digits, '-', '_' and '.' only (it labels "
+                      "metrics and names catalog files)",
+                      sec, k->value);
         snprintf(where, sizeof where, "%s.%s", sec, k->value);
         if (clusters) {
             dr_conf_cluster *cl = &c->clusters[c->n_clusters++];

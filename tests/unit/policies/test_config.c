@@ -213,6 +213,8 @@ static void test_bad(void **state)
         "t.yaml:5:19: job name 's' is used twice (also a snapshot job at line 4)");
     bad(HEAD STORE "drills: [ { name: 'a b', store: m, schedule: '@daily' } ]\n",
         "t.yaml:4:19: job name 'a b': use letters, digits");
+    bad("state_dir: /s\nclusters: { 'a\"b': { endpoints: x } }\n",
+        "t.yaml:2:13: clusters: name 'a\"b': use letters, digits");
     bad(HEAD STORE "drills: [ { name: d, store: m } ]\n",
         "t.yaml:4:11: drills[0]: 'schedule' is required");
     bad(HEAD STORE "drills: [ { name: d, store: m, schedule: '@daily', cluster: a } ]\n",
