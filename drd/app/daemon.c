@@ -39,6 +39,7 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <inttypes.h>
+#include <malloc.h>
 #include <pthread.h>
 #include <signal.h>
 #include <stdio.h>
@@ -439,6 +440,10 @@ static void job_finish(job *j, int64_t now)
     pthread_mutex_unlock(&d->mu);
     if (!j->continuous)
         state_save(d, j);
+    /* a snapshot or drill leaves its buffers in the heap free but mapped: hand them back, so
+     * the daemon's RSS stays what its jobs need now, not the sum of what they ever used */
+    if (j->kind != DR_JOB_PROBE && j->kind != DR_JOB_POINT)
+        malloc_trim(0);
 }
 
 /* One tick of one job. */
@@ -995,6 +1000,9 @@ int drd_daemon_run(drd_config *cfg, const char *path)
     int rc = 0, lock_fd = -1;
     memset(&d, 0, sizeof d);
     pthread_mutex_init(&d.mu, NULL);
+    /* glibc gives threads arenas of their own (up to 8 per core), each keeping freed memory; a
+     * daemon whose jobs come and go on fresh threads grows by that alone */
+    mallopt(M_ARENA_MAX, 2);
     d.cfg = cfg;
     d.path = path;
     d.started_ms = dr_wall_ms();
