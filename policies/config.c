@@ -36,8 +36,12 @@ const dr_option dr_options[] = {
     {DR_SCOPE_CLUSTER, "cacert", "cacert", DR_OPT_FILE, E(cacert), .help = "CA bundle (PEM)"},
     {DR_SCOPE_CLUSTER, "cert", "cert", DR_OPT_FILE, E(cert), .help = "client certificate (PEM)"},
     {DR_SCOPE_CLUSTER, "key", "key", DR_OPT_FILE, E(key), .help = "client key (PEM)"},
-    {DR_SCOPE_CLUSTER, "timeout", "timeout", DR_OPT_MS, E(timeout_ms), 1, 3600000,
+    {DR_SCOPE_CLUSTER, "timeout", "--timeout", DR_OPT_MS, E(timeout_ms), 1, 3600000,
      .help = "per-request deadline (default 10s)"},
+    {DR_SCOPE_CLUSTER, "max_recv_bytes", "--etcd-max-recv-bytes", DR_OPT_BYTES, E(max_recv_bytes),
+     DR_ETCD_MAX_RECV_MIN, DR_ETCD_MAX_RECV_MAX,
+     .help = "largest answer taken from etcd (default 2MiB; raise with the server's "
+             "--max-request-bytes)"},
 
     {DR_SCOPE_STORE, "url", "store", DR_OPT_STR, R(store_url), .required = 1,
      .help = "file:///path or s3://bucket/prefix"},
@@ -292,6 +296,24 @@ static int set_opt(dr_conf *c, const dr_option *o, void *rec, const dr_yaml_node
         if (dr_parse_i64(v->value, where, &n) < 0)
             return at(c, v, "%s: expected a whole number, found '%s'", where, v->value);
         break;
+    case DR_OPT_BYTES: {
+        static const struct {
+            const char *unit;
+            int shift;
+        } units[] = {{"", 0},     {"K", 10}, {"KiB", 10}, {"M", 20},
+                     {"MiB", 20}, {"G", 30}, {"GiB", 30}};
+        char *end = NULL;
+        if ((rc = scalar(c, v, where, "a size")) < 0)
+            return rc;
+        long long num = isdigit((unsigned char)v->value[0]) ? strtoll(v->value, &end, 10) : -1;
+        size_t u = 0;
+        while (end && u < sizeof units / sizeof units[0] && strcmp(end, units[u].unit))
+            u++;
+        if (num < 0 || u == sizeof units / sizeof units[0] || num > (INT64_MAX >> 30))
+            return at(c, v, "%s: expected a size such as 4MiB, found '%s'", where, v->value);
+        n = (int64_t)num << units[u].shift;
+        break;
+    }
     case DR_OPT_ENUM: {
         if ((rc = scalar(c, v, where, "a string")) < 0)
             return rc;

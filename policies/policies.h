@@ -137,7 +137,8 @@ int dr_schedule_catch_up(const dr_schedule *s, int64_t prev_ms, int64_t now_ms, 
  * a command takes it) and where its value goes, in the same records the commands fill
  * (dr_etcd_opts, dr_repo_opts) or in the job records below. A cluster's flags carry the side as
  * their prefix: key "cacert" is --etcd-cacert, --source-cacert or --target-cacert, and key
- * "endpoints" is --etcd, --source or --target (but "timeout" is --timeout, for both sides).
+ * "endpoints" is --etcd, --source or --target; a flag written with its "--" is the same on
+ * every side (--timeout, --etcd-max-recv-bytes).
  * docs/daemon.md lists the table (tools/gen-daemon-keys writes it). */
 typedef enum {
     DR_SCOPE_TOP = 0,   /* dr_conf */
@@ -159,6 +160,7 @@ typedef enum {
     DR_OPT_INT,     /* int, min..max */
     DR_OPT_I64,     /* int64_t, min..max */
     DR_OPT_MIB,     /* size_t bytes from MiB, min..max MiB */
+    DR_OPT_BYTES,   /* int64_t bytes from "4MiB", "512KiB", "1G" or a number */
     DR_OPT_ENUM,    /* int: index in choices "a|b" */
     DR_OPT_SCHED,   /* dr_schedule */
     DR_OPT_MAP,     /* a nested map of scope sub (retention) */

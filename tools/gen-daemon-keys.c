@@ -21,9 +21,9 @@ static const struct {
 
 static const char *type_name(dr_opt_type t)
 {
-    static const char *const n[] = {"string", "file",     "URL list", "string list",
-                                    "bool",   "duration", "integer",  "integer",
-                                    "MiB",    "choice",   "schedule", "map"};
+    static const char *const n[] = {"string",   "file",     "URL list", "string list", "bool",
+                                    "duration", "integer",  "integer",  "MiB",         "bytes",
+                                    "choice",   "schedule", "map"};
     return t < sizeof n / sizeof n[0] ? n[t] : "?";
 }
 
@@ -37,8 +37,8 @@ int main(void)
             if (o->scope != scopes[s].scope)
                 continue;
             char flag[96] = "";
-            if (o->flag && !scopes[s].flag_prefix && strcmp(o->flag, "timeout") == 0)
-                snprintf(flag, sizeof flag, "`--timeout` (both sides)");
+            if (o->flag && !scopes[s].flag_prefix && o->flag[0] == '-')
+                snprintf(flag, sizeof flag, "`%s` (every side)", o->flag);
             else if (o->flag && !scopes[s].flag_prefix)
                 snprintf(flag, sizeof flag, "`--{etcd,source,target}%s%s`", *o->flag ? "-" : "",
                          o->flag);

@@ -21,7 +21,7 @@ static const char good[] =
     "clusters:\n"
     "  primary: { endpoints: [http://127.0.0.1:2379, http://127.0.0.2:2379], cacert: ca.pem,\n"
     "             cert: c.pem, key: k.pem }\n"
-    "  standby: { endpoints: http://127.0.0.1:2479, timeout: 5s }\n"
+    "  standby: { endpoints: http://127.0.0.1:2479, timeout: 5s, max_recv_bytes: 4MiB }\n"
     "stores:\n"
     "  main: { url: s3://bucket/prefix, s3_endpoint: 'h:9000', s3_insecure_http: false,\n"
     "          key_file: keys, s3_part_size: 16 }\n"
@@ -64,6 +64,7 @@ static void test_good(void **state)
                         "http://127.0.0.1:2379,http://127.0.0.2:2379");
     assert_string_equal(c->clusters[0].etcd.cacert, "ca.pem");
     assert_int_equal(c->clusters[1].etcd.timeout_ms, 5000);
+    assert_int_equal(c->clusters[1].etcd.max_recv_bytes, 4 << 20);
     assert_int_equal(c->n_stores, 1);
     assert_string_equal(c->stores[0].repo.store_url, "s3://bucket/prefix");
     assert_string_equal(c->stores[0].repo.store.s3_endpoint, "h:9000");
@@ -154,7 +155,7 @@ static void test_bad(void **state)
     bad(HEAD "clusters: {}\n", "t.yaml:3:1: 'clusters' is given twice");
     bad("state_dir: /s\nclusters: { a: { endpoints: http://x:1, cacrt: f } }\n",
         "t.yaml:2:41: clusters.a: unknown key 'cacrt' (known: endpoints, cacert, cert, key, "
-        "timeout)");
+        "timeout, max_recv_bytes)");
     bad("state_dir: /s\nclusters: { a: { cacert: f } }\n",
         "t.yaml:2:16: clusters.a: 'endpoints' is required");
     bad("state_dir: /s\nclusters: { a: [x] }\n",
@@ -167,6 +168,10 @@ static void test_bad(void **state)
         "t.yaml:2:41: clusters.a.timeout: expected a duration such as 10s");
     bad("state_dir: /s\nclusters: { a: { endpoints: x, cacert: } }\n",
         "clusters.a.cacert: expected a file name, found nothing");
+    bad("state_dir: /s\nclusters: { a: { endpoints: x, max_recv_bytes: 1KiB } }\n",
+        "t.yaml:2:48: clusters.a.max_recv_bytes: 1024 is out of range 65536..2147483647");
+    bad("state_dir: /s\nclusters: { a: { endpoints: x, max_recv_bytes: 4mb } }\n",
+        "t.yaml:2:48: clusters.a.max_recv_bytes: expected a size such as 4MiB, found '4mb'");
     bad("state_dir: /s\nstores: { m: { url: u, s3_insecure_http: yes } }\n",
         "t.yaml:2:42: stores.m.s3_insecure_http: expected true or false, found 'yes'");
     bad("state_dir: /s\nstores: { m: { url: u, s3_part_size: 2 } }\n",
