@@ -238,18 +238,19 @@ static int run_drill(job *j, char *detail, size_t cap)
     dr_restore_plan p = {0};
     char *report = NULL;
     int rc = open_job(j, 0, &r, NULL);
+    /* the newest restorable point: what a restore after a disaster would use, the newest full
+     * snapshot and every segment after it */
     if (rc == 0)
-        rc = dr_restore_plan_make(r, "latest", 0, 0, &p);
+        rc = dr_restore_plan_make(r, NULL, 0, dr_wall_ms(), &p);
     if (rc == 0)
         rc = dr_drill_run(r, &p, &report);
-    if (report) {
-        const char *rto = strstr(report, "\"rto_ms\": ");
-        if (rto) {
-            pthread_mutex_lock(&d->mu);
-            j->drill_rto_ms = strtoll(rto + 10, NULL, 10);
-            pthread_mutex_unlock(&d->mu);
-        }
-        snprintf(detail, cap, "%s", report);
+    const char *rto = report ? strstr(report, "\"rto_ms\": ") : NULL;
+    if (rto) {
+        pthread_mutex_lock(&d->mu);
+        j->drill_rto_ms = strtoll(rto + 10, NULL, 10);
+        pthread_mutex_unlock(&d->mu);
+        snprintf(detail, cap, "revision %" PRId64 " (%s + %zu segments), restore time %.1fs",
+                 p.target, p.base.id, p.n_segs, (double)j->drill_rto_ms / 1000.0);
     }
     free(report);
     dr_restore_plan_free(&p);
@@ -433,9 +434,8 @@ static void job_finish(job *j, int64_t now)
                (double)j->last_duration_ms / 1000.0, j->err);
     } else if (rc == 0 && !quiet) {
         dr_info("job %s %s: done in %.1fs%s%s", dr_job_kind_name(j->kind), j->name,
-                (double)j->last_duration_ms / 1000.0,
-                (j->kind == DR_JOB_SNAPSHOT || j->kind == DR_JOB_VERIFY) && j->err[0] ? ": " : "",
-                j->kind == DR_JOB_SNAPSHOT || j->kind == DR_JOB_VERIFY ? j->err : "");
+                (double)j->last_duration_ms / 1000.0, !j->continuous && j->err[0] ? ": " : "",
+                !j->continuous ? j->err : "");
     }
     pthread_mutex_unlock(&d->mu);
     if (!j->continuous)
@@ -710,7 +710,7 @@ static void render_status(daemon_t *d, dr_buf *b)
                           (double)j->last_contact_ms / 1000.0);
         if (!ready_reason(d, j, why, sizeof why))
             json_str(b, "not_ready", why);
-        else if (j->err[0] && j->kind == DR_JOB_SNAPSHOT)
+        else if (j->err[0] && !j->continuous)
             json_str(b, "last_detail", j->err);
         dr_buf_printf(b, "}");
     }
