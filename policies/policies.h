@@ -12,6 +12,10 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include "drd/lib/etcd/etcd.h"
+#include "drd/lib/repo/repo.h"
+#include "drd/lib/yaml/yaml.h"
+
 /* ---- retention ---- */
 
 typedef enum { DR_POINT_FULL = 0, DR_POINT_INCR = 1 } dr_point_kind;
@@ -50,5 +54,230 @@ typedef struct dr_retention_decision {
  * outside the calendar), DR_ENOMEM. On error out is left undefined. */
 int dr_retention_plan(const dr_retention *r, const dr_point *pts, size_t n,
                       dr_retention_decision *out);
+
+/* ---- time zones ----
+ * A time zone from the tz database, parsed from the bytes of its TZif file (RFC 8536; the caller
+ * reads /usr/share/zoneinfo/<name>): the UTC offset at any instant, from the transitions in the
+ * file and, after the last one, the POSIX TZ rule in its footer. Immutable once parsed, so one
+ * zone may serve any number of threads (unlike TZ= with localtime_r/mktime, which is process-wide
+ * state). */
+typedef struct dr_tz dr_tz;
+/* Parses a TZif file (version 1 to 4; zones with leap seconds, the "right/" ones, are refused).
+ * name is kept for messages. DR_EUSAGE naming the zone when the data is malformed, DR_ENOMEM.
+ * Caller frees with dr_tz_free. */
+int dr_tz_parse(const char *name, const void *data, size_t len, dr_tz **out);
+void dr_tz_free(dr_tz *z);
+/* The zone's name ("UTC" for NULL). Borrowed. */
+const char *dr_tz_name(const dr_tz *z);
+/* Seconds east of UTC at the instant t (seconds since the epoch); 0 for z == NULL (UTC). */
+int32_t dr_tz_offset(const dr_tz *z, int64_t t);
+
+/* ---- schedules ----
+ * Text forms (docs/daemon.md):
+ *   "M H DOM MON DOW"        5-field cron: numbers, '*', ranges a-b, steps a-b/n a/n (and
+ *                            '*' with /n),
+ *                            lists; month and weekday names (jan, mon); weekday 7 is Sunday.
+ *                            When both DOM and DOW are restricted (neither covers its whole
+ *                            range), a day matches either (as cron and croniter do).
+ *   "CRON_TZ=Zone M H ..."   the same, in the tz database zone Zone (default UTC); the caller
+ *                            loads the zone (dr_schedule_set_tz) before computing runs.
+ *   "@hourly" "@daily" "@midnight" "@weekly" "@monthly" "@yearly" "@annually" (cron
+ *                            shorthands, also after CRON_TZ=)
+ *   "@every D"               every D (1s or more; "30s", "5m", "1h"), at multiples of D since
+ *                            the epoch, so the rhythm survives restarts.
+ * Daylight saving time in a zone: every wall-clock time runs at most once. A time skipped by a
+ * change to summer time runs once, at the end of the gap; a time repeated by the change back runs
+ * at its first occurrence only. */
+typedef enum { DR_SCHED_CRON = 0, DR_SCHED_EVERY = 1 } dr_schedule_kind;
+
+typedef struct dr_schedule {
+    dr_schedule_kind kind;
+    int64_t every_ms; /* DR_SCHED_EVERY */
+    uint64_t minutes; /* bit m: minute m (0-59) */
+    uint32_t hours;   /* bit h (0-23) */
+    uint32_t doms;    /* bit d (1-31) */
+    uint16_t months;  /* bit m (1-12) */
+    uint8_t dows;     /* bit d (0-6, 0 = Sunday) */
+    int dom_star;     /* DOM covers 1-31 */
+    int dow_star;     /* DOW covers every weekday */
+    char tz_name[64]; /* from CRON_TZ=, "" for UTC */
+    const dr_tz *tz;  /* borrowed; NULL: UTC (must be set when tz_name is not empty) */
+    char text[128];   /* the text parsed, for messages */
+} dr_schedule;
+
+/* Parses text into *out. DR_EUSAGE with a message naming the field and the problem, e.g.
+ * "hour field '25': 25 is out of range 0-23", or a DOM/month combination that never occurs
+ * ("day-of-month field '31': never in the months of '2,4'"). */
+int dr_schedule_parse(const char *text, dr_schedule *out);
+/* Attaches the zone named by CRON_TZ (borrowed: it must outlive the schedule). */
+void dr_schedule_set_tz(dr_schedule *s, const dr_tz *tz);
+/* The first run strictly after after_ms (ms since the epoch) into *next_ms. DR_ENOTFOUND when
+ * there is none within ten years (only a 29 February far away), DR_EUSAGE when the schedule names
+ * a zone that is not attached. */
+int dr_schedule_next(const dr_schedule *s, int64_t after_ms, int64_t *next_ms);
+
+/* What a job's schedule asks for at now, given prev_ms, the newest scheduled instant the job has
+ * already accounted for (run or missed; for a new job the daemon's start):
+ *  - newest_ms: the newest scheduled instant in (prev_ms, now_ms], 0 when none (the caller moves
+ *    prev_ms there);
+ *  - due_ms: newest_ms when it is at most grace_ms old (run it now), else 0;
+ *  - missed: the instants in (prev_ms, now_ms] that will not run (every one but a due one);
+ *    counted up to 1,000,000 for cron schedules (a long downtime of a minutely job);
+ *  - next_ms: the first instant after now_ms.
+ * The caller counts a due run as missed too when the previous run of the job is still going: runs
+ * are skipped, never piled up. DR_ENOTFOUND / DR_EUSAGE as dr_schedule_next. */
+typedef struct dr_schedule_tick {
+    int64_t newest_ms, due_ms, missed, next_ms;
+} dr_schedule_tick;
+int dr_schedule_catch_up(const dr_schedule *s, int64_t prev_ms, int64_t now_ms, int64_t grace_ms,
+                         dr_schedule_tick *out);
+
+/* ---- options: one table for config keys and command-line flags ----
+ * Every setting of a cluster, a store or a job is named once here: its config key, its flag (when
+ * a command takes it) and where its value goes, in the same records the commands fill
+ * (dr_etcd_opts, dr_repo_opts) or in the job records below. A cluster's flags carry the side as
+ * their prefix: key "cacert" is --etcd-cacert, --source-cacert or --target-cacert, and key
+ * "endpoints" is --etcd, --source or --target; a flag written with its "--" is the same on
+ * every side (--timeout, --etcd-max-recv-bytes).
+ * docs/daemon.md lists the table (tools/gen-daemon-keys writes it). */
+typedef enum {
+    DR_SCOPE_TOP = 0,   /* dr_conf */
+    DR_SCOPE_CLUSTER,   /* dr_etcd_opts */
+    DR_SCOPE_STORE,     /* dr_repo_opts */
+    DR_SCOPE_REPLICATE, /* dr_conf_job */
+    DR_SCOPE_SNAPSHOT,  /* dr_conf_job */
+    DR_SCOPE_DRILL,     /* dr_conf_job */
+    DR_SCOPE_RETENTION, /* dr_retention */
+} dr_opt_scope;
+
+typedef enum {
+    DR_OPT_STR = 0, /* const char * */
+    DR_OPT_FILE,    /* const char *, a file that must be readable (secrets live in files) */
+    DR_OPT_URLS,    /* const char *, "a,b": a list or a comma-separated string */
+    DR_OPT_LIST,    /* dr_conf_list: a list or one string */
+    DR_OPT_BOOL,    /* int */
+    DR_OPT_MS,      /* int64_t milliseconds from a duration ("10s") */
+    DR_OPT_INT,     /* int, min..max */
+    DR_OPT_I64,     /* int64_t, min..max */
+    DR_OPT_MIB,     /* size_t bytes from MiB, min..max MiB */
+    DR_OPT_BYTES,   /* int64_t bytes from "4MiB", "512KiB", "1G" or a number */
+    DR_OPT_ENUM,    /* int: index in choices "a|b" */
+    DR_OPT_SCHED,   /* dr_schedule */
+    DR_OPT_MAP,     /* a nested map of scope sub (retention) */
+} dr_opt_type;
+
+typedef struct dr_option {
+    dr_opt_scope scope;
+    const char *key; /* config key */
+    const char
+        *flag; /* flag without "--" (cluster scope: after the side's prefix); NULL: config only */
+    dr_opt_type type;
+    size_t offset; /* in the scope's record */
+    int64_t min, max;
+    const char *choices; /* DR_OPT_ENUM */
+    int required;
+    dr_opt_scope sub; /* DR_OPT_MAP */
+    const char *help;
+} dr_option;
+
+/* The table, ended by an entry with key NULL. */
+extern const dr_option dr_options[];
+
+/* ---- the daemon's config (drd run --config F) ----
+ * Built from a YAML tree (drd/lib/yaml) and validated without touching anything outside the tree:
+ * unknown keys, wrong types, bad schedules, dangling references and inline secrets are refused as
+ * "file:line:column: message". The caller then checks what needs I/O (files readable, time
+ * zones loaded) with the positions kept here. */
+typedef struct dr_conf_list {
+    const char **v;
+    size_t n;
+} dr_conf_list;
+
+typedef struct dr_conf_pos {
+    int line, col;
+} dr_conf_pos;
+
+typedef struct dr_conf_cluster {
+    const char *name;
+    dr_conf_pos at;
+    dr_etcd_opts etcd;
+} dr_conf_cluster;
+
+typedef struct dr_conf_store {
+    const char *name;
+    dr_conf_pos at;
+    dr_repo_opts repo;
+} dr_conf_store;
+
+/* The job table: one row per job of any kind. A new kind (volume pairs) is a new enum value, its
+ * section in the table of sections (config.c) and its keys in dr_options; the daemon's loop
+ * treats every kind alike (scheduled or continuous, state, metrics). */
+typedef enum {
+    DR_JOB_REPLICATE = 0,
+    DR_JOB_SNAPSHOT,
+    DR_JOB_DRILL,
+    /* not sections: jobs the daemon derives from a config row (which they share) */
+    DR_JOB_SEGMENTS, /* the continuous half of a snapshot job with segments */
+    DR_JOB_VERIFY,   /* a replicate job's periodic comparison (verify) */
+    DR_JOB_PROBE,    /* a replicate job's probe of its source, the other site */
+    DR_JOB_POINT,    /* a store's newest restorable point (from its first snapshot job) */
+    DR_JOB_KINDS
+} dr_job_kind;
+
+typedef struct dr_conf_job {
+    dr_job_kind kind;
+    const char *name;
+    dr_conf_pos at;
+    int scheduled;        /* has a schedule (snapshot, drill); else continuous (replicate) */
+    dr_schedule schedule; /* scheduled jobs */
+    dr_conf_pos schedule_at;
+    /* references by name, resolved to indexes into dr_conf's arrays (-1: none) */
+    const char *cluster, *store, *source, *target;
+    int cluster_i, store_i, source_i, target_i;
+    const dr_yaml_node *node; /* the job's map in the config (borrowed from dr_conf's doc) */
+    /* replicate */
+    int mode; /* 0 exact, 1 filtered (dr_repl_mode) */
+    dr_conf_list prefixes, excludes;
+    const char *dest_prefix;
+    int64_t max_txn_ops;
+    int window;
+    int64_t max_lag_ms; /* /readyz fails past this lag; 0: not checked */
+    int64_t verify_ms;  /* compare primary and standby this often (HashKV); 0: never */
+    /* snapshot */
+    int compression; /* dr_compress */
+    int64_t segments_ms;
+    dr_retention retention;
+    int has_retention;
+} dr_conf_job;
+
+/* A file named in the config, for the caller's readability check. */
+typedef struct dr_conf_file {
+    const char *path, *key;
+    dr_conf_pos at;
+} dr_conf_file;
+
+typedef struct dr_conf {
+    const char *file; /* the config's name in messages */
+    const char *listen;
+    const char *state_dir;
+    int64_t grace_ms; /* SIGTERM: how long running jobs may take to finish */
+    dr_conf_cluster *clusters;
+    size_t n_clusters;
+    dr_conf_store *stores;
+    size_t n_stores;
+    dr_conf_job *jobs;
+    size_t n_jobs;
+    dr_conf_file *files;
+    size_t n_files;
+    dr_yaml_doc *doc;   /* owned: the strings above point into it */
+    dr_conf_list owned; /* strings made here (joined endpoint lists), freed with the conf */
+} dr_conf;
+
+/* Builds and validates the config from doc, taking ownership of doc (also on error). DR_EUSAGE
+ * "file:line:column: message", DR_ENOMEM. Caller frees *out with dr_conf_free. */
+int dr_conf_from_yaml(dr_yaml_doc *doc, dr_conf **out);
+void dr_conf_free(dr_conf *c);
+/* "replicate", "snapshot", "drill". */
+const char *dr_job_kind_name(dr_job_kind k);
 
 #endif

@@ -20,6 +20,8 @@ PACKAGES=(
     ceph-mon ceph-osd radosgw ceph-common
     # used by scripts/ and tests/harness: curl, jq, ps, ss
     curl jq procps iproute2
+    # the independent oracle of the cron schedule test (tests/unit/policies/cron_oracle.py)
+    python3-croniter
 )
 
 missing=()

@@ -28,6 +28,7 @@ for f in $(git ls-files 'drd/*.c' 'drd/*.h' 'replicate/*.c' 'replicate/*.h' 'sna
       jansson.h) case "$mod" in drd/lib/json) ;; *) bad "$f includes $inc (only drd/lib/json may)";; esac ;;
       sqlite3.h) case "$mod" in drd/lib/catalog) ;; *) bad "$f includes $inc (only drd/lib/catalog may)";; esac ;;
       librsync.h) case "$mod" in drd/lib/delta) ;; *) bad "$f includes $inc (only drd/lib/delta may)";; esac ;;
+      yaml.h) case "$mod" in drd/lib/yaml) ;; *) bad "$f includes $inc (only drd/lib/yaml may)";; esac ;;
       microhttpd.h) case "$mod" in drd/lib/http) ;; *) bad "$f includes $inc (only drd/lib/http may)";; esac ;;
     esac
   done

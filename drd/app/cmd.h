@@ -60,4 +60,8 @@ extern const char usage_snapshot_save[], usage_snapshot_follow[], usage_snapshot
     usage_snapshot_show[], usage_snapshot_verify[], usage_snapshot_get[], usage_snapshot_delete[],
     usage_snapshot_prune[], usage_catalog_rebuild[], usage_key_generate[], usage_key_rotate[];
 
+int cmd_run(int argc, char **argv);
+int cmd_status(int argc, char **argv);
+extern const char usage_run[], usage_status[];
+
 #endif

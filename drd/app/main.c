@@ -44,6 +44,10 @@ static const drd_cmd commands[] = {
     {"key generate", "write a new keyring with a random master key", usage_key_generate,
      cmd_key_generate},
     {"key rotate", "add a new current master key to a keyring", usage_key_rotate, cmd_key_rotate},
+    {"run", "the daemon: replication, scheduled snapshots and drills, status server", usage_run,
+     cmd_run},
+    {"status", "what the daemon (drd run) is doing, or what it recorded when it is down",
+     usage_status, cmd_status},
 };
 #define NCMD (sizeof commands / sizeof commands[0])
 

@@ -1,0 +1,183 @@
+/*
+ * drd status --config F [--json]: asks the running daemon (GET /status.txt or /status on the
+ * config's listen address); when it does not answer, prints what state_dir recorded (each
+ * scheduled job's last success and last scheduled instant) and exits DR_EUNAVAILABLE.
+ * Must never print a secret (it prints only what the daemon's status shows).
+ */
+#include "drd/app/cmd.h"
+#include "drd/app/daemon.h"
+#include "drd/core/core.h"
+#include "drd/lib/http/http.h"
+
+#include <arpa/inet.h>
+#include <errno.h>
+#include <netinet/in.h>
+#include <stdio.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <sys/time.h>
+#include <time.h>
+#include <unistd.h>
+
+const char usage_status[] =
+    "usage: drd status --config F [--json]\n\n"
+    "Shows the jobs of the daemon running with config F (drd run): state, last result, last\n"
+    "success, next run, missed runs, replication lag, the stores' newest restorable points, why\n"
+    "it is not ready. When the daemon does not answer on the config's listen address, shows\n"
+    "what its state_dir recorded and exits with DR_EUNAVAILABLE (4).\n\n"
+    "  --config F   the daemon's YAML config\n"
+    "  --json       the daemon's /status JSON\n";
+
+/* GET path from the daemon at listen (HTTP/1.0: the server closes after the answer). */
+static int get(const char *listen, const char *path, dr_buf *body)
+{
+    struct sockaddr_storage sa;
+    unsigned salen = 0;
+    int rc = dr_http_parse_addr(listen, "listen", &sa, &salen), fd = -1, code = 0;
+    dr_buf raw = {0};
+    if (rc < 0)
+        return rc;
+    if (sa.ss_family == AF_INET) { /* a wildcard address is reached on loopback */
+        struct sockaddr_in *in = (struct sockaddr_in *)&sa;
+        if (in->sin_addr.s_addr == htonl(INADDR_ANY))
+            in->sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+    } else if (sa.ss_family == AF_INET6) {
+        struct sockaddr_in6 *in6 = (struct sockaddr_in6 *)&sa;
+        if (IN6_IS_ADDR_UNSPECIFIED(&in6->sin6_addr))
+            in6->sin6_addr = in6addr_loopback;
+    }
+    struct timeval tv = {.tv_sec = 5};
+    fd = socket(sa.ss_family, SOCK_STREAM | SOCK_CLOEXEC, 0);
+    if (fd < 0 || setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof tv) != 0 ||
+        setsockopt(fd, SOL_SOCKET, SO_SNDTIMEO, &tv, sizeof tv) != 0 ||
+        connect(fd, (struct sockaddr *)&sa, salen) != 0) {
+        rc = dr_error_set(DR_EUNAVAILABLE, "the daemon does not answer on %s: %s", listen,
+                          strerror(errno));
+        goto out;
+    }
+    char req[256], chunk[8192];
+    int n = snprintf(req, sizeof req, "GET %s HTTP/1.0\r\nHost: drd\r\n\r\n", path);
+    if (write(fd, req, (size_t)n) != n) {
+        rc = dr_error_set(DR_EUNAVAILABLE, "the daemon on %s: %s", listen, strerror(errno));
+        goto out;
+    }
+    ssize_t got;
+    while ((got = read(fd, chunk, sizeof chunk)) > 0 && raw.len < (16u << 20))
+        if ((rc = dr_buf_append(&raw, chunk, (size_t)got)) < 0)
+            goto out;
+    const char *sep = raw.data ? strstr(raw.data, "\r\n\r\n") : NULL;
+    if (got < 0 || !sep || sscanf(raw.data, "HTTP/%*s %d", &code) != 1) {
+        rc = dr_error_set(DR_EPROTO, "the daemon on %s: no complete answer%s%s", listen,
+                          got < 0 ? ": " : "", got < 0 ? strerror(errno) : "");
+        goto out;
+    }
+    if (code != 200) {
+        rc = dr_error_set(DR_EPROTO, "the daemon on %s answered %d for %s", listen, code, path);
+        goto out;
+    }
+    rc = dr_buf_append(body, sep + 4, raw.len - (size_t)(sep + 4 - raw.data));
+out:
+    if (fd >= 0)
+        close(fd);
+    dr_buf_free(&raw);
+    return rc;
+}
+
+static void iso(char *buf, size_t cap, int64_t ms)
+{
+    time_t t = (time_t)(ms / 1000);
+    struct tm tm;
+    gmtime_r(&t, &tm);
+    strftime(buf, cap, "%Y-%m-%dT%H:%M:%SZ", &tm);
+}
+
+/* What state_dir says about the scheduled jobs. */
+static void recorded(const drd_config *cfg, int json, const char *why)
+{
+    const dr_conf *c = cfg->c;
+    if (json) {
+        dr_buf b = {0};
+        dr_buf_printf(&b, "{\"daemon\":\"unreachable\",\"reason\":");
+        dr_buf_json_str(&b, why, strlen(why));
+        dr_buf_printf(&b, ",\"jobs\":[");
+        for (size_t i = 0, n = 0; i < c->n_jobs; i++) {
+            int64_t prev = 0, ok = 0;
+            if (!c->jobs[i].scheduled ||
+                drd_job_state_read(cfg, c->jobs[i].kind, c->jobs[i].name, &prev, &ok) < 0)
+                continue;
+            dr_buf_printf(&b, "%s{\"kind\":\"%s\",\"name\":", n++ ? "," : "",
+                          dr_job_kind_name(c->jobs[i].kind));
+            dr_buf_json_str(&b, c->jobs[i].name, strlen(c->jobs[i].name));
+            dr_buf_printf(&b, ",\"last_success\":%.3f,\"last_scheduled\":%.3f}",
+                          (double)ok / 1000.0, (double)prev / 1000.0);
+        }
+        dr_buf_printf(&b, "]}\n");
+        fputs(b.data ? b.data : "", stdout);
+        dr_buf_free(&b);
+        dr_error_clear();
+        return;
+    }
+    printf("daemon: NOT RUNNING (%s); recorded in %s:\n", why, c->state_dir);
+    for (size_t i = 0; i < c->n_jobs; i++) {
+        const dr_conf_job *j = &c->jobs[i];
+        int64_t prev = 0, ok = 0;
+        char a[32] = "never", s[32];
+        if (!j->scheduled)
+            continue;
+        if (drd_job_state_read(cfg, j->kind, j->name, &prev, &ok) < 0) {
+            printf("\n%s %s: no record\n", dr_job_kind_name(j->kind), j->name);
+            continue;
+        }
+        if (ok)
+            iso(a, sizeof a, ok);
+        iso(s, sizeof s, prev);
+        printf("\n%s %s: last success %s; last scheduled %s (%s)\n", dr_job_kind_name(j->kind),
+               j->name, a, s, j->schedule.text);
+    }
+    dr_error_clear();
+}
+
+enum { O_CONFIG = 3100, O_JSON };
+
+int cmd_status(int argc, char **argv)
+{
+    static const struct option opts[] = {
+        {"config", required_argument, NULL, O_CONFIG},
+        {"json", no_argument, NULL, O_JSON},
+        {0, 0, 0, 0},
+    };
+    const char *path = NULL;
+    int json = 0, c, rc = 0;
+    drd_config *cfg = NULL;
+    dr_buf body = {0};
+    while ((c = drd_getopt(argc, argv, opts, "status")) != -1) {
+        if (c < 0)
+            return c;
+        if (c == O_CONFIG)
+            path = optarg;
+        else
+            json = 1;
+    }
+    if (optind < argc)
+        return dr_error_set(DR_EUSAGE, "drd status: unexpected argument '%s'", argv[optind]);
+    if (!path)
+        return dr_error_set(DR_EUSAGE, "drd status: --config is required (see drd status --help)");
+    if ((rc = drd_config_load(path, &cfg)) < 0)
+        goto out;
+    if (!cfg->c->listen)
+        rc = dr_error_set(DR_EUNAVAILABLE, "the config has no listen address");
+    else
+        rc = get(cfg->c->listen, json ? "/status" : "/status.txt", &body);
+    if (rc == 0) {
+        fputs(body.data ? body.data : "", stdout);
+    } else if (rc == DR_EUNAVAILABLE || rc == DR_EPROTO) {
+        char why[512];
+        snprintf(why, sizeof why, "%s", dr_error_msg());
+        recorded(cfg, json, why);
+        rc = dr_error_set(DR_EUNAVAILABLE, "drd status: the daemon is not running (%s)", why);
+    }
+out:
+    dr_buf_free(&body);
+    drd_config_free(cfg);
+    return rc;
+}

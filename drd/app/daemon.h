@@ -1,0 +1,34 @@
+/*
+ * drd run: the daemon (docs/daemon.md). The config as the daemon uses it (the model from
+ * policies/ plus what needed I/O: files checked readable, time zones loaded), and the loop.
+ */
+#ifndef DRD_APP_DAEMON_H
+#define DRD_APP_DAEMON_H
+
+#include "policies/policies.h"
+#include "replicate/replicate.h"
+
+typedef struct drd_config {
+    dr_conf *c;
+    dr_tz *zones[32]; /* the CRON_TZ zones the schedules use, each loaded once */
+    size_t n_zones;
+} drd_config;
+
+/* Reads and checks the config at path: YAML and the model (policies/config.c), then every file it
+ * names readable, every CRON_TZ zone loaded from $TZDIR or /usr/share/zoneinfo, every replicate
+ * job's options as replicate/ checks them. DR_EUSAGE "path:line:column: message" (DR_ENOTFOUND /
+ * DR_EIO for the config file itself). Caller frees with drd_config_free. */
+int drd_config_load(const char *path, drd_config **out);
+void drd_config_free(drd_config *cfg);
+/* The replication options of a replicate job (strings borrowed from cfg). */
+void drd_job_repl_opts(const drd_config *cfg, const dr_conf_job *j, dr_repl_opts *o);
+
+/* What a scheduled job's state file in state_dir says: the newest scheduled instant accounted
+ * for and the last success (ms since the epoch). DR_ENOTFOUND when the job never ran. */
+int drd_job_state_read(const drd_config *cfg, dr_job_kind kind, const char *name, int64_t *prev_ms,
+                       int64_t *last_success_ms);
+
+/* Runs the daemon until SIGTERM/SIGINT (drd_stop); SIGHUP reloads path. Takes cfg. */
+int drd_daemon_run(drd_config *cfg, const char *path);
+
+#endif
