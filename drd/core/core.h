@@ -95,9 +95,8 @@ int dr_buf_printf(dr_buf *b, const char *fmt, ...) DR_PRINTF(2, 3);
 void dr_buf_free(dr_buf *b);
 /* Append s as a JSON string literal (with quotes and escapes). */
 int dr_buf_json_str(dr_buf *b, const char *s, size_t n);
-/* Untrusted bytes (etcd keys, names from a store) made safe for a terminal: printable ASCII as
- * is, a backslash as \\, every other byte as \xNN; NUL-terminated, cut with "..." when cap is
- * too small (cap >= 4). Returns out. */
+/* dr_buf_escape into a fixed buffer: NUL-terminated, cut with "..." when cap is too small
+ * (cap >= 4). Returns out. For names from a store in one-line messages. */
 char *dr_escape(const void *s, size_t n, char *out, size_t cap);
 
 /* ---- byte streams ----

@@ -173,26 +173,20 @@ int dr_buf_json_str(dr_buf *b, const char *s, size_t n)
 
 char *dr_escape(const void *s, size_t n, char *out, size_t cap)
 {
-    const unsigned char *p = s;
-    size_t o = 0;
-    for (size_t i = 0; i < n; i++) {
-        char tmp[5];
-        int k;
-        if (p[i] == '\\')
-            k = snprintf(tmp, sizeof tmp, "\\\\");
-        else if (p[i] < 0x20 || p[i] >= 0x7f)
-            k = snprintf(tmp, sizeof tmp, "\\x%02x", p[i]);
-        else
-            k = snprintf(tmp, sizeof tmp, "%c", p[i]);
-        if (o + (size_t)k + 4 > cap) { /* room for "..." and the NUL */
-            memcpy(out + o, "...", 3);
-            o += 3;
-            break;
+    dr_buf b = {0};
+    size_t len = 0;
+    if (dr_buf_escape(&b, s, n) == 0 && b.data) {
+        if (b.len < cap) {
+            len = b.len;
+            memcpy(out, b.data, len);
+        } else { /* cut, and say so */
+            len = cap - 1;
+            memcpy(out, b.data, len - 3);
+            memcpy(out + len - 3, "...", 3);
         }
-        memcpy(out + o, tmp, (size_t)k);
-        o += (size_t)k;
     }
-    out[o] = 0;
+    out[len] = 0;
+    dr_buf_free(&b);
     return out;
 }
 
