@@ -121,47 +121,20 @@ static int db_revision(const char *path, int64_t *revision)
     return 1;
 }
 
-/* One member of initial_cluster: "name=peer-urls" at p (up to the next ',' that starts another
- * member); copies name and peer URLs, returns the rest or NULL at the end. */
-static const char *next_member(const char *p, char *name, size_t ncap, char *peer, size_t pcap)
-{
-    const char *eq = strchr(p, '=');
-    if (!eq || (size_t)(eq - p) >= ncap)
-        return NULL;
-    memcpy(name, p, (size_t)(eq - p));
-    name[eq - p] = 0;
-    const char *end = eq + 1, *c;
-    /* a member's URLs may be a list: the next member starts at ",<name>=" */
-    for (c = strchr(end, ','); c && !memchr(c + 1, '=', strcspn(c + 1, ","));
-         c = strchr(c + 1, ','))
-        ;
-    size_t len = c ? (size_t)(c - end) : strlen(end);
-    if (len >= pcap)
-        return NULL;
-    memcpy(peer, end, len);
-    peer[len] = 0;
-    return c ? c + 1 : end + len;
-}
-
 int dr_repl_seed(const dr_repl_seed_opts *o, int64_t *revision)
 {
-    enum { MAX_MEMBERS = 9 };
+    enum { MAX_MEMBERS = DR_ETCDTOOL_MEMBERS_MAX };
     int rc = 0, n = 0;
     seed s = {0};
     char names[MAX_MEMBERS][128], peers[MAX_MEMBERS][1024], dirs[MAX_MEMBERS][4200];
     char partial[MAX_MEMBERS][4300], db[4400];
     if (o->members_dir) { /* every member of the initial cluster, from one snapshot */
-        const char *p = o->initial_cluster;
-        while (p && *p && n < MAX_MEMBERS) {
-            if (!(p = next_member(p, names[n], sizeof names[n], peers[n], sizeof peers[n])))
-                return dr_error_set(DR_EUSAGE, "--initial-cluster: cannot read member %d of '%s'",
-                                    n + 1, o->initial_cluster);
-            snprintf(dirs[n], sizeof dirs[n], "%s/%s", o->members_dir, names[n]);
-            n++;
-        }
-        if (n == 0 || (p && *p))
-            return dr_error_set(DR_EUSAGE, "--initial-cluster: 1 to %d members, got '%s'",
-                                MAX_MEMBERS, o->initial_cluster);
+        if ((rc = dr_etcdtool_members(o->initial_cluster, names, peers, MAX_MEMBERS, &n)) < 0)
+            return rc;
+        for (int i = 0; i < n; i++)
+            if (snprintf(dirs[i], sizeof dirs[i], "%s/%s", o->members_dir, names[i]) >=
+                (int)sizeof dirs[i])
+                return dr_error_set(DR_EUSAGE, "--members-dir '%s' is too long", o->members_dir);
         if (mkdir(o->members_dir, 0700) != 0 && errno != EEXIST)
             return dr_error_set(DR_EIO, "cannot create '%s': %s", o->members_dir, strerror(errno));
     } else {

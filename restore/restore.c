@@ -9,6 +9,7 @@
  */
 #include "restore/restore.h"
 #include "drd/lib/apply/apply.h"
+#include "drd/lib/crypto/crypto.h"
 #include "drd/lib/etcd/etcd.h"
 #include "drd/lib/etcdtool/etcdtool.h"
 #include "restore_int.h"
@@ -329,6 +330,130 @@ int restore_base(dr_repo *repo, const dr_restore_plan *p, const char *data_dir, 
     return dr_etcdtool_restore_from(data_dir, name, initial_cluster, peer_urls, write_base, &b);
 }
 
+/* dr_etcdtool_db_fn for each member of a multi-member restore: the point's database, restored
+ * and replayed once in a scratch member; for a restore tool (not db_only) with etcd's sha256
+ * trailer appended, as `etcdctl snapshot save` would have written it. */
+static int write_member_db(void *ctx, const char *path, int db_only)
+{
+    const char *db = ctx;
+    dr_source *in = NULL;
+    dr_sink *out = NULL;
+    dr_sha256 *h = NULL;
+    char buf[65536];
+    size_t n = 0;
+    uint8_t d[32];
+    int rc = dr_fs_source_new(db, 0, &in);
+    if (rc == 0)
+        rc = dr_fs_sink_new(path, 0600, db_only ? 0 : DR_FS_SCRATCH, &out);
+    if (rc == 0)
+        rc = dr_sha256_new(&h);
+    while (rc == 0 && (rc = dr_source_read(in, buf, sizeof buf, &n)) == 0 && n)
+        if ((rc = dr_sink_write(out, buf, n)) == 0 && !db_only)
+            rc = dr_sha256_update(h, buf, n);
+    if (rc == 0 && !db_only && (rc = dr_sha256_final(h, d)) == 0)
+        rc = dr_sink_write(out, d, sizeof d);
+    if (rc == 0)
+        rc = dr_sink_finish(out);
+    dr_sha256_free(h);
+    dr_sink_free(out);
+    dr_source_free(in);
+    return rc;
+}
+
+/* Every member of o->initial_cluster into o->members_dir/<name>: the point is restored (and its
+ * segments replayed) once into a single-member scratch etcd in a private dir, as a drill does;
+ * its database then becomes each member's, made by the restore tool for that member (a member
+ * of a 3-member cluster alone has no quorum, so the replay cannot run in one of them). The
+ * member dirs appear only when all of them are complete. */
+static int restore_members(dr_repo *repo, const dr_restore_plan *p, const dr_restore_opts *o,
+                           dr_restore_result *res, int64_t t0)
+{
+    enum { MAX = DR_ETCDTOOL_MEMBERS_MAX };
+    char names[MAX][128], peers[MAX][1024], dirs[MAX][4200], partial[MAX][4300];
+    char scratch[4096] = "", data[4200], log[4200], db[4300];
+    dr_etcd_proc *proc = NULL;
+    int n = 0, made = 0, renamed = 0;
+    int rc = dr_etcdtool_members(o->initial_cluster, names, peers, MAX, &n);
+    if (rc < 0)
+        return rc;
+    for (int i = 0; i < n; i++) {
+        if (snprintf(dirs[i], sizeof dirs[i], "%s/%s", o->members_dir, names[i]) >=
+            (int)sizeof dirs[i])
+            return dr_error_set(DR_EUSAGE, "--members-dir '%s' is too long", o->members_dir);
+        if (dr_etcdtool_dir_state(dirs[i]) == 2)
+            return dr_error_set(DR_EUSAGE,
+                                "data dir '%s' is not empty: refusing to restore over it", dirs[i]);
+        restore_say(o, "%s member %s into %s", o->dry_run ? "would restore" : "restoring", names[i],
+                    dirs[i]);
+    }
+    if ((rc = restore_verify_plan(repo, p, o, o->dry_run)) < 0)
+        return rc;
+    res->verify_ms = dr_mono_ms() - t0;
+    if (o->dry_run) {
+        restore_say(o, "dry run: nothing was changed; %d members would hold revision %" PRId64, n,
+                    p->target);
+        res->revision = p->target;
+        return 0;
+    }
+    if (mkdir(o->members_dir, 0700) != 0 && errno != EEXIST)
+        return dr_error_set(DR_EIO, "cannot create '%s': %s", o->members_dir, strerror(errno));
+    if ((rc = dr_fs_mkdtemp("restore", scratch, sizeof scratch)) < 0)
+        return rc;
+    snprintf(data, sizeof data, "%s/data", scratch);
+    snprintf(log, sizeof log, "%s/etcd.log", scratch);
+    snprintf(db, sizeof db, "%s/member/snap/db", data);
+    if ((rc = restore_base(repo, p, data, "drd-restore", "drd-restore=http://127.0.0.1:2380",
+                           "http://127.0.0.1:2380")) < 0)
+        goto out;
+    if (p->n_segs) {
+        if ((rc = dr_etcdtool_start(data, "drd-restore", log, 60000, &proc)) < 0 ||
+            (rc = dr_restore_replay(repo, p, dr_etcdtool_url(proc), &res->replayed)) < 0)
+            goto out;
+        dr_etcdtool_stop(proc);
+        proc = NULL;
+        restore_say(o, "replayed %" PRId64 " revisions", res->replayed);
+    }
+    for (; made < n; made++) {
+        snprintf(partial[made], sizeof partial[made], "%s.restoring-%ld", dirs[made],
+                 (long)getpid());
+        if ((rc = dr_etcdtool_restore_from(partial[made], names[made], o->initial_cluster,
+                                           peers[made], write_member_db, db)) < 0) {
+            made++; /* its partial dir may exist */
+            goto out;
+        }
+    }
+    for (; renamed < n; renamed++) {
+        if (dr_etcdtool_dir_state(dirs[renamed]) == 1)
+            rmdir(dirs[renamed]);
+        if (rename(partial[renamed], dirs[renamed]) != 0) {
+            rc = dr_error_set(DR_EIO, "cannot rename '%s' to '%s': %s", partial[renamed],
+                              dirs[renamed], strerror(errno));
+            goto out;
+        }
+        chmod(dirs[renamed], 0700);
+    }
+    res->revision = p->target;
+    res->total_ms = dr_mono_ms() - t0;
+    restore_say(o,
+                "restored %d members at revision %" PRId64 " in %.1f s: start each etcd with its "
+                "--name, --data-dir %s/<name> and --initial-cluster %s",
+                n, p->target, (double)res->total_ms / 1000.0, o->members_dir, o->initial_cluster);
+out:
+    dr_etcdtool_stop(proc);
+    if (rc < 0) {
+        char msg[1024];
+        snprintf(msg, sizeof msg, "%s", dr_error_msg());
+        for (int i = renamed; i < made; i++)
+            dr_fs_remove_tree(partial[i]);
+        for (int i = 0; i < renamed; i++) /* all or none */
+            dr_fs_remove_tree(dirs[i]);
+        dr_error_set(rc, "%s", msg);
+    }
+    if (scratch[0])
+        dr_fs_remove_tree(scratch);
+    return rc;
+}
+
 int dr_restore_run(dr_repo *repo, const dr_restore_plan *p, const dr_restore_opts *o,
                    dr_restore_result *res)
 {
@@ -338,6 +463,12 @@ int dr_restore_run(dr_repo *repo, const dr_restore_plan *p, const dr_restore_opt
     int made_partial = 0;
     int64_t t0 = dr_mono_ms();
     memset(res, 0, sizeof *res);
+    if (o->members_dir && !(o->bump_revision > 0 || o->mark_compacted)) {
+        restore_say(o, "%s snapshot %s (revision %" PRId64 ")%s",
+                    o->dry_run ? "would restore" : "restoring", p->base.id, p->base.rev_end,
+                    p->n_segs ? " and replaying its segments" : "");
+        return restore_members(repo, p, o, res, t0);
+    }
     if (dr_etcdtool_dir_state(o->data_dir) == 2)
         return dr_error_set(DR_EUSAGE, "--data-dir '%s' is not empty: refusing to restore over it",
                             o->data_dir);

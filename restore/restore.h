@@ -41,6 +41,9 @@ typedef void (*dr_restore_print)(void *ctx, const char *line);
 
 typedef struct dr_restore_opts {
     const char *data_dir;
+    const char *members_dir; /* instead of data_dir, name and peer_urls: every member of
+                                initial_cluster into members_dir/<name> (a new multi-member
+                                cluster), all from the one restored point */
     const char *name;
     const char *initial_cluster;
     const char *peer_urls;

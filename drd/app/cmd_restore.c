@@ -22,7 +22,8 @@
 
 const char usage_restore[] =
     "usage: drd restore --store URL (--snapshot ID|latest | --revision R | --time RFC3339)\n"
-    "          --data-dir DIR --name NAME --initial-cluster C --initial-advertise-peer-urls U\n"
+    "          (--data-dir DIR --name NAME --initial-cluster C --initial-advertise-peer-urls U\n"
+    "           | --members-dir DIR --initial-cluster C)\n"
     "          [--key-file F] [--bump-revision N --mark-compacted] [--dry-run]\n\n"
     "Restores into a new etcd data dir: reads back and checks every object it needs before it\n"
     "touches anything, restores the snapshot (etcdutl/etcdctl snapshot restore), replays segments\n"
@@ -32,6 +33,8 @@ const char usage_restore[] =
     "--initial-advertise-peer-urls.\n\n" POINT_HELP
     "  --data-dir DIR --name NAME --initial-cluster C --initial-advertise-peer-urls U\n"
     "                       the member to restore, as for etcdctl snapshot restore\n"
+    "  --members-dir DIR    every member of --initial-cluster into DIR/<name>, from the one\n"
+    "                       restored point (a new multi-member cluster; copy each to its host)\n"
     "  --bump-revision N --mark-compacted   as etcdutl (etcd 3.5.x and later only)\n"
     "  --dry-run            check everything and say what would happen; change nothing\n" STORE_HELP
         KEY_READ_HELP;
@@ -96,20 +99,24 @@ int cmd_restore(int argc, char **argv)
 {
     static const int allowed[] = {STORE_FLAGS, KEY_READ_FLAGS, O_SNAPSHOT, O_REVISION, O_TIME,
                                   O_DATADIR,   O_NAME,         O_ICLUSTER, O_IPEER,    O_BUMP,
-                                  O_MARKCOMP,  O_DRY,          0};
+                                  O_MARKCOMP,  O_DRY,          O_MEMBERS,  0};
     args a;
     dr_repo *r = NULL;
     dr_restore_plan p = {0};
     int rc = args_parse(argc, argv, allowed, 0, &a);
     if (rc == 0)
         rc = pick_point(&a);
-    if (rc == 0)
+    if (rc == 0 && a.members_dir && (a.data_dir || a.name || a.ipeer))
+        rc = dr_error_set(DR_EUSAGE, "drd restore: --members-dir lays out every member of "
+                                     "--initial-cluster: no --data-dir, --name or "
+                                     "--initial-advertise-peer-urls with it");
+    if (rc == 0 && !a.members_dir)
         rc = args_need(a.data_dir, "--data-dir", a.cmd);
-    if (rc == 0)
+    if (rc == 0 && !a.members_dir)
         rc = args_need(a.name, "--name", a.cmd);
     if (rc == 0)
         rc = args_need(a.icluster, "--initial-cluster", a.cmd);
-    if (rc == 0)
+    if (rc == 0 && !a.members_dir)
         rc = args_need(a.ipeer, "--initial-advertise-peer-urls", a.cmd);
     if (rc == 0 && (a.bump > 0) != (a.mark_compacted != 0))
         rc = dr_error_set(DR_EUSAGE,
@@ -118,6 +125,7 @@ int cmd_restore(int argc, char **argv)
         rc = open_plan(&a, &r, &p);
     if (rc == 0) {
         dr_restore_opts o = {.data_dir = a.data_dir,
+                             .members_dir = a.members_dir,
                              .name = a.name,
                              .initial_cluster = a.icluster,
                              .peer_urls = a.ipeer,
@@ -128,7 +136,7 @@ int cmd_restore(int argc, char **argv)
         dr_restore_result res;
         rc = dr_restore_run(r, &p, &o, &res);
         if (rc == 0 && !a.dry_run)
-            printf("%s %" PRId64 "\n", a.data_dir, res.revision);
+            printf("%s %" PRId64 "\n", a.members_dir ? a.members_dir : a.data_dir, res.revision);
     }
     dr_restore_plan_free(&p);
     dr_repo_close(r);

@@ -56,6 +56,7 @@ static const struct option opts[] = {
     {"overwrite", no_argument, NULL, O_OVERWRITE},
     {"limit", required_argument, NULL, O_LIMIT},
     {"allow-plaintext", no_argument, NULL, O_ALLOWPLAIN},
+    {"members-dir", required_argument, NULL, O_MEMBERS},
     {0, 0, 0, 0},
 };
 
@@ -142,6 +143,9 @@ int args_parse(int argc, char **argv, const int *allowed, int positional, args *
             break;
         case O_ALLOWPLAIN:
             a->repo.allow_plaintext = 1;
+            break;
+        case O_MEMBERS:
+            a->members_dir = optarg;
             break;
         case O_COMP:
             if (!strcmp(optarg, "zstd"))

@@ -81,6 +81,7 @@ enum {
     O_OVERWRITE,
     O_LIMIT,
     O_ALLOWPLAIN,
+    O_MEMBERS,
 };
 
 typedef struct args {
@@ -91,7 +92,8 @@ typedef struct args {
     char labels[512];
     int json, all, dry_run, mark_compacted, overwrite;
     int64_t period_ms, max_bytes, until, sample, revision, time_ms, bump, limit;
-    const char *out, *name, *keyring, *snapshot, *data_dir, *icluster, *ipeer, *prefix, *target;
+    const char *out, *name, *keyring, *snapshot, *data_dir, *icluster, *ipeer, *prefix, *target,
+        *members_dir;
     dr_retention keep;
     const char *pos; /* the positional ID */
 } args;

@@ -426,3 +426,34 @@ void dr_etcdtool_stop(dr_etcd_proc *p)
         dr_fs_remove_tree(p->dir);
     free(p);
 }
+
+int dr_etcdtool_members(const char *ic, char names[][128], char peers[][1024], int max, int *n)
+{
+    const char *p = ic;
+    *n = 0;
+    while (*p) {
+        const char *eq = strchr(p, '=');
+        if (*n >= max || !eq || eq == p || (size_t)(eq - p) >= 128)
+            return dr_error_set(DR_EUSAGE,
+                                "--initial-cluster: cannot read member %d of '%s' (1 to %d members "
+                                "name=URL[,URL])",
+                                *n + 1, ic, max);
+        memcpy(names[*n], p, (size_t)(eq - p));
+        names[*n][eq - p] = 0;
+        /* the next member starts after a ',' whose item holds a '=' */
+        const char *end = eq + 1, *c = strchr(end, ',');
+        while (c && !memchr(c + 1, '=', strcspn(c + 1, ",")))
+            c = strchr(c + 1, ',');
+        size_t len = c ? (size_t)(c - end) : strlen(end);
+        if (len == 0 || len >= 1024)
+            return dr_error_set(DR_EUSAGE, "--initial-cluster: bad peer URLs for '%s' in '%s'",
+                                names[*n], ic);
+        memcpy(peers[*n], end, len);
+        peers[*n][len] = 0;
+        (*n)++;
+        p = c ? c + 1 : end + len;
+    }
+    if (*n == 0)
+        return dr_error_set(DR_EUSAGE, "--initial-cluster is empty");
+    return 0;
+}

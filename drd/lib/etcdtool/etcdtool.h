@@ -39,6 +39,13 @@ typedef int (*dr_etcdtool_db_fn)(void *ctx, const char *path, int db_only);
 int dr_etcdtool_restore_from(const char *data_dir, const char *name, const char *initial_cluster,
                              const char *peer_urls, dr_etcdtool_db_fn fn, void *ctx);
 
+/* The members of an --initial-cluster value "a=http://h:2380,b=http://h2:2380,http://h2:2381":
+ * names[i] and peers[i] (a member's URLs may be a list) for up to max members; *n gets the count.
+ * DR_EUSAGE naming the value when it cannot be read or holds more than max members. */
+#define DR_ETCDTOOL_MEMBERS_MAX 9
+int dr_etcdtool_members(const char *initial_cluster, char names[][128], char peers[][1024], int max,
+                        int *n);
+
 /* The revision of a snapshot file, from `etcdutl|etcdctl snapshot status` (at least 1). */
 int dr_etcdtool_snapshot_revision(const char *snapshot_file, int64_t *revision);
 
