@@ -414,8 +414,11 @@ static int restore_members(dr_repo *repo, const dr_restore_plan *p, const dr_res
         restore_say(o, "replayed %" PRId64 " revisions", res->replayed);
     }
     for (; made < n; made++) {
-        snprintf(partial[made], sizeof partial[made], "%s.restoring-%ld", dirs[made],
-                 (long)getpid());
+        if (snprintf(partial[made], sizeof partial[made], "%s.restoring-%ld", dirs[made],
+                     (long)getpid()) >= (int)sizeof partial[made]) {
+            rc = dr_error_set(DR_EUSAGE, "--members-dir '%s' is too long", o->members_dir);
+            goto out;
+        }
         if ((rc = dr_etcdtool_restore_from(partial[made], names[made], o->initial_cluster,
                                            peers[made], write_member_db, db)) < 0) {
             made++; /* its partial dir may exist */
