@@ -143,7 +143,7 @@ int dr_archive_writer_new(dr_sink *out, dr_compress c, int level, dr_archive_wri
         if ((rc = la_rc(w->a, archive_write_add_filter_zstd(w->a), NULL, DR_EGENERIC,
                         "cannot set up zstd")) < 0)
             goto out;
-        snprintf(lv, sizeof lv, "%d", level ? level : 3);
+        snprintf(lv, sizeof lv, "%d", level ? level : 1);
         if (archive_write_set_filter_option(w->a, "zstd", "compression-level", lv) != ARCHIVE_OK) {
             rc = dr_error_set(DR_EUSAGE, "invalid zstd compression level %d", level);
             goto out;
