@@ -50,12 +50,13 @@ sample() {
             # a child still named drd has not exec'd yet: it shares drd's memory (posix_spawn's
             # vfork), so /proc shows drd's own environment, not the one the child will get
             [[ "$comm" != drd ]] || continue
+            # environment and command line first: a short-lived child may be gone after the wait
+            tr '\0' '\n' <"/proc/$c/environ" >>"$SAMPLES/$comm.$c.environ" 2>/dev/null || true
+            tr '\0' ' ' <"/proc/$c/cmdline" >>"$SAMPLES/$comm.$c.cmdline" 2>/dev/null || true
             if [[ "$comm" == etcd && ! -e "$SAMPLES/$comm.$c.tcp" ]]; then
                 sleep 0.5 # long enough for it to have bound its listeners
                 ss -ltnpH 2>/dev/null | grep "pid=$c," >"$SAMPLES/$comm.$c.tcp" || true
             fi
-            tr '\0' '\n' <"/proc/$c/environ" >>"$SAMPLES/$comm.$c.environ" 2>/dev/null || true
-            tr '\0' ' ' <"/proc/$c/cmdline" >>"$SAMPLES/$comm.$c.cmdline" 2>/dev/null || true
         done
         n=$((n + 1))
         sleep 0.005
