@@ -104,9 +104,13 @@ int s3_xml_root_is(const char *xml, size_t len, const char *name)
 int64_t s3_parse_iso_ms(const char *t)
 {
     struct tm tm = {0};
-    int y, mo, d, h, mi, ms = 0;
+    int y, mo, d, h, mi;
     double sec = 0;
-    if (sscanf(t, "%d-%d-%dT%d:%d:%lf", &y, &mo, &d, &h, &mi, &sec) != 6)
+    /* fields out of range are refused before any arithmetic: the seconds of a hostile answer
+     * ("1e300") must not reach an int conversion (fuzz_s3_error) */
+    if (sscanf(t, "%d-%d-%dT%d:%d:%lf", &y, &mo, &d, &h, &mi, &sec) != 6 || y < 1970 || y > 9999 ||
+        mo < 1 || mo > 12 || d < 1 || d > 31 || h < 0 || h > 23 || mi < 0 || mi > 59 ||
+        !(sec >= 0 && sec < 61))
         return 0;
     tm.tm_year = y - 1900;
     tm.tm_mon = mo - 1;
@@ -114,7 +118,7 @@ int64_t s3_parse_iso_ms(const char *t)
     tm.tm_hour = h;
     tm.tm_min = mi;
     tm.tm_sec = (int)sec;
-    ms = (int)((sec - (int)sec) * 1000 + 0.5);
+    int ms = (int)((sec - tm.tm_sec) * 1000 + 0.5);
     return (int64_t)timegm(&tm) * 1000 + ms;
 }
 
