@@ -135,7 +135,7 @@ static int get_u64(dr_seg_reader *s, int64_t *v)
  * SEG_STEP, so it never holds more than twice what arrived plus a step, whatever the claim. */
 static int get_bytes(dr_seg_reader *s, uint8_t **buf, size_t *cap, size_t *len)
 {
-    uint32_t n;
+    uint32_t n = 0;
     size_t got = 0;
     int rc = get_u32(s, &n);
     if (rc < 0)
@@ -183,8 +183,8 @@ int dr_seg_next_rev(dr_seg_reader *s, int64_t *rev, uint32_t *count)
     if (t != 'R')
         return dr_error_set(DR_EPROTO, "segment: expected a revision record after %lld, got 0x%02x",
                             (long long)s->rev, (unsigned char)t);
-    int64_t r;
-    uint32_t c;
+    int64_t r = 0; /* set by the reads; initialized for gcc -O3's maybe-uninitialized */
+    uint32_t c = 0;
     if ((rc = get_u64(s, &r)) < 0 || (rc = get_u32(s, &c)) < 0)
         return rc;
     if (r <= s->rev)
