@@ -168,6 +168,25 @@ int main(int argc, char **argv)
     container(DR_COMPRESS_NONE, &ev, &data, &len);
     put("archive", "segment.tar", data, len);
     free(data);
+    /* a name longer than ustar's 100 bytes: the writer adds a pax header */
+    {
+        dr_sink *out = NULL;
+        dr_archive_writer *w = NULL;
+        char name[160];
+        memset(name, 'n', sizeof name - 1);
+        name[sizeof name - 1] = 0;
+        check(dr_buf_sink_new(1 << 20, &out));
+        check(dr_archive_writer_new(out, DR_COMPRESS_NONE, 0, &w));
+        check(dr_archive_entry_begin(w, name, 5, 1764633600));
+        check(dr_archive_entry_write(w, "hello", 5));
+        check(dr_archive_entry_end(w));
+        check(dr_archive_writer_finish(w));
+        dr_archive_writer_free(w);
+        dr_buf_sink_take(out, &data, &len);
+        dr_sink_free(out);
+        put("archive", "pax-long-name.tar", data, len);
+        free(data);
+    }
     container(DR_COMPRESS_ZSTD, &ev, &data, &len);
     put("archive", "segment.tar.zst", data, len);
     dr_keyring *k = NULL;

@@ -16,10 +16,13 @@ mkdir -p "$out/work/$name" "$out/crashes/$name" "$out/logs"
 dirs=("$out/work/$name" "$src/corpus/$name")
 [[ -d "$src/regress/$name" ]] && dirs+=("$src/regress/$name")
 log="$out/logs/$name.log"
+# a dictionary of the format's words, when there is one (tests/fuzz/dict/<name>.dict)
+dict=()
+[[ -f "$src/dict/$name.dict" ]] && dict=(-dict="$src/dict/$name.dict")
 start=$(date +%s.%N)
 # malloc_limit: no parser may allocate 256 MiB at once on inputs of a few KiB (issue 10, part 3)
 "$bin" -timeout=25 -malloc_limit_mb=256 -rss_limit_mb=2048 -print_final_stats=1 \
-    -artifact_prefix="$out/crashes/$name/" "$@" "${dirs[@]}" >"$log" 2>&1
+    -artifact_prefix="$out/crashes/$name/" "${dict[@]}" "$@" "${dirs[@]}" >"$log" 2>&1
 rc=$?
 end=$(date +%s.%N)
 execs=$(sed -n 's/^stat::number_of_executed_units: *//p' "$log" | tail -1)
