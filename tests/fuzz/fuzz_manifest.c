@@ -1,7 +1,8 @@
 /*
  * Fuzz target: manifests (drd/lib/repo/manifest.c), the outer manifests/<ID>.json a store lists
- * and the inner one sealed in the container (both read by dr_manifest_from_json), and the ID of
- * what it parsed. Must never accept a manifest whose ID disagrees with its kind and revisions.
+ * and the inner one sealed in the container (both read by dr_manifest_from_json), and the input
+ * as an ID (dr_repo_parse_id: object names come from the same listing). Checks the manifest's
+ * promise: an accepted manifest's ID agrees with its kind and revisions.
  */
 #include "drd/lib/repo/repo.h"
 #include "fuzz.h"
@@ -18,11 +19,10 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
         if (dr_repo_parse_id(m.id, &k, &a, &b, NULL) != 0 || k != m.kind || a != m.rev_start ||
             b != m.rev_end)
             abort();
-        dr_buf out = {0};
-        if (dr_manifest_to_json(&m, &out) != 0)
-            abort();
-        dr_buf_free(&out);
     }
+    char *id = fuzz_strndup(data, size);
+    (void)dr_repo_parse_id(id, NULL, NULL, NULL, NULL);
+    free(id);
     dr_error_clear();
     return 0;
 }
