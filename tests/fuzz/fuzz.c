@@ -2,6 +2,7 @@
  * Helpers of the fuzz targets (fuzz.h). Must never fail quietly: a harness problem aborts.
  */
 #include "fuzz.h"
+#include "drd/lib/crypto/crypto.h"
 
 #include <stdio.h>
 #include <stdlib.h>
@@ -97,4 +98,17 @@ char *fuzz_strndup(const uint8_t *data, size_t len)
     memcpy(s, data, len);
     s[len] = 0;
     return s;
+}
+
+const struct dr_keyring *fuzz_keyring(void)
+{
+    static const char text[] = "key fuzz-key "
+                               "000102030405060708090a0b0c0d0e0f101112131415161718191a1b1c1d1e1f\n"
+                               "current fuzz-key\n";
+    static dr_keyring *ring;
+    if (!ring && dr_keyring_load(fuzz_file((const uint8_t *)text, strlen(text)), &ring) != 0) {
+        fprintf(stderr, "fuzz_keyring: %s\n", dr_error_msg());
+        abort();
+    }
+    return ring;
 }

@@ -27,6 +27,11 @@ dr_source *fuzz_source_new(const uint8_t *data, size_t len, uint32_t seed, size_
  * rewritten each time); the path is valid until the next call. */
 const char *fuzz_file(const uint8_t *data, size_t len);
 
+/* The fixed test keyring of the seeds (key "fuzz-key", bytes 00..1f; borrowed, loaded once):
+ * encrypted objects and manifest macs in corpus/ are made under it. */
+struct dr_keyring;
+const struct dr_keyring *fuzz_keyring(void);
+
 /* data as a NUL-terminated copy (caller frees). */
 char *fuzz_strndup(const uint8_t *data, size_t len);
 
