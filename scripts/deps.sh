@@ -9,6 +9,8 @@ set -euo pipefail
 PACKAGES=(
     # toolchain
     build-essential cmake pkg-config
+    # fuzzing (scripts/fuzz, the fuzz leg of scripts/test): clang with libFuzzer and sanitizers
+    clang libclang-rt-14-dev
     # etcd client: gRPC core + protobuf-c, protos from golang-etcd-server-dev
     libgrpc-dev libprotobuf-c-dev protobuf-c-compiler golang-etcd-server-dev
     # real etcd servers for tests and the demo

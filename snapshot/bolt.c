@@ -540,10 +540,11 @@ typedef struct meta {
 /* The meta page at p (avail bytes present). bbolt's validate, plus sanity for a stream. */
 static int meta_ok(const uint8_t *p, size_t avail, meta *m)
 {
-    const uint8_t *q = p + META_OFF;
+    const uint8_t *q;
     uint64_t sum;
-    if (avail < META_OFF + META_LEN)
+    if (avail < META_OFF + META_LEN) /* p may be NULL then (an empty stream) */
         return 0;
+    q = p + META_OFF;
     if (le32(q) != BOLT_MAGIC || le32(q + 4) != BOLT_VERSION)
         return 0;
     sum = le64(q + META_SUM_LEN);
@@ -570,7 +571,7 @@ static int choose_meta(dr_bolt_scan *s, int final)
     if (ok0) {
         if (s->win_len < (size_t)m0.ps + META_OFF + META_LEN && !final)
             return 0;
-        ok1 = meta_ok(s->win + m0.ps, s->win_len > m0.ps ? s->win_len - m0.ps : 0, &m1) &&
+        ok1 = s->win_len > m0.ps && meta_ok(s->win + m0.ps, s->win_len - m0.ps, &m1) &&
               m1.ps == m0.ps;
         m = ok1 && m1.txid > m0.txid ? &m1 : &m0;
     } else {

@@ -421,10 +421,17 @@ int dr_archive_next(dr_archive_reader *r, char *name, size_t cap, uint64_t *size
         return reader_fail(r, dr_error_set(DR_EPROTO,
                                            "archive entry name '%.64s' is longer than %zu bytes",
                                            pn, cap ? cap - 1 : 0));
+    /* a pax header may claim any size up to 2^63 - 1: the end of its data must still be an
+     * offset (no signed overflow below) */
+    uint64_t padded = ((uint64_t)archive_entry_size(e) + TAR_RECORD - 1) / TAR_RECORD * TAR_RECORD;
+    int64_t at = archive_filter_bytes(r->a, 0);
+    if (at < 0 || padded > (uint64_t)(INT64_MAX - at))
+        return reader_fail(r, dr_error_set(DR_EPROTO,
+                                           "corrupt archive: entry '%.64s' claims %lld bytes", pn,
+                                           (long long)archive_entry_size(e)));
     memcpy(name, pn, len + 1);
     *size = (uint64_t)archive_entry_size(e);
-    r->entry_end = archive_filter_bytes(r->a, 0) +
-                   (int64_t)((*size + TAR_RECORD - 1) / TAR_RECORD * TAR_RECORD);
+    r->entry_end = at + (int64_t)padded;
     r->state = R_ENTRY;
     r->entry_done = 0;
     return 0;

@@ -8,6 +8,8 @@
  *   branch element:     pos u32, ksize u32, pgid u64
  *   bucket value:       root pgid u64, sequence u64, then (root == 0) an inline page
  * All little-endian. Every offset read from the file is checked against what was read.
+ * The walk down a tree is a loop, not recursion, holding one page (at most MAX_NODE bytes) at a
+ * time and at most MAX_DEPTH levels: a hostile file costs neither stack nor memory in its depth.
  */
 #include "drd/lib/boltfile/boltfile.h"
 
@@ -204,86 +206,103 @@ typedef struct found {
     uint8_t *val; /* copy of the value (caller frees) */
 } found;
 
-/* Looks key up in the node p (n bytes, a page image whose byte 0 lies at file offset base),
- * descending into child pages. DR_ENOTFOUND (message-less: the caller names it) when absent.
- * key NULL: the greatest key instead, copied into out->val (out->off is then 0). */
+/* Looks key up in a tree, walking down iteratively: from the inline node p (n bytes, borrowed,
+ * byte 0 at file offset base) or, p NULL, from page pgid read from the file. Holds one page at
+ * a time: a branch's page is freed before its child is read, so the bytes held are one node
+ * (at most MAX_NODE) and the value found, whatever the depth (at most MAX_DEPTH levels: a cycle
+ * of pages ends there). DR_ENOTFOUND (message-less: the caller names it) when absent. key NULL:
+ * the greatest key instead, copied into out->val (out->off is then 0). */
 static int lookup(const bf *b, const uint8_t *p, size_t n, uint64_t base, uint64_t pgid,
-                  const char *key, int depth, found *out)
+                  const char *key, found *out)
 {
     size_t kl = key ? strlen(key) : 0;
-    if (depth > MAX_DEPTH)
-        return bad(b, "tree deeper than 64 levels", pgid);
-    if (n < HDR)
-        return bad(b, "node shorter than its header", pgid);
-    uint16_t flags = le16(p + 8), count = le16(p + 10);
-    if ((size_t)HDR + (size_t)count * ELEM > n)
-        return bad(b, "elements past the end of the page", pgid);
-    if (flags & F_LEAF) {
+    uint8_t *page = NULL; /* the node being looked at when it came from the file */
+    int rc = 0;
+    for (int depth = 0;; depth++) {
+        if (depth > MAX_DEPTH) {
+            rc = bad(b, "tree deeper than 64 levels", pgid);
+            goto out;
+        }
+        if (!p) {
+            if ((rc = read_page(b, pgid, &page, &n)) < 0)
+                goto out;
+            p = page;
+            base = pgid * b->ps;
+        }
+        if (n < HDR) {
+            rc = bad(b, "node shorter than its header", pgid);
+            goto out;
+        }
+        uint16_t flags = le16(p + 8), count = le16(p + 10);
+        if ((size_t)HDR + (size_t)count * ELEM > n) {
+            rc = bad(b, "elements past the end of the page", pgid);
+            goto out;
+        }
+        if (flags & F_LEAF) {
+            rc = DR_ENOTFOUND;
+            for (uint16_t i = 0; i < count; i++) {
+                const uint8_t *e = p + HDR + (size_t)i * ELEM;
+                uint64_t at = (uint64_t)(HDR + (size_t)i * ELEM) + le32(e + 4);
+                uint64_t ks = le32(e + 8), vs = le32(e + 12);
+                if (at + ks + vs > n) {
+                    rc = bad(b, "leaf element past the end of the page", pgid);
+                    goto out;
+                }
+                if (key ? keycmp(p + at, ks, key, kl) != 0 : i + 1 < count)
+                    continue;
+                /* key NULL: the last key itself; else the key's value */
+                const uint8_t *v = key ? p + at + ks : p + at;
+                size_t vl = key ? vs : ks;
+                if (!(out->val = malloc(vl ? vl : 1))) {
+                    rc = dr_error_set(DR_ENOMEM, "out of memory");
+                    goto out;
+                }
+                memcpy(out->val, v, vl);
+                out->off = key ? base + at + ks : 0;
+                out->len = (uint32_t)vl;
+                out->flags = le32(e);
+                rc = 0;
+                break;
+            }
+            goto out;
+        }
+        if (!(flags & F_BRANCH)) {
+            rc = bad(b, "a tree points at a page that is neither branch nor leaf", pgid);
+            goto out;
+        }
+        if (count == 0) {
+            rc = bad(b, "empty branch page", pgid);
+            goto out;
+        }
+        /* the last element whose key is <= key (bbolt's search) */
+        uint16_t pick = 0;
         for (uint16_t i = 0; i < count; i++) {
             const uint8_t *e = p + HDR + (size_t)i * ELEM;
-            uint64_t at = (uint64_t)(HDR + (size_t)i * ELEM) + le32(e + 4);
-            uint64_t ks = le32(e + 8), vs = le32(e + 12);
-            if (at + ks + vs > n)
-                return bad(b, "leaf element past the end of the page", pgid);
-            if (!key) {
-                if (i + 1 < count)
-                    continue;
-                if (!(out->val = malloc(ks ? ks : 1)))
-                    return dr_error_set(DR_ENOMEM, "out of memory");
-                memcpy(out->val, p + at, ks);
-                out->len = (uint32_t)ks;
-                out->flags = le32(e);
-                return 0;
+            uint64_t at = (uint64_t)(HDR + (size_t)i * ELEM) + le32(e);
+            uint64_t ks = le32(e + 4);
+            if (at + ks > n) {
+                rc = bad(b, "branch element past the end of the page", pgid);
+                goto out;
             }
-            if (keycmp(p + at, ks, key, kl) != 0)
-                continue;
-            out->val = malloc(vs ? vs : 1);
-            if (!out->val)
-                return dr_error_set(DR_ENOMEM, "out of memory");
-            memcpy(out->val, p + at + ks, vs);
-            out->off = base + at + ks;
-            out->len = (uint32_t)vs;
-            out->flags = le32(e);
-            return 0;
+            if (key && keycmp(p + at, ks, key, kl) > 0)
+                break;
+            pick = i;
         }
-        return DR_ENOTFOUND;
+        pgid = le64(p + HDR + (size_t)pick * ELEM + 8);
+        free(page); /* before the child is read: one node held at a time */
+        page = NULL;
+        p = NULL;
     }
-    if (!(flags & F_BRANCH))
-        return bad(b, "a tree points at a page that is neither branch nor leaf", pgid);
-    if (count == 0)
-        return bad(b, "empty branch page", pgid);
-    /* the last element whose key is <= key (bbolt's search) */
-    uint16_t pick = 0;
-    for (uint16_t i = 0; i < count; i++) {
-        const uint8_t *e = p + HDR + (size_t)i * ELEM;
-        uint64_t at = (uint64_t)(HDR + (size_t)i * ELEM) + le32(e);
-        uint64_t ks = le32(e + 4);
-        if (at + ks > n)
-            return bad(b, "branch element past the end of the page", pgid);
-        if (key && keycmp(p + at, ks, key, kl) > 0)
-            break;
-        pick = i;
-    }
-    uint64_t child = le64(p + HDR + (size_t)pick * ELEM + 8);
-    uint8_t *cp = NULL;
-    size_t cn = 0;
-    int rc = read_page(b, child, &cp, &cn);
-    if (rc == 0)
-        rc = lookup(b, cp, cn, child * b->ps, child, key, depth + 1, out);
-    free(cp);
+out:
+    free(page);
     return rc;
 }
 
 /* The greatest key of the top level (names of the top-level buckets) into *out. */
 static int last_top(const bf *b, found *out)
 {
-    uint8_t *rp = NULL;
-    size_t rn = 0;
     memset(out, 0, sizeof *out);
-    int rc = read_page(b, b->root, &rp, &rn);
-    if (rc == 0)
-        rc = lookup(b, rp, rn, b->root * b->ps, b->root, NULL, 0, out);
-    free(rp);
+    int rc = lookup(b, NULL, 0, 0, b->root, NULL, out);
     if (rc == DR_ENOTFOUND)
         return dr_error_set(DR_ENOTFOUND, "'%s' has no buckets", b->path);
     return rc;
@@ -292,14 +311,9 @@ static int last_top(const bf *b, found *out)
 /* Finds bucket/key (key NULL: the bucket's greatest key); fills *out (caller frees out->val). */
 static int find(const bf *b, const char *bucket, const char *key, found *out)
 {
-    uint8_t *rp = NULL;
-    size_t rn = 0;
     found bk = {0};
     memset(out, 0, sizeof *out);
-    int rc = read_page(b, b->root, &rp, &rn);
-    if (rc == 0)
-        rc = lookup(b, rp, rn, b->root * b->ps, b->root, bucket, 0, &bk);
-    free(rp);
+    int rc = lookup(b, NULL, 0, 0, b->root, bucket, &bk);
     if (rc == DR_ENOTFOUND)
         return dr_error_set(DR_ENOTFOUND, "'%s' has no bucket '%s'", b->path, bucket);
     if (rc < 0)
@@ -310,14 +324,11 @@ static int find(const bf *b, const char *bucket, const char *key, found *out)
     }
     uint64_t root = le64(bk.val);
     if (root == 0) /* inline bucket: its page follows the bucket header inside the value */
-        rc = lookup(b, bk.val + 16, bk.len - 16, bk.off + 16, 0, key, 0, out);
+        rc = lookup(b, bk.val + 16, bk.len - 16, bk.off + 16, 0, key, out);
     else {
-        uint8_t *p = NULL;
-        size_t n = 0;
-        rc = read_page(b, root, &p, &n);
-        if (rc == 0)
-            rc = lookup(b, p, n, root * b->ps, root, key, 0, out);
-        free(p);
+        free(bk.val); /* only its root page id was needed */
+        bk.val = NULL;
+        rc = lookup(b, NULL, 0, 0, root, key, out);
     }
     free(bk.val);
     if (rc == DR_ENOTFOUND && !key)

@@ -122,6 +122,7 @@ static enum MHD_Result answer(void *cls, struct MHD_Connection *c, const char *u
     return respond(c, status, &body, ctype);
 }
 
+static void mhd_log(void *cls, const char *fmt, va_list ap) DR_PRINTF(2, 0);
 static void mhd_log(void *cls, const char *fmt, va_list ap)
 {
     (void)cls;

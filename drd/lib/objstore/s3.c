@@ -17,7 +17,6 @@
 #include <ctype.h>
 #include <errno.h>
 #include <libxml/parser.h>
-#include <libxml/tree.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -334,104 +333,6 @@ int s3_fail(s3_store *s, const char *op, const char *key, CURLcode cc, const cha
                         status, *code ? " " : "", code);
 }
 
-/* ---- XML ---- */
-
-static xmlDocPtr xml_parse(const char *xml, size_t len)
-{
-    if (!len || len > INT32_MAX)
-        return NULL;
-    /* no network, no entity substitution, no DTD loading: answers are data, nothing more */
-    return xmlReadMemory(xml, (int)len, "s3.xml", NULL,
-                         XML_PARSE_NONET | XML_PARSE_NOERROR | XML_PARSE_NOWARNING);
-}
-
-static int name_is(xmlNodePtr n, const char *name)
-{
-    return n->type == XML_ELEMENT_NODE && !strcmp((const char *)n->name, name);
-}
-
-static xmlNodePtr find_elem(xmlNodePtr n, const char *name)
-{
-    for (; n; n = n->next) {
-        if (name_is(n, name))
-            return n;
-        xmlNodePtr c = find_elem(n->children, name);
-        if (c)
-            return c;
-    }
-    return NULL;
-}
-
-static xmlNodePtr child(xmlNodePtr n, const char *name)
-{
-    for (xmlNodePtr c = n ? n->children : NULL; c; c = c->next)
-        if (name_is(c, name))
-            return c;
-    return NULL;
-}
-
-/* text of child `name` of n into out; "" when missing */
-static void child_text(xmlNodePtr n, const char *name, char *out, size_t cap)
-{
-    xmlNodePtr c = child(n, name);
-    xmlChar *t = c ? xmlNodeGetContent(c) : NULL;
-    snprintf(out, cap, "%s", t ? (const char *)t : "");
-    xmlFree(t);
-}
-
-/* text of child `name` as a new string ("" when missing); NULL when out of memory */
-static char *child_dup(xmlNodePtr n, const char *name)
-{
-    xmlNodePtr c = child(n, name);
-    xmlChar *t = c ? xmlNodeGetContent(c) : NULL;
-    char *r = strdup(t ? (const char *)t : "");
-    xmlFree(t);
-    return r;
-}
-
-int s3_xml_text(const char *xml, size_t len, const char *name, char *out, size_t cap)
-{
-    int rc = -1;
-    xmlDocPtr doc = xml_parse(xml, len);
-    xmlNodePtr n = doc ? find_elem(xmlDocGetRootElement(doc), name) : NULL;
-    out[0] = 0;
-    if (n) {
-        xmlChar *t = xmlNodeGetContent(n);
-        snprintf(out, cap, "%s", t ? (const char *)t : "");
-        xmlFree(t);
-        rc = 0;
-    }
-    xmlFreeDoc(doc);
-    return rc;
-}
-
-static int xml_root_is(const char *xml, size_t len, const char *name)
-{
-    xmlDocPtr doc = xml_parse(xml, len);
-    xmlNodePtr root = doc ? xmlDocGetRootElement(doc) : NULL;
-    int is = root && name_is(root, name);
-    xmlFreeDoc(doc);
-    return is;
-}
-
-/* "2026-01-02T03:04:05.678Z" -> ms since the epoch; 0 when unparsable */
-static int64_t parse_iso_ms(const char *t)
-{
-    struct tm tm = {0};
-    int y, mo, d, h, mi, ms = 0;
-    double sec = 0;
-    if (sscanf(t, "%d-%d-%dT%d:%d:%lf", &y, &mo, &d, &h, &mi, &sec) != 6)
-        return 0;
-    tm.tm_year = y - 1900;
-    tm.tm_mon = mo - 1;
-    tm.tm_mday = d;
-    tm.tm_hour = h;
-    tm.tm_min = mi;
-    tm.tm_sec = (int)sec;
-    ms = (int)((sec - (int)sec) * 1000 + 0.5);
-    return (int64_t)timegm(&tm) * 1000 + ms;
-}
-
 /* ---- the request engine ---- */
 
 typedef struct body_reader {
@@ -564,7 +465,7 @@ int s3_request(s3_store *s, s3_req *r)
             curl_easy_getinfo(h, CURLINFO_RESPONSE_CODE, &r->status);
             curl_easy_getinfo(h, CURLINFO_CONTENT_LENGTH_DOWNLOAD_T, &r->length);
             if (r->status >= 200 && r->status <= 299 && r->body_error &&
-                xml_root_is(r->resp.data, r->resp.len, "Error"))
+                s3_xml_root_is(r->resp.data, r->resp.len, "Error"))
                 r->status = 500; /* CompleteMultipartUpload: 200 with an <Error> is a failure */
             if (r->status < 200 || r->status > 299)
                 s3_xml_text(r->resp.data, r->resp.len, "Code", code, sizeof code);
@@ -651,8 +552,6 @@ static int s3_list(dr_store *base, const char *prefix, dr_store_list_cb cb, void
     int rc = 0;
     char *kp = s3_key(s, prefix), *token = NULL;
     dr_buf q = {0};
-    xmlDocPtr doc = NULL;
-    size_t pl = strlen(s->prefix);
     if (!kp)
         return dr_error_set(DR_ENOMEM, "out of memory");
     for (;;) {
@@ -672,58 +571,58 @@ static int s3_list(dr_store *base, const char *prefix, dr_store_list_cb cb, void
             goto out;
         r.query = q.data;
         rc = s3_request(s, &r);
-        if (rc == 0) {
-            doc = xml_parse(r.resp.data, r.resp.len);
-            if (!doc)
-                rc = dr_error_set(DR_EPROTO, "cannot list '%s': unreadable answer", s->base.url);
-        }
-        s3_req_free(&r);
-        if (rc < 0)
-            goto out;
-        xmlNodePtr root = xmlDocGetRootElement(doc);
-        for (xmlNodePtr c = root ? root->children : NULL; c && rc == 0; c = c->next) {
-            if (!name_is(c, "Contents"))
-                continue;
-            char size[32], mt[64];
-            char *key = child_dup(c, "Key");
-            if (!key) {
-                rc = dr_error_set(DR_ENOMEM, "out of memory");
-                break;
-            }
-            child_text(c, "Size", size, sizeof size);
-            child_text(c, "LastModified", mt, sizeof mt);
-            if (strlen(key) > pl && !strncmp(key, s->prefix, pl)) {
-                dr_store_obj o = {key + pl, strtoull(size, NULL, 10), parse_iso_ms(mt)};
-                rc = cb(ctx, &o);
-            }
-            free(key);
-        }
-        if (rc != 0)
-            goto out;
-        char trunc[16];
-        child_text(root, "IsTruncated", trunc, sizeof trunc);
         free(token);
         token = NULL;
-        if (strcmp(trunc, "true") != 0)
-            break;
-        if (!(token = child_dup(root, "NextContinuationToken"))) {
-            rc = dr_error_set(DR_ENOMEM, "out of memory");
+        if (rc == 0)
+            rc = s3_list_parse(r.resp.data, r.resp.len, s->base.url, s->prefix, cb, ctx, &token);
+        s3_req_free(&r);
+        if (rc != 0 || !token)
             goto out;
-        }
-        if (!*token) {
-            rc = dr_error_set(DR_EPROTO,
-                              "cannot list '%s': truncated answer without a continuation token",
-                              s->base.url);
-            goto out;
-        }
-        xmlFreeDoc(doc);
-        doc = NULL;
     }
 out:
-    xmlFreeDoc(doc);
     dr_buf_free(&q);
     free(token);
     free(kp);
+    return rc;
+}
+
+typedef struct abort_ctx {
+    s3_store *s;
+    const dr_buf *full; /* the asked prefix, store prefix included */
+    int64_t cutoff;
+    dr_buf q;
+    int *count;
+} abort_ctx;
+
+/* Aborts one upload of a listing page when it was initiated before the cutoff. */
+static int abort_stale(void *ctx, const char *key, const char *id, int64_t initiated_ms,
+                       const char *initiated)
+{
+    abort_ctx *ac = ctx;
+    int rc = 0;
+    if (initiated_ms > ac->cutoff)
+        return 0;
+    if (strncmp(key, ac->full->data, ac->full->len) != 0) {
+        /* the answer is not trusted: never abort anything outside the asked prefix */
+        dr_warn("store '%s': listing of uploads under '%s' named '%.200s': ignored",
+                ac->s->base.url, ac->full->data, key);
+        return 0;
+    }
+    s3_req a = {.op = "abort upload of", .method = "DELETE", .key = key};
+    ac->q.len = 0;
+    if ((rc = dr_buf_printf(&ac->q, "uploadId=")) < 0 || (rc = s3_uri_encode(&ac->q, id, 0)) < 0)
+        return rc;
+    a.query = ac->q.data;
+    rc = s3_request(ac->s, &a);
+    if (rc == DR_ENOTFOUND) { /* aborted or completed meanwhile */
+        dr_error_clear();
+        rc = 0;
+    } else if (rc == 0) {
+        (*ac->count)++;
+        dr_debug("store '%s': aborted stale upload of '%s' (initiated %s)", ac->s->base.url, key,
+                 initiated);
+    }
+    s3_req_free(&a);
     return rc;
 }
 
@@ -736,9 +635,8 @@ static int s3_cleanup(dr_store *base, const char *prefix, int64_t older_than_ms,
     if ((rc = dr_buf_printf(&full, "%s%s", s->prefix, prefix)) < 0)
         return rc;
     char *kmark = NULL, *umark = NULL;
-    dr_buf q = {0}, aq = {0};
-    xmlDocPtr doc = NULL;
-    int64_t cutoff = dr_wall_ms() - older_than_ms;
+    dr_buf q = {0};
+    abort_ctx ac = {.s = s, .full = &full, .cutoff = dr_wall_ms() - older_than_ms, .count = count};
     *count = 0;
     for (;;) {
         s3_req r = {.op = "list uploads of", .method = "GET"};
@@ -758,74 +656,19 @@ static int s3_cleanup(dr_store *base, const char *prefix, int64_t older_than_ms,
             goto out;
         r.query = q.data;
         rc = s3_request(s, &r);
-        if (rc == 0 && !(doc = xml_parse(r.resp.data, r.resp.len)))
-            rc = dr_error_set(DR_EPROTO, "cannot list uploads of '%s': unreadable answer",
-                              s->base.url);
-        s3_req_free(&r);
-        if (rc < 0)
-            goto out;
-        xmlNodePtr root = xmlDocGetRootElement(doc);
-        for (xmlNodePtr c = root ? root->children : NULL; c; c = c->next) {
-            if (!name_is(c, "Upload"))
-                continue;
-            char init[64];
-            child_text(c, "Initiated", init, sizeof init);
-            int64_t t = parse_iso_ms(init);
-            if (t > cutoff)
-                continue;
-            char *key = child_dup(c, "Key"), *id = child_dup(c, "UploadId");
-            if (key && strncmp(key, full.data, full.len) != 0) {
-                /* the answer is not trusted: never abort anything outside the asked prefix */
-                dr_warn("store '%s': listing of uploads under '%s' named '%.200s': ignored",
-                        s->base.url, full.data, key);
-                free(key);
-                free(id);
-                continue;
-            }
-            s3_req a = {.op = "abort upload of", .method = "DELETE", .key = key};
-            aq.len = 0;
-            if (!key || !id || (rc = dr_buf_printf(&aq, "uploadId=")) < 0 ||
-                (rc = s3_uri_encode(&aq, id, 0)) < 0) {
-                free(key);
-                free(id);
-                rc = rc < 0 ? rc : dr_error_set(DR_ENOMEM, "out of memory");
-                goto out;
-            }
-            a.query = aq.data;
-            rc = s3_request(s, &a);
-            if (rc == DR_ENOTFOUND) { /* aborted or completed meanwhile */
-                dr_error_clear();
-                rc = 0;
-            } else if (rc == 0) {
-                (*count)++;
-                dr_debug("store '%s': aborted stale upload of '%s' (initiated %s)", s->base.url,
-                         key, init);
-            }
-            s3_req_free(&a);
-            free(key);
-            free(id);
-            if (rc < 0)
-                goto out;
-        }
-        char trunc[16];
-        child_text(root, "IsTruncated", trunc, sizeof trunc);
-        if (strcmp(trunc, "true") != 0)
-            break;
         free(kmark);
         free(umark);
-        kmark = child_dup(root, "NextKeyMarker");
-        umark = child_dup(root, "NextUploadIdMarker");
-        if (!kmark || !umark) {
-            rc = dr_error_set(DR_ENOMEM, "out of memory");
+        kmark = umark = NULL;
+        if (rc == 0)
+            rc = s3_uploads_parse(r.resp.data, r.resp.len, s->base.url, abort_stale, &ac, &kmark,
+                                  &umark);
+        s3_req_free(&r);
+        if (rc < 0 || !kmark)
             goto out;
-        }
-        xmlFreeDoc(doc);
-        doc = NULL;
     }
 out:
-    xmlFreeDoc(doc);
     dr_buf_free(&q);
-    dr_buf_free(&aq);
+    dr_buf_free(&ac.q);
     dr_buf_free(&full);
     free(kmark);
     free(umark);
@@ -833,14 +676,6 @@ out:
 }
 
 /* ---- open / close ---- */
-
-static void wipe_free(char *p)
-{
-    if (p) {
-        dr_secure_zero(p, strlen(p));
-        free(p);
-    }
-}
 
 static void s3_close(dr_store *base)
 {
@@ -853,21 +688,11 @@ static void s3_close(dr_store *base)
     free(s->endpoint);
     free(s->sigv4);
     free(s->key_id);
-    wipe_free(s->secret);
-    wipe_free(s->token_hdr);
+    s3_wipe_free(s->secret);
+    s3_wipe_free(s->token_hdr);
     free(s->cacert);
     free(s->base.url);
     free(s);
-}
-
-static char *trim(char *p)
-{
-    while (*p == ' ' || *p == '\t')
-        p++;
-    size_t l = strlen(p);
-    while (l && (p[l - 1] == ' ' || p[l - 1] == '\t' || p[l - 1] == '\r' || p[l - 1] == '\n'))
-        p[--l] = 0;
-    return p;
 }
 
 /* Reads key id, secret and token of profile from an AWS credentials file (INI). A missing file
@@ -875,44 +700,14 @@ static char *trim(char *p)
  * DR_EUSAGE. The file's contents never reach a message. */
 static int read_creds_file(s3_store *s, const char *path, const char *profile)
 {
-    int rc = 0, in = 0;
+    int rc = 0;
     char *data = NULL, *id = NULL, *secret = NULL, *token = NULL;
     size_t len = 0;
     /* refused, not warned about, when others may read it or another user owns it */
     if ((rc = dr_fs_read_secret(path, "S3 credentials file", 1 << 20, &data, &len)) < 0)
         goto out;
-    for (char *save = NULL, *line = strtok_r(data, "\n", &save); line;
-         line = strtok_r(NULL, "\n", &save)) {
-        char *l = trim(line);
-        if (*l == '#' || *l == ';' || !*l)
-            continue;
-        if (*l == '[') {
-            char *e = strchr(l, ']');
-            if (e)
-                *e = 0;
-            char *sec = trim(l + 1);
-            if (!strncmp(sec, "profile ", 8))
-                sec = trim(sec + 8);
-            in = !strcmp(sec, profile);
-            continue;
-        }
-        char *eq = strchr(l, '=');
-        if (!in || !eq)
-            continue;
-        *eq = 0;
-        char *k = trim(l), *v = trim(eq + 1);
-        char **dst = !strcmp(k, "aws_access_key_id")       ? &id
-                     : !strcmp(k, "aws_secret_access_key") ? &secret
-                     : !strcmp(k, "aws_session_token")     ? &token
-                                                           : NULL;
-        if (dst) {
-            wipe_free(*dst);
-            if (!(*dst = strdup(v))) {
-                rc = dr_error_set(DR_ENOMEM, "out of memory");
-                goto out;
-            }
-        }
-    }
+    if ((rc = s3_creds_parse(data, profile, &id, &secret, &token)) < 0)
+        goto out;
     if (!id || !*id || !secret || !*secret) {
         rc = dr_error_set(DR_EUSAGE,
                           "S3 credentials file '%s' has no aws_access_key_id and "
@@ -936,9 +731,9 @@ out:
         dr_secure_zero(data, len);
         free(data);
     }
-    wipe_free(id);
-    wipe_free(secret);
-    wipe_free(token);
+    s3_wipe_free(id);
+    s3_wipe_free(secret);
+    s3_wipe_free(token);
     return rc;
 }
 

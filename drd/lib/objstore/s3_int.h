@@ -14,6 +14,7 @@
 #define DRD_OBJSTORE_S3_INT_H
 
 #include "drd/lib/objstore/objstore_int.h"
+#include "drd/lib/objstore/s3_parse.h"
 
 #include <curl/curl.h>
 #include <pthread.h>
@@ -94,8 +95,6 @@ void s3_why(CURLcode cc, long status, const char *code, char *out, size_t cap);
  * from the answer ("" if none), attempts how many were made. */
 int s3_fail(s3_store *s, const char *op, const char *key, CURLcode cc, const char *errbuf,
             long status, const char *code, int attempts);
-/* Text of the first element named name (any depth) of an XML document, into out; 0 when found. */
-int s3_xml_text(const char *xml, size_t len, const char *name, char *out, size_t cap);
 /* The backoff between attempts (jittered, 200 ms doubling to 5 s). */
 void s3_backoff_init(dr_backoff *b);
 

@@ -73,6 +73,21 @@ static int lock_body(dr_buf *b, int64_t ttl_ms)
     return rc ? dr_error_set(DR_ENOMEM, "out of memory") : 0;
 }
 
+void repo_lock_parse(const char *text, size_t len, repo_lock_info *out)
+{
+    dr_json *j = NULL;
+    memset(out, 0, sizeof *out);
+    snprintf(out->host, sizeof out->host, "?");
+    if (dr_json_parse(text, len, &j) == 0) {
+        out->has_expires = dr_json_i64(j, "expires_ms", &out->expires_ms) == 0;
+        dr_json_i64(j, "pid", &out->pid);
+        if (dr_json_str(j, "host"))
+            snprintf(out->host, sizeof out->host, "%s", dr_json_str(j, "host"));
+    }
+    dr_json_free(j);
+    dr_error_clear();
+}
+
 typedef struct scan_ctx {
     dr_repo_lock *l;
     int64_t now;
@@ -109,18 +124,11 @@ static int scan_lock(void *ctx, const dr_store_obj *o)
     }
     if (rc < 0)
         return rc;
-    dr_json *j = NULL;
-    int64_t exp = 0, pid = 0;
-    int has_exp = 0;
-    const char *host = "?";
-    if (dr_json_parse(text, len, &j) == 0) {
-        has_exp = dr_json_i64(j, "expires_ms", &exp) == 0;
-        dr_json_i64(j, "pid", &pid);
-        if (dr_json_str(j, "host"))
-            host = dr_json_str(j, "host");
-    }
-    dr_error_clear();
-    int64_t until = live_until(s, o, has_exp, exp);
+    repo_lock_info li;
+    repo_lock_parse(text, len, &li);
+    int64_t exp = li.expires_ms, pid = li.pid;
+    const char *host = li.host;
+    int64_t until = live_until(s, o, li.has_expires, exp);
     char me[256] = "";
     gethostname(me, sizeof me - 1);
     /* a holder on this host that is gone (kill -9) needs no expiry to be known dead */
@@ -134,7 +142,6 @@ static int scan_lock(void *ctx, const dr_store_obj *o)
                  (long long)pid, (long long)((until - s->now) / 1000));
         snprintf(s->holder_name, sizeof s->holder_name, "%s", o->name);
     }
-    dr_json_free(j);
     free(text);
     return 0;
 }

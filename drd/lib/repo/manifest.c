@@ -50,7 +50,12 @@ int dr_repo_parse_id(const char *id, dr_repo_kind *kind, int64_t *rev_start, int
     else
         return dr_error_set(DR_EUSAGE, "'%s' is not a snapshot or segment ID", id);
     struct tm tm = {0};
+    char canon[DR_REPO_ID_MAX];
     if (!strptime(ts, "%Y%m%dT%H%M%SZ", &tm))
+        return dr_error_set(DR_EUSAGE, "'%s' is not a snapshot or segment ID", id);
+    /* only what dr_repo_make_id writes: no year 0025, no February 30 (fuzz_repo_id) */
+    dr_repo_make_id(kk, a, b, (int64_t)timegm(&tm) * 1000, canon);
+    if (strcmp(canon, id) != 0)
         return dr_error_set(DR_EUSAGE, "'%s' is not a snapshot or segment ID", id);
     if (kind)
         *kind = kk;

@@ -24,4 +24,15 @@ int repo_read_manifest(dr_repo *r, const char *id, dr_manifest *m, char **text);
 /* Records m in the catalog with its raw text (the mac covers those bytes). */
 int repo_catalog_put(dr_repo *r, const dr_manifest *m, const char *text);
 
+/* What a lock object's body says (lock.c); read by scan_lock and tests/fuzz/fuzz_lock.c. */
+typedef struct repo_lock_info {
+    int has_expires;    /* the body is JSON with an integer expires_ms (else: not a lock) */
+    int64_t expires_ms; /* 0 when absent or malformed */
+    int64_t pid;        /* 0 when absent or malformed */
+    char host[128];     /* "?" when absent (cut to 127 bytes: a name for messages) */
+} repo_lock_info;
+/* Parses a lock body (untrusted: any store client may write one); never fails: a garbled body
+ * has no expires_ms, and scan_lock removes it. */
+void repo_lock_parse(const char *text, size_t len, repo_lock_info *out);
+
 #endif

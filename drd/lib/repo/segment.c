@@ -2,7 +2,8 @@
  * Segment records: the encoding of watch events inside a segment's events entries (repo.h and
  * docs/format.md). Big-endian fixed-width integers, length-prefixed bytes: simple to read back
  * with any language. The decoder streams with a small buffer and must never trust a length
- * beyond its cap (DR_EPROTO instead of allocating what a corrupt record asks for).
+ * beyond its cap (DR_EPROTO instead of allocating what a corrupt record asks for), nor allocate
+ * for a field ahead of the bytes that arrived (a claimed 256 MiB costs memory only once sent).
  */
 #include "drd/lib/repo/repo.h"
 
@@ -10,6 +11,7 @@
 #include <string.h>
 
 #define SEG_FIELD_MAX (256u * 1024 * 1024) /* no etcd key or value is near this */
+#define SEG_STEP (64u * 1024)              /* read (and grown into) per step of a field */
 
 static int put_u32(dr_buf *b, uint32_t v)
 {
@@ -128,24 +130,43 @@ static int get_u64(dr_seg_reader *s, int64_t *v)
     return rc;
 }
 
+/* A length-prefixed field into *buf (NUL-terminated, *cap bytes allocated). The length is the
+ * record's claim: the buffer grows only as the field's bytes arrive, in steps of at most
+ * SEG_STEP, so it never holds more than twice what arrived plus a step, whatever the claim. */
 static int get_bytes(dr_seg_reader *s, uint8_t **buf, size_t *cap, size_t *len)
 {
-    uint32_t n;
+    uint32_t n = 0;
+    size_t got = 0;
     int rc = get_u32(s, &n);
     if (rc < 0)
         return rc;
     if (n > SEG_FIELD_MAX)
         return dr_error_set(DR_EPROTO, "segment record at revision %lld has a %u-byte field",
                             (long long)s->rev, n);
-    if (n + 1 > *cap) {
-        uint8_t *p = realloc(*buf, n + 1);
-        if (!p)
-            return dr_error_set(DR_ENOMEM, "out of memory");
-        *buf = p;
-        *cap = n + 1;
-    }
+    do {
+        size_t want = n - got < SEG_STEP ? n - got : SEG_STEP, k = 0;
+        if (got + want + 1 > *cap) {
+            size_t ncap = 2 * *cap;
+            if (ncap < got + want + 1)
+                ncap = got + want + 1;
+            if (ncap > (size_t)n + 1)
+                ncap = (size_t)n + 1;
+            uint8_t *p = realloc(*buf, ncap);
+            if (!p)
+                return dr_error_set(DR_ENOMEM, "out of memory");
+            *buf = p;
+            *cap = ncap;
+        }
+        if ((rc = dr_source_read_full(s->in, *buf + got, want, &k)) < 0)
+            return rc;
+        if (k != want)
+            return dr_error_set(DR_EPROTO, "segment events truncated after revision %lld",
+                                (long long)s->rev);
+        got += k;
+    } while (got < n);
+    (*buf)[n] = 0;
     *len = n;
-    return need(s, *buf, n, 0);
+    return 0;
 }
 
 int dr_seg_next_rev(dr_seg_reader *s, int64_t *rev, uint32_t *count)
@@ -162,8 +183,8 @@ int dr_seg_next_rev(dr_seg_reader *s, int64_t *rev, uint32_t *count)
     if (t != 'R')
         return dr_error_set(DR_EPROTO, "segment: expected a revision record after %lld, got 0x%02x",
                             (long long)s->rev, (unsigned char)t);
-    int64_t r;
-    uint32_t c;
+    int64_t r = 0; /* set by the reads; initialized for gcc -O3's maybe-uninitialized */
+    uint32_t c = 0;
     if ((rc = get_u64(s, &r)) < 0 || (rc = get_u32(s, &c)) < 0)
         return rc;
     if (r <= s->rev)

@@ -4,9 +4,10 @@
  * is found and overwritten in place and nothing else in the file changes; a bucket's greatest key
  * is found; absent buckets/keys are
  * DR_ENOTFOUND; a bad meta checksum, a page past the high-water mark, a wrong page id and a
- * truncated file are DR_EPROTO, never a read outside the file. Real etcd databases are covered by
- * integration.restore_file/restore_s3 (a member restored this way starts, serves every key and
- * accepts writes).
+ * truncated file are DR_EPROTO, never a read outside the file; a deeper tree, a cycle of pages
+ * and a node over the size cap (the walk is iterative and holds one page at a time). Real etcd
+ * databases are covered by integration.restore_file/restore_s3 (a member restored this way starts,
+ * serves every key and accepts writes).
  */
 #include "drd/lib/boltfile/boltfile.h"
 
@@ -302,6 +303,57 @@ static void test_meta_choice_and_damage(void **state)
                      DR_ENOTFOUND);
 }
 
+/* The walk down is iterative and holds one page at a time (issue 10, part 3): a tree a level
+ * deeper reads the same, a cycle of branch pages ends at the depth limit, and a node claiming
+ * more than the cap on bytes held is refused before it is read. */
+static void test_deep_tree_cycle_and_cap(void **state)
+{
+    (void)state;
+    uint8_t *db = build();
+    uint8_t v[32];
+    size_t n = 0;
+    /* root 3 -> branch 7 (the old root) -> leaves 4 and 5 */
+    memcpy(db + 7 * PS, db + 3 * PS, PS);
+    p64(db + 7 * PS, 7);
+    uint8_t *b = db + 3 * PS;
+    memset(b, 0, PS);
+    p64(b, 3);
+    b[8] = 0x01;
+    b[10] = 1;
+    p32(b + 16, 16); /* element 0: key "alarm" right after it */
+    p32(b + 20, 5);
+    p64(b + 24, 7);
+    memcpy(b + 32, "alarm", 5);
+    meta(db, 0, 3, 8, 4);
+    meta(db, 1, 3, 8, 3);
+    save(db, NPAGES * PS);
+    assert_int_equal(dr_boltfile_get(path, "meta", "consistent_index", v, sizeof v, &n), 0);
+    assert_int_equal(n, 8);
+    assert_memory_equal(v, CI, 8);
+    assert_int_equal(dr_boltfile_last_key(path, "key", v, sizeof v, &n), 0);
+    assert_memory_equal(v, "/registry/b", 11);
+    assert_int_equal(dr_boltfile_set_same_size(path, "meta", "consistent_index", CI, 8), 0);
+
+    /* a cycle: both children of branch 7 are page 7 itself */
+    p64(db + 7 * PS + 16 + 8, 7);
+    p64(db + 7 * PS + 32 + 8, 7);
+    save(db, NPAGES * PS);
+    assert_int_equal(dr_boltfile_get(path, "meta", "consistent_index", v, sizeof v, &n), DR_EPROTO);
+    assert_non_null(strstr(dr_error_msg(), "deeper than 64 levels"));
+    assert_int_equal(dr_boltfile_last_key(path, NULL, v, sizeof v, &n), DR_EPROTO);
+
+    /* page 7 claims 64 MiB of overflow pages, all inside a (sparse) file: over the cap */
+    uint64_t over = (64u << 20) / PS, hwm = 8 + over;
+    p32(db + 7 * PS + 12, (uint32_t)over);
+    meta(db, 0, 3, hwm, 4);
+    meta(db, 1, 3, hwm, 3);
+    save(db, NPAGES * PS);
+    assert_int_equal(truncate(path, (off_t)(hwm * PS)), 0);
+    assert_int_equal(dr_boltfile_get(path, "meta", "consistent_index", v, sizeof v, &n), DR_EPROTO);
+    assert_non_null(strstr(dr_error_msg(), "(page 7)"));
+    free(db);
+}
+
 static void test_empty(void **state)
 {
     (void)state;
@@ -331,6 +383,7 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_last_key, setup, teardown),
         cmocka_unit_test_setup_teardown(test_absent_and_wrong_size, setup, teardown),
         cmocka_unit_test_setup_teardown(test_meta_choice_and_damage, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_deep_tree_cycle_and_cap, setup, teardown),
         cmocka_unit_test_setup_teardown(test_empty, setup, teardown),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
