@@ -105,7 +105,10 @@ int dr_parse_duration_ms(const char *s, const char *what, int64_t *out)
         mult = 3600000;
     else
         return dr_error_set(DR_EUSAGE, "%s: unknown duration unit in '%s' (ms, s, m, h)", what, s);
-    *out = (int64_t)(v * mult);
+    double ms = v * mult;
+    if (!(ms >= 0 && ms <= 1e15)) /* NaN, inf and 30000 years are not durations (fuzz_config) */
+        return dr_error_set(DR_EUSAGE, "%s: duration '%s' is out of range", what, s);
+    *out = (int64_t)ms;
     return 0;
 }
 

@@ -162,6 +162,13 @@ int dr_yaml_parse(const char *name, const char *text, size_t len, dr_yaml_doc **
                 }
                 n->plain = ev.data.scalar.style == YAML_PLAIN_SCALAR_STYLE;
             }
+            if (ev.type != YAML_SCALAR_EVENT && b.depth > 0 &&
+                b.stack[b.depth - 1]->kind == DR_YAML_MAP && !b.pending_key[b.depth - 1]) {
+                node_free(
+                    n); /* "? [a, b]: x": a config key is a plain name (found by fuzz_config) */
+                rc = at_error(&b, &ev.start_mark, "a key must be a plain value, not a list or map");
+                break;
+            }
             if ((rc = attach(&b, n)) < 0) {
                 node_free(n);
                 break;
@@ -197,8 +204,10 @@ int dr_yaml_parse(const char *name, const char *text, size_t len, dr_yaml_doc **
     *out = d;
     d = NULL;
 out:
-    /* a map cut short may hold a key without its value: n counts whole pairs only */
-    for (int i = 0; i < b.depth; i++)
+    /* a map cut short may hold a key without its value: n counts whole pairs only. Deepest
+     * first: a pending key may itself be the open collection one level down (a complex key,
+     * "? {a: 1}"), whose own pending key must go before it does (found by fuzz_config) */
+    for (int i = b.depth - 1; i >= 0; i--)
         if (b.pending_key[i])
             node_free(b.stack[i]->items[2 * b.stack[i]->n]);
     dr_yaml_free(d);
