@@ -5,8 +5,8 @@
 # leader (each restarted after), and stop the whole standby for 30 s. drd carries on by itself
 # through the endpoint lists (its PID never changes), nothing lost or applied twice: exact ends
 # with the same revision and HashKV on both sides (`drd replicate verify`), filtered with the same
-# keys and values under the prefix. Also `snapshot save` and `restore` against the 3-member
-# primary.
+# keys and values under the prefix. Also `snapshot save`, `snapshot follow` and `restore` (of a
+# snapshot and of a revision through the segments) against the 3-member primary.
 source "${HARNESS:-$(dirname "$0")/../harness}/etcd.sh"
 
 h_tmpdir
@@ -107,4 +107,19 @@ h_run_drd 120 restore --snapshot latest --store "file://$H_TMP/store" --key-file
 h_assert_eq "$rc" 0 "restore (stderr: $err)"
 h_etcd_start_existing r1 "$H_TMP/r1" "$R1_CLIENT_PORT" "$R1_PEER_PORT"
 h_assert_eq "$(h_etcd_count r1 /registry/)" "$(h_etcd_count p-2 /registry/)" "restored keys"
+# segments from the cluster with its first endpoint down, then a point-in-time restore through them
+for i in $(seq 1 10); do h_etcdctl p-2 put "/registry/after-save/k$i" "v$i" >/dev/null; done
+FINAL=$(h_etcd_revision p-2)
+h_run_drd 120 --log-level error snapshot follow --etcd "$P_ENDPOINTS" --store "file://$H_TMP/store" \
+    --key-file "$H_TMP/keys" --segment-period 300ms --until-revision "$FINAL"
+h_assert_eq "$rc" 0 "snapshot follow from the cluster with p-1 down (stderr: $err)"
+h_etcd_reserve r2
+h_run_drd 120 restore --revision "$FINAL" --store "file://$H_TMP/store" --key-file "$H_TMP/keys" \
+    --data-dir "$H_TMP/r2" --name r2 --initial-cluster "$R2_INITIAL_CLUSTER" \
+    --initial-advertise-peer-urls "$R2_PEER_URL"
+h_assert_eq "$rc" 0 "restore through the cluster's segments (stderr: $err)"
+h_etcd_start_existing r2 "$H_TMP/r2" "$R2_CLIENT_PORT" "$R2_PEER_PORT"
+h_assert_eq "$(h_etcd_revision r2)" "$FINAL" "restored at the followed revision"
+h_assert_eq "$(h_etcdctl r2 get /registry/after-save/k10 --print-value-only)" v10 "the segments' keys"
+h_stop r2
 h_pass
