@@ -83,13 +83,11 @@ static int copy_snapshot(void *ctx, const char *path, int db_only)
         return dr_error_set(DR_EGENERIC, "the restore tool changed its mind between members");
     dr_source *in = NULL;
     dr_sink *out = NULL;
-    char buf[65536];
-    size_t n = 0;
     int rc = dr_fs_source_new(s->keep, 0, &in);
     if (rc == 0)
         rc = dr_fs_sink_new(path, 0600, db_only ? 0 : DR_FS_SCRATCH, &out);
-    while (rc == 0 && (rc = dr_source_read(in, buf, sizeof buf, &n)) == 0 && n)
-        rc = dr_sink_write(out, buf, n);
+    if (rc == 0)
+        rc = dr_stream_copy(in, out, NULL);
     if (rc == 0)
         rc = dr_sink_finish(out);
     dr_sink_free(out);
