@@ -138,6 +138,17 @@ int dr_snapshot_save(dr_repo *repo, dr_etcd *etcd, const dr_snapshot_save_opts *
     uint64_t msize = 0;
     snprintf(mname, sizeof mname, "manifests/%s.json", m->id);
     if (dr_store_head(dr_repo_store(repo), mname, &msize) == 0) {
+        /* only when that manifest is one this writer trusts: a planted one must not suppress
+         * the backup (it is refused loudly instead, objects are never rewritten) */
+        dr_manifest old;
+        if ((rc = dr_repo_manifest(repo, m->id, &old)) < 0 ||
+            (rc = dr_repo_trust(repo, &old)) < 0) {
+            rc = dr_error_wrap(DR_EAUTH,
+                               "a manifest %s is already in the store and is not one drd "
+                               "wrote under this keyring (planted?)",
+                               m->id);
+            goto out;
+        }
         dr_info("snapshot %s of revision %" PRId64 " is already stored", m->id, rev);
         goto out;
     }
