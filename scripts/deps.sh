@@ -22,6 +22,9 @@ PACKAGES=(
     ceph-mon ceph-osd radosgw ceph-common
     # used by scripts/ and tests/harness: curl, jq, ps, ss
     curl jq procps iproute2
+    # promtool and a Prometheus server: the alerting rules and dashboard tests (tests/deploy,
+    # tests/integration/deploy_metrics.sh)
+    prometheus
     # the independent oracle of the cron schedule test (tests/unit/policies/cron_oracle.py)
     python3-croniter
 )
