@@ -1,7 +1,10 @@
 #!/usr/bin/env bash
 # The deployment files of docs/deploy/ without a cluster: deploy_test.sh PART, one ctest test
 # (deploy.PART) each.
-#   alerts   promtool check rules and check config; promtool test rules (alerts.test.yaml)
+#   alerts   promtool check rules and check config; promtool test rules (alerts.test.yaml);
+#            the dashboard's structure and the metric names in rules and dashboard against
+#            drd's source (check_monitoring.py static; the running daemon is
+#            tests/integration/deploy_metrics.sh)
 set -euo pipefail
 ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)
 HERE=$ROOT/tests/deploy
@@ -16,6 +19,8 @@ alerts)
     promtool check rules "$DEPLOY/prometheus/drd-alerts.yaml"
     promtool check config "$DEPLOY/prometheus/prometheus.yml"
     (cd "$HERE" && promtool test rules alerts.test.yaml)
+    python3 "$HERE/check_monitoring.py" static "$DEPLOY/prometheus/drd-alerts.yaml" \
+        "$DEPLOY/prometheus/drd-dashboard.json"
     ;;
 *) fail "unknown part '$PART'" ;;
 esac
