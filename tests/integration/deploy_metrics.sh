@@ -78,7 +78,13 @@ PROM=http://127.0.0.1:$PROM_PORT
 q() { curl -s --max-time 5 "$PROM/api/v1/query" --data-urlencode "query=$1" | jq -r '.data.result | length'; }
 has() { [[ "$(q "$1")" -ge 1 ]] 2>/dev/null; }
 h_wait_until 60 "Prometheus has scraped drd's drill RTO" has 'drd_drill_rto_seconds{drd_job="proof"}'
-h_wait_until 30 "rules evaluated" has 'count(ALERTS) or vector(0) and on() (prometheus_rule_group_last_evaluation_timestamp_seconds > 0)'
+evaluated() { # the rule group has been evaluated
+    local n
+    n=$(curl -s --max-time 5 "$PROM/api/v1/rules" |
+        jq '[.data.groups[] | select(.lastEvaluation > "2000")] | length')
+    [[ "$n" -ge 1 ]] 2>/dev/null
+}
+h_wait_until 30 "rules evaluated" evaluated
 sleep 3
 
 h_log "every selector matches scraped series; every rule evaluates"
@@ -88,13 +94,14 @@ $out"
 alerts=$(python3 "$CHECK" alerts "$PROM")
 h_assert_eq "$alerts" "" "no alert pending or firing while all is well"
 
-pending() { python3 "$CHECK" alerts "$PROM" | grep -q "^$1 "; }
+pending() { grep -q "^$1 " <<<"$(python3 "$CHECK" alerts "$PROM")"; }
 
 h_log "fault: the keyring readable by others"
 chmod 0644 "$H_TMP/keys"
 h_wait_until 60 "DrdKeyMaterialUnreadable pending" pending DrdKeyMaterialUnreadable
-python3 "$CHECK" alerts "$PROM" | grep "^DrdKeyMaterialUnreadable" | grep -q '"kind": "snapshot"' ||
-    h_fail "the key alert does not name the snapshot job: $(python3 "$CHECK" alerts "$PROM")"
+alerts=$(python3 "$CHECK" alerts "$PROM")
+grep -q '^DrdKeyMaterialUnreadable .*"kind": "snapshot"' <<<"$alerts" ||
+    h_fail "the key alert does not name the snapshot job: $alerts"
 chmod 0600 "$H_TMP/keys"
 gone() { ! pending "$1"; }
 h_wait_until 60 "DrdKeyMaterialUnreadable gone once the mode is right" gone DrdKeyMaterialUnreadable
