@@ -37,7 +37,7 @@ static void json_checks(dr_buf *b, const check *c, int n)
     dr_buf_printf(b, "]");
 }
 
-int dr_drill_run(dr_repo *repo, const dr_restore_plan *p, char **report)
+int dr_drill_run(dr_repo *repo, const dr_restore_plan *p, dr_progress *progress, char **report)
 {
     int rc = 0, nc = 0, all_ok = 1;
     check c[8];
@@ -52,15 +52,20 @@ int dr_drill_run(dr_repo *repo, const dr_restore_plan *p, char **report)
     snprintf(data, sizeof data, "%s/data", scratch);
     snprintf(log, sizeof log, "%s/etcd.log", scratch);
     dr_restore_opts quiet = {0};
+    restore_progress_begin(repo, p, progress, 1);
     if ((rc = restore_verify_plan(repo, p, &quiet, 0)) < 0)
         goto out;
+    dr_progress_phase(progress, "restoring snapshot");
     if ((rc = restore_base(repo, p, data, "drill", "drill=http://127.0.0.1:2380",
                            "http://127.0.0.1:2380")) < 0)
         goto out;
+    dr_progress_phase(progress, "starting etcd");
     if ((rc = dr_etcdtool_start(data, "drill", log, 120000, &proc)) < 0)
         goto out;
+    dr_progress_phase(progress, "replaying segments");
     if (p->n_segs && (rc = dr_restore_replay(repo, p, dr_etcdtool_url(proc), &replayed)) < 0)
         goto out;
+    dr_progress_phase(progress, "checking the restored etcd");
     dr_etcd_opts eo = {.endpoints = dr_etcdtool_url(proc), .timeout_ms = 30000};
     if ((rc = dr_etcd_open(&e, &eo)) < 0)
         goto out;
@@ -108,6 +113,7 @@ int dr_drill_run(dr_repo *repo, const dr_restore_plan *p, char **report)
             break;
         }
 out:
+    restore_progress_done(repo);
     if (rc < 0) {
         all_ok = 0;
         snprintf(failure, sizeof failure, "%s", dr_error_msg());

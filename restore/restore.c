@@ -289,6 +289,21 @@ void restore_say(const dr_restore_opts *o, const char *fmt, ...)
         o->print(o->ctx, line);
 }
 
+void restore_progress_begin(dr_repo *repo, const dr_restore_plan *p, dr_progress *progress,
+                            int replaying)
+{
+    uint64_t total = p->base.stored_bytes;
+    for (size_t i = 0; i < p->n_segs; i++)
+        total += p->segs[i].stored_bytes * (replaying ? 2 : 1);
+    dr_progress_begin(progress, p->n_segs ? "checking segments" : "restoring snapshot", total);
+    dr_repo_set_progress(repo, progress);
+}
+
+void restore_progress_done(dr_repo *repo)
+{
+    dr_repo_set_progress(repo, NULL);
+}
+
 int restore_verify_plan(dr_repo *repo, const dr_restore_plan *p, const dr_restore_opts *o,
                         int with_base)
 {
@@ -402,10 +417,12 @@ static int restore_members(dr_repo *repo, const dr_restore_plan *p, const dr_res
     snprintf(data, sizeof data, "%s/data", scratch);
     snprintf(log, sizeof log, "%s/etcd.log", scratch);
     snprintf(db, sizeof db, "%s/member/snap/db", data);
+    dr_progress_phase(o->progress, "restoring snapshot");
     if ((rc = restore_base(repo, p, data, "drd-restore", "drd-restore=http://127.0.0.1:2380",
                            "http://127.0.0.1:2380")) < 0)
         goto out;
     if (p->n_segs) {
+        dr_progress_phase(o->progress, "replaying segments");
         if ((rc = dr_etcdtool_start(data, "drd-restore", log, 60000, &proc)) < 0 ||
             (rc = dr_restore_replay(repo, p, dr_etcdtool_url(proc), &res->replayed)) < 0)
             goto out;
@@ -413,6 +430,7 @@ static int restore_members(dr_repo *repo, const dr_restore_plan *p, const dr_res
         proc = NULL;
         restore_say(o, "replayed %" PRId64 " revisions", res->replayed);
     }
+    dr_progress_phase(o->progress, "making the members");
     for (; made < n; made++) {
         if (snprintf(partial[made], sizeof partial[made], "%s.restoring-%ld", dirs[made],
                      (long)getpid()) >= (int)sizeof partial[made]) {
@@ -461,7 +479,7 @@ int dr_restore_run(dr_repo *repo, const dr_restore_plan *p, const dr_restore_opt
                    dr_restore_result *res)
 {
     int rc = 0;
-    char partial[4200], log[4300];
+    char partial[4200], log[4300] = "";
     dr_etcd_proc *proc = NULL;
     int made_partial = 0;
     int64_t t0 = dr_mono_ms();
@@ -470,7 +488,10 @@ int dr_restore_run(dr_repo *repo, const dr_restore_plan *p, const dr_restore_opt
         restore_say(o, "%s snapshot %s (revision %" PRId64 ")%s",
                     o->dry_run ? "would restore" : "restoring", p->base.id, p->base.rev_end,
                     p->n_segs ? " and replaying its segments" : "");
-        return restore_members(repo, p, o, res, t0);
+        restore_progress_begin(repo, p, o->progress, !o->dry_run);
+        rc = restore_members(repo, p, o, res, t0);
+        restore_progress_done(repo);
+        return rc;
     }
     if (dr_etcdtool_dir_state(o->data_dir) == 2)
         return dr_error_set(DR_EUSAGE, "--data-dir '%s' is not empty: refusing to restore over it",
@@ -489,21 +510,24 @@ int dr_restore_run(dr_repo *repo, const dr_restore_plan *p, const dr_restore_opt
                     " through a throw-away etcd on a private unix socket",
                     o->dry_run ? "would replay" : "replaying", p->n_segs, p->base.rev_end + 1,
                     p->target);
+    restore_progress_begin(repo, p, o->progress, !o->dry_run);
     if ((rc = restore_verify_plan(repo, p, o, o->dry_run)) < 0)
-        return rc;
+        goto out;
     res->verify_ms = dr_mono_ms() - t0;
     if (o->dry_run) {
         restore_say(o, "dry run: nothing was changed; %s would hold revision %" PRId64, o->data_dir,
                     p->target);
         res->revision = p->target;
-        return 0;
+        goto out;
     }
     snprintf(partial, sizeof partial, "%s.restoring-%ld", o->data_dir, (long)getpid());
     snprintf(log, sizeof log, "%s.etcd.log", partial);
     made_partial = 1;
+    dr_progress_phase(o->progress, "restoring snapshot");
     if ((rc = restore_base(repo, p, partial, o->name, o->initial_cluster, o->peer_urls)) < 0)
         goto out;
     if (p->n_segs) {
+        dr_progress_phase(o->progress, "replaying segments");
         if ((rc = dr_etcdtool_start(partial, o->name, log, 60000, &proc)) < 0)
             goto out;
         if ((rc = dr_restore_replay(repo, p, dr_etcdtool_url(proc), &res->replayed)) < 0)
@@ -528,8 +552,10 @@ int dr_restore_run(dr_repo *repo, const dr_restore_plan *p, const dr_restore_opt
         o, "restored %s at revision %" PRId64 " in %.1f s: start etcd with --data-dir %s --name %s",
         o->data_dir, p->target, (double)res->total_ms / 1000.0, o->data_dir, o->name);
 out:
+    restore_progress_done(repo);
     dr_etcdtool_stop(proc);
-    unlink(log);
+    if (log[0])
+        unlink(log);
     if (made_partial)
         dr_fs_remove_tree(partial);
     return rc;

@@ -52,6 +52,7 @@ typedef struct dr_restore_opts {
     int mark_compacted;
     dr_restore_print print;
     void *ctx;
+    dr_progress *progress; /* NULL, or counts the stored bytes read (total: what the plan reads) */
 } dr_restore_opts;
 
 typedef struct dr_restore_result {
@@ -77,11 +78,11 @@ int dr_restore_replay(dr_repo *repo, const dr_restore_plan *p, const char *url, 
 int dr_restore_keys(dr_repo *repo, const dr_restore_plan *p, const char *prefix,
                     const dr_etcd_opts *target, int overwrite, const dr_restore_opts *o);
 
-/* A drill: restore the plan into a scratch dir, start a throw-away etcd on loopback, check
- * revision, key count and (full snapshots) HashKV against the manifest, measure the time from
- * start to the first successful read (RTO), record the result in the catalog. Returns 0 when
- * every check passed, DR_ECHECKSUM (or the failure's code) otherwise; *report gets a JSON report
- * either way (caller frees). */
-int dr_drill_run(dr_repo *repo, const dr_restore_plan *p, char **report);
+/* A drill (progress: NULL, or as dr_restore_opts.progress): restore the plan into a scratch dir,
+ * start a throw-away etcd on loopback, check revision, key count and (full snapshots) HashKV
+ * against the manifest, measure the time from start to the first successful read (RTO), record the
+ * result in the catalog. Returns 0 when every check passed, DR_ECHECKSUM (or the failure's code)
+ * otherwise; *report gets a JSON report either way (caller frees). */
+int dr_drill_run(dr_repo *repo, const dr_restore_plan *p, dr_progress *progress, char **report);
 
 #endif

@@ -23,6 +23,7 @@ typedef struct save_ctx {
     dr_bolt_scan *scan;
     dr_sha256 *plain;
     dr_repo_lock *lock;
+    dr_progress *progress;
     uint64_t bytes;
     int entry_open;
     int64_t mtime;
@@ -31,6 +32,7 @@ typedef struct save_ctx {
 static int on_size(void *ctx, uint64_t total)
 {
     save_ctx *s = ctx;
+    dr_progress_set_total(s->progress, total);
     int rc = dr_archive_entry_begin(s->ar, "etcd.db", total, s->mtime);
     if (rc == 0)
         s->entry_open = 1;
@@ -46,6 +48,7 @@ static int on_data(void *ctx, const void *data, size_t len)
         (rc = dr_sink_write(s->async, data, len)) < 0)
         return rc;
     s->bytes += len;
+    dr_progress_add(s->progress, len);
     return dr_repo_lock_refresh(s->lock);
 }
 
@@ -79,10 +82,14 @@ int dr_snapshot_save(dr_repo *repo, dr_etcd *etcd, const dr_snapshot_save_opts *
     if ((rc = dr_async_sink_new(dr_archive_entry_sink(s.ar), 1u << 20, &s.async)) < 0)
         goto out;
     uint64_t size = 0;
+    s.progress = o->progress;
+    dr_progress_begin(s.progress, "streaming snapshot", 0);
     if ((rc = dr_etcd_snapshot_sized(etcd, on_size, on_data, &s, &size, NULL)) < 0)
         goto out;
+    dr_progress_phase(s.progress, "finishing the upload");
     if ((rc = dr_sink_finish(s.async)) < 0 || (rc = dr_archive_entry_end(s.ar)) < 0)
         goto out;
+    dr_progress_phase(s.progress, "checking revision and keys");
     dr_bolt_result br;
     if ((rc = dr_bolt_scan_result(s.scan, &br)) < 0) {
         dr_error_wrap(rc, "cannot tell the revision of the snapshot");
@@ -153,6 +160,7 @@ int dr_snapshot_save(dr_repo *repo, dr_etcd *etcd, const dr_snapshot_save_opts *
         goto out;
     }
     dr_error_clear();
+    dr_progress_phase(s.progress, "committing");
     if ((rc = dr_repo_writer_seal(w, m, s.mtime)) < 0)
         goto out;
     if ((rc = dr_repo_writer_commit(w, m)) < 0)

@@ -23,7 +23,8 @@
 
 typedef struct dr_snapshot_save_opts {
     dr_compress compression;
-    const char *labels; /* "k=v,k2=v2" or NULL */
+    const char *labels;    /* "k=v,k2=v2" or NULL */
+    dr_progress *progress; /* NULL, or counts the bytes streamed from etcd (total: its size) */
 } dr_snapshot_save_opts;
 
 /* Takes a full snapshot of etcd into the repository under the "save" lock (DR_EBUSY when another

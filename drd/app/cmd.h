@@ -5,6 +5,8 @@
 #ifndef DRD_APP_CMD_H
 #define DRD_APP_CMD_H
 
+#include "drd/core/core.h"
+
 #include <getopt.h>
 #include <signal.h>
 #include <stdint.h>
@@ -17,6 +19,9 @@ typedef struct drd_cmd {
 } drd_cmd;
 
 extern volatile sig_atomic_t drd_stop;
+/* --progress / --no-progress (global flags, like --log-level): how one-shot commands show the
+ * progress of long jobs (dr_progress_report_start). */
+extern dr_progress_mode drd_progress_mode;
 /* Install SIGTERM/SIGINT handlers that set drd_stop. */
 void drd_signals_install(void);
 

@@ -69,7 +69,7 @@ const char usage_drill_list[] =
 static void print_line(void *ctx, const char *line)
 {
     (void)ctx;
-    fprintf(stderr, "%s\n", line);
+    dr_log_line(line);
 }
 
 static int pick_point(args *a)
@@ -134,7 +134,13 @@ int cmd_restore(int argc, char **argv)
                              .mark_compacted = a.mark_compacted,
                              .print = print_line};
         dr_restore_result res;
-        rc = dr_restore_run(r, &p, &o, &res);
+        dr_progress progress = {0};
+        dr_progress_reporter *rep = NULL;
+        o.progress = &progress;
+        rc = dr_progress_report_start(&progress, "restore", drd_progress_mode, 0, &rep);
+        if (rc == 0)
+            rc = dr_restore_run(r, &p, &o, &res);
+        dr_progress_report_stop(rep);
         if (rc == 0 && !a.dry_run)
             printf("%s %" PRId64 "\n", a.members_dir ? a.members_dir : a.data_dir, res.revision);
     }
@@ -197,7 +203,12 @@ int cmd_drill(int argc, char **argv)
     if (rc == 0)
         rc = open_plan(&a, &r, &p);
     if (rc == 0) {
-        rc = dr_drill_run(r, &p, &report);
+        dr_progress progress = {0};
+        dr_progress_reporter *rep = NULL;
+        rc = dr_progress_report_start(&progress, "drill", drd_progress_mode, 0, &rep);
+        if (rc == 0)
+            rc = dr_drill_run(r, &p, &progress, &report);
+        dr_progress_report_stop(rep);
         if (report) {
             if (a.json)
                 printf("%s\n", report);

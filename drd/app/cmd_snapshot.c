@@ -105,9 +105,15 @@ int cmd_snapshot_save(int argc, char **argv)
     if (rc == 0)
         rc = args_open_etcd(&a, &e);
     if (rc == 0) {
-        dr_snapshot_save_opts so = {.compression = a.comp, .labels = a.labels};
+        dr_progress progress = {0};
+        dr_progress_reporter *rep = NULL;
+        dr_snapshot_save_opts so = {
+            .compression = a.comp, .labels = a.labels, .progress = &progress};
         dr_manifest m;
-        rc = dr_snapshot_save(r, e, &so, &m);
+        rc = dr_progress_report_start(&progress, "snapshot save", drd_progress_mode, 0, &rep);
+        if (rc == 0)
+            rc = dr_snapshot_save(r, e, &so, &m);
+        dr_progress_report_stop(rep);
         if (rc == 0)
             printf("%s\n", m.id);
     }
@@ -381,10 +387,18 @@ int cmd_snapshot_get(int argc, char **argv)
     if (rc == 0 && !strcmp(a.pos, "latest"))
         rc = dr_repo_sync(r, NULL);
     dr_manifest m;
+    dr_progress progress = {0};
+    dr_progress_reporter *rep = NULL;
     if (rc == 0)
         rc = dr_repo_manifest(r, a.pos, &m);
+    if (rc == 0) {
+        dr_progress_begin(&progress, "reading and checking", m.stored_bytes);
+        dr_repo_set_progress(r, &progress);
+        rc = dr_progress_report_start(&progress, "snapshot get", drd_progress_mode, 0, &rep);
+    }
     if (rc == 0)
         rc = dr_snapshot_get(r, &m, a.out);
+    dr_progress_report_stop(rep);
     if (rc == 0)
         fprintf(stderr, "wrote %s (revision %" PRId64 ", %" PRIu64 " bytes)\n", a.out, m.rev_end,
                 m.plain_bytes);

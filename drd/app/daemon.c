@@ -89,6 +89,9 @@ typedef struct job {
     /* continuous jobs: the worker's own */
     volatile sig_atomic_t stop;
     dr_repl_stats stats;
+    /* snapshots, drills: the worker counts into it (atomics), the loop and /status read it */
+    dr_progress progress;
+    int64_t progress_logged_ms; /* loop thread only: when it last logged the progress */
 } job;
 
 struct daemon {
@@ -197,7 +200,8 @@ static int run_snapshot(job *j, char *detail, size_t cap)
     if (rc == 0) {
         snprintf(labels, sizeof labels, "job=%s", j->name);
         dr_snapshot_save_opts so = {.compression = (dr_compress)j->cj->compression,
-                                    .labels = labels};
+                                    .labels = labels,
+                                    .progress = &j->progress};
         dr_manifest m;
         rc = dr_snapshot_save(r, e, &so, &m);
         if (rc == 0)
@@ -243,7 +247,7 @@ static int run_drill(job *j, char *detail, size_t cap)
     if (rc == 0)
         rc = dr_restore_plan_make(r, NULL, 0, dr_wall_ms(), &p);
     if (rc == 0)
-        rc = dr_drill_run(r, &p, &report);
+        rc = dr_drill_run(r, &p, &j->progress, &report);
     const char *rto = report ? strstr(report, "\"rto_ms\": ") : NULL;
     if (rto) {
         pthread_mutex_lock(&d->mu);
@@ -357,6 +361,7 @@ static void *worker(void *arg)
     } else {
         rc = run_drill(j, detail, sizeof detail);
     }
+    dr_progress_end(&j->progress);
     pthread_mutex_lock(&d->mu);
     j->rc = rc;
     snprintf(j->err, sizeof j->err, "%s", rc < 0 ? dr_error_msg() : detail);
@@ -446,11 +451,31 @@ static void job_finish(job *j, int64_t now)
         malloc_trim(0);
 }
 
+/* A long job logs how far it is every 10 s (the worker counts, the loop reads atomics). */
+static void progress_log(job *j)
+{
+    dr_progress_view v;
+    int64_t mono = dr_mono_ms();
+    if (!dr_progress_read(&j->progress, mono, &v)) {
+        j->progress_logged_ms = 0;
+        return;
+    }
+    if (!j->progress_logged_ms)
+        j->progress_logged_ms = mono;
+    if (mono - j->progress_logged_ms < 10000)
+        return;
+    char text[400];
+    dr_progress_format(&v, text, sizeof text);
+    dr_info("job %s %s: %s", dr_job_kind_name(j->kind), j->name, text);
+    j->progress_logged_ms = mono;
+}
+
 /* One tick of one job. */
 static void job_tick(job *j, int64_t now)
 {
     daemon_t *d = j->d;
     int done;
+    progress_log(j);
     pthread_mutex_lock(&d->mu);
     done = j->state == J_RUNNING && j->done;
     pthread_mutex_unlock(&d->mu);
@@ -708,6 +733,11 @@ static void render_status(daemon_t *d, dr_buf *b)
         if (j->kind == DR_JOB_PROBE)
             dr_buf_printf(b, ",\"site_up\":%s,\"last_contact\":%.3f", j->site_up ? "true" : "false",
                           (double)j->last_contact_ms / 1000.0);
+        dr_progress_view pv;
+        if (j->state == J_RUNNING && dr_progress_read(&j->progress, dr_mono_ms(), &pv)) {
+            dr_buf_printf(b, ",\"progress\":");
+            dr_progress_json(&pv, b);
+        }
         if (!ready_reason(d, j, why, sizeof why))
             json_str(b, "not_ready", why);
         else if (j->err[0] && !j->continuous)
@@ -778,6 +808,12 @@ static void render_text(daemon_t *d, dr_buf *b)
         }
         if (j->kind == DR_JOB_DRILL && j->has_run)
             dr_buf_printf(b, "  restore time (RTO) %.1fs\n", (double)j->drill_rto_ms / 1000.0);
+        dr_progress_view pv;
+        if (j->state == J_RUNNING && dr_progress_read(&j->progress, dr_mono_ms(), &pv)) {
+            char text[400];
+            dr_progress_format(&pv, text, sizeof text);
+            dr_buf_printf(b, "  progress: %s\n", text);
+        }
         if (!ready_reason(d, j, why, sizeof why))
             dr_buf_printf(b, "  NOT READY: %s\n", why);
     }

@@ -52,6 +52,7 @@ static const drd_cmd commands[] = {
 #define NCMD (sizeof commands / sizeof commands[0])
 
 volatile sig_atomic_t drd_stop;
+dr_progress_mode drd_progress_mode = DR_PROGRESS_AUTO;
 
 static void on_signal(int sig)
 {
@@ -127,9 +128,14 @@ static void print_help(FILE *f, const char *group)
         if (!group || (strncmp(n, group, gl) == 0 && (n[gl] == ' ' || n[gl] == 0)))
             fprintf(f, "  %-18s %s\n", n, commands[i].summary);
     }
-    fprintf(f, "\nflags for every command:\n  --log-level L      debug, info, warn, error "
-               "(default info; also DRD_LOG_LEVEL)\n"
-               "\nExit status: 0 on success, else the error's number (docs/error-codes.md).\n");
+    fprintf(f,
+            "\nflags for every command:\n  --log-level L      debug, info, warn, error "
+            "(default info; also DRD_LOG_LEVEL)\n"
+            "  --progress         long jobs (snapshot save, restore, drill) show a progress line\n"
+            "                     rewritten every second even when stderr is not a terminal\n"
+            "                     (default: on a terminal that line, else a log line every 5 s)\n"
+            "  --no-progress      no progress output\n"
+            "\nExit status: 0 on success, else the error's number (docs/error-codes.md).\n");
 }
 
 int main(int argc, char **argv)
@@ -147,7 +153,15 @@ int main(int argc, char **argv)
         printf("drd %s\n", DRD_VERSION);
         return 0;
     }
-    /* strip global --log-level flags anywhere */
+    /* strip global --progress / --no-progress and --log-level flags anywhere */
+    for (int i = 1; i < argc; i++) {
+        while (i < argc &&
+               (strcmp(argv[i], "--progress") == 0 || strcmp(argv[i], "--no-progress") == 0)) {
+            drd_progress_mode = argv[i][2] == 'n' ? DR_PROGRESS_OFF : DR_PROGRESS_LINE;
+            memmove(&argv[i], &argv[i + 1], sizeof(char *) * (size_t)(argc - i));
+            argc--;
+        }
+    }
     for (int i = 1; i < argc - 1; i++) {
         while (i < argc - 1 && strcmp(argv[i], "--log-level") == 0) {
             if (dr_log_parse_level(argv[i + 1], &l) < 0) {

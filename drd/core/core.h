@@ -46,6 +46,9 @@ dr_log_level dr_log_get_level(void);
 /* Parse "debug|info|warn|error"; returns 0 or DR_EUSAGE. */
 int dr_log_parse_level(const char *s, dr_log_level *out);
 void dr_log(dr_log_level lvl, const char *fmt, ...) DR_PRINTF(2, 3);
+/* One line on stderr as is (no time or level): a command's own report lines, which go above a
+ * progress line being rewritten on the terminal (dr_progress_report_start). */
+void dr_log_line(const char *line);
 #define dr_debug(...) dr_log(DR_LOG_DEBUG, __VA_ARGS__)
 #define dr_info(...) dr_log(DR_LOG_INFO, __VA_ARGS__)
 #define dr_warn(...) dr_log(DR_LOG_WARN, __VA_ARGS__)
@@ -194,6 +197,53 @@ int dr_fs_check_private_dir(const char *dir, const char *what);
  * /tmp; the directory is private whatever its parent) and writes its path to out (cap bytes).
  * DR_EIO. The caller removes it (dr_fs_remove_tree). */
 int dr_fs_mkdtemp(const char *name, char *out, size_t cap);
+
+/* ---- progress of long jobs ----
+ * A job (snapshot save, restore, drill, volume push) counts what it has done into a dr_progress
+ * from its own thread with atomic stores; anyone else (a reporter thread, the daemon's loop
+ * serving /status) reads it at any time without a lock. A zeroed dr_progress is valid and idle.
+ * Every function accepts p == NULL (a job run without anyone watching). */
+typedef struct dr_progress {
+    _Atomic uint64_t done;       /* bytes done */
+    _Atomic uint64_t total;      /* bytes in all; 0: not known (yet) */
+    _Atomic int64_t start_ms;    /* dr_mono_ms() at begin; 0: idle */
+    _Atomic(const char *) phase; /* what the job does now: a string literal */
+} dr_progress;
+/* Starts (or restarts) counting: done 0, the clock from now. phase: a string literal. */
+void dr_progress_begin(dr_progress *p, const char *phase, uint64_t total);
+void dr_progress_phase(dr_progress *p, const char *phase);
+void dr_progress_set_total(dr_progress *p, uint64_t total);
+void dr_progress_add(dr_progress *p, uint64_t n);
+/* Idle again (the job finished): readers see nothing. */
+void dr_progress_end(dr_progress *p);
+
+/* One consistent-enough reading: rate is the average since begin, eta_s -1 when unknown (no
+ * total, or nothing done yet). */
+typedef struct dr_progress_view {
+    const char *phase;
+    uint64_t done, total;
+    int64_t elapsed_ms;
+    double rate; /* bytes per second */
+    int64_t eta_s;
+} dr_progress_view;
+/* 1 and *v when p is running, 0 when idle (or NULL). now_ms: dr_mono_ms(). */
+int dr_progress_read(const dr_progress *p, int64_t now_ms, dr_progress_view *v);
+/* "streaming snapshot: 12.0 MiB of 40.0 MiB (30%), 4.1 MiB/s, ETA 7s" into buf. */
+void dr_progress_format(const dr_progress_view *v, char *buf, size_t cap);
+/* {"phase":..,"done_bytes":..,"total_bytes":..,"rate_bytes_per_second":..,"eta_seconds":..,
+ * "elapsed_seconds":..} (total_bytes and eta_seconds null when unknown). */
+int dr_progress_json(const dr_progress_view *v, dr_buf *b);
+
+/* Shows a one-shot command's progress on stderr from a thread of its own (so that a stall shows
+ * as a falling rate): DR_PROGRESS_AUTO: on a terminal a line rewritten every second, else a log
+ * line every log_every_ms (0: 5 s); DR_PROGRESS_LINE: the rewritten line even when stderr is no
+ * terminal; DR_PROGRESS_OFF: nothing (*out NULL). what prefixes the lines ("snapshot save").
+ * stop prints the last state (the line is ended) and joins the thread; accepts NULL. */
+typedef enum { DR_PROGRESS_AUTO = 0, DR_PROGRESS_LINE, DR_PROGRESS_OFF } dr_progress_mode;
+typedef struct dr_progress_reporter dr_progress_reporter;
+int dr_progress_report_start(dr_progress *p, const char *what, dr_progress_mode mode,
+                             int64_t log_every_ms, dr_progress_reporter **out);
+void dr_progress_report_stop(dr_progress_reporter *r);
 
 /* Appends n bytes for a terminal or log: printable ASCII as is, a backslash as "\\", every other
  * byte (control characters, escape sequences, non-ASCII) as "\xNN". For etcd keys, which are

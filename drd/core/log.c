@@ -2,6 +2,7 @@
  * One-line logging to stderr. Must never log secrets: callers pass no credentials in messages.
  */
 #include "drd/core/core.h"
+#include "drd/core/core_int.h"
 
 #include <pthread.h>
 #include <stdio.h>
@@ -11,6 +12,9 @@
 static dr_log_level cur_level = DR_LOG_INFO;
 static pthread_mutex_t log_mu = PTHREAD_MUTEX_INITIALIZER;
 static const char *const names[] = {"debug", "info", "warn", "error"};
+/* A progress line being rewritten on the terminal (progress.c): a log line goes above it. */
+static char live[512];
+static int live_on;
 
 void dr_log_set_level(dr_log_level lvl)
 {
@@ -48,7 +52,26 @@ void dr_log(dr_log_level lvl, const char *fmt, ...)
     va_start(ap, fmt);
     vsnprintf(line + n, sizeof line - (size_t)n, fmt, ap);
     va_end(ap);
+    dr_log_line(line);
+}
+
+void dr_log_line(const char *line)
+{
     pthread_mutex_lock(&log_mu);
-    fprintf(stderr, "%s\n", line);
+    if (live_on) /* above the progress line, which is drawn again below */
+        fprintf(stderr, "\r\033[K%s\n%s", line, live);
+    else
+        fprintf(stderr, "%s\n", line);
+    fflush(stderr);
+    pthread_mutex_unlock(&log_mu);
+}
+
+void core_log_live(const char *line, int final)
+{
+    pthread_mutex_lock(&log_mu);
+    snprintf(live, sizeof live, "%s", line ? line : "");
+    fprintf(stderr, "\r\033[K%s%s", live, final && line ? "\n" : "");
+    fflush(stderr);
+    live_on = !final;
     pthread_mutex_unlock(&log_mu);
 }

@@ -151,6 +151,7 @@ typedef struct hash_source {
     dr_source *in;
     dr_sha256 *h;
     uint64_t bytes;
+    dr_progress *progress;
 } hash_source;
 
 static int hash_read(dr_source *base, void *buf, size_t cap, size_t *n)
@@ -159,6 +160,7 @@ static int hash_read(dr_source *base, void *buf, size_t cap, size_t *n)
     int rc = dr_source_read(s->in, buf, cap, n);
     if (rc == 0 && *n) {
         s->bytes += *n;
+        dr_progress_add(s->progress, *n);
         rc = dr_sha256_update(s->h, buf, *n);
     }
     return rc;
@@ -204,6 +206,7 @@ int dr_repo_reader_new(dr_repo *r, const dr_manifest *m, dr_repo_reader **out)
     }
     rd->hash->base.ops = &hash_ops;
     rd->hash->in = rd->download;
+    rd->hash->progress = r->progress;
     if ((rc = dr_sha256_new(&rd->hash->h)) < 0)
         goto out;
     dr_source *head = &rd->hash->base;

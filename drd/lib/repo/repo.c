@@ -324,6 +324,11 @@ int dr_repo_rebuild(dr_repo *r, int64_t *n)
     return sync(r, 1, n);
 }
 
+void dr_repo_set_progress(dr_repo *r, dr_progress *p)
+{
+    r->progress = p;
+}
+
 int dr_repo_trust(dr_repo *r, const dr_manifest *m)
 {
     int enc = strcmp(m->encryption, "none") != 0;

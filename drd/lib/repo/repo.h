@@ -159,6 +159,10 @@ int dr_repo_writer_seal(dr_repo_writer *w, dr_manifest *m, int64_t mtime);
 int dr_repo_writer_commit(dr_repo_writer *w, dr_manifest *m);
 void dr_repo_writer_free(dr_repo_writer *w);
 
+/* Every reader made from now on (verify, get_db, read_events) adds the stored bytes it reads to
+ * p (NULL: none); p must outlive them. The caller begins and ends p. */
+void dr_repo_set_progress(dr_repo *r, dr_progress *p);
+
 /* ---- reading a container ----
  * Opens the data object of m: store -> hash -> decrypt -> archive reader. Entries are read with
  * dr_archive_next/dr_archive_read; dr_repo_reader_finish drains the stream and checks that the

@@ -15,7 +15,8 @@ struct dr_repo {
     struct dr_catalog *cat;
     int no_encryption;
     int allow_plaintext;
-    int each_warned; /* dr_repo_each has named the objects it skips once */
+    int each_warned;       /* dr_repo_each has named the objects it skips once */
+    dr_progress *progress; /* readers count the stored bytes they read into it (may be NULL) */
     char catalog_path[4096];
 };
 

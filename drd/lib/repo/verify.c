@@ -64,16 +64,6 @@ static int plain_done(const dr_manifest *m, plain_check *p)
     return 0;
 }
 
-/* On a terminal, long reads say how far they are (every 2 s). */
-static void progress(const dr_manifest *m, uint64_t done, int64_t *last)
-{
-    if (!isatty(2) || dr_mono_ms() - *last < 2000)
-        return;
-    *last = dr_mono_ms();
-    dr_info("%s: %.0f of %.0f MiB read and checked", m->id, (double)done / 1048576.0,
-            (double)m->plain_bytes / 1048576.0);
-}
-
 /* Full snapshot: "etcd.db" then "manifest.json"; the db goes to out (may be NULL). */
 static int read_full(dr_repo_reader *rd, const dr_manifest *m, dr_sink *out, int check_plain)
 {
@@ -82,7 +72,6 @@ static int read_full(dr_repo_reader *rd, const dr_manifest *m, dr_sink *out, int
     uint64_t size = 0;
     plain_check p = {0};
     char *buf = NULL;
-    int64_t last = dr_mono_ms();
     int rc = dr_archive_next(ar, name, sizeof name, &size);
     if (rc < 0)
         goto out;
@@ -118,7 +107,6 @@ static int read_full(dr_repo_reader *rd, const dr_manifest *m, dr_sink *out, int
         if ((check_plain && (rc = dr_sha256_update(p.h, buf, n)) < 0) ||
             (out && (rc = dr_sink_write(out, buf, n)) < 0))
             goto out;
-        progress(m, p.bytes, &last);
     }
     if (check_plain && (rc = plain_done(m, &p)) < 0)
         goto out;

@@ -9,6 +9,7 @@
 
 #include <stdio.h>
 #include <stdlib.h>
+#include <stdatomic.h>
 #include <string.h>
 #include <sys/stat.h>
 #include <unistd.h>
@@ -327,6 +328,67 @@ static void test_escape(void **state)
     dr_buf_free(&b);
 }
 
+/* Rate and ETA from the counters; the text and JSON forms; idle reads nothing. */
+static void test_progress(void **state)
+{
+    (void)state;
+    dr_progress p = {0};
+    dr_progress_view v;
+    char text[256];
+    dr_buf b = {0};
+    assert_int_equal(dr_progress_read(&p, dr_mono_ms(), &v), 0);
+    assert_int_equal(dr_progress_read(NULL, dr_mono_ms(), &v), 0);
+    dr_progress_begin(&p, "streaming snapshot", 40u << 20);
+    int64_t start = atomic_load(&p.start_ms);
+    dr_progress_add(&p, 8u << 20);
+    dr_progress_add(&p, 4u << 20);
+    /* 12 MiB in 3 s: 4 MiB/s, 28 MiB left: 7 s */
+    assert_int_equal(dr_progress_read(&p, start + 3000, &v), 1);
+    assert_int_equal(v.done, 12u << 20);
+    assert_int_equal(v.eta_s, 7);
+    assert_true(v.rate > 4194303.0 && v.rate < 4194305.0);
+    dr_progress_format(&v, text, sizeof text);
+    assert_string_equal(text, "streaming snapshot: 12.0 MiB of 40.0 MiB (30%), 4.0 MiB/s, ETA 7s");
+    assert_int_equal(dr_progress_json(&v, &b), 0);
+    assert_string_equal(b.data, "{\"phase\":\"streaming snapshot\",\"done_bytes\":12582912,"
+                                "\"total_bytes\":41943040,\"rate_bytes_per_second\":4194304,"
+                                "\"eta_seconds\":7,\"elapsed_seconds\":3.0}");
+    dr_buf_free(&b);
+    /* no total: no ETA; a total passed by a miscount: no ETA either, and no "130%" */
+    dr_progress_phase(&p, "replaying");
+    dr_progress_set_total(&p, 0);
+    assert_int_equal(dr_progress_read(&p, start + 200000, &v), 1);
+    assert_int_equal(v.eta_s, -1);
+    dr_progress_format(&v, text, sizeof text);
+    assert_string_equal(text, "replaying: 12.0 MiB, 61.4 KiB/s");
+    dr_progress_set_total(&p, 10u << 20);
+    assert_int_equal(dr_progress_read(&p, start + 200000, &v), 1);
+    assert_int_equal(v.eta_s, -1);
+    dr_progress_format(&v, text, sizeof text);
+    assert_string_equal(text, "replaying: 12.0 MiB of 10.0 MiB (100%), 61.4 KiB/s, ETA ?");
+    assert_int_equal(dr_progress_json(&v, &b), 0);
+    assert_non_null(strstr(b.data, "\"eta_seconds\":null"));
+    dr_buf_free(&b);
+    /* an hour and more */
+    dr_progress_begin(&p, "x", 1000000);
+    start = atomic_load(&p.start_ms);
+    dr_progress_add(&p, 100);
+    assert_int_equal(dr_progress_read(&p, start + 1000, &v), 1);
+    dr_progress_format(&v, text, sizeof text);
+    assert_string_equal(text, "x: 100 B of 976.6 KiB (0%), 100 B/s, ETA 2h46m");
+    dr_progress_end(&p);
+    assert_int_equal(dr_progress_read(&p, start + 2000, &v), 0);
+    /* a reporter that is off starts nothing; one that runs stops cleanly */
+    dr_progress_reporter *r = (dr_progress_reporter *)1;
+    assert_int_equal(dr_progress_report_start(&p, "t", DR_PROGRESS_OFF, 0, &r), 0);
+    assert_null(r);
+    dr_progress_begin(&p, "x", 0);
+    assert_int_equal(dr_progress_report_start(&p, "t", DR_PROGRESS_AUTO, 10, &r), 0);
+    dr_sleep_ms(50);
+    dr_progress_report_stop(r);
+    dr_progress_report_stop(NULL);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -340,6 +402,7 @@ int main(void)
         cmocka_unit_test(test_async_sink),
         cmocka_unit_test(test_secret_file),
         cmocka_unit_test(test_escape),
+        cmocka_unit_test(test_progress),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
