@@ -3,7 +3,8 @@
  *
  *   t0 --> verify objects --> get etcd.db --> snapshot restore (scratch dir) --> throw-away etcd
  *      --> [replay segments] --> first successful read (RTO = now - t0)
- *      --> checks: revision, key count and HashKV (full snapshot) against the manifest
+ *      --> checks: revision, key count, keys per resource and HashKV (full snapshot) against the
+ *          manifest; the restored keys per resource are reported next to the snapshot's either way
  *      --> catalog row + report; the scratch dir and the etcd are removed either way
  * Must never touch any etcd but the throw-away one it started (on a private unix socket), and
  * never report a pass when a check could not run.
@@ -11,6 +12,7 @@
 #include "drd/lib/catalog/catalog.h"
 #include "drd/lib/etcd/etcd.h"
 #include "drd/lib/etcdtool/etcdtool.h"
+#include "drd/lib/kube/kube.h"
 #include "restore_int.h"
 
 #include <inttypes.h>
@@ -25,6 +27,26 @@ typedef struct check {
     char detail[256];
 } check;
 
+/* "pods: restored 1202, snapshot 1203" for the first bucket (by name) that differs. */
+static void first_difference(const dr_key_counts *got, const dr_key_counts *want, char *out,
+                             size_t cap)
+{
+    size_t i = 0, k = 0;
+    while (i < got->n || k < want->n) {
+        int c = i == got->n ? 1 : k == want->n ? -1 : strcmp(got->v[i].name, want->v[k].name);
+        const char *name = c <= 0 ? got->v[i].name : want->v[k].name;
+        int64_t a = c <= 0 ? got->v[i].n : 0, b = c >= 0 ? want->v[k].n : 0;
+        if (a != b) {
+            snprintf(out, cap, "%s: restored %" PRId64 ", snapshot %" PRId64, name, a, b);
+            return;
+        }
+        i += c <= 0;
+        k += c >= 0;
+    }
+    snprintf(out, cap, "other keys: restored %" PRId64 ", snapshot %" PRId64, got->other,
+             want->other);
+}
+
 static void json_checks(dr_buf *b, const check *c, int n)
 {
     dr_buf_printf(b, "\"checks\": [");
@@ -37,8 +59,11 @@ static void json_checks(dr_buf *b, const check *c, int n)
     dr_buf_printf(b, "]");
 }
 
-int dr_drill_run(dr_repo *repo, const dr_restore_plan *p, dr_progress *progress, char **report)
+int dr_drill_run(dr_repo *repo, const dr_restore_plan *p, dr_progress *progress,
+                 dr_key_counts *keys, char **report)
 {
+    dr_key_counts got = {0}, want = {0};
+    int counted = 0, recorded = 0;
     int rc = 0, nc = 0, all_ok = 1;
     check c[8];
     memset(c, 0, sizeof c);
@@ -99,6 +124,27 @@ int dr_drill_run(dr_repo *repo, const dr_restore_plan *p, dr_progress *progress,
                  p->base.hashkv);
         nc++;
     }
+    /* keys per resource: restored at the point, recorded with the snapshot (at its revision:
+     * compared only when the point is the snapshot's) */
+    dr_progress_phase(progress, "counting keys per resource");
+    if ((rc = dr_kube_count(e, p->target, &got)) < 0)
+        goto out;
+    counted = 1;
+    if (p->base.has_key_counts) {
+        if ((rc = dr_repo_key_counts(repo, &p->base, &want)) < 0)
+            goto out;
+        recorded = 1;
+    }
+    if (!p->n_segs && recorded) {
+        c[nc].name = "key_counts";
+        c[nc].ok = dr_key_counts_equal(&got, &want);
+        if (c[nc].ok)
+            snprintf(c[nc].detail, sizeof c[nc].detail,
+                     "%zu resources and %" PRId64 " other keys as recorded", got.n, got.other);
+        else
+            first_difference(&got, &want, c[nc].detail, sizeof c[nc].detail);
+        nc++;
+    }
     if (p->n_segs) {
         c[nc].name = "replay";
         c[nc].ok = replayed == p->target - p->base.rev_end;
@@ -132,6 +178,19 @@ out:
                   all_ok ? "true" : "false", p->base.id, p->target, p->n_segs, replayed, rto, total,
                   dr_etcdtool_version(), started);
     json_checks(&b, c, nc);
+    dr_buf_printf(&b, ", \"keys\": ");
+    if (counted) {
+        dr_buf_printf(&b, "{\"revision\": %" PRId64 ", \"restored\": ", p->target);
+        dr_key_counts_json(&got, &b);
+        dr_buf_printf(&b, ", \"snapshot_revision\": %" PRId64 ", \"snapshot\": ", p->base.rev_end);
+        if (recorded)
+            dr_key_counts_json(&want, &b);
+        else
+            dr_buf_printf(&b, "null");
+        dr_buf_printf(&b, "}");
+    } else {
+        dr_buf_printf(&b, "null");
+    }
     dr_buf_printf(&b, ", \"failure\": ");
     dr_buf_json_str(&b, failure, strlen(failure));
     dr_buf_printf(&b, "}");
@@ -149,6 +208,12 @@ out:
     if (saved_code)
         dr_error_set(saved_code, "%s", saved);
     *report = b.data;
+    if (keys && counted) {
+        *keys = got;
+        memset(&got, 0, sizeof got);
+    }
+    dr_key_counts_free(&got);
+    dr_key_counts_free(&want);
     if (rc < 0)
         return rc;
     if (!all_ok)

@@ -79,10 +79,15 @@ int dr_restore_keys(dr_repo *repo, const dr_restore_plan *p, const char *prefix,
                     const dr_etcd_opts *target, int overwrite, const dr_restore_opts *o);
 
 /* A drill (progress: NULL, or as dr_restore_opts.progress): restore the plan into a scratch dir,
- * start a throw-away etcd on loopback, check revision, key count and (full snapshots) HashKV
- * against the manifest, measure the time from start to the first successful read (RTO), record the
- * result in the catalog. Returns 0 when every check passed, DR_ECHECKSUM (or the failure's code)
- * otherwise; *report gets a JSON report either way (caller frees). */
-int dr_drill_run(dr_repo *repo, const dr_restore_plan *p, dr_progress *progress, char **report);
+ * start a throw-away etcd on loopback, check revision, key count, keys per Kubernetes resource
+ * (drd/lib/kube) and HashKV against the manifest (the last three for a full snapshot alone: a
+ * point past it has other counts), measure the time from start to the first successful read
+ * (RTO), record the result in the catalog. The report gives the restored keys per resource at
+ * the point next to those recorded with the snapshot ("keys"). Returns 0 when every check
+ * passed, DR_ECHECKSUM (or the failure's code) otherwise; *report gets a JSON report either way
+ * (caller frees); keys (may be NULL) the restored counts when they were taken (caller frees
+ * with dr_key_counts_free; untouched otherwise). */
+int dr_drill_run(dr_repo *repo, const dr_restore_plan *p, dr_progress *progress,
+                 dr_key_counts *keys, char **report);
 
 #endif

@@ -4,12 +4,14 @@
  *   Status (lower bound of the revision, cluster, version)
  *   Maintenance.Snapshot --> bolt scan (exact revision) + sha256 of the plain file
  *                        --> tar entry "etcd.db" --> zstd --> encrypt --> store
- *   HashKV + key count at the revision --> tar entry "manifest.json" --> commit (manifest object)
+ *   HashKV + key count (and per resource) at the revision --> tar entry "manifest.json" --> commit
+ *   (manifest object)
  *
  * Must never publish a snapshot whose revision is not known exactly, and never hold more than
  * the filters' buffers in memory.
  */
 #include "bolt.h"
+#include "drd/lib/kube/kube.h"
 #include "snapshot/snapshot.h"
 
 #include <inttypes.h>
@@ -56,6 +58,7 @@ int dr_snapshot_save(dr_repo *repo, dr_etcd *etcd, const dr_snapshot_save_opts *
 {
     int rc = 0;
     save_ctx s = {0};
+    dr_key_counts kc = {0};
     dr_repo_writer *w = NULL;
     dr_etcd_status st;
     memset(m, 0, sizeof *m);
@@ -127,6 +130,16 @@ int dr_snapshot_save(dr_repo *repo, dr_etcd *etcd, const dr_snapshot_save_opts *
         m->compact_revision = compact;
         rc = dr_etcd_count_all(etcd, rev, &m->key_count);
     }
+    /* and per Kubernetes resource, for drills to hold the restored data to ("1,203 pods") */
+    if (rc == 0 && (rc = dr_kube_count(etcd, rev, &kc)) == 0) {
+        if (dr_key_counts_total(&kc) != m->key_count)
+            rc = dr_error_set(DR_EPROTO,
+                              "etcd counted %" PRId64 " keys at revision %" PRId64
+                              " in all and %" PRId64 " per resource",
+                              m->key_count, rev, dr_key_counts_total(&kc));
+        else
+            rc = dr_manifest_set_key_counts(m, &kc);
+    }
     if (rc == DR_ECOMPACTED) {
         /* compacted past the revision while we streamed: the snapshot is still whole */
         dr_warn("etcd compacted past revision %" PRId64 " during the snapshot: no HashKV or key "
@@ -135,6 +148,7 @@ int dr_snapshot_save(dr_repo *repo, dr_etcd *etcd, const dr_snapshot_save_opts *
         dr_error_clear();
         m->has_hashkv = 0;
         m->key_count = -1;
+        m->has_key_counts = 0;
         rc = 0;
     }
     if (rc < 0)
@@ -168,6 +182,8 @@ int dr_snapshot_save(dr_repo *repo, dr_etcd *etcd, const dr_snapshot_save_opts *
     dr_info("snapshot %s: revision %" PRId64 ", %" PRIu64 " bytes -> %" PRIu64 " stored, %.1f s",
             m->id, rev, m->plain_bytes, m->stored_bytes, (double)(dr_mono_ms() - t0) / 1000.0);
 out:
+    m->key_counts = NULL; /* lent to the manifest's writer: kc goes now */
+    dr_key_counts_free(&kc);
     dr_sink_free(s.async); /* stops its thread before the archive goes */
     dr_repo_writer_free(w);
     dr_bolt_scan_free(s.scan);

@@ -65,6 +65,13 @@ extern const char usage_snapshot_save[], usage_snapshot_follow[], usage_snapshot
     usage_snapshot_show[], usage_snapshot_verify[], usage_snapshot_get[], usage_snapshot_delete[],
     usage_snapshot_prune[], usage_catalog_rebuild[], usage_key_generate[], usage_key_rotate[];
 
+/* "1,203 pods, 87 secrets, 5 other": the max largest buckets of kc, the rest as other
+ * (cmd_restore.c; the drill's report, the daemon's status). */
+struct dr_key_counts;
+void drd_key_counts_line(const struct dr_key_counts *kc, size_t max, char *out, size_t cap);
+/* A copy of kc's buckets, the largest first (then by name); caller frees; NULL: out of memory. */
+struct dr_key_count *drd_key_counts_sorted(const struct dr_key_counts *kc);
+
 int cmd_run(int argc, char **argv);
 int cmd_status(int argc, char **argv);
 extern const char usage_run[], usage_status[];

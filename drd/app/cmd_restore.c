@@ -56,7 +56,9 @@ const char usage_drill[] =
     "usage: drd drill --store URL [--snapshot ID|latest | --revision R | --time T] [--key-file F]\n"
     "          [--json]\n\n"
     "Proves that a backup restores: restores it into a scratch dir, starts a throw-away etcd on\n"
-    "a private unix socket, checks revision, key count and HashKV against the manifest,\n"
+    "a private unix socket, checks revision, key count, keys per Kubernetes resource\n"
+    "(/registry/<resource>/) and HashKV against the manifest, reports the restored keys per\n"
+    "resource next to those recorded with the snapshot,\n"
     "measures the time from start to the first successful read (RTO), records the result in the\n"
     "catalog and prints a report. Exits non-zero when anything is off. Never touches a production "
     "endpoint.\n\n" POINT_HELP STORE_HELP KEY_READ_HELP
@@ -182,11 +184,99 @@ int cmd_restore_keys(int argc, char **argv)
     return rc;
 }
 
-static void print_report(const char *json)
+/* "1,203" */
+static void thousands(int64_t v, char *out, size_t cap)
+{
+    char digits[32];
+    int n = snprintf(digits, sizeof digits, "%" PRId64, v < 0 ? -v : v), o = 0;
+    if (v < 0 && o < (int)cap - 1)
+        out[o++] = '-';
+    for (int i = 0; i < n && o < (int)cap - 1; i++) {
+        if (i && (n - i) % 3 == 0 && o < (int)cap - 2)
+            out[o++] = ',';
+        out[o++] = digits[i];
+    }
+    out[o] = 0;
+}
+
+/* The buckets of kc by count, largest first (then by name). */
+static int by_count(const void *a, const void *b)
+{
+    const dr_key_count *x = a, *y = b;
+    return x->n != y->n ? (x->n < y->n ? 1 : -1) : strcmp(x->name, y->name);
+}
+
+dr_key_count *drd_key_counts_sorted(const dr_key_counts *kc)
+{
+    dr_key_count *v = malloc((kc->n ? kc->n : 1) * sizeof *v);
+    if (v && kc->n) {
+        memcpy(v, kc->v, kc->n * sizeof *v);
+        qsort(v, kc->n, sizeof *v, by_count);
+    }
+    return v;
+}
+
+void drd_key_counts_line(const dr_key_counts *kc, size_t max, char *out, size_t cap)
+{
+    dr_key_count *v = drd_key_counts_sorted(kc);
+    size_t o = 0, shown = 0;
+    char num[32];
+    out[0] = 0;
+    for (size_t i = 0; v && i < kc->n && shown < max && o < cap; i++, shown++) {
+        thousands(v[i].n, num, sizeof num);
+        o += (size_t)snprintf(out + o, cap - o, "%s%s %s", i ? ", " : "", num, v[i].name);
+    }
+    int64_t rest = kc->other;
+    for (size_t i = shown; v && i < kc->n; i++)
+        rest += v[i].n;
+    if (o < cap && (rest || !kc->n)) {
+        thousands(rest, num, sizeof num);
+        snprintf(out + o, cap - o, "%s%s other", shown ? ", " : "", num);
+    }
+    free(v);
+}
+
+/* Restored and recorded keys per resource, side by side, the largest first. */
+static void print_key_table(const dr_restore_plan *p, const dr_key_counts *got,
+                            const dr_key_counts *want)
+{
+    dr_key_count *v = drd_key_counts_sorted(got);
+    char a[32], b[32];
+    printf("keys per resource: restored at revision %" PRId64
+           ", recorded with snapshot at revision "
+           "%" PRId64 "%s\n",
+           p->target, p->base.rev_end,
+           want ? "" : " (not recorded: a snapshot taken before drd recorded them)");
+    printf("  %-40s %12s %12s\n", "RESOURCE", "RESTORED", "SNAPSHOT");
+    for (size_t i = 0; v && i < got->n; i++) {
+        thousands(v[i].n, a, sizeof a);
+        thousands(want ? dr_key_counts_get(want, v[i].name) : 0, b, sizeof b);
+        printf("  %-40s %12s %12s\n", v[i].name, a, want ? b : "-");
+    }
+    for (size_t i = 0; want && i < want->n; i++) /* recorded, none restored */
+        if (!dr_key_counts_get(got, want->v[i].name)) {
+            thousands(want->v[i].n, b, sizeof b);
+            printf("  %-40s %12s %12s\n", want->v[i].name, "0", b);
+        }
+    thousands(got->other, a, sizeof a);
+    thousands(want ? want->other : 0, b, sizeof b);
+    printf("  %-40s %12s %12s\n", "(other keys)", a, want ? b : "-");
+    free(v);
+}
+
+static void print_report(const char *json, const dr_restore_plan *p, const dr_key_counts *got,
+                         const dr_key_counts *want)
 {
     /* one screen from the JSON report; the fields are ours, so simple lookups suffice */
     const char *ok = strstr(json, "\"ok\": true") ? "PASSED" : "FAILED";
-    printf("drill %s\n%s\n", ok, json);
+    char line[1024];
+    printf("drill %s\n", ok);
+    if (got) {
+        drd_key_counts_line(got, 8, line, sizeof line);
+        printf("restored: %s\n", line);
+        print_key_table(p, got, want);
+    }
+    printf("%s\n", json);
 }
 
 int cmd_drill(int argc, char **argv)
@@ -205,16 +295,27 @@ int cmd_drill(int argc, char **argv)
     if (rc == 0) {
         dr_progress progress = {0};
         dr_progress_reporter *rep = NULL;
+        dr_key_counts got = {.other = -1}, want = {0};
         rc = dr_progress_report_start(&progress, "drill", drd_progress_mode, 0, &rep);
         if (rc == 0)
-            rc = dr_drill_run(r, &p, &progress, &report);
+            rc = dr_drill_run(r, &p, &progress, &got, &report);
         dr_progress_report_stop(rep);
+        int saved = rc;
+        char msg[1024];
+        snprintf(msg, sizeof msg, "%s", dr_error_msg());
+        int recorded = got.other >= 0 && dr_repo_key_counts(r, &p.base, &want) == 0;
+        if (saved < 0) /* the drill's error, not the lookup's */
+            dr_error_set(saved, "%s", msg);
+        else
+            dr_error_clear();
         if (report) {
             if (a.json)
                 printf("%s\n", report);
             else
-                print_report(report);
+                print_report(report, &p, got.other >= 0 ? &got : NULL, recorded ? &want : NULL);
         }
+        dr_key_counts_free(&got);
+        dr_key_counts_free(&want);
     }
     free(report);
     dr_restore_plan_free(&p);

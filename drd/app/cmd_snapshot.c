@@ -156,7 +156,21 @@ static void fmt_time(int64_t ms, char *out, size_t cap)
     strftime(out, cap, "%Y-%m-%dT%H:%M:%SZ", &tm);
 }
 
+/* The manifest as JSON, with its key counts (a parsed manifest holds only their hash). */
+static int manifest_json(dr_repo *r, const dr_manifest *m, dr_buf *b)
+{
+    dr_manifest shown = *m;
+    dr_key_counts kc = {0};
+    if (m->has_key_counts && dr_repo_key_counts(r, m, &kc) == 0)
+        shown.key_counts = &kc;
+    dr_error_clear();
+    int rc = dr_manifest_to_json(&shown, b);
+    dr_key_counts_free(&kc);
+    return rc;
+}
+
 typedef struct list_ctx {
+    dr_repo *r;
     int json;
     int keyring; /* a keyring was given: problems are refusals, not just "unchecked" */
     int n, bad;
@@ -185,7 +199,7 @@ static int list_one(void *ctx, const char *id, const dr_manifest *m, const char 
         dr_buf b = {0};
         int rc = 0;
         if (m) {
-            rc = dr_manifest_to_json(m, &b);
+            rc = manifest_json(l->r, m, &b);
             b.len -= rc == 0 ? strlen("\n}\n") : 0;
         } else {
             rc = dr_buf_printf(&b, "{\n  \"id\": ");
@@ -239,7 +253,7 @@ int cmd_snapshot_list(int argc, char **argv)
     if (rc == 0)
         rc = dr_repo_sync(r, NULL);
     if (rc == 0) {
-        list_ctx l = {.json = a.json, .keyring = dr_repo_keyring(r) != NULL};
+        list_ctx l = {.r = r, .json = a.json, .keyring = dr_repo_keyring(r) != NULL};
         if (a.json)
             printf("[");
         else
@@ -272,7 +286,7 @@ int cmd_snapshot_show(int argc, char **argv)
         rc = dr_repo_manifest(r, a.pos, &m);
     if (rc == 0) {
         dr_buf b = {0};
-        rc = dr_manifest_to_json(&m, &b);
+        rc = manifest_json(r, &m, &b);
         if (rc == 0)
             fputs(b.data, stdout);
         dr_buf_free(&b);

@@ -82,6 +82,8 @@ typedef struct job {
     int64_t failures_total, missed_total, runs_total;
     char reason[1024]; /* why the job is not ready ("" when it is) */
     int64_t drill_rto_ms;
+    dr_key_counts drill_keys; /* the last drill's restored keys per resource (.other -1: none) */
+    int64_t drill_keys_rev;
     int64_t verified_rev;        /* verify: the newest revision found identical */
     int64_t last_contact_ms;     /* probe: when the source last answered */
     int site_up;                 /* probe: whether it answered the last probe */
@@ -246,15 +248,27 @@ static int run_drill(job *j, char *detail, size_t cap)
      * snapshot and every segment after it */
     if (rc == 0)
         rc = dr_restore_plan_make(r, NULL, 0, dr_wall_ms(), &p);
+    dr_key_counts keys = {.other = -1};
     if (rc == 0)
-        rc = dr_drill_run(r, &p, &j->progress, &report);
+        rc = dr_drill_run(r, &p, &j->progress, &keys, &report);
+    char keys_line[512] = "";
+    if (keys.other >= 0)
+        drd_key_counts_line(&keys, 4, keys_line, sizeof keys_line);
+    if (keys.other >= 0) { /* counted: the new counts replace the last drill's */
+        pthread_mutex_lock(&d->mu);
+        dr_key_counts_free(&j->drill_keys);
+        j->drill_keys = keys;
+        j->drill_keys_rev = p.target;
+        pthread_mutex_unlock(&d->mu);
+    }
     const char *rto = report ? strstr(report, "\"rto_ms\": ") : NULL;
     if (rto) {
         pthread_mutex_lock(&d->mu);
         j->drill_rto_ms = strtoll(rto + 10, NULL, 10);
         pthread_mutex_unlock(&d->mu);
-        snprintf(detail, cap, "revision %" PRId64 " (%s + %zu segments), restore time %.1fs",
-                 p.target, p.base.id, p.n_segs, (double)j->drill_rto_ms / 1000.0);
+        snprintf(detail, cap, "revision %" PRId64 " (%s + %zu segments), restore time %.1fs%s%s",
+                 p.target, p.base.id, p.n_segs, (double)j->drill_rto_ms / 1000.0,
+                 keys_line[0] ? "; keys: " : "", keys_line);
     }
     free(report);
     dr_restore_plan_free(&p);
@@ -575,6 +589,42 @@ static int ready_reason(const daemon_t *d, const job *j, char *buf, size_t cap)
     return 1;
 }
 
+/* drd_drill_keys{job,resource}: the last drill's restored keys per resource; at most
+ * DRILL_KEYS_SERIES series per job (the largest; the rest in resource="other"), so a cluster with
+ * hundreds of resource types does not flood the monitoring system. */
+#define DRILL_KEYS_SERIES 64
+
+static void drill_keys_metrics(daemon_t *d, dr_buf *b)
+{
+    dr_buf_printf(b,
+                  "# HELP drd_drill_keys Keys per Kubernetes resource (/registry/<resource>/) "
+                  "in the last drill's restored etcd; at most %d resources per job, the "
+                  "smaller ones and keys outside /registry/ as \"(other)\".\n"
+                  "# TYPE drd_drill_keys gauge\n",
+                  DRILL_KEYS_SERIES);
+    for (size_t i = 0; i < d->n_jobs; i++) {
+        const job *j = &d->jobs[i];
+        if (j->kind != DR_JOB_DRILL || j->drill_keys.other < 0)
+            continue;
+        size_t n = j->drill_keys.n;
+        dr_key_count *v = drd_key_counts_sorted(&j->drill_keys);
+        if (!v)
+            continue;
+        int64_t other = j->drill_keys.other;
+        for (size_t k = 0; k < n; k++) {
+            if (k >= DRILL_KEYS_SERIES - 1) {
+                other += v[k].n;
+                continue;
+            }
+            dr_buf_printf(b, "drd_drill_keys{job=\"%s\",resource=\"%s\"} %" PRId64 "\n", j->name,
+                          v[k].name, v[k].n);
+        }
+        dr_buf_printf(b, "drd_drill_keys{job=\"%s\",resource=\"(other)\"} %" PRId64 "\n", j->name,
+                      other);
+        free(v);
+    }
+}
+
 static void render_metrics(daemon_t *d, dr_buf *b)
 {
     static const struct {
@@ -641,6 +691,7 @@ static void render_metrics(daemon_t *d, dr_buf *b)
         if (d->jobs[i].kind == DR_JOB_DRILL && d->jobs[i].has_run)
             dr_buf_printf(b, "drd_drill_rto_seconds{job=\"%s\"} %.3f\n", d->jobs[i].name,
                           (double)d->jobs[i].drill_rto_ms / 1000.0);
+    drill_keys_metrics(d, b);
     dr_buf_printf(b, "# HELP drd_replicate_verified_revision The newest revision found identical "
                      "on primary and standby.\n# TYPE drd_replicate_verified_revision gauge\n");
     for (size_t i = 0; i < d->n_jobs; i++)
@@ -726,6 +777,12 @@ static void render_status(daemon_t *d, dr_buf *b)
                           (int64_t)j->stats.applied_revision, (double)j->stats.lag_ms / 1000.0);
         if (j->kind == DR_JOB_VERIFY)
             dr_buf_printf(b, ",\"verified_revision\":%" PRId64, j->verified_rev);
+        if (j->kind == DR_JOB_DRILL && j->drill_keys.other >= 0) {
+            dr_buf_printf(b,
+                          ",\"keys\":{\"revision\":%" PRId64 ",\"restored\":", j->drill_keys_rev);
+            dr_key_counts_json(&j->drill_keys, b);
+            dr_buf_printf(b, "}");
+        }
         if (j->kind == DR_JOB_POINT)
             dr_buf_printf(
                 b, ",\"store\":\"%s\",\"newest_revision\":%" PRId64 ",\"newest_time\":%.3f",
@@ -808,6 +865,12 @@ static void render_text(daemon_t *d, dr_buf *b)
         }
         if (j->kind == DR_JOB_DRILL && j->has_run)
             dr_buf_printf(b, "  restore time (RTO) %.1fs\n", (double)j->drill_rto_ms / 1000.0);
+        if (j->kind == DR_JOB_DRILL && j->drill_keys.other >= 0) {
+            char line[1024];
+            drd_key_counts_line(&j->drill_keys, 8, line, sizeof line);
+            dr_buf_printf(b, "  keys restored at revision %" PRId64 ": %s\n", j->drill_keys_rev,
+                          line);
+        }
         dr_progress_view pv;
         if (j->state == J_RUNNING && dr_progress_read(&j->progress, dr_mono_ms(), &pv)) {
             char text[400];
@@ -894,6 +957,7 @@ static int jobs_build(daemon_t *d, job *old, size_t n_old, int64_t now)
                 continue;
             job *j = &jobs[n++];
             j->d = d;
+            j->drill_keys.other = -1;
             j->cj = cj;
             j->kind = kind;
             j->continuous = j->kind == DR_JOB_REPLICATE || j->kind == DR_JOB_SEGMENTS;
@@ -922,6 +986,9 @@ static int jobs_build(daemon_t *d, job *old, size_t n_old, int64_t now)
                 j->missed_total = o->missed_total;
                 j->runs_total = o->runs_total;
                 j->drill_rto_ms = o->drill_rto_ms;
+                j->drill_keys = o->drill_keys; /* moved: the old table goes */
+                j->drill_keys_rev = o->drill_keys_rev;
+                memset(&o->drill_keys, 0, sizeof o->drill_keys);
                 j->verified_rev = o->verified_rev;
                 j->last_contact_ms = o->last_contact_ms;
                 j->site_up = o->site_up;
@@ -938,6 +1005,14 @@ static int jobs_build(daemon_t *d, job *old, size_t n_old, int64_t now)
     d->jobs = jobs;
     d->n_jobs = n;
     return 0;
+}
+
+/* Frees a job table (what jobs_build moved out of it is gone already). */
+static void jobs_free(job *jobs, size_t n)
+{
+    for (size_t i = 0; jobs && i < n; i++)
+        dr_key_counts_free(&jobs[i].drill_keys);
+    free(jobs);
 }
 
 static int any_running(daemon_t *d)
@@ -1024,7 +1099,7 @@ static void reload_switch(daemon_t *d, int64_t now)
     }
     d->last_reload_ms = now;
     pthread_mutex_unlock(&d->mu);
-    free(old);
+    jobs_free(old, n_old);
     drd_config_free(old_cfg);
     dr_info("config reloaded: %zu jobs", d->n_jobs);
 }
@@ -1096,7 +1171,7 @@ out:
     for (size_t i = 0; i < d.n_jobs; i++)
         live |= d.jobs[i].thread_live;
     if (!live) { /* no worker can still use them */
-        free(d.jobs);
+        jobs_free(d.jobs, d.n_jobs);
         drd_config_free(d.cfg);
         drd_config_free(d.pending);
     }

@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # drd run's drill restores the newest restorable point: with snapshots rare and segments every
 # second, the drill's point is the full snapshot the segments job starts with plus the segments
-# after it (replayed into the throw-away etcd), at the newest revision written before it.
+# after it (replayed into the throw-away etcd), at the newest revision written before it; the
+# restored keys per resource show in /status, drd status and drd_drill_keys.
 source "${HARNESS:-$(dirname "$0")/../harness}/etcd.sh"
 
 h_tmpdir
@@ -33,6 +34,12 @@ for i in $(seq 1 20); do h_etcdctl primary put "/registry/pods/p$i" "$i" >/dev/n
 rev=$(h_etcd_revision primary)
 h_wait_until 60 "a drill of revision $rev through segments" drill_at "$rev"
 h_log "drill: $(drill_detail)"
+# the drill's restored keys per resource: /status, drd status, and capped metrics
+h_assert_eq "$(get /status | jq -c '.jobs[] | select(.kind == "drill") | [.keys.revision, .keys.restored.resources.pods]')" "[$rev,20]" "/status: restored pods at the point"
+h_assert_contains "$(get /metrics)" 'drd_drill_keys{job="proof",resource="pods"} 20' "drd_drill_keys"
+h_assert_contains "$(get /metrics)" 'drd_drill_keys{job="proof",resource="(other)"} 0' "other keys"
+h_run_drd 30 status --config "$H_TMP/drd.yaml"
+h_assert_contains "$out" "keys restored at revision $rev: 20 pods" "drd status"
 h_stop drd
 h_assert_eq "$DRD_STATUS" 0 "SIGTERM exit"
 h_pass

@@ -95,3 +95,23 @@ int dr_json_each_str(const dr_json *j, const char *path, dr_json_str_cb cb, void
     }
     return 0;
 }
+
+int dr_json_each_i64(const dr_json *j, const char *path, dr_json_i64_cb cb, void *ctx)
+{
+    json_t *obj = lookup(j, path);
+    if (!obj)
+        return 0;
+    if (!json_is_object(obj))
+        return dr_error_set(DR_EPROTO, "'%s' is not an object", path);
+    const char *k;
+    json_t *v;
+    json_object_foreach(obj, k, v)
+    {
+        if (!json_is_integer(v))
+            return dr_error_set(DR_EPROTO, "'%s.%s' is not an integer", path, k);
+        int rc = cb(ctx, k, (int64_t)json_integer_value(v));
+        if (rc)
+            return rc;
+    }
+    return 0;
+}

@@ -25,4 +25,10 @@ int dr_json_i64(const dr_json *j, const char *path, int64_t *out);
 typedef int (*dr_json_str_cb)(void *ctx, const char *key, const char *value);
 int dr_json_each_str(const dr_json *j, const char *path, dr_json_str_cb cb, void *ctx);
 
+/* Calls cb for every member of the object at path, in document order, with its integer value.
+ * Absent path: no calls, returns 0. DR_EPROTO naming the member when one is not an integer, or
+ * naming path when it is not an object. cb returning non-zero stops and is returned. */
+typedef int (*dr_json_i64_cb)(void *ctx, const char *key, int64_t value);
+int dr_json_each_i64(const dr_json *j, const char *path, dr_json_i64_cb cb, void *ctx);
+
 #endif

@@ -3,7 +3,7 @@
  * object. Must never accept a manifest with a missing required field: a restore trusts it.
  */
 #include "drd/lib/json/json.h"
-#include "drd/lib/repo/repo.h"
+#include "repo_int.h"
 
 #include <inttypes.h>
 #include <stdio.h>
@@ -109,6 +109,10 @@ int dr_manifest_to_json(const dr_manifest *m, dr_buf *b)
     rc |= put_str(b, "encryption", m->encryption, 1);
     rc |= put_str(b, "key_id", m->key_id, 1);
     rc |= dr_buf_printf(b, ",\n  \"key_count\": %" PRId64, m->key_count);
+    if (m->key_counts) {
+        rc |= dr_buf_printf(b, ",\n  \"key_counts\": ");
+        rc |= dr_key_counts_json(m->key_counts, b);
+    }
     if (m->has_hashkv)
         rc |= dr_buf_printf(b, ",\n  \"hashkv\": %" PRIu32, m->hashkv);
     rc |= dr_buf_printf(b, ",\n  \"events\": %" PRId64 ",\n  \"leases\": %" PRId64, m->events,
@@ -282,6 +286,9 @@ int dr_manifest_compare_inner(const dr_manifest *o, const dr_manifest *in)
         f = "key_count";
     else if (in->has_hashkv != o->has_hashkv || in->hashkv != o->hashkv)
         f = "hashkv";
+    else if (in->has_key_counts != o->has_key_counts ||
+             memcmp(in->key_counts_sha256, o->key_counts_sha256, 32) != 0)
+        f = "key_counts";
     else if (in->events != o->events || in->leases != o->leases)
         f = "events";
     else if (strcmp(in->labels, o->labels))
@@ -410,6 +417,8 @@ int dr_manifest_from_json(const char *text, size_t len, dr_manifest *m)
                           "manifest: id '%s' does not match its kind, revisions and time", m->id);
         goto out;
     }
+    if ((rc = repo_key_counts_hash(j, m)) < 0)
+        goto out;
     rc = take_mac(text, len, m);
 out:
     dr_json_free(j);

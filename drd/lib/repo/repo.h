@@ -41,6 +41,39 @@ void dr_repo_make_id(dr_repo_kind kind, int64_t rev_start, int64_t rev_end, int6
 int dr_repo_parse_id(const char *id, dr_repo_kind *kind, int64_t *rev_start, int64_t *rev_end,
                      int64_t *time_ms);
 
+/* Keys per Kubernetes resource at a full snapshot's revision (docs/format.md "key_counts"): one
+ * bucket per resource ("pods" for the keys under /registry/pods/; "<group>/<resource>" for a
+ * group's, as /registry/apiregistration.k8s.io/apiservices/), at most DR_KEY_COUNTS_MAX of them,
+ * kept sorted by name; every other key (outside /registry/, or past the cap) in other. */
+#define DR_KEY_COUNTS_MAX 256
+#define DR_KEY_COUNT_NAME_MAX 128 /* a name's bytes, NUL included */
+typedef struct dr_key_count {
+    char name[DR_KEY_COUNT_NAME_MAX];
+    int64_t n;
+} dr_key_count;
+typedef struct dr_key_counts {
+    dr_key_count *v; /* sorted by name, no two alike */
+    size_t n;
+    int64_t other;
+} dr_key_counts;
+/* Whether name may name a bucket: 1..127 bytes of [a-z0-9.-], at most one '/' inside. */
+int dr_key_counts_name_ok(const char *name, size_t len);
+/* Adds n keys to bucket name (created in order when new); a name that is not ok, or a new one
+ * when DR_KEY_COUNTS_MAX are taken, goes to other. DR_ENOMEM. */
+int dr_key_counts_add(dr_key_counts *kc, const char *name, size_t len, int64_t n);
+/* The bucket's count, 0 when absent. */
+int64_t dr_key_counts_get(const dr_key_counts *kc, const char *name);
+/* Every key counted: the buckets and other. */
+int64_t dr_key_counts_total(const dr_key_counts *kc);
+/* 1 when both hold the same buckets with the same counts and the same other. */
+int dr_key_counts_equal(const dr_key_counts *a, const dr_key_counts *b);
+void dr_key_counts_free(dr_key_counts *kc);
+/* {"resources": {"name": n, ...}, "other": n} */
+int dr_key_counts_json(const dr_key_counts *kc, dr_buf *out);
+/* Reads the "key_counts" of a manifest's text into *kc (caller frees), range-checked as
+ * dr_manifest_from_json does; DR_ENOTFOUND when the manifest has none, DR_EPROTO. */
+int dr_key_counts_from_manifest(const char *text, size_t len, dr_key_counts *kc);
+
 /* The manifest of one object (docs/format.md "Manifest"). */
 typedef struct dr_manifest {
     int format;
@@ -68,6 +101,14 @@ typedef struct dr_manifest {
     int64_t leases;   /* incr: lease records */
     char labels[512]; /* "k=v,k2=v2" */
     char drd_version[32];
+    /* full: keys per resource at the revision. A manifest stays a small value (thousands are
+     * held at once): from_json keeps only has_key_counts and the sha256 of the counts' canonical
+     * form (dr_manifest_set_key_counts), which compare_inner compares and dr_repo_key_counts
+     * checks the counts it reads against; a writer lends the counts themselves to to_json in
+     * key_counts (NULL in a parsed manifest) until the manifest is committed. */
+    int has_key_counts;
+    uint8_t key_counts_sha256[32];
+    const dr_key_counts *key_counts;
     /* Outer manifests of encrypted objects end with "mac": hex HMAC (dr_keyring_mac under key_id)
      * of the sha256 of the text before the mac line (docs/format.md "Manifest"). from_json sets
      * mac ("" when the text does not end in exactly that line) and body_sha256; to_json never
@@ -85,6 +126,8 @@ int dr_manifest_seal_json(const dr_manifest *m, const dr_keyring *k, dr_buf *out
 int dr_manifest_from_json(const char *text, size_t len, dr_manifest *m);
 /* Whether mac authenticates m under k (its key_id): 0, or DR_EAUTH saying why not. */
 int dr_manifest_check_mac(const dr_manifest *m, const dr_keyring *k);
+/* Lends kc to m (to_json writes it) and sets has_key_counts and key_counts_sha256. */
+int dr_manifest_set_key_counts(dr_manifest *m, const dr_key_counts *kc);
 /* Compares the sealed inner manifest with the outer one on every field that steers reading or
  * choosing (all but stored.*, which the inner one cannot know, and mac): 0, or DR_ECHECKSUM
  * naming the first field that differs. */
@@ -123,6 +166,11 @@ int dr_repo_rebuild(dr_repo *r, int64_t *n);
 
 /* Reads a manifest by ID (or "latest": the newest full snapshot) from the store. */
 int dr_repo_manifest(dr_repo *r, const char *id, dr_manifest *m);
+/* The key counts of m, a manifest this reader trusts (from dr_repo_each, or dr_repo_manifest and
+ * dr_repo_trust), read from its text in the catalog (or the store) and checked against m's
+ * key_counts_sha256, so they are as authentic as m. DR_ENOTFOUND when m has none; caller frees
+ * *kc. */
+int dr_repo_key_counts(dr_repo *r, const dr_manifest *m, dr_key_counts *kc);
 /* Calls cb for each manifest in the catalog (after a sync) that dr_repo_trust accepts, ordered by
  * rev_end, segments before the full snapshot of the same revision; the others are skipped (named
  * in a warning on the handle's first call). */

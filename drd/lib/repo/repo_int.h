@@ -25,6 +25,12 @@ int repo_read_manifest(dr_repo *r, const char *id, dr_manifest *m, char **text);
 /* Records m in the catalog with its raw text (the mac covers those bytes). */
 int repo_catalog_put(dr_repo *r, const dr_manifest *m, const char *text);
 
+/* key_counts of a parsed manifest document (keycounts.c): parse checks them against key_count
+ * (DR_ENOTFOUND, no message, when absent); hash sets m's has_key_counts and key_counts_sha256. */
+struct dr_json;
+int repo_key_counts_parse(const struct dr_json *j, int64_t key_count, dr_key_counts *kc);
+int repo_key_counts_hash(const struct dr_json *j, dr_manifest *m);
+
 /* What a lock object's body says (lock.c); read by scan_lock and tests/fuzz/fuzz_lock.c. */
 typedef struct repo_lock_info {
     int has_expires;    /* the body is JSON with an integer expires_ms (else: not a lock) */

@@ -178,12 +178,101 @@ static void test_inner(void **state)
 #undef DIFFERS
 }
 
+/* Key counts per resource: the cap and the other bucket, the round trip through a manifest, the
+ * range checks, the sealed copy compared by hash, and manifests written before them. */
+static void test_key_counts(void **state)
+{
+    (void)state;
+    dr_key_counts kc = {0}, back_kc;
+    dr_manifest m, back, in;
+    char name[32];
+    dr_buf b = {0};
+    /* names: lowercase, digits, '.', '-', one '/' inside; anything else is other */
+    assert_true(dr_key_counts_name_ok("pods", 4));
+    assert_true(dr_key_counts_name_ok("apiregistration.k8s.io/apiservices", 34));
+    assert_false(dr_key_counts_name_ok("Pods", 4));
+    assert_false(dr_key_counts_name_ok("a/b/c", 5));
+    assert_false(dr_key_counts_name_ok("pods/", 5));
+    assert_false(dr_key_counts_name_ok("", 0));
+    assert_false(dr_key_counts_name_ok("a b", 3));
+    assert_false(dr_key_counts_name_ok("a\"b", 3));
+    assert_int_equal(dr_key_counts_add(&kc, "secrets", 7, 87), 0);
+    assert_int_equal(dr_key_counts_add(&kc, "pods", 4, 1200), 0);
+    assert_int_equal(dr_key_counts_add(&kc, "pods", 4, 3), 0);
+    assert_int_equal(dr_key_counts_add(&kc, "Bad", 3, 5), 0);
+    assert_int_equal(kc.n, 2);
+    assert_string_equal(kc.v[0].name, "pods");
+    assert_int_equal(dr_key_counts_get(&kc, "pods"), 1203);
+    assert_int_equal(kc.other, 5);
+    /* at most DR_KEY_COUNTS_MAX buckets: the rest goes to other */
+    for (int i = 0; i < DR_KEY_COUNTS_MAX + 10; i++) {
+        int n = snprintf(name, sizeof name, "r%03d", i);
+        assert_int_equal(dr_key_counts_add(&kc, name, (size_t)n, 1), 0);
+    }
+    assert_int_equal(kc.n, DR_KEY_COUNTS_MAX);
+    assert_int_equal(kc.other, 5 + 12);
+    for (size_t i = 1; i < kc.n; i++)
+        assert_true(strcmp(kc.v[i - 1].name, kc.v[i].name) < 0);
+    /* a manifest with them: written, read back, compared by hash */
+    sample(&m, NULL);
+    m.key_count = dr_key_counts_total(&kc);
+    assert_int_equal(dr_manifest_set_key_counts(&m, &kc), 0);
+    assert_int_equal(dr_manifest_to_json(&m, &b), 0);
+    assert_int_equal(dr_manifest_from_json(b.data, b.len, &back), 0);
+    assert_true(back.has_key_counts);
+    assert_null(back.key_counts);
+    assert_memory_equal(back.key_counts_sha256, m.key_counts_sha256, 32);
+    assert_int_equal(dr_key_counts_from_manifest(b.data, b.len, &back_kc), 0);
+    assert_true(dr_key_counts_equal(&kc, &back_kc));
+    in = back;
+    in.key_counts_sha256[3] ^= 1;
+    assert_int_equal(dr_manifest_compare_inner(&back, &in), DR_ECHECKSUM);
+    in = back;
+    in.has_key_counts = 0;
+    assert_int_equal(dr_manifest_compare_inner(&back, &in), DR_ECHECKSUM);
+    back_kc.v[0].n++;
+    assert_false(dr_key_counts_equal(&kc, &back_kc));
+    dr_key_counts_free(&back_kc);
+    dr_buf_free(&b);
+    /* range checks: counts that do not add up, negative, a bad name, two alike, too many */
+    dr_key_counts small = {0};
+    dr_key_counts_add(&small, "pods", 4, 990);
+    small.other = 9;
+    sample(&m, NULL);
+    assert_int_equal(dr_manifest_set_key_counts(&m, &small), 0);
+    refuse_edit(&m, "\"pods\": 990", "\"pods\": 991");
+    refuse_edit(&m, "\"other\": 9", "\"other\": -1");
+    refuse_edit(&m, "\"pods\": 990", "\"Pods\": 990");
+    refuse_edit(&m, "\"pods\": 990", "\"pods\": \"990\"");
+    refuse_edit(&m, "\"pods\": 990", "\"pods\": 9223372036854775807, \"x\": 9223372036854775807");
+    refuse_edit(&m, "\"pods\": 990", "\"pods\": 495, \"pods\": 495");
+    refuse_edit(&m, "\"resources\": {", "\"resources\": 3, \"x\": {");
+    refuse_edit(&m, "\"kind\": \"full\"", "\"kind\": \"incr\"");
+    dr_buf big = {0};
+    dr_buf_printf(&big, "\"resources\": {");
+    for (int i = 0; i <= DR_KEY_COUNTS_MAX; i++)
+        dr_buf_printf(&big, "\"r%03d\": 0, ", i);
+    refuse_edit(&m, "\"resources\": {", big.data);
+    dr_buf_free(&big);
+    /* a manifest without them (written before they existed) still reads */
+    sample(&m, NULL);
+    assert_int_equal(dr_manifest_to_json(&m, &b), 0);
+    assert_null(strstr(b.data, "key_counts"));
+    assert_int_equal(dr_manifest_from_json(b.data, b.len, &back), 0);
+    assert_false(back.has_key_counts);
+    assert_int_equal(dr_key_counts_from_manifest(b.data, b.len, &back_kc), DR_ENOTFOUND);
+    dr_buf_free(&b);
+    dr_key_counts_free(&small);
+    dr_key_counts_free(&kc);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_mac),
         cmocka_unit_test(test_ranges),
         cmocka_unit_test(test_inner),
+        cmocka_unit_test(test_key_counts),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
