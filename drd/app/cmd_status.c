@@ -1,16 +1,20 @@
 /*
  * drd status --config F [--json]: asks the running daemon (GET /status.txt or /status on the
  * config's listen address); when it does not answer, prints what state_dir recorded (each
- * scheduled job's last success and last scheduled instant) and exits DR_EUNAVAILABLE.
- * Must never print a secret (it prints only what the daemon's status shows).
+ * scheduled job's last success and last scheduled instant) and what each store's catalog says
+ * (the newest restorable point, as of the catalog's last sync), and exits DR_EUNAVAILABLE.
+ * Must never print a secret (it prints only what the daemon's status shows), and never contact
+ * a store (the daemon may be down because the store is unreachable).
  */
 #include "drd/app/cmd.h"
 #include "drd/app/daemon.h"
 #include "drd/core/core.h"
 #include "drd/lib/http/http.h"
+#include "drd/lib/repo/repo.h"
 
 #include <arpa/inet.h>
 #include <errno.h>
+#include <inttypes.h>
 #include <netinet/in.h>
 #include <stdio.h>
 #include <string.h>
@@ -24,7 +28,9 @@ const char usage_status[] =
     "Shows the jobs of the daemon running with config F (drd run): state, last result, last\n"
     "success, next run, missed runs, replication lag, the stores' newest restorable points, why\n"
     "it is not ready. When the daemon does not answer on the config's listen address, shows\n"
-    "what its state_dir recorded and exits with DR_EUNAVAILABLE (4).\n\n"
+    "what its state_dir recorded and each store's newest restorable point from its catalog\n"
+    "(as of the daemon's last sync; the store is not contacted), and exits with\n"
+    "DR_EUNAVAILABLE (4).\n\n"
     "  --config F   the daemon's YAML config\n"
     "  --json       the daemon's /status JSON\n";
 
@@ -91,6 +97,33 @@ static void iso(char *buf, size_t cap, int64_t ms)
     strftime(buf, cap, "%Y-%m-%dT%H:%M:%SZ", &tm);
 }
 
+typedef struct store_point {
+    int64_t rev, ms; /* ms 0: no full snapshot in the catalog */
+    char why[1200];  /* "": read; else why it could not be */
+    char catalog[1024];
+} store_point;
+
+/* The newest restorable point of store i by its catalog alone (as the daemon's point job computes
+ * it from the same catalog after each sync). */
+static void store_newest(const drd_config *cfg, size_t i, store_point *p)
+{
+    dr_repo_opts ro;
+    dr_repo *r = NULL;
+    memset(p, 0, sizeof *p);
+    drd_store_repo_opts(cfg, i, &ro, p->catalog, sizeof p->catalog);
+    if (ro.catalog_path != p->catalog) /* configured: copied, so that p names it */
+        snprintf(p->catalog, sizeof p->catalog, "%s", ro.catalog_path);
+    if (access(p->catalog, F_OK) != 0) { /* opening would create an empty one */
+        snprintf(p->why, sizeof p->why, "no catalog at %s yet", p->catalog);
+        return;
+    }
+    ro.catalog_path = p->catalog;
+    if (dr_repo_open(&ro, &r) < 0 || dr_repo_newest_point(r, &p->rev, &p->ms) < 0)
+        snprintf(p->why, sizeof p->why, "%s", dr_error_msg());
+    dr_repo_close(r);
+    dr_error_clear();
+}
+
 /* What state_dir says about the scheduled jobs. */
 static void recorded(const drd_config *cfg, int json, const char *why)
 {
@@ -110,6 +143,23 @@ static void recorded(const drd_config *cfg, int json, const char *why)
             dr_buf_json_str(&b, c->jobs[i].name, strlen(c->jobs[i].name));
             dr_buf_printf(&b, ",\"last_success\":%.3f,\"last_scheduled\":%.3f}",
                           (double)ok / 1000.0, (double)prev / 1000.0);
+        }
+        dr_buf_printf(&b, "],\"stores\":[");
+        for (size_t i = 0; i < c->n_stores; i++) {
+            store_point p;
+            store_newest(cfg, i, &p);
+            dr_buf_printf(&b, "%s{\"name\":", i ? "," : "");
+            dr_buf_json_str(&b, c->stores[i].name, strlen(c->stores[i].name));
+            dr_buf_printf(&b, ",\"catalog\":");
+            dr_buf_json_str(&b, p.catalog, strlen(p.catalog));
+            if (p.why[0]) {
+                dr_buf_printf(&b, ",\"error\":");
+                dr_buf_json_str(&b, p.why, strlen(p.why));
+            } else {
+                dr_buf_printf(&b, ",\"newest_revision\":%" PRId64 ",\"newest_time\":%.3f", p.rev,
+                              (double)p.ms / 1000.0);
+            }
+            dr_buf_printf(&b, "}");
         }
         dr_buf_printf(&b, "]}\n");
         fputs(b.data ? b.data : "", stdout);
@@ -133,6 +183,23 @@ static void recorded(const drd_config *cfg, int json, const char *why)
         iso(s, sizeof s, prev);
         printf("\n%s %s: last success %s; last scheduled %s (%s)\n", dr_job_kind_name(j->kind),
                j->name, a, s, j->schedule.text);
+    }
+    int64_t now = dr_wall_ms();
+    for (size_t i = 0; i < c->n_stores; i++) {
+        store_point p;
+        char t[32];
+        store_newest(cfg, i, &p);
+        if (p.why[0])
+            printf("\nstore %s: %s\n", c->stores[i].name, p.why);
+        else if (!p.ms)
+            printf("\nstore %s: no restorable point in its catalog (%s)\n", c->stores[i].name,
+                   p.catalog);
+        else {
+            iso(t, sizeof t, p.ms);
+            printf("\nstore %s: newest restorable revision %" PRId64 ", taken %s (%" PRId64
+                   "s ago), from its catalog %s as of the daemon's last sync\n",
+                   c->stores[i].name, p.rev, t, (now - p.ms) / 1000, p.catalog);
+        }
     }
     dr_error_clear();
 }

@@ -174,13 +174,9 @@ static void state_load(const daemon_t *d, job *j, int64_t now)
 static int open_job(job *j, int writer, dr_repo **r, dr_etcd **e)
 {
     const dr_conf *c = j->d->cfg->c;
-    const dr_conf_store *s = &c->stores[j->cj->store_i];
-    dr_repo_opts ro = s->repo;
+    dr_repo_opts ro;
     char cat[1024];
-    if (!ro.catalog_path) {
-        snprintf(cat, sizeof cat, "%s/catalog-%s.db", c->state_dir, s->name);
-        ro.catalog_path = cat;
-    }
+    drd_store_repo_opts(j->d->cfg, j->cj->store_i, &ro, cat, sizeof cat);
     ro.need_key = writer;
     int rc = dr_repo_open(&ro, r);
     if (rc == 0 && e)
@@ -309,37 +305,21 @@ static int run_probe(job *j)
     return rc;
 }
 
-typedef struct point_ctx {
-    int64_t rev, ms;
-} point_ctx;
-
-/* Objects come ordered by rev_end: a full snapshot is a point, and a segment starting at most
- * one revision after the newest point extends it. */
-static int point_step(void *ctx, const dr_manifest *m)
-{
-    point_ctx *p = ctx;
-    if (m->kind == DR_KIND_FULL || (p->rev && m->rev_start <= p->rev + 1 && m->rev_end > p->rev)) {
-        p->rev = m->rev_end;
-        p->ms = m->created_ms;
-    }
-    return 0;
-}
-
 /* The store's newest restorable point: what a restore after a disaster gets, and its age is
  * the store's RPO right now. */
 static int run_point(job *j)
 {
     dr_repo *r = NULL;
-    point_ctx p = {0, 0};
+    int64_t rev = 0, ms = 0;
     int rc = open_job(j, 0, &r, NULL);
     if (rc == 0)
         rc = dr_repo_sync(r, NULL);
     if (rc == 0)
-        rc = dr_repo_each(r, point_step, &p);
+        rc = dr_repo_newest_point(r, &rev, &ms);
     if (rc == 0) {
         pthread_mutex_lock(&j->d->mu);
-        j->point_rev = p.rev;
-        j->point_ms = p.ms;
+        j->point_rev = rev;
+        j->point_ms = ms;
         pthread_mutex_unlock(&j->d->mu);
     }
     dr_repo_close(r);

@@ -23,6 +23,11 @@ void drd_config_free(drd_config *cfg);
 /* The replication options of a replicate job (strings borrowed from cfg). */
 void drd_job_repl_opts(const drd_config *cfg, const dr_conf_job *j, dr_repl_opts *o);
 
+/* The repository options of store store_i (strings borrowed from cfg): its catalog is
+ * <state_dir>/catalog-<store>.db, written into cat (cap bytes), unless it names one. */
+void drd_store_repo_opts(const drd_config *cfg, size_t store_i, dr_repo_opts *ro, char *cat,
+                         size_t cap);
+
 /* What a scheduled job's state file in state_dir says: the newest scheduled instant accounted
  * for and the last success (ms since the epoch). DR_ENOTFOUND when the job never ran. */
 int drd_job_state_read(const drd_config *cfg, dr_job_kind kind, const char *name, int64_t *prev_ms,

@@ -73,6 +73,17 @@ void drd_job_repl_opts(const drd_config *cfg, const dr_conf_job *j, dr_repl_opts
     o->window = j->window;
 }
 
+void drd_store_repo_opts(const drd_config *cfg, size_t store_i, dr_repo_opts *ro, char *cat,
+                         size_t cap)
+{
+    const dr_conf_store *s = &cfg->c->stores[store_i];
+    *ro = s->repo;
+    if (!ro->catalog_path) {
+        snprintf(cat, cap, "%s/catalog-%s.db", cfg->c->state_dir, s->name);
+        ro->catalog_path = cat;
+    }
+}
+
 int drd_config_load(const char *path, drd_config **out)
 {
     int rc = 0;

@@ -2,7 +2,8 @@
 # drd run's drill restores the newest restorable point: with snapshots rare and segments every
 # second, the drill's point is the full snapshot the segments job starts with plus the segments
 # after it (replayed into the throw-away etcd), at the newest revision written before it; the
-# restored keys per resource show in /status, drd status and drd_drill_keys.
+# restored keys per resource show in /status, drd status and drd_drill_keys; with the daemon
+# down, drd status shows the store's newest restorable point from its catalog.
 source "${HARNESS:-$(dirname "$0")/../harness}/etcd.sh"
 
 h_tmpdir
@@ -42,4 +43,20 @@ h_run_drd 30 status --config "$H_TMP/drd.yaml"
 h_assert_contains "$out" "keys restored at revision $rev: 20 pods" "drd status"
 h_stop drd
 h_assert_eq "$DRD_STATUS" 0 "SIGTERM exit"
+
+h_log "the daemon down: drd status falls back to the store's catalog"
+h_run_drd 30 status --config "$H_TMP/drd.yaml"
+h_assert_eq "$rc" 4 "EUNAVAILABLE (stderr: $err)"
+[[ "$out" =~ store\ main:\ newest\ restorable\ revision\ ([0-9]+),\ taken\ 20[0-9-]+T[0-9:]+Z\ \(([0-9]+)s\ ago\),\ from\ its\ catalog\ $H_TMP/state/catalog-main.db ]] ||
+    h_fail "no point from the catalog in: $out"
+((BASH_REMATCH[1] >= rev && BASH_REMATCH[2] < 120)) || h_fail "point ${BASH_REMATCH[1]} (${BASH_REMATCH[2]}s old), want >= $rev"
+h_run_drd 30 status --config "$H_TMP/drd.yaml" --json
+h_assert_eq "$rc" 4 "--json: EUNAVAILABLE"
+h_assert_eq "$(jq -r '.daemon' <<<"$out")" unreachable "--json says so"
+(($(jq '.stores[] | select(.name == "main") | .newest_revision' <<<"$out") >= rev)) || h_fail "--json: $out"
+# a store whose catalog is not there (yet): said, and nothing created
+sed -i "s|^  main: |  spare: { url: \"file://$H_TMP/spare\", key_file: $H_TMP/keys }\n  main: |" "$H_TMP/drd.yaml"
+h_run_drd 30 status --config "$H_TMP/drd.yaml"
+h_assert_contains "$out" "store spare: no catalog at $H_TMP/state/catalog-spare.db yet" "a store without a catalog"
+[[ ! -e "$H_TMP/state/catalog-spare.db" ]] || h_fail "status created a catalog"
 h_pass

@@ -402,6 +402,31 @@ int dr_repo_list(dr_repo *r, dr_repo_list_cb cb, void *ctx)
     return dr_catalog_each(r->cat, NULL, each_entry, &c);
 }
 
+typedef struct point_ctx {
+    int64_t rev, ms;
+} point_ctx;
+
+/* Objects come ordered by rev_end: a full snapshot is a point, and a segment starting at most
+ * one revision after the newest point extends it. */
+static int point_step(void *ctx, const dr_manifest *m)
+{
+    point_ctx *p = ctx;
+    if (m->kind == DR_KIND_FULL || (p->rev && m->rev_start <= p->rev + 1 && m->rev_end > p->rev)) {
+        p->rev = m->rev_end;
+        p->ms = m->created_ms;
+    }
+    return 0;
+}
+
+int dr_repo_newest_point(dr_repo *r, int64_t *rev, int64_t *ms)
+{
+    point_ctx p = {0, 0};
+    int rc = dr_repo_each(r, point_step, &p);
+    *rev = rc == 0 ? p.rev : 0;
+    *ms = rc == 0 ? p.ms : 0;
+    return rc;
+}
+
 typedef struct newest_ctx {
     dr_manifest m;      /* the newest usable full snapshot */
     char refused[1024]; /* why the newest refused one was refused */

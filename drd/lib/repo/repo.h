@@ -166,6 +166,11 @@ int dr_repo_rebuild(dr_repo *r, int64_t *n);
 
 /* Reads a manifest by ID (or "latest": the newest full snapshot) from the store. */
 int dr_repo_manifest(dr_repo *r, const char *id, dr_manifest *m);
+/* The newest restorable point in the catalog (as of its last sync; no store access): the newest
+ * full snapshot this reader trusts and the unbroken chain of trusted segments after it. *rev
+ * gets its revision and *ms the creation time of its newest object (the point's age is the
+ * store's RPO), both 0 when the catalog holds no full snapshot. */
+int dr_repo_newest_point(dr_repo *r, int64_t *rev, int64_t *ms);
 /* The key counts of m, a manifest this reader trusts (from dr_repo_each, or dr_repo_manifest and
  * dr_repo_trust), read from its text in the catalog (or the store) and checked against m's
  * key_counts_sha256, so they are as authentic as m. DR_ENOTFOUND when m has none; caller frees
