@@ -131,7 +131,10 @@ int dr_snapshot_save(dr_repo *repo, dr_etcd *etcd, const dr_snapshot_save_opts *
         rc = dr_etcd_count_all(etcd, rev, &m->key_count);
     }
     /* and per Kubernetes resource, for drills to hold the restored data to ("1,203 pods") */
+    int64_t tk = dr_mono_ms();
     if (rc == 0 && (rc = dr_kube_count(etcd, rev, &kc)) == 0) {
+        dr_debug("keys per resource: %zu resources, %" PRId64 " other keys, %" PRId64 " ms", kc.n,
+                 kc.other, dr_mono_ms() - tk);
         if (dr_key_counts_total(&kc) != m->key_count)
             rc = dr_error_set(DR_EPROTO,
                               "etcd counted %" PRId64 " keys at revision %" PRId64

@@ -3,7 +3,8 @@
  *
  *   cursor = "/registry/" --(first key at or after cursor under the prefix)--> "/registry/pods/a"
  *   --> count "/registry/pods/" --> cursor = prefix end of "/registry/pods/" ("/registry/pods0")
- *   a segment with a dot is a group: the same one level down, "/registry/<group>/<resource>/"
+ *   a segment with a dot is a group: the same one level down, "/registry/<group>/<resource>/";
+ *   at the top level one window per possible first character (see scan_registry)
  * Must never count a key twice or lose one: other is the total at rev minus the buckets.
  */
 #include "drd/lib/kube/kube.h"
@@ -88,15 +89,14 @@ static int count_prefix(scan *s, const char *prefix, size_t len, int64_t *n)
     return rc;
 }
 
-/* Buckets under prefix ("/registry/", or "/registry/<group>/" with group set). */
-static int scan_level(scan *s, const char *prefix, size_t plen, int group)
+/* Buckets under the prefix of plen bytes that from starts with ("/registry/", or
+ * "/registry/<group>/" with group set), of the keys in [from, end). */
+static int scan_range(scan *s, size_t plen, const dr_buf *from, const dr_buf *end, int group)
 {
-    dr_buf cursor = {0}, key = {0}, end = {0};
-    int rc = dr_buf_append(&cursor, prefix, plen);
-    if (rc == 0 && (rc = dr_buf_append(&end, prefix, plen)) == 0)
-        end.data[plen - 1] = '0';
+    dr_buf cursor = {0}, key = {0};
+    int rc = dr_buf_append(&cursor, from->data, from->len);
     while (rc == 0 && s->kc->n < DR_KEY_COUNTS_MAX && s->steps++ < 4 * DR_KEY_COUNTS_MAX) {
-        if ((rc = first_key(s, &cursor, (const uint8_t *)end.data, end.len, &key)) <= 0)
+        if ((rc = first_key(s, &cursor, (const uint8_t *)end->data, end->len, &key)) <= 0)
             break;
         rc = 0;
         const char *seg = key.data + plen;
@@ -110,7 +110,14 @@ static int scan_level(scan *s, const char *prefix, size_t plen, int group)
         }
         if (dr_key_counts_name_ok(seg, n)) {
             if (!group && memchr(seg, '.', n)) {
-                rc = scan_level(s, key.data, upto + 1, 1);
+                dr_buf gfrom = {0}, gend = {0};
+                if ((rc = dr_buf_append(&gfrom, key.data, upto + 1)) == 0 &&
+                    (rc = dr_buf_append(&gend, key.data, upto + 1)) == 0) {
+                    gend.data[upto] = '0';
+                    rc = scan_range(s, upto + 1, &gfrom, &gend, 1);
+                }
+                dr_buf_free(&gfrom);
+                dr_buf_free(&gend);
             } else {
                 int64_t c = 0;
                 const char *name = key.data + strlen(REGISTRY);
@@ -124,8 +131,29 @@ static int scan_level(scan *s, const char *prefix, size_t plen, int group)
     }
     dr_buf_free(&cursor);
     dr_buf_free(&key);
-    dr_buf_free(&end);
     return rc < 0 ? rc : 0;
+}
+
+/* The top level, one window per first character a resource name may have: etcd 3.4 walks its
+ * whole index range for every Range (to count it), so finding the next resource in
+ * [cursor, "/registry0") would cost every key after the cursor; within a window it costs only the
+ * keys of resources with the same first character. Keys starting otherwise name no resource:
+ * they are never visited and count in other. */
+static int scan_registry(scan *s)
+{
+    static const char first[] = "-.0123456789abcdefghijklmnopqrstuvwxyz";
+    size_t plen = strlen(REGISTRY);
+    dr_buf from = {0}, end = {0};
+    int rc = 0;
+    for (const char *c = first; rc == 0 && *c && s->kc->n < DR_KEY_COUNTS_MAX; c++) {
+        from.len = end.len = 0;
+        if ((rc = dr_buf_printf(&from, "%s%c", REGISTRY, *c)) == 0 &&
+            (rc = dr_buf_printf(&end, "%s%c", REGISTRY, *c + 1)) == 0)
+            rc = scan_range(s, plen, &from, &end, 0);
+    }
+    dr_buf_free(&from);
+    dr_buf_free(&end);
+    return rc;
 }
 
 int dr_kube_count(dr_etcd *e, int64_t rev, dr_key_counts *kc)
@@ -135,7 +163,7 @@ int dr_kube_count(dr_etcd *e, int64_t rev, dr_key_counts *kc)
     memset(kc, 0, sizeof *kc);
     int rc = dr_etcd_count_all(e, rev, &total);
     if (rc == 0)
-        rc = scan_level(&s, REGISTRY, strlen(REGISTRY), 0);
+        rc = scan_registry(&s);
     if (rc < 0) {
         dr_key_counts_free(kc);
         return rc;

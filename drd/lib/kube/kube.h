@@ -26,7 +26,8 @@ size_t dr_kube_resource(const void *key, size_t len, char *out, size_t cap);
 
 /* Counts the keys at revision rev (> 0) per resource into *kc (caller frees with
  * dr_key_counts_free): a keys-only Range of one key finds the next resource, a count-only Range
- * counts its prefix, and the scan jumps past it; so about two requests per resource. Past
+ * counts its prefix, and the scan jumps past it; so about two requests per resource, plus one per
+ * possible first character of a name (38). Past
  * DR_KEY_COUNTS_MAX buckets (or 4 times as many steps over keys that name no resource) the rest
  * is other. kc->other = every key at rev not in a bucket. DR_ECOMPACTED, and etcd's errors. */
 int dr_kube_count(dr_etcd *e, int64_t rev, dr_key_counts *kc);
