@@ -83,7 +83,8 @@ typedef struct job {
     char reason[1024]; /* why the job is not ready ("" when it is) */
     int64_t drill_rto_ms;
     dr_key_counts drill_keys; /* the last drill's restored keys per resource (.other -1: none) */
-    int64_t drill_keys_rev;
+    dr_key_counts drill_keys_snap; /* those recorded with its snapshot (.other -1: none) */
+    int64_t drill_keys_rev, drill_keys_snap_rev;
     int64_t verified_rev;        /* verify: the newest revision found identical */
     int64_t last_contact_ms;     /* probe: when the source last answered */
     int site_up;                 /* probe: whether it answered the last probe */
@@ -251,10 +252,22 @@ static int run_drill(job *j, char *detail, size_t cap)
     if (keys.other >= 0)
         drd_key_counts_line(&keys, 4, keys_line, sizeof keys_line);
     if (keys.other >= 0) { /* counted: the new counts replace the last drill's */
+        dr_key_counts snap = {.other = -1};
+        char msg[1024];
+        snprintf(msg, sizeof msg, "%s", dr_error_msg());
+        if (dr_repo_key_counts(r, &p.base, &snap) < 0) /* none recorded (an older snapshot) */
+            snap.other = -1;
+        if (rc < 0) /* the drill's error stays the job's, not the lookup's */
+            dr_error_set(rc, "%s", msg);
+        else
+            dr_error_clear();
         pthread_mutex_lock(&d->mu);
         dr_key_counts_free(&j->drill_keys);
+        dr_key_counts_free(&j->drill_keys_snap);
         j->drill_keys = keys;
+        j->drill_keys_snap = snap;
         j->drill_keys_rev = p.target;
+        j->drill_keys_snap_rev = p.base.rev_end;
         pthread_mutex_unlock(&d->mu);
     }
     const char *rto = report ? strstr(report, "\"rto_ms\": ") : NULL;
@@ -761,6 +774,12 @@ static void render_status(daemon_t *d, dr_buf *b)
             dr_buf_printf(b,
                           ",\"keys\":{\"revision\":%" PRId64 ",\"restored\":", j->drill_keys_rev);
             dr_key_counts_json(&j->drill_keys, b);
+            dr_buf_printf(
+                b, ",\"snapshot_revision\":%" PRId64 ",\"snapshot\":", j->drill_keys_snap_rev);
+            if (j->drill_keys_snap.other >= 0)
+                dr_key_counts_json(&j->drill_keys_snap, b);
+            else
+                dr_buf_printf(b, "null");
             dr_buf_printf(b, "}");
         }
         if (j->kind == DR_JOB_POINT)
@@ -850,6 +869,11 @@ static void render_text(daemon_t *d, dr_buf *b)
             drd_key_counts_line(&j->drill_keys, 8, line, sizeof line);
             dr_buf_printf(b, "  keys restored at revision %" PRId64 ": %s\n", j->drill_keys_rev,
                           line);
+            if (j->drill_keys_snap.other >= 0) {
+                drd_key_counts_line(&j->drill_keys_snap, 8, line, sizeof line);
+                dr_buf_printf(b, "  recorded with the snapshot at revision %" PRId64 ": %s\n",
+                              j->drill_keys_snap_rev, line);
+            }
         }
         dr_progress_view pv;
         if (j->state == J_RUNNING && dr_progress_read(&j->progress, dr_mono_ms(), &pv)) {
@@ -937,7 +961,7 @@ static int jobs_build(daemon_t *d, job *old, size_t n_old, int64_t now)
                 continue;
             job *j = &jobs[n++];
             j->d = d;
-            j->drill_keys.other = -1;
+            j->drill_keys.other = j->drill_keys_snap.other = -1;
             j->cj = cj;
             j->kind = kind;
             j->continuous = j->kind == DR_JOB_REPLICATE || j->kind == DR_JOB_SEGMENTS;
@@ -967,8 +991,11 @@ static int jobs_build(daemon_t *d, job *old, size_t n_old, int64_t now)
                 j->runs_total = o->runs_total;
                 j->drill_rto_ms = o->drill_rto_ms;
                 j->drill_keys = o->drill_keys; /* moved: the old table goes */
+                j->drill_keys_snap = o->drill_keys_snap;
                 j->drill_keys_rev = o->drill_keys_rev;
+                j->drill_keys_snap_rev = o->drill_keys_snap_rev;
                 memset(&o->drill_keys, 0, sizeof o->drill_keys);
+                memset(&o->drill_keys_snap, 0, sizeof o->drill_keys_snap);
                 j->verified_rev = o->verified_rev;
                 j->last_contact_ms = o->last_contact_ms;
                 j->site_up = o->site_up;
@@ -990,8 +1017,10 @@ static int jobs_build(daemon_t *d, job *old, size_t n_old, int64_t now)
 /* Frees a job table (what jobs_build moved out of it is gone already). */
 static void jobs_free(job *jobs, size_t n)
 {
-    for (size_t i = 0; jobs && i < n; i++)
+    for (size_t i = 0; jobs && i < n; i++) {
         dr_key_counts_free(&jobs[i].drill_keys);
+        dr_key_counts_free(&jobs[i].drill_keys_snap);
+    }
     free(jobs);
 }
 

@@ -36,11 +36,12 @@ rev=$(h_etcd_revision primary)
 h_wait_until 60 "a drill of revision $rev through segments" drill_at "$rev"
 h_log "drill: $(drill_detail)"
 # the drill's restored keys per resource: /status, drd status, and capped metrics
-h_assert_eq "$(get /status | jq -c '.jobs[] | select(.kind == "drill") | [.keys.revision, .keys.restored.resources.pods]')" "[$rev,20]" "/status: restored pods at the point"
+h_assert_eq "$(get /status | jq -c '.jobs[] | select(.kind == "drill") | [.keys.revision, .keys.restored.resources.pods, .keys.snapshot != null]')" "[$rev,20,true]" "/status: restored pods at the point, and the snapshot's"
 h_assert_contains "$(get /metrics)" 'drd_drill_keys{job="proof",resource="pods"} 20' "drd_drill_keys"
 h_assert_contains "$(get /metrics)" 'drd_drill_keys{job="proof",resource="(other)"} 0' "other keys"
 h_run_drd 30 status --config "$H_TMP/drd.yaml"
 h_assert_contains "$out" "keys restored at revision $rev: 20 pods" "drd status"
+h_assert_contains "$out" "recorded with the snapshot at revision " "and the snapshot's"
 h_stop drd
 h_assert_eq "$DRD_STATUS" 0 "SIGTERM exit"
 
