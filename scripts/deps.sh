@@ -33,6 +33,8 @@ PACKAGES=(
     # promtool and a Prometheus server: the alerting rules and dashboard tests (tests/deploy,
     # tests/integration/deploy_metrics.sh); systemd-analyze: the unit's test
     prometheus systemd
+    # volume replication tests and bench/volume-vs-rsync: drd is compared with rsync
+    rsync
     # the independent oracle of the cron schedule test (tests/unit/policies/cron_oracle.py)
     python3-croniter
 )

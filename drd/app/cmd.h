@@ -71,6 +71,12 @@ struct dr_key_counts;
 void drd_key_counts_line(const struct dr_key_counts *kc, size_t max, char *out, size_t cap);
 /* A copy of kc's buckets, the largest first (then by name); caller frees; NULL: out of memory. */
 struct dr_key_count *drd_key_counts_sorted(const struct dr_key_counts *kc);
+int cmd_volume_serve(int argc, char **argv);
+int cmd_volume_push(int argc, char **argv);
+int cmd_volume_status(int argc, char **argv);
+int cmd_volume_promote(int argc, char **argv);
+extern const char usage_volume_serve[], usage_volume_push[], usage_volume_status[],
+    usage_volume_promote[];
 
 int cmd_run(int argc, char **argv);
 int cmd_status(int argc, char **argv);

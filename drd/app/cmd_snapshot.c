@@ -7,6 +7,7 @@
 #include "drd/app/store_args.h"
 #include "drd/core/core.h"
 #include "drd/lib/catalog/catalog.h"
+#include "drd/lib/tlsnet/tlsnet.h"
 #include "snapshot/snapshot.h"
 
 #include <inttypes.h>
@@ -84,9 +85,13 @@ const char usage_catalog_rebuild[] =
     "Recreates the local catalog from the store alone.\n\n" STORE_HELP;
 
 const char usage_key_generate[] =
-    "usage: drd key generate --out FILE [--name NAME]\n\n"
+    "usage: drd key generate --out FILE [--name NAME]\n"
+    "       drd key generate --psk --out FILE\n\n"
     "Writes a new keyring with one random 256-bit master key (mode 0600). Keep a copy somewhere\n"
-    "safe and apart from the backups: without it nothing can be restored.\n";
+    "safe and apart from the backups: without it nothing can be restored.\n\n"
+    "With --psk, writes a pre-shared key for volume replication instead (32 random bytes as 64\n"
+    "hex digits, mode 0600): the same file goes to both sides (drd replicate volume serve and\n"
+    "push --psk-file). An existing file is never replaced.\n";
 
 const char usage_key_rotate[] =
     "usage: drd key rotate --keyring FILE [--name NAME]\n\n"
@@ -488,12 +493,20 @@ int cmd_catalog_rebuild(int argc, char **argv)
 
 int cmd_key_generate(int argc, char **argv)
 {
-    static const int allowed[] = {O_OUT, O_NAME, 0};
+    static const int allowed[] = {O_OUT, O_NAME, O_PSK, 0};
     args a;
     char name[DR_KEY_NAME_MAX + 1];
     int rc = args_parse(argc, argv, allowed, 0, &a);
     if (rc == 0)
         rc = args_need(a.out, "--out", a.cmd);
+    if (rc == 0 && a.psk) {
+        if (a.name)
+            return dr_error_set(DR_EUSAGE, "drd key generate: --name does not apply to --psk");
+        rc = dr_tls_psk_generate(a.out);
+        if (rc == 0)
+            printf("wrote pre-shared key %s (mode 0600)\n", a.out);
+        return rc;
+    }
     if (rc == 0)
         rc = dr_keyring_generate(a.out, a.name, name);
     if (rc == 0)

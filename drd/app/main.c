@@ -18,6 +18,14 @@ static const drd_cmd commands[] = {
      cmd_replicate_status},
     {"replicate verify", "compare primary and standby at the same revision", usage_replicate_verify,
      cmd_replicate_verify},
+    {"replicate volume serve", "receive volume syncs and keep point-in-time copies (standby)",
+     usage_volume_serve, cmd_volume_serve},
+    {"replicate volume push", "sync a directory (a PVC) to a volume server by rsync deltas",
+     usage_volume_push, cmd_volume_push},
+    {"replicate volume status", "last sync of each volume: time, bytes, files, in sync or not",
+     usage_volume_status, cmd_volume_status},
+    {"replicate volume promote", "copy the latest complete copy of a volume into a directory",
+     usage_volume_promote, cmd_volume_promote},
     {"snapshot save", "take a full, compressed, encrypted etcd snapshot into a store",
      usage_snapshot_save, cmd_snapshot_save},
     {"snapshot follow", "write revision segments for point-in-time restore", usage_snapshot_follow,
@@ -126,7 +134,7 @@ static void print_help(FILE *f, const char *group)
     for (size_t i = 0; i < NCMD; i++) {
         const char *n = commands[i].name;
         if (!group || (strncmp(n, group, gl) == 0 && (n[gl] == ' ' || n[gl] == 0)))
-            fprintf(f, "  %-18s %s\n", n, commands[i].summary);
+            fprintf(f, "  %-24s %s\n", n, commands[i].summary);
     }
     fprintf(f,
             "\nflags for every command:\n  --log-level L      debug, info, warn, error "
@@ -174,17 +182,20 @@ int main(int argc, char **argv)
         }
     }
     for (size_t i = 0; i < NCMD; i++) {
+        /* the command's words ("replicate volume push") against argv[1], argv[2], ... */
         const char *name = commands[i].name;
-        const char *sp = strchr(name, ' ');
-        size_t l1 = sp ? (size_t)(sp - name) : strlen(name);
-        if (strncmp(argv[1], name, l1) != 0 || argv[1][l1] != 0)
-            continue;
-        int consumed = 2;
-        if (sp) {
-            if (argc < 3 || strcmp(argv[2], sp + 1) != 0)
-                continue;
-            consumed = 3;
+        int consumed = 1;
+        const char *w = name;
+        while (*w) {
+            size_t wl = strcspn(w, " ");
+            if (consumed >= argc || strncmp(argv[consumed], w, wl) != 0 || argv[consumed][wl])
+                break;
+            consumed++;
+            w += wl;
+            w += *w == ' ';
         }
+        if (*w)
+            continue;
         if (drd_wants_help(argc, argv)) {
             fputs(commands[i].usage, stdout);
             return 0;

@@ -57,6 +57,7 @@ static const struct option opts[] = {
     {"limit", required_argument, NULL, O_LIMIT},
     {"allow-plaintext", no_argument, NULL, O_ALLOWPLAIN},
     {"members-dir", required_argument, NULL, O_MEMBERS},
+    {"psk", no_argument, NULL, O_PSK},
     {0, 0, 0, 0},
 };
 
@@ -213,6 +214,9 @@ int args_parse(int argc, char **argv, const int *allowed, int positional, args *
             break;
         case O_DRY:
             a->dry_run = 1;
+            break;
+        case O_PSK:
+            a->psk = 1;
             break;
         case O_NAME:
             a->name = optarg;

@@ -82,6 +82,7 @@ enum {
     O_LIMIT,
     O_ALLOWPLAIN,
     O_MEMBERS,
+    O_PSK,
 };
 
 typedef struct args {
@@ -90,7 +91,7 @@ typedef struct args {
     dr_repo_opts repo;
     dr_compress comp;
     char labels[512];
-    int json, all, dry_run, mark_compacted, overwrite;
+    int json, all, dry_run, mark_compacted, overwrite, psk;
     int64_t period_ms, max_bytes, until, sample, revision, time_ms, bump, limit;
     const char *out, *name, *keyring, *snapshot, *data_dir, *icluster, *ipeer, *prefix, *target,
         *members_dir;

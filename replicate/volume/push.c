@@ -1,0 +1,506 @@
+/*
+ * Volume replication, source side: walks the tree depth first (each directory's children
+ * sorted by name, right after it), asks the destination about each entry and sends what it
+ * wants: a whole file (its data extents, zstd-compressed, holes skipped) or a librsync delta
+ * against the signature it sent. One sync per connection (vol_int.h has the conversation).
+ * Must never follow a symlink (the tree is read with openat/O_NOFOLLOW from the source dir),
+ * read a file whole into memory, or write anything on the source.
+ */
+#include "replicate/volume/volume.h"
+#include "replicate/volume/vol_int.h"
+
+#include "drd/lib/crypto/crypto.h"
+#include "drd/lib/delta/delta.h"
+#include "drd/lib/zstd/zstd.h"
+
+#include <dirent.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#define MAX_DEPTH 256
+
+typedef struct push {
+    const dr_vol_push_opts *o;
+    dr_tls_conn *t;
+    dr_zstd *z;
+    uint8_t *buf, *raw, *cbuf;
+    size_t cbuf_cap, raw_len;
+    dr_buf eb;
+    vol_inomap links;
+    dr_vol_stats *st;
+    vol_entry e;
+    int depth;
+} push;
+
+static int recv_reply(push *p, uint8_t *type, size_t *n)
+{
+    return vol_recv(p->t, p->buf, type, n, "destination refused the sync");
+}
+
+static int unexpected(uint8_t type, const char *what)
+{
+    return dr_error_set(DR_EPROTO, "unexpected message '%c' from the destination (%s)", type, what);
+}
+
+static void report(push *p, const char *what, const char *path)
+{
+    if (p->o->dry_run || p->o->verbose)
+        printf("%s%s %s\n", p->o->dry_run ? "would " : "", what, path[0] ? path : ".");
+}
+
+static int handle_done(push *p, size_t n)
+{
+    static const char *names[] = {"keep", "update metadata of", "send whole", "send delta of",
+                                  "create"};
+    if (n != 1 || p->buf[0] > A_CREATED)
+        return dr_error_set(DR_EPROTO, "bad answer from the destination");
+    if (p->buf[0] != A_NONE) {
+        p->st->files_changed++;
+        report(p, names[p->buf[0]], p->e.path);
+    }
+    return 0;
+}
+
+/* Compresses and sends the raw bytes gathered for a DATA (off >= 0) or DELTA frame. */
+static int send_chunk(push *p, int64_t off, const uint8_t *data, size_t n)
+{
+    size_t cn = 0;
+    uint8_t hdr[13];
+    size_t hl = 0;
+    int rc = dr_zstd_compress(p->z, data, n, p->cbuf, p->cbuf_cap, &cn);
+    if (rc < 0)
+        return rc;
+    int comp = cn < n;
+    if (off >= 0) {
+        for (int i = 0; i < 8; i++)
+            hdr[hl++] = (uint8_t)((uint64_t)off >> (56 - 8 * i));
+    }
+    hdr[hl++] = (uint8_t)comp;
+    hdr[hl++] = (uint8_t)(n >> 24);
+    hdr[hl++] = (uint8_t)(n >> 16);
+    hdr[hl++] = (uint8_t)(n >> 8);
+    hdr[hl++] = (uint8_t)n;
+    return dr_tls_send2(p->t, off >= 0 ? M_DATA : M_DELTA, hdr, hl, comp ? p->cbuf : data,
+                        comp ? cn : n);
+}
+
+static int send_file_end(push *p, int has, const uint8_t sha[32])
+{
+    uint8_t m[33] = {(uint8_t)has};
+    if (has)
+        memcpy(m + 1, sha, 32);
+    return dr_tls_send(p->t, M_FILE_END, m, has ? 33 : 1);
+}
+
+static int send_whole(push *p, int fd)
+{
+    off_t pos = 0, size = (off_t)p->e.size;
+    while (pos < size) {
+        off_t data = lseek(fd, pos, SEEK_DATA), hole;
+        if (data < 0 && errno == ENXIO)
+            break;
+        if (data < 0) { /* no SEEK_DATA here: all of it is data */
+            data = pos;
+            hole = size;
+        } else if ((hole = lseek(fd, data, SEEK_HOLE)) < 0) {
+            hole = size;
+        }
+        if (hole > size)
+            hole = size;
+        for (off_t off = data; off < hole;) {
+            size_t want = (size_t)(hole - off < VOL_CHUNK ? hole - off : VOL_CHUNK);
+            ssize_t n = pread(fd, p->raw, want, off);
+            if (n < 0 && errno == EINTR)
+                continue;
+            if (n < 0)
+                return dr_error_set(DR_EIO, "read '%s': %s", p->e.path, strerror(errno));
+            if (n == 0) /* the file shrank while we read it */
+                return dr_error_set(DR_EIO, "'%s' changed while being sent", p->e.path);
+            int rc = send_chunk(p, off, p->raw, (size_t)n);
+            if (rc < 0)
+                return rc;
+            off += n;
+            p->st->whole_bytes += (uint64_t)n;
+        }
+        pos = hole;
+    }
+    return send_file_end(p, p->e.has_sha, p->e.sha);
+}
+
+/* The delta job's output, gathered into VOL_CHUNK pieces. */
+typedef struct delta_sink {
+    dr_sink base;
+    push *p;
+} delta_sink;
+
+static int delta_write(dr_sink *s, const void *data, size_t len)
+{
+    push *p = ((delta_sink *)s)->p;
+    while (len) {
+        size_t k = VOL_CHUNK - p->raw_len < len ? VOL_CHUNK - p->raw_len : len;
+        memcpy(p->raw + p->raw_len, data, k);
+        p->raw_len += k;
+        data = (const char *)data + k;
+        len -= k;
+        if (p->raw_len == VOL_CHUNK) {
+            int rc = send_chunk(p, -1, p->raw, p->raw_len);
+            p->raw_len = 0;
+            if (rc < 0)
+                return rc;
+        }
+    }
+    return 0;
+}
+
+static int delta_finish(dr_sink *s)
+{
+    push *p = ((delta_sink *)s)->p;
+    int rc = p->raw_len ? send_chunk(p, -1, p->raw, p->raw_len) : 0;
+    p->raw_len = 0;
+    return rc;
+}
+
+static void delta_free(dr_sink *s)
+{
+    (void)s;
+}
+
+static const dr_sink_ops delta_ops = {delta_write, delta_finish, delta_free};
+
+static int send_delta(push *p, int fd)
+{
+    dr_delta_sig *sig = NULL;
+    dr_delta_job *job = NULL;
+    dr_sha256 *h = NULL;
+    delta_sink ds = {.base = {&delta_ops}, .p = p};
+    uint8_t sha[32];
+    int rc = dr_delta_load_job_new(&sig, &job);
+    while (rc == 0) {
+        uint8_t type;
+        size_t n;
+        if ((rc = recv_reply(p, &type, &n)) < 0)
+            break;
+        if (type == M_SIG_END)
+            break;
+        if (type != M_SIG) {
+            rc = unexpected(type, "signature");
+            break;
+        }
+        rc = dr_delta_job_feed(job, p->buf, n, NULL);
+    }
+    if (rc == 0)
+        rc = dr_delta_job_finish(job, NULL);
+    dr_delta_job_free(job);
+    job = NULL;
+    if (rc == 0)
+        rc = dr_delta_delta_job_new(sig, &job);
+    if (rc == 0)
+        rc = dr_sha256_new(&h);
+    p->raw_len = 0;
+    /* read the file once: hash and delta together */
+    uint8_t *in = rc == 0 ? malloc(VOL_CHUNK) : NULL;
+    if (rc == 0 && !in)
+        rc = dr_error_set(DR_ENOMEM, "out of memory");
+    for (uint64_t total = 0; rc == 0;) {
+        ssize_t n = read(fd, in, VOL_CHUNK);
+        if (n < 0 && errno == EINTR)
+            continue;
+        if (n < 0)
+            rc = dr_error_set(DR_EIO, "read '%s': %s", p->e.path, strerror(errno));
+        if (n <= 0)
+            break;
+        total += (uint64_t)n;
+        if (total > p->e.size) {
+            rc = dr_error_set(DR_EIO, "'%s' grew while being sent", p->e.path);
+            break;
+        }
+        dr_sha256_update(h, in, (size_t)n);
+        rc = dr_delta_job_feed(job, in, (size_t)n, &ds.base);
+    }
+    free(in);
+    if (rc == 0)
+        rc = dr_delta_job_finish(job, &ds.base);
+    if (rc == 0)
+        rc = delta_finish(&ds.base);
+    if (rc == 0) {
+        uint64_t lit, matched;
+        dr_delta_job_stats(job, &lit, &matched);
+        p->st->literal += lit;
+        p->st->matched += matched;
+        dr_sha256_final(h, sha);
+        rc = send_file_end(p, 1, sha);
+    }
+    dr_sha256_free(h);
+    dr_delta_job_free(job);
+    dr_delta_sig_free(sig);
+    return rc;
+}
+
+static void meta_of(vol_entry *e, const struct stat *st)
+{
+    e->mode = st->st_mode & 07777;
+    e->uid = st->st_uid;
+    e->gid = st->st_gid;
+    e->mtime_s = st->st_mtim.tv_sec;
+    e->mtime_ns = (uint32_t)st->st_mtim.tv_nsec;
+}
+
+/* Sends p->e and handles the answer (with fd for a file). */
+static int exchange(push *p, int fd)
+{
+    uint8_t type;
+    size_t n;
+    int rc = vol_entry_encode(&p->e, &p->eb);
+    if (rc == 0)
+        rc = dr_tls_send(p->t, M_ENTRY, p->eb.data, p->eb.len);
+    if (rc == 0)
+        rc = recv_reply(p, &type, &n);
+    if (rc < 0)
+        return rc;
+    if (type == M_DONE)
+        return handle_done(p, n);
+    if (fd < 0 || (type != M_WANT_WHOLE && type != M_WANT_DELTA))
+        return unexpected(type, p->e.path);
+    rc = type == M_WANT_WHOLE ? send_whole(p, fd) : send_delta(p, fd);
+    if (rc == 0)
+        rc = recv_reply(p, &type, &n);
+    if (rc == 0 && type != M_DONE)
+        rc = unexpected(type, p->e.path);
+    return rc < 0 ? rc : handle_done(p, n);
+}
+
+static int cmp_str(const void *a, const void *b)
+{
+    return strcmp(*(char *const *)a, *(char *const *)b);
+}
+
+static int walk(push *p, int dirfd, char *path, const struct stat *dst);
+
+static int do_child(push *p, int dirfd, const char *nm, char *path)
+{
+    struct stat st;
+    int rc = 0;
+    if (fstatat(dirfd, nm, &st, AT_SYMLINK_NOFOLLOW) != 0)
+        return errno == ENOENT ? 0 /* gone since listed */
+                               : dr_error_set(DR_EIO, "stat '%s': %s", path, strerror(errno));
+    memset(&p->e, 0, sizeof p->e);
+    snprintf(p->e.path, sizeof p->e.path, "%s", path);
+    meta_of(&p->e, &st);
+    if (S_ISDIR(st.st_mode)) {
+        int fd = openat(dirfd, nm, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
+        if (fd < 0)
+            return dr_error_set(DR_EIO, "open '%s/%s': %s", p->o->source, path, strerror(errno));
+        rc = walk(p, fd, path, &st);
+        close(fd);
+        return rc;
+    }
+    if (S_ISLNK(st.st_mode)) {
+        ssize_t n = readlinkat(dirfd, nm, p->e.target, sizeof p->e.target - 1);
+        if (n <= 0)
+            return dr_error_set(DR_EIO, "readlink '%s': %s", path, strerror(errno));
+        p->e.target[n] = 0;
+        p->e.kind = K_SYMLINK;
+        p->st->files++;
+        return exchange(p, -1);
+    }
+    if (!S_ISREG(st.st_mode)) {
+        dr_warn("skipping '%s/%s': not a file, directory or symlink", p->o->source, path);
+        return 0;
+    }
+    p->st->files++;
+    if (st.st_nlink > 1) {
+        const char *first = vol_inomap_seen(&p->links, st.st_dev, st.st_ino, path, &rc);
+        if (rc < 0)
+            return rc;
+        if (first) {
+            p->e.kind = K_HARDLINK;
+            snprintf(p->e.target, sizeof p->e.target, "%s", first);
+            return exchange(p, -1);
+        }
+    }
+    int fd = openat(dirfd, nm, O_RDONLY | O_NOFOLLOW | O_CLOEXEC);
+    if (fd < 0)
+        return dr_error_set(DR_EIO, "open '%s/%s': %s", p->o->source, path, strerror(errno));
+    if (fstat(fd, &st) == 0)
+        meta_of(&p->e, &st);
+    p->e.kind = K_FILE;
+    p->e.size = (uint64_t)st.st_size;
+    if (p->o->checksum) {
+        rc = vol_hash_fd(fd, p->e.sha);
+        p->e.has_sha = 1;
+    }
+    if (rc == 0)
+        rc = exchange(p, fd);
+    close(fd);
+    return rc;
+}
+
+static int walk(push *p, int dirfd, char *path, const struct stat *dst)
+{
+    char **names = NULL;
+    size_t n = 0, cap = 0;
+    int rc = 0;
+    if (++p->depth > MAX_DEPTH)
+        return dr_error_set(DR_EIO, "'%s' nested deeper than %d directories", path, MAX_DEPTH);
+    memset(&p->e, 0, sizeof p->e);
+    snprintf(p->e.path, sizeof p->e.path, "%s", path);
+    meta_of(&p->e, dst);
+    p->e.kind = K_DIR;
+    if ((rc = exchange(p, -1)) < 0)
+        return rc;
+    int dfd = dup(dirfd);
+    DIR *d = dfd >= 0 ? fdopendir(dfd) : NULL;
+    if (d)
+        rewinddir(d); /* a dup shares the offset of a directory read before */
+    if (!d) {
+        if (dfd >= 0)
+            close(dfd);
+        return dr_error_set(DR_EIO, "read '%s/%s': %s", p->o->source, path, strerror(errno));
+    }
+    struct dirent *de;
+    while ((de = readdir(d)) != NULL) {
+        if (!strcmp(de->d_name, ".") || !strcmp(de->d_name, ".."))
+            continue;
+        if (n == cap) {
+            cap = cap ? cap * 2 : 32;
+            char **v = realloc(names, cap * sizeof *v);
+            if (!v) {
+                rc = dr_error_set(DR_ENOMEM, "out of memory");
+                break;
+            }
+            names = v;
+        }
+        if (!(names[n] = strdup(de->d_name))) {
+            rc = dr_error_set(DR_ENOMEM, "out of memory");
+            break;
+        }
+        n++;
+    }
+    closedir(d);
+    if (n)
+        qsort(names, n, sizeof *names, cmp_str);
+    size_t plen = strlen(path);
+    for (size_t i = 0; rc == 0 && i < n; i++) {
+        if (plen + 1 + strlen(names[i]) > VOL_PATH_MAX) {
+            rc = dr_error_set(DR_EIO, "path under '%s' longer than %d bytes", path, VOL_PATH_MAX);
+            break;
+        }
+        snprintf(path + plen, VOL_PATH_MAX + 1 - plen, "%s%s", plen ? "/" : "", names[i]);
+        rc = do_child(p, dirfd, names[i], path);
+        path[plen] = 0;
+    }
+    for (size_t i = 0; i < n; i++)
+        free(names[i]);
+    free(names);
+    if (rc == 0)
+        rc = dr_tls_send2(p->t, M_DIR_END, (uint8_t[]){(uint8_t)(plen >> 8), (uint8_t)plen}, 2,
+                          path, plen);
+    while (rc == 0) {
+        uint8_t type;
+        size_t k;
+        if ((rc = recv_reply(p, &type, &k)) < 0)
+            break;
+        if (type == M_DIR_DONE)
+            break;
+        if (type != M_DELETED) {
+            rc = unexpected(type, "directory end");
+            break;
+        }
+        char shown[VOL_PATH_MAX + 1];
+        p->st->files_deleted++;
+        report(p, "delete", dr_escape(p->buf, k, shown, sizeof shown));
+    }
+    p->depth--;
+    return rc;
+}
+
+int dr_vol_push(const dr_vol_push_opts *o, dr_vol_stats *st)
+{
+    push p = {.o = o, .st = st};
+    dr_tls_conf *c = NULL;
+    struct stat rst;
+    char path[VOL_PATH_MAX + 1] = "";
+    int64_t t0 = dr_mono_ms();
+    memset(st, 0, sizeof *st);
+    int rc = dr_vol_name_check(o->name);
+    if (rc < 0)
+        return rc;
+    int root = open(o->source, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+    if (root < 0)
+        return dr_error_set(errno == ENOENT ? DR_ENOTFOUND : DR_EIO, "--source '%s': %s", o->source,
+                            strerror(errno));
+    dr_tls_opts to = o->tls;
+    to.server = 0;
+    p.cbuf_cap = dr_zstd_bound(VOL_CHUNK);
+    p.buf = malloc(DR_TLS_MAX_FRAME);
+    p.raw = malloc(VOL_CHUNK);
+    p.cbuf = malloc(p.cbuf_cap);
+    if (!p.buf || !p.raw || !p.cbuf)
+        rc = dr_error_set(DR_ENOMEM, "out of memory");
+    if (rc == 0)
+        rc = dr_zstd_new(3, &p.z);
+    if (rc == 0)
+        rc = dr_tls_conf_new(&to, &c);
+    if (rc == 0)
+        rc = dr_tls_connect(o->to, c, &p.t);
+    if (rc < 0)
+        goto out;
+    dr_tls_set_rate(p.t, o->bwlimit);
+    dr_buf hello = {0};
+    vol_put_u32(&hello, VOL_PROTO_VERSION);
+    vol_put_u32(&hello, (o->dry_run ? VOL_F_DRYRUN : 0) | (o->checksum ? VOL_F_CHECKSUM : 0));
+    vol_put_str(&hello, o->name);
+    rc = hello.data ? dr_tls_send(p.t, M_HELLO, hello.data, hello.len)
+                    : dr_error_set(DR_ENOMEM, "out of memory");
+    dr_buf_free(&hello);
+    uint8_t type;
+    size_t n;
+    if (rc == 0)
+        rc = recv_reply(&p, &type, &n);
+    if (rc == 0 && type != M_HELLO_OK)
+        rc = unexpected(type, "hello");
+    if (rc == 0 && fstat(root, &rst) != 0)
+        rc = dr_error_set(DR_EIO, "stat '%s': %s", o->source, strerror(errno));
+    if (rc == 0)
+        rc = walk(&p, root, path, &rst);
+    if (rc == 0) {
+        dr_buf b = {0};
+        vol_put_u64(&b, st->literal);
+        vol_put_u64(&b, st->matched);
+        rc = b.data ? dr_tls_send(p.t, M_COMPLETE, b.data, b.len)
+                    : dr_error_set(DR_ENOMEM, "out of memory");
+        dr_buf_free(&b);
+    }
+    if (rc == 0)
+        rc = recv_reply(&p, &type, &n);
+    if (rc == 0 && type != M_PUBLISHED)
+        rc = unexpected(type, "complete");
+    if (rc == 0) {
+        size_t k = n < sizeof st->copy - 1 ? n : sizeof st->copy - 1;
+        memcpy(st->copy, p.buf, k);
+        st->copy[k] = 0;
+    }
+    if (p.t)
+        dr_tls_counters(p.t, &st->wire_sent, &st->wire_received);
+out:
+    st->duration_ms = dr_mono_ms() - t0;
+    if (rc < 0 && p.t && dr_error_code() != DR_EUNAVAILABLE) {
+        const char *m = dr_error_msg();
+        dr_tls_send(p.t, M_ERROR, m, strlen(m));
+    }
+    dr_tls_close(p.t);
+    dr_tls_conf_free(c);
+    dr_zstd_free(p.z);
+    vol_inomap_free(&p.links);
+    dr_buf_free(&p.eb);
+    free(p.buf);
+    free(p.raw);
+    free(p.cbuf);
+    close(root);
+    return rc;
+}

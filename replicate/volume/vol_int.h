@@ -1,0 +1,158 @@
+/*
+ * Internals of volume replication shared by push (source), serve (destination) and the copy
+ * store: the wire messages and their decoders, path checks, and small fs helpers.
+ *
+ * One sync is one TLS connection, lock-step (the source asks, the destination answers):
+ *
+ *   source                                   destination
+ *   HELLO version flags name         ->
+ *                                    <-      HELLO_OK | ERROR text
+ *   per entry, depth first, each directory's children right after it, sorted by name:
+ *   ENTRY kind meta path [target] [sha]  ->
+ *                                    <-      DONE action          (nothing to send)
+ *                                    <-      WANT_WHOLE           -> DATA* FILE_END  <- DONE
+ *                                    <-      WANT_DELTA SIG* SIG_END -> DELTA* FILE_END <- DONE
+ *   DIR_END path                     ->
+ *                                    <-      DELETED name* DIR_DONE
+ *   COMPLETE literal matched         ->
+ *                                    <-      PUBLISHED copy-name
+ *   either side may send ERROR text instead of its next message, and closes.
+ *
+ * Every integer is big-endian. Strings are a 2-byte length and bytes (no NUL).
+ */
+#ifndef DRD_REPLICATE_VOLUME_INT_H
+#define DRD_REPLICATE_VOLUME_INT_H
+
+#include "drd/core/core.h"
+
+#include <stdint.h>
+#include <sys/stat.h>
+
+#define VOL_PROTO_VERSION 1
+#define VOL_PATH_MAX 4095
+#define VOL_NAME_MAX 255
+#define VOL_CHUNK (256 * 1024) /* raw bytes per DATA / DELTA frame */
+
+enum vol_msg {
+    M_HELLO = 'H',
+    M_HELLO_OK = 'h',
+    M_ERROR = 'E',
+    M_ENTRY = 'N',
+    M_DONE = 'u',
+    M_WANT_WHOLE = 'w',
+    M_WANT_DELTA = 'd',
+    M_DATA = 'D',
+    M_SIG = 'S',
+    M_SIG_END = 'Z',
+    M_DELTA = 'X',
+    M_FILE_END = 'e',
+    M_DIR_END = 'Q',
+    M_DELETED = 'x',
+    M_DIR_DONE = 'q',
+    M_COMPLETE = 'C',
+    M_PUBLISHED = 'c',
+};
+
+enum vol_kind { K_DIR = 'd', K_FILE = 'f', K_SYMLINK = 'l', K_HARDLINK = 'h' };
+/* what DONE says the destination did (or, with --dry-run, would do) */
+enum vol_action { A_NONE = 0, A_META = 1, A_WHOLE = 2, A_DELTA = 3, A_CREATED = 4 };
+
+#define VOL_F_DRYRUN 1u
+#define VOL_F_CHECKSUM 2u
+
+typedef struct vol_entry {
+    uint8_t kind;
+    uint32_t mode, uid, gid;
+    int64_t mtime_s;
+    uint32_t mtime_ns;
+    uint64_t size;
+    char path[VOL_PATH_MAX + 1];
+    char target[VOL_PATH_MAX + 1]; /* symlink target, or the path a hard link shares */
+    int has_sha;
+    uint8_t sha[32];
+} vol_entry;
+
+/* A cursor over a received frame; every get fails (DR_EPROTO naming what) past the end. */
+typedef struct vol_rd {
+    const uint8_t *p;
+    size_t n;
+    const char *what;
+} vol_rd;
+
+int vol_get_u8(vol_rd *r, uint8_t *v);
+int vol_get_u32(vol_rd *r, uint32_t *v);
+int vol_get_u64(vol_rd *r, uint64_t *v);
+/* A string of at most max bytes into out (cap > max), NUL-terminated; NUL inside refused. */
+int vol_get_str(vol_rd *r, char *out, size_t max);
+int vol_get_end(vol_rd *r);
+
+void vol_put_u8(dr_buf *b, uint8_t v);
+void vol_put_u32(dr_buf *b, uint32_t v);
+void vol_put_u64(dr_buf *b, uint64_t v);
+void vol_put_str(dr_buf *b, const char *s);
+
+int vol_entry_encode(const vol_entry *e, dr_buf *b);
+/* Decodes and checks an ENTRY: kind, path (vol_path_check), a symlink target (any bytes but
+ * NUL), a hard link's target path (vol_path_check). */
+int vol_entry_decode(const void *p, size_t n, vol_entry *e);
+
+/* A relative path from the wire: "" (the root) or components joined by '/', none empty, "." or
+ * "..", none longer than 255 bytes, no NUL, at most VOL_PATH_MAX bytes. DR_EPROTO naming it. */
+int vol_path_check(const char *path, size_t len);
+/* The last component of a checked path, and the length of its parent ("" has none). */
+const char *vol_path_base(const char *path, size_t *parent_len);
+
+/* DATA frame header: offset, flags (1: zstd), raw length; DELTA: flags, raw length. */
+int vol_data_decode(const void *p, size_t n, uint64_t *off, uint8_t *flags, uint32_t *raw,
+                    const uint8_t **body, size_t *blen);
+
+/* fs helpers on directory descriptors, never following a symlink */
+/* Removes name under dirfd whatever it is (a directory with all it holds). */
+int vol_remove_at(int dirfd, const char *name);
+/* Copies the content of src into dst (both open), keeping holes. */
+int vol_copy_data(int src, int dst, uint64_t size);
+/* Applies mode, owner (when root) and mtime to name under dirfd (AT_SYMLINK_NOFOLLOW). */
+int vol_set_meta(int dirfd, const char *name, const vol_entry *e, int is_link);
+/* The same on an open file or directory. */
+int vol_set_meta_fd(int fd, const vol_entry *e);
+/* A temp name for name in its directory: ".drd-tmp.<pid>.<n>" (never a name the source has:
+ * leading-dot temp names are deleted as extraneous when a sync is interrupted). */
+void vol_tmp_name(char *out, size_t cap);
+
+/* Receives one message into buf (DR_TLS_MAX_FRAME bytes); an ERROR from the peer becomes
+ * DR_EPROTO "what: its text". */
+struct dr_tls_conn;
+int vol_recv(struct dr_tls_conn *t, uint8_t *buf, uint8_t *type, size_t *n, const char *what);
+
+/* sha256 of an open file's content (read with pread from 0). */
+int vol_hash_fd(int fd, uint8_t sha[32]);
+
+/* Files with several links, by inode: the first path seen (hard links are sent, and promoted,
+ * as links to it). */
+typedef struct vol_ino {
+    dev_t dev;
+    ino_t ino;
+    char *path;
+} vol_ino;
+typedef struct vol_inomap {
+    vol_ino *map;
+    size_t n, cap;
+} vol_inomap;
+/* The first path recorded for (d, i), or NULL after recording path for it (*err set on
+ * failure). */
+const char *vol_inomap_seen(vol_inomap *m, dev_t d, ino_t i, const char *path, int *err);
+void vol_inomap_free(vol_inomap *m);
+
+/* ---- the copy store (store.c) ---- */
+struct dr_vol_stats;
+/* Removes what an interrupted publish left in copies/. */
+void vol_clean_copies(int namefd);
+/* Publishes current/ as copies/<time> (a hard-link tree), points latest at it, keeps the newest
+ * keep copies, removes `syncing`; the copy's name into copy. */
+int vol_publish(int namefd, int curfd, int keep, char *copy, size_t cap);
+/* Records a session's outcome in status.json (rc: the session's result). */
+void vol_status_write(int namefd, const char *name, const struct dr_vol_stats *st, int rc);
+/* Prometheus text for every name under root. */
+int vol_metrics(const char *root, dr_buf *body);
+
+#endif
