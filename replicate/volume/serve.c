@@ -624,7 +624,8 @@ static int do_dir_end(session *s, size_t n)
     frame *f = &s->stack[s->depth - 1];
     int dry = s->flags & VOL_F_DRYRUN;
     if (f->fd >= 0) {
-        qsort(f->names, f->n, sizeof *f->names, cmp_str);
+        if (f->n)
+            qsort(f->names, f->n, sizeof *f->names, cmp_str);
         int dfd = dup(f->fd);
         DIR *d = dfd >= 0 ? fdopendir(dfd) : NULL;
         if (d)
@@ -639,7 +640,7 @@ static int do_dir_end(session *s, size_t n)
             const char *nm = de->d_name;
             if (!strcmp(nm, ".") || !strcmp(nm, ".."))
                 continue;
-            if (bsearch(&nm, f->names, f->n, sizeof *f->names, cmp_str))
+            if (f->n && bsearch(&nm, f->names, f->n, sizeof *f->names, cmp_str))
                 continue;
             /* gone from the source (or a temp file of an interrupted sync) */
             int tmpfile = !strncmp(nm, ".drd-tmp.", 9);
