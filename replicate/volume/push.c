@@ -464,6 +464,17 @@ int dr_vol_push(const dr_vol_push_opts *o, dr_vol_stats *st)
         rc = recv_reply(&p, &type, &n);
     if (rc == 0 && type != M_HELLO_OK)
         rc = unexpected(type, "hello");
+    if (rc == DR_EUNAVAILABLE) {
+        /* TLS 1.3: the server checks our certificate after our side of the handshake is done,
+         * so its refusal shows up here, often as a reset that loses the alert */
+        char m[400];
+        snprintf(m, sizeof m, "%s", dr_error_msg());
+        rc = dr_error_set(DR_ETLS,
+                          "%s, right after the TLS handshake: the destination refused "
+                          "this side's certificate (--cert/--cacert), or is not a drd volume "
+                          "server",
+                          m);
+    }
     if (rc == 0 && fstat(root, &rst) != 0)
         rc = dr_error_set(DR_EIO, "stat '%s': %s", o->source, strerror(errno));
     if (rc == 0)

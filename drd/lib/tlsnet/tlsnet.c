@@ -579,11 +579,9 @@ int dr_tls_recv(dr_tls_conn *t, uint8_t *type, void *buf, size_t cap, size_t *n)
     if (rc < 0)
         return rc;
     size_t len = (size_t)h[1] << 24 | (size_t)h[2] << 16 | (size_t)h[3] << 8 | h[4];
-    if (len > cap || len > DR_TLS_MAX_FRAME) {
-        t->broken = 1;
+    if (len > cap || len > DR_TLS_MAX_FRAME) /* refused unread: the caller closes */
         return dr_error_set(DR_EPROTO, "%s sent a frame of %zu bytes (type %u), more than %zu",
                             t->peer, len, h[0], cap < DR_TLS_MAX_FRAME ? cap : DR_TLS_MAX_FRAME);
-    }
     if ((rc = read_all(t, buf, len)) < 0)
         return rc;
     *type = h[0];
