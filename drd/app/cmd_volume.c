@@ -232,6 +232,7 @@ int cmd_volume_push(int argc, char **argv)
         rc = need(a.name, "--name", a.cmd);
     if (rc < 0)
         return rc;
+    signal(SIGPIPE, SIG_IGN); /* a server gone mid-write is an error return, not a kill */
     dr_vol_push_opts o = {.source = a.source,
                           .to = a.to,
                           .name = a.name,
