@@ -330,6 +330,7 @@ static int do_child(push *p, int dirfd, const char *nm, char *path)
         meta_of(&p->e, &st);
     p->e.kind = K_FILE;
     p->e.size = (uint64_t)st.st_size;
+    p->e.sparse = (uint64_t)st.st_blocks * 512 < p->e.size / 2;
     if (p->o->checksum) {
         rc = vol_hash_fd(fd, p->e.sha);
         p->e.has_sha = 1;

@@ -399,7 +399,7 @@ static int do_file(session *s, frame *top, const char *base)
             rc = send_done(s, A_META);
         goto out;
     }
-    int delta = reg && st.st_size > 0 && s->e.size > 0;
+    int delta = reg && st.st_size > 0 && s->e.size > 0 && !s->e.sparse;
     if (dry)
         return send_done(s, delta ? A_DELTA : A_WHOLE);
     if (delta) {

@@ -18,6 +18,10 @@
  *                                    <-      PUBLISHED copy-name
  *   either side may send ERROR text instead of its next message, and closes.
  *
+ * An ENTRY's flags byte: 1 a sha256 follows (--checksum), 2 the file is sparse (fewer allocated
+ * bytes than half its size): it goes whole, as its data extents, since a delta would hash every
+ * byte of its holes on both sides.
+ *
  * Every integer is big-endian. Strings are a 2-byte length and bytes (no NUL).
  */
 #ifndef DRD_REPLICATE_VOLUME_INT_H
@@ -69,6 +73,7 @@ typedef struct vol_entry {
     char path[VOL_PATH_MAX + 1];
     char target[VOL_PATH_MAX + 1]; /* symlink target, or the path a hard link shares */
     int has_sha;
+    int sparse; /* mostly holes: sent whole (its data extents), never by delta */
     uint8_t sha[32];
 } vol_entry;
 

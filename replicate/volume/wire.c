@@ -99,7 +99,7 @@ int vol_entry_encode(const vol_entry *e, dr_buf *b)
     vol_put_u64(b, e->size);
     vol_put_str(b, e->path);
     vol_put_str(b, e->target);
-    vol_put_u8(b, (uint8_t)e->has_sha);
+    vol_put_u8(b, (uint8_t)((e->has_sha ? 1 : 0) | (e->sparse ? 2 : 0)));
     if (e->has_sha)
         dr_buf_append(b, e->sha, 32);
     return b->data ? 0 : dr_error_set(DR_ENOMEM, "out of memory");
@@ -164,9 +164,10 @@ int vol_entry_decode(const void *p, size_t n, vol_entry *e)
         rc = vol_get_u8(&r, &has);
     if (rc < 0)
         return rc;
-    e->has_sha = has == 1;
-    if (has > 1)
-        return dr_error_set(DR_EPROTO, "entry: bad checksum flag %u", has);
+    e->has_sha = has & 1;
+    e->sparse = (has & 2) != 0;
+    if (has > 3)
+        return dr_error_set(DR_EPROTO, "entry: bad flags %u", has);
     if (e->has_sha) {
         if (r.n < 32)
             return dr_error_set(DR_EPROTO, "truncated entry checksum");
@@ -195,6 +196,8 @@ int vol_entry_decode(const void *p, size_t n, vol_entry *e)
         if ((rc = vol_path_check(e->target, strlen(e->target))) < 0)
             return rc;
     }
+    if (e->sparse && e->kind != K_FILE)
+        return dr_error_set(DR_EPROTO, "entry: sparse flag on a %c entry", e->kind);
     if (e->kind != K_SYMLINK && e->kind != K_HARDLINK && e->target[0])
         return dr_error_set(DR_EPROTO, "entry: target on a %c entry", e->kind);
     return 0;

@@ -10,6 +10,9 @@
 #include "drd/lib/boltfile/boltfile.h"
 #include "drd/lib/crypto/crypto.h"
 #include "drd/lib/repo/repo.h"
+#include "drd/lib/delta/delta.h"
+#include "drd/lib/zstd/zstd.h"
+#include "replicate/volume/vol_int.h"
 
 #include <stdio.h>
 #include <stdlib.h>
@@ -166,6 +169,85 @@ static void encrypted(const dr_keyring *k, const char *name, const void *plain, 
     dr_sink_free(out);
 }
 
+/* What a volume replication peer sends (fuzz_volume): the first byte picks the parser. */
+static void put_tagged(const char *name, uint8_t tag, const void *data, size_t len)
+{
+    dr_buf b = {0};
+    check(dr_buf_append(&b, &tag, 1));
+    check(dr_buf_append(&b, data, len));
+    put("volume", name, b.data, b.len);
+    dr_buf_free(&b);
+}
+
+/* Runs a delta job over data into memory. */
+static void run_job(dr_delta_job *j, const void *data, size_t len, char **out, size_t *olen)
+{
+    dr_sink *s = NULL;
+    check(dr_buf_sink_new(1 << 20, &s));
+    check(dr_delta_job_feed(j, data, len, s));
+    check(dr_delta_job_finish(j, s));
+    dr_buf_sink_take(s, out, olen);
+    dr_sink_free(s);
+    dr_delta_job_free(j);
+}
+
+static void volume(void)
+{
+    static const vol_entry ents[] = {
+        {.kind = K_FILE, .mode = 0644, .mtime_s = 1764633600, .size = 12, .path = "dir/file"},
+        {.kind = K_DIR, .mode = 0755, .path = ""},
+        {.kind = K_SYMLINK, .mode = 0777, .path = "link", .target = "/etc/passwd"},
+        {.kind = K_HARDLINK, .mode = 0644, .path = "a/b", .target = "dir/file"},
+        {.kind = K_FILE, .mode = 0600, .size = 3, .path = "sum", .has_sha = 1},
+    };
+    static const char *names[] = {"entry-file", "entry-root", "entry-symlink", "entry-hardlink",
+                                  "entry-sha"};
+    dr_buf b = {0};
+    for (size_t i = 0; i < sizeof ents / sizeof *ents; i++) {
+        check(vol_entry_encode(&ents[i], &b));
+        put_tagged(names[i], 0, b.data, b.len);
+    }
+    b.len = 0;
+    vol_put_u64(&b, 4096);
+    vol_put_u8(&b, 0);
+    vol_put_u32(&b, 5);
+    check(dr_buf_append(&b, "hello", 5));
+    put_tagged("data-frame", 1, b.data, b.len);
+    dr_buf_free(&b);
+    /* the basis fuzz_volume patches: bytes i*7 for 4096 bytes; a new version with a change */
+    uint8_t basis[4096], nw[4200];
+    for (int i = 0; i < 4096; i++)
+        basis[i] = (uint8_t)(i * 7);
+    memcpy(nw, basis, 2000);
+    memcpy(nw + 2000, "CHANGED", 7);
+    memcpy(nw + 2007, basis + 2000, 2096);
+    memset(nw + 4103, 'z', sizeof nw - 4103);
+    dr_delta_job *j = NULL;
+    dr_delta_sig *sig = NULL;
+    char *sigb, *delta;
+    size_t sl, dl;
+    check(dr_delta_sig_job_new(sizeof basis, &j));
+    run_job(j, basis, sizeof basis, &sigb, &sl);
+    put_tagged("signature", 2, sigb, sl);
+    check(dr_delta_load_job_new(&sig, &j));
+    check(dr_delta_job_feed(j, sigb, sl, NULL));
+    check(dr_delta_job_finish(j, NULL));
+    dr_delta_job_free(j);
+    check(dr_delta_delta_job_new(sig, &j));
+    run_job(j, nw, sizeof nw, &delta, &dl);
+    put_tagged("delta", 3, delta, dl);
+    dr_delta_sig_free(sig);
+    free(sigb);
+    free(delta);
+    dr_zstd *z = NULL;
+    uint8_t frame[8192];
+    size_t fl;
+    check(dr_zstd_new(3, &z));
+    check(dr_zstd_compress(z, nw, sizeof nw, frame, sizeof frame, &fl));
+    put_tagged("zstd", 4, frame, fl);
+    dr_zstd_free(z);
+}
+
 int main(int argc, char **argv)
 {
     if (argc != 3) {
@@ -176,6 +258,7 @@ int main(int argc, char **argv)
     dr_keyring *k = NULL;
     check(dr_keyring_load(argv[2], &k));
     manifests(k);
+    volume();
     dr_buf ev = {0};
     segment(&ev);
     put("segment", "three-revisions", ev.data, ev.len);
