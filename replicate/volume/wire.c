@@ -29,7 +29,7 @@ int vol_get_u32(vol_rd *r, uint32_t *v)
 
 int vol_get_u64(vol_rd *r, uint64_t *v)
 {
-    uint32_t hi, lo;
+    uint32_t hi = 0, lo = 0;
     int rc = vol_get_u32(r, &hi);
     if (rc == 0)
         rc = vol_get_u32(r, &lo);
