@@ -35,6 +35,7 @@ typedef struct push {
     dr_vol_stats *st;
     vol_entry e;
     int depth;
+    int checksum; /* --checksum, or asked for by the destination */
 } push;
 
 static int recv_reply(push *p, uint8_t *type, size_t *n)
@@ -331,7 +332,7 @@ static int do_child(push *p, int dirfd, const char *nm, char *path)
     p->e.kind = K_FILE;
     p->e.size = (uint64_t)st.st_size;
     p->e.sparse = (uint64_t)st.st_blocks * 512 < p->e.size / 2;
-    if (p->o->checksum) {
+    if (p->o->checksum || p->checksum) {
         rc = vol_hash_fd(fd, p->e.sha);
         p->e.has_sha = 1;
     }
@@ -463,8 +464,13 @@ int dr_vol_push(const dr_vol_push_opts *o, dr_vol_stats *st)
     size_t n;
     if (rc == 0)
         rc = recv_reply(&p, &type, &n);
-    if (rc == 0 && type != M_HELLO_OK)
+    if (rc == 0 && (type != M_HELLO_OK || n != 1))
         rc = unexpected(type, "hello");
+    if (rc == 0 && (p.buf[0] & VOL_OK_CHECKSUM) && !o->checksum) {
+        dr_warn("the destination restarted during an unfinished sync: comparing every file by "
+                "sha256");
+        p.checksum = 1;
+    }
     if (rc == DR_EUNAVAILABLE) {
         /* TLS 1.3: the server checks our certificate after our side of the handshake is done,
          * so its refusal shows up here, often as a reset that loses the alert */

@@ -5,7 +5,13 @@
  * of the next entry) -> COMPLETE (stack empty) -> publish -> done.  Any error: an ERROR message
  * to the peer, nothing published, `syncing` stays, the next sync starts over on current/.
  *
- * Every file is written to a temp name in its directory, fsynced and renamed; a directory's
+ * Every file is written to a temp name in its directory and renamed; current/ is made durable
+ * with one syncfs before a copy is published (an fsync per file cost more than the transfer).
+ * A machine that restarts in the middle of a sync may leave renamed files whose data never
+ * reached the disk but whose size and time look right: the `syncing` marker holds the boot ID
+ * of the sync that wrote it, and a sync that finds another boot's marker asks the source for
+ * sha256 sums of every file (as --checksum) so that such a file is found and sent again.
+ * A directory's
  * extraneous entries are removed when the source says the directory is complete (DIR_END), so
  * memory holds the names of the directories on the stack only, never the whole tree.
  * Must never follow a symlink, write outside ROOT/NAME, or trust the order, sizes or names the
@@ -338,12 +344,11 @@ static int open_tmp(int dirfd, char *tmp, size_t cap)
     return dr_error_set(DR_EIO, "cannot create a temp file");
 }
 
-/* Finishes a temp file: metadata, fsync, rename over base. */
+/* Finishes a temp file: metadata, rename over base (made durable by the syncfs before the
+ * publish). */
 static int finish_tmp(session *s, int dirfd, int fd, const char *tmp, const char *base)
 {
     int rc = vol_set_meta_fd(fd, &s->e);
-    if (rc == 0 && fsync(fd) != 0)
-        rc = dr_error_set(DR_EIO, "fsync '%s': %s", s->e.path, strerror(errno));
     if (rc == 0)
         rc = install(dirfd, tmp, base);
     return rc;
@@ -658,8 +663,6 @@ static int do_dir_end(session *s, size_t n)
         closedir(d);
         if (rc == 0 && !dry)
             rc = vol_set_meta_fd(f->fd, &f->meta);
-        if (rc == 0 && !dry && fsync(f->fd) != 0)
-            rc = dr_error_set(DR_EIO, "fsync '%s': %s", path, strerror(errno));
     }
     frame_free(f);
     s->depth--;
@@ -689,6 +692,17 @@ static int open_name_dirs(session *s)
     return 0;
 }
 
+/* Reads a small file (cap - 1 bytes at most) into buf, NUL-terminated; -1 when missing. */
+static int read_small(int dirfd, const char *name, char *buf, size_t cap)
+{
+    int fd = openat(dirfd, name, O_RDONLY | O_NOFOLLOW | O_CLOEXEC);
+    ssize_t n = fd >= 0 ? read(fd, buf, cap - 1) : -1;
+    buf[n > 0 ? n : 0] = 0;
+    if (fd >= 0)
+        close(fd);
+    return fd >= 0 ? 0 : -1;
+}
+
 static int do_hello(session *s)
 {
     uint8_t type;
@@ -716,16 +730,31 @@ static int do_hello(session *s)
         return rc;
     if ((rc = open_name_dirs(s)) < 0)
         return rc;
+    uint8_t ok_flags = 0;
     if (!(s->flags & VOL_F_DRYRUN)) {
-        int fd = openat(s->namefd, "syncing", O_WRONLY | O_CREAT | O_NOFOLLOW | O_CLOEXEC, 0600);
-        if (fd < 0)
-            return dr_error_set(DR_EIO, "cannot mark '%s' as syncing: %s", s->name,
-                                strerror(errno));
+        char boot[64], prev[64];
+        read_small(AT_FDCWD, "/proc/sys/kernel/random/boot_id", boot, sizeof boot);
+        if (read_small(s->namefd, "syncing", prev, sizeof prev) == 0) {
+            if (strcmp(prev, boot) != 0) {
+                ok_flags |= VOL_OK_CHECKSUM;
+                dr_warn("volume %s: a sync was interrupted by a restart of this machine; "
+                        "comparing every file by sha256",
+                        s->name);
+            }
+        }
+        int fd = openat(s->namefd, "syncing", O_WRONLY | O_CREAT | O_TRUNC | O_NOFOLLOW | O_CLOEXEC,
+                        0600);
+        if (fd < 0 || write(fd, boot, strlen(boot)) < 0 || fsync(fd) != 0) {
+            rc = dr_error_set(DR_EIO, "cannot mark '%s' as syncing: %s", s->name, strerror(errno));
+            if (fd >= 0)
+                close(fd);
+            return rc;
+        }
         close(fd);
         fsync(s->namefd);
         vol_clean_copies(s->namefd);
     }
-    return dr_tls_send(s->t, M_HELLO_OK, NULL, 0);
+    return dr_tls_send(s->t, M_HELLO_OK, &ok_flags, 1);
 }
 
 static int run_session(session *s)

@@ -1,10 +1,11 @@
 /*
  * Volume replication: the destination's copy store (volume.h has the layout), status and
  * metrics, and promote.
- * A copy is published in this order: hard-link tree into copies/.tmp-<time>, fsync, rename to
- * copies/<time>, fsync copies/, new `latest` symlink renamed over the old, fsync, remove
- * `syncing`. A crash anywhere leaves `latest` on a complete copy (or absent before the first).
- * Must never change a file inside copies/ once published, or promote anything but `latest`.
+ * A copy is published in this order: syncfs (current/'s data on disk), hard-link tree into
+ * copies/.tmp-<time>, syncfs, rename to copies/<time>, fsync copies/, new `latest` symlink renamed
+ * over the old, fsync, remove `syncing`. A crash anywhere leaves `latest` on a complete copy (or
+ * absent before the first). Must never change a file inside copies/ once published, or promote
+ * anything but `latest`.
  */
 #include "replicate/volume/volume.h"
 #include "replicate/volume/vol_int.h"
@@ -90,8 +91,6 @@ static int copy_entry(tree_copy *tc, int src, int dst, const char *nm, const str
             rc = copy_dir(tc, s2, d2);
         if (rc == 0)
             rc = meta_from_stat(d2, st);
-        if (rc == 0 && fsync(d2) != 0)
-            rc = dr_error_set(DR_EIO, "fsync '%s': %s", tc->path, strerror(errno));
         if (s2 >= 0)
             close(s2);
         if (d2 >= 0)
@@ -136,8 +135,6 @@ static int copy_entry(tree_copy *tc, int src, int dst, const char *nm, const str
         rc = vol_copy_data(in, out, (uint64_t)st->st_size);
     if (rc == 0)
         rc = meta_from_stat(out, st);
-    if (rc == 0 && fsync(out) != 0)
-        rc = dr_error_set(DR_EIO, "fsync '%s': %s", tc->path, strerror(errno));
     if (in >= 0)
         close(in);
     if (out >= 0)
@@ -242,9 +239,13 @@ int vol_publish(int namefd, int curfd, int keep, char *copy, size_t cap)
         rc = dr_error_set(DR_EIO, "create copy: %s", strerror(errno));
         goto out;
     }
+    if (syncfs(curfd) != 0) {
+        rc = dr_error_set(DR_EIO, "syncfs: %s", strerror(errno));
+        goto out;
+    }
     if ((rc = copy_dir(&tc, curfd, tfd)) < 0)
         goto out;
-    if (fstat(curfd, &st) != 0 || (rc = meta_from_stat(tfd, &st)) < 0 || fsync(tfd) != 0) {
+    if (fstat(curfd, &st) != 0 || (rc = meta_from_stat(tfd, &st)) < 0 || syncfs(tfd) != 0) {
         rc = rc < 0 ? rc : dr_error_set(DR_EIO, "sync copy: %s", strerror(errno));
         goto out;
     }
@@ -558,8 +559,8 @@ int dr_vol_promote(const char *root, const char *name, const char *dir)
     struct stat st;
     if ((rc = copy_dir(&tc, src, dst)) == 0 && fstat(src, &st) == 0)
         rc = meta_from_stat(dst, &st);
-    if (rc == 0 && fsync(dst) != 0)
-        rc = dr_error_set(DR_EIO, "fsync '%s': %s", dir, strerror(errno));
+    if (rc == 0 && syncfs(dst) != 0)
+        rc = dr_error_set(DR_EIO, "syncfs '%s': %s", dir, strerror(errno));
     if (rc == 0)
         printf("promoted %s copy %s to %s\n", name, latest + 7, dir);
 out:

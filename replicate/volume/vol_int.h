@@ -6,7 +6,7 @@
  *
  *   source                                   destination
  *   HELLO version flags name         ->
- *                                    <-      HELLO_OK | ERROR text
+ *                                    <-      HELLO_OK flags | ERROR text
  *   per entry, depth first, each directory's children right after it, sorted by name:
  *   ENTRY kind meta path [target] [sha]  ->
  *                                    <-      DONE action          (nothing to send)
@@ -61,6 +61,8 @@ enum vol_kind { K_DIR = 'd', K_FILE = 'f', K_SYMLINK = 'l', K_HARDLINK = 'h' };
 /* what DONE says the destination did (or, with --dry-run, would do) */
 enum vol_action { A_NONE = 0, A_META = 1, A_WHOLE = 2, A_DELTA = 3, A_CREATED = 4 };
 
+/* HELLO_OK's flags byte: the source must send sha256 sums (the destination restarted mid-sync) */
+#define VOL_OK_CHECKSUM 1u
 #define VOL_F_DRYRUN 1u
 #define VOL_F_CHECKSUM 2u
 

@@ -54,7 +54,9 @@ v_push --source "$S" --name vol
 h_assert_eq "$rc" 0 "push after restart (stderr: $err)"
 sent=$(v_field "$out" sent)
 h_log "resumed push sent $sent bytes of a 100 MB change"
-((sent < 100000000 - 4000000)) || h_fail "the resumed push sent $sent bytes: nothing was skipped"
+# 25 files of 4 MB changed; the $arrived that arrived whole before the kill are not sent again
+((sent < (25 - arrived) * 4000000 + 2000000)) ||
+    h_fail "the resumed push sent $sent bytes: the $arrived files that arrived were sent again"
 v_compare "$S" "$R/vol/current"
 v_compare "$S" "$R/vol/$(readlink "$R/vol/latest")"
 [[ -z "$(find "$R" -name '.drd-tmp*' -o -name '.tmp-*')" ]] || h_fail "temp files left: $(find "$R" -name '.drd-tmp*' -o -name '.tmp-*')"
@@ -78,4 +80,23 @@ v_compare "$S" "$R/vol/$(readlink "$R/vol/latest")"
 h_run_drd 30 replicate volume status --root "$R" --name vol --json
 h_assert_eq "$(jq -r '.[0].in_sync' <<<"$out")" true "in sync again"
 (($(jq -r '.[0].failures_total' <<<"$out") >= 1)) || h_fail "the failed sync is not counted: $out"
+
+h_log "a restart of the destination's machine mid-sync: every file compared by sha256"
+# what a power loss can leave: a file renamed into current/ whose data never reached the disk
+# (size and time right, content not); the marker of the interrupted sync names another boot
+f=$R/vol/current/a/f3
+python3 -c "
+import os,sys
+p=sys.argv[1]; st=os.stat(p)
+with open(p,'r+b') as f: f.write(bytes(4096))
+os.utime(p, ns=(st.st_atime_ns, st.st_mtime_ns))" "$f"
+echo 00000000-0000-0000-0000-000000000000 >"$R/vol/syncing"
+v_push --source "$S" --name vol
+h_assert_eq "$rc" 0 "push after a restart (stderr: $err)"
+h_assert_contains "$err" "comparing every file by sha256" "the source is told to send sums"
+h_assert_contains "$out" " 1 changed" "the damaged file is sent again: $out"
+v_compare "$S" "$R/vol/current"
+v_push --source "$S" --name vol
+h_assert_contains "$err$out" " 0 changed" "the next sync is a normal one: $out"
+[[ "$err" != *sha256* ]] || h_fail "sums asked for again: $err"
 h_pass
