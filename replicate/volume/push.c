@@ -36,6 +36,11 @@ typedef struct push {
     vol_entry e;
     int depth;
     int checksum; /* --checksum, or asked for by the destination */
+    /* the files of the current directory gathered for one BATCH */
+    vol_entry *bent;
+    char *bname[VOL_BATCH_MAX];
+    size_t bn;
+    dr_buf bbuf;
 } push;
 
 static int recv_reply(push *p, uint8_t *type, size_t *n)
@@ -54,17 +59,24 @@ static void report(push *p, const char *what, const char *path)
         printf("%s%s %s\n", p->o->dry_run ? "would " : "", what, path[0] ? path : ".");
 }
 
-static int handle_done(push *p, size_t n)
+static int count_action(push *p, uint8_t a, const char *path)
 {
     static const char *names[] = {"keep", "update metadata of", "send whole", "send delta of",
                                   "create"};
-    if (n != 1 || p->buf[0] > A_CREATED)
+    if (a > A_CREATED)
         return dr_error_set(DR_EPROTO, "bad answer from the destination");
-    if (p->buf[0] != A_NONE) {
+    if (a != A_NONE) {
         p->st->files_changed++;
-        report(p, names[p->buf[0]], p->e.path);
+        report(p, names[a], path);
     }
     return 0;
+}
+
+static int handle_done(push *p, size_t n)
+{
+    if (n != 1)
+        return dr_error_set(DR_EPROTO, "bad answer from the destination");
+    return count_action(p, p->buf[0], p->e.path);
 }
 
 /* Compresses and sends the raw bytes gathered for a DATA (off >= 0) or DELTA frame. */
@@ -282,6 +294,75 @@ static int cmp_str(const void *a, const void *b)
 
 static int walk(push *p, int dirfd, char *path, const struct stat *dst);
 
+/* Sends the gathered files of dirfd as one BATCH; sends the data of those the destination
+ * needs. */
+static int flush_batch(push *p, int dirfd)
+{
+    uint8_t res[VOL_BATCH_MAX], type;
+    uint8_t cnt[2] = {(uint8_t)(p->bn >> 8), (uint8_t)p->bn};
+    size_t n = 0, count = p->bn;
+    int rc = 0;
+    if (!count)
+        return 0;
+    rc = dr_tls_send2(p->t, M_BATCH, cnt, 2, p->bbuf.data, p->bbuf.len);
+    if (rc == 0)
+        rc = recv_reply(p, &type, &n);
+    if (rc == 0 && (type != M_BATCH_DONE || n != count))
+        rc = unexpected(type, "batch");
+    if (rc == 0)
+        memcpy(res, p->buf, count);
+    for (size_t k = 0; rc == 0 && k < count; k++) {
+        if (res[k] != A_NEED) {
+            rc = count_action(p, res[k], p->bent[k].path);
+            continue;
+        }
+        p->e = p->bent[k];
+        int fd = openat(dirfd, p->bname[k], O_RDONLY | O_NOFOLLOW | O_CLOEXEC);
+        if (fd < 0)
+            rc = dr_error_set(DR_EIO, "open '%s/%s': %s", p->o->source, p->e.path, strerror(errno));
+        else
+            rc = exchange(p, fd);
+        if (fd >= 0)
+            close(fd);
+    }
+    for (size_t k = 0; k < count; k++)
+        free(p->bname[k]);
+    p->bn = 0;
+    p->bbuf.len = 0;
+    return rc;
+}
+
+/* Adds p->e (a file named nm in dirfd) to the batch, sending it when full. */
+static int batch_add(push *p, int dirfd, const char *nm)
+{
+    int rc = vol_entry_encode(&p->e, &p->eb);
+    if (rc == 0 && p->bbuf.len + p->eb.len + 64 > DR_TLS_MAX_FRAME)
+        rc = flush_batch(p, dirfd);
+    if (rc < 0)
+        return rc;
+    p->bent[p->bn] = p->e;
+    if (!(p->bname[p->bn] = strdup(nm)))
+        return dr_error_set(DR_ENOMEM, "out of memory");
+    p->bn++;
+    vol_put_u32(&p->bbuf, (uint32_t)p->eb.len);
+    dr_buf_append(&p->bbuf, p->eb.data, p->eb.len);
+    if (!p->bbuf.data)
+        return dr_error_set(DR_ENOMEM, "out of memory");
+    return p->bn == VOL_BATCH_MAX ? flush_batch(p, dirfd) : 0;
+}
+
+/* A file with several links (the first of its group): on its own, so that the links that follow
+ * find it in place. */
+static int flush_then_send(push *p, int dirfd, const char *nm)
+{
+    int fd = openat(dirfd, nm, O_RDONLY | O_NOFOLLOW | O_CLOEXEC);
+    if (fd < 0)
+        return dr_error_set(DR_EIO, "open '%s/%s': %s", p->o->source, p->e.path, strerror(errno));
+    int rc = exchange(p, fd);
+    close(fd);
+    return rc;
+}
+
 static int do_child(push *p, int dirfd, const char *nm, char *path)
 {
     struct stat st;
@@ -289,6 +370,9 @@ static int do_child(push *p, int dirfd, const char *nm, char *path)
     if (fstatat(dirfd, nm, &st, AT_SYMLINK_NOFOLLOW) != 0)
         return errno == ENOENT ? 0 /* gone since listed */
                                : dr_error_set(DR_EIO, "stat '%s': %s", path, strerror(errno));
+    int batchable = S_ISREG(st.st_mode) && st.st_nlink == 1;
+    if (!batchable && (rc = flush_batch(p, dirfd)) < 0) /* hard links after their targets */
+        return rc;
     memset(&p->e, 0, sizeof p->e);
     snprintf(p->e.path, sizeof p->e.path, "%s", path);
     meta_of(&p->e, &st);
@@ -324,21 +408,19 @@ static int do_child(push *p, int dirfd, const char *nm, char *path)
             return exchange(p, -1);
         }
     }
-    int fd = openat(dirfd, nm, O_RDONLY | O_NOFOLLOW | O_CLOEXEC);
-    if (fd < 0)
-        return dr_error_set(DR_EIO, "open '%s/%s': %s", p->o->source, path, strerror(errno));
-    if (fstat(fd, &st) == 0)
-        meta_of(&p->e, &st);
     p->e.kind = K_FILE;
     p->e.size = (uint64_t)st.st_size;
     p->e.sparse = (uint64_t)st.st_blocks * 512 < p->e.size / 2;
     if (p->o->checksum || p->checksum) {
+        int fd = openat(dirfd, nm, O_RDONLY | O_NOFOLLOW | O_CLOEXEC);
+        if (fd < 0)
+            return dr_error_set(DR_EIO, "open '%s/%s': %s", p->o->source, path, strerror(errno));
         rc = vol_hash_fd(fd, p->e.sha);
         p->e.has_sha = 1;
+        close(fd);
     }
     if (rc == 0)
-        rc = exchange(p, fd);
-    close(fd);
+        rc = batchable ? batch_add(p, dirfd, nm) : flush_then_send(p, dirfd, nm);
     return rc;
 }
 
@@ -396,6 +478,8 @@ static int walk(push *p, int dirfd, char *path, const struct stat *dst)
         rc = do_child(p, dirfd, names[i], path);
         path[plen] = 0;
     }
+    if (rc == 0)
+        rc = flush_batch(p, dirfd);
     for (size_t i = 0; i < n; i++)
         free(names[i]);
     free(names);
@@ -442,7 +526,8 @@ int dr_vol_push(const dr_vol_push_opts *o, dr_vol_stats *st)
     p.buf = malloc(DR_TLS_MAX_FRAME);
     p.raw = malloc(VOL_CHUNK);
     p.cbuf = malloc(p.cbuf_cap);
-    if (!p.buf || !p.raw || !p.cbuf)
+    p.bent = malloc(VOL_BATCH_MAX * sizeof *p.bent);
+    if (!p.buf || !p.raw || !p.cbuf || !p.bent)
         rc = dr_error_set(DR_ENOMEM, "out of memory");
     if (rc == 0)
         rc = dr_zstd_new(3, &p.z);
@@ -516,6 +601,10 @@ out:
     dr_zstd_free(p.z);
     vol_inomap_free(&p.links);
     dr_buf_free(&p.eb);
+    dr_buf_free(&p.bbuf);
+    for (size_t k = 0; k < p.bn; k++)
+        free(p.bname[k]);
+    free(p.bent);
     free(p.buf);
     free(p.raw);
     free(p.cbuf);

@@ -58,6 +58,8 @@ typedef struct session {
     dr_zstd *z;
     dr_vol_stats st;
     vol_entry e;
+    int batch; /* answering a BATCH: actions go to bout */
+    dr_buf bout;
 } session;
 
 int dr_vol_name_check(const char *name)
@@ -87,6 +89,8 @@ static int send_done(session *s, uint8_t action)
 {
     if (action != A_NONE)
         s->st.files_changed++;
+    if (s->batch)
+        return dr_buf_append(&s->bout, &action, 1);
     return dr_tls_send(s->t, M_DONE, &action, 1);
 }
 
@@ -407,6 +411,11 @@ static int do_file(session *s, frame *top, const char *base)
     int delta = reg && st.st_size > 0 && s->e.size > 0 && !s->e.sparse;
     if (dry)
         return send_done(s, delta ? A_DELTA : A_WHOLE);
+    if (s->batch) { /* the source sends this entry again, on its own, with the data */
+        uint8_t need = A_NEED;
+        s->st.files--;
+        return dr_buf_append(&s->bout, &need, 1);
+    }
     if (delta) {
         basis = openat(top->fd, base, O_RDONLY | O_NOFOLLOW | O_CLOEXEC);
         if (basis < 0) {
@@ -584,9 +593,9 @@ static int do_dir(session *s, frame *top, const char *base)
     return dr_tls_send(s->t, M_DONE, &a, 1);
 }
 
-static int do_entry(session *s, size_t n)
+static int do_entry(session *s, const uint8_t *p, size_t n)
 {
-    int rc = vol_entry_decode(s->buf, n, &s->e);
+    int rc = vol_entry_decode(p, n, &s->e);
     if (rc < 0)
         return rc;
     size_t plen;
@@ -613,6 +622,42 @@ static int do_entry(session *s, size_t n)
     default:
         return do_hardlink(s, top, base);
     }
+}
+
+static int do_batch(session *s, size_t n)
+{
+    vol_rd r = {.p = s->buf, .n = n, .what = "batch"};
+    uint8_t hi = 0, lo = 0;
+    int rc = vol_get_u8(&r, &hi);
+    if (rc == 0)
+        rc = vol_get_u8(&r, &lo);
+    size_t count = (size_t)hi << 8 | lo;
+    if (rc == 0 && (count == 0 || count > VOL_BATCH_MAX))
+        rc = dr_error_set(DR_EPROTO, "batch of %zu entries", count);
+    s->bout.len = 0;
+    s->batch = 1;
+    for (size_t i = 0; rc == 0 && i < count; i++) {
+        uint32_t len = 0;
+        if ((rc = vol_get_u32(&r, &len)) < 0)
+            break;
+        if (len > r.n) {
+            rc = dr_error_set(DR_EPROTO, "truncated batch");
+            break;
+        }
+        if (len < 1 || r.p[0] != K_FILE) {
+            rc = dr_error_set(DR_EPROTO, "a batch holds files only");
+            break;
+        }
+        rc = do_entry(s, r.p, len);
+        r.p += len;
+        r.n -= len;
+    }
+    s->batch = 0;
+    if (rc == 0)
+        rc = vol_get_end(&r);
+    if (rc == 0 && s->bout.len != count)
+        rc = dr_error_set(DR_ENOMEM, "out of memory");
+    return rc < 0 ? rc : dr_tls_send(s->t, M_BATCH_DONE, s->bout.data, s->bout.len);
 }
 
 static int do_dir_end(session *s, size_t n)
@@ -766,7 +811,9 @@ static int run_session(session *s)
         if ((rc = recv_msg(s, &type, &n)) < 0)
             break;
         if (type == M_ENTRY) {
-            rc = do_entry(s, n);
+            rc = do_entry(s, s->buf, n);
+        } else if (type == M_BATCH) {
+            rc = do_batch(s, n);
         } else if (type == M_DIR_END) {
             rc = do_dir_end(s, n);
         } else if (type == M_COMPLETE) {
@@ -832,6 +879,7 @@ static void serve_one(const dr_vol_serve_opts *o, dr_tls_conn *t)
     if (s.namefd >= 0)
         close(s.namefd);
     dr_zstd_free(s.z);
+    dr_buf_free(&s.bout);
     free(s.buf);
     free(s.raw);
 }

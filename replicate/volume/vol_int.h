@@ -7,6 +7,8 @@
  *   source                                   destination
  *   HELLO version flags name         ->
  *                                    <-      HELLO_OK flags | ERROR text
+ *   BATCH of file entries                ->
+ *                                    <-      BATCH_DONE action|NEED per entry
  *   per entry, depth first, each directory's children right after it, sorted by name:
  *   ENTRY kind meta path [target] [sha]  ->
  *                                    <-      DONE action          (nothing to send)
@@ -55,11 +57,18 @@ enum vol_msg {
     M_DIR_DONE = 'q',
     M_COMPLETE = 'C',
     M_PUBLISHED = 'c',
+    M_BATCH = 'B',
+    M_BATCH_DONE = 'b',
 };
 
 enum vol_kind { K_DIR = 'd', K_FILE = 'f', K_SYMLINK = 'l', K_HARDLINK = 'h' };
 /* what DONE says the destination did (or, with --dry-run, would do) */
-enum vol_action { A_NONE = 0, A_META = 1, A_WHOLE = 2, A_DELTA = 3, A_CREATED = 4 };
+enum vol_action { A_NONE = 0, A_META = 1, A_WHOLE = 2, A_DELTA = 3, A_CREATED = 4, A_NEED = 255 };
+/* A BATCH carries up to VOL_BATCH_MAX file entries (u16 count, then u32 length + ENTRY each) of
+ * one directory, so that unchanged files cost one round trip per batch, not one each; BATCH_DONE
+ * has one action per entry, A_NEED for a file whose data must come: the source then sends that
+ * ENTRY again on its own and the exchange goes on as for a single entry. */
+#define VOL_BATCH_MAX 256
 
 /* HELLO_OK's flags byte: the source must send sha256 sums (the destination restarted mid-sync) */
 #define VOL_OK_CHECKSUM 1u
