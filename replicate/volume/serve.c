@@ -826,8 +826,8 @@ static int run_session(session *s)
             if (rc == 0 && (s->depth || !s->root_seen))
                 rc = dr_error_set(DR_EPROTO, "complete before the tree was");
             if (rc == 0 && !(s->flags & VOL_F_DRYRUN))
-                rc = vol_publish(s->namefd, s->curfd, s->o->keep ? s->o->keep : 3, s->st.copy,
-                                 sizeof s->st.copy);
+                rc = vol_publish(s->namefd, s->curfd, s->o->keep ? s->o->keep : 3, !s->o->no_sync,
+                                 s->st.copy, sizeof s->st.copy);
             if (rc == 0)
                 rc = dr_tls_send(s->t, M_PUBLISHED, s->st.copy, strlen(s->st.copy));
             if (rc == 0)

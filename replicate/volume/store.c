@@ -3,9 +3,10 @@
  * metrics, and promote.
  * A copy is published in this order: syncfs (current/'s data on disk), hard-link tree into
  * copies/.tmp-<time>, syncfs, rename to copies/<time>, fsync copies/, new `latest` symlink renamed
- * over the old, fsync, remove `syncing`. A crash anywhere leaves `latest` on a complete copy (or
- * absent before the first). Must never change a file inside copies/ once published, or promote
- * anything but `latest`.
+ * over the old, fsync, remove `syncing`. With --no-sync the two syncfs are skipped (the data is
+ * then as durable as rsync leaves it: a crash of drd loses nothing, a power loss may). A crash
+ * anywhere leaves `latest` on a complete copy (or absent before the first). Must never change a
+ * file inside copies/ once published, or promote anything but `latest`.
  */
 #include "replicate/volume/volume.h"
 #include "replicate/volume/vol_int.h"
@@ -214,7 +215,7 @@ void vol_clean_copies(int namefd)
     close(cfd);
 }
 
-int vol_publish(int namefd, int curfd, int keep, char *copy, size_t cap)
+int vol_publish(int namefd, int curfd, int keep, int sync, char *copy, size_t cap)
 {
     tree_copy tc = {.link = 1};
     char tmp[80];
@@ -239,13 +240,14 @@ int vol_publish(int namefd, int curfd, int keep, char *copy, size_t cap)
         rc = dr_error_set(DR_EIO, "create copy: %s", strerror(errno));
         goto out;
     }
-    if (syncfs(curfd) != 0) {
+    if (sync && syncfs(curfd) != 0) {
         rc = dr_error_set(DR_EIO, "syncfs: %s", strerror(errno));
         goto out;
     }
     if ((rc = copy_dir(&tc, curfd, tfd)) < 0)
         goto out;
-    if (fstat(curfd, &st) != 0 || (rc = meta_from_stat(tfd, &st)) < 0 || syncfs(tfd) != 0) {
+    if (fstat(curfd, &st) != 0 || (rc = meta_from_stat(tfd, &st)) < 0 ||
+        (sync && syncfs(tfd) != 0)) {
         rc = rc < 0 ? rc : dr_error_set(DR_EIO, "sync copy: %s", strerror(errno));
         goto out;
     }

@@ -164,8 +164,8 @@ struct dr_vol_stats;
 /* Removes what an interrupted publish left in copies/. */
 void vol_clean_copies(int namefd);
 /* Publishes current/ as copies/<time> (a hard-link tree), points latest at it, keeps the newest
- * keep copies, removes `syncing`; the copy's name into copy. */
-int vol_publish(int namefd, int curfd, int keep, char *copy, size_t cap);
+ * keep copies, removes `syncing`; the copy's name into copy. sync: syncfs the data first. */
+int vol_publish(int namefd, int curfd, int keep, int sync, char *copy, size_t cap);
 /* Records a session's outcome in status.json (rc: the session's result). */
 void vol_status_write(int namefd, const char *name, const struct dr_vol_stats *st, int rc);
 /* Prometheus text for every name under root. */

@@ -40,6 +40,7 @@ typedef struct dr_vol_serve_opts {
     int keep;                  /* copies kept per name (0: 3) */
     const char *status_listen; /* /metrics, /healthz (NULL: none) */
     int max_syncs;             /* exit after this many sessions (0: run until stopped; tests) */
+    int no_sync;               /* publish without syncfs (a power loss may lose a copy) */
     volatile sig_atomic_t *stop;
 } dr_vol_serve_opts;
 

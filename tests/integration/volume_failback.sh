@@ -40,7 +40,7 @@ h_stop standby
 h_log "failback: serve on A over the data it holds, push from B: only the changes cross"
 mkdir -p "$H_TMP/site-a/root/app"
 mv "$A" "$H_TMP/site-a/root/app/current"
-v_serve old-primary "$H_TMP/site-a/root" --psk-file "$PSK"
+v_serve old-primary "$H_TMP/site-a/root" --psk-file "$PSK" --no-sync
 v_push --source "$B" --name app --verbose
 h_assert_eq "$rc" 0 "push B -> A (stderr: $err)"
 sent=$(v_field "$out" sent)
