@@ -594,7 +594,7 @@ out:
     st->duration_ms = dr_mono_ms() - t0;
     if (rc < 0 && p.t && dr_error_code() != DR_EUNAVAILABLE) {
         const char *m = dr_error_msg();
-        dr_tls_send(p.t, M_ERROR, m, strlen(m));
+        vol_send_error(p.t, rc, m);
     }
     dr_tls_close(p.t);
     dr_tls_conf_free(c);

@@ -31,6 +31,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/file.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
@@ -729,6 +730,11 @@ static int open_name_dirs(session *s)
     close(rootfd);
     if (s->namefd < 0)
         return dr_error_set(DR_EIO, "open '%s/%s': %s", s->o->root, s->name, strerror(errno));
+    if (flock(s->namefd, LOCK_EX | LOCK_NB) != 0)
+        return dr_error_set(DR_EBUSY,
+                            "volume '%s' under '%s' is being synced by another drd (two servers "
+                            "on one root?)",
+                            s->name, s->o->root);
     if (mkdirat(s->namefd, "current", 0700) != 0 && errno != EEXIST)
         return dr_error_set(DR_EIO, "mkdir current: %s", strerror(errno));
     s->curfd = openat(s->namefd, "current", O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
@@ -861,7 +867,7 @@ static void serve_one(const dr_vol_serve_opts *o, dr_tls_conn *t)
         dr_warn("volume sync%s%s from %s failed: %s", s.name[0] ? " of " : "", s.name,
                 dr_tls_peer(t), msg);
         if (rc != DR_EUNAVAILABLE && rc != DR_ETIMEOUT)
-            dr_tls_send(t, M_ERROR, msg, strlen(msg));
+            vol_send_error(t, rc, msg);
     } else {
         dr_info("volume %s: %s from %s: %llu files, %llu changed, %llu deleted, received %llu "
                 "bytes in %lld ms",

@@ -19,6 +19,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/file.h>
 #include <sys/stat.h>
 #include <time.h>
 #include <unistd.h>
@@ -267,10 +268,15 @@ int vol_publish(int namefd, int curfd, int keep, int sync, char *copy, size_t ca
     fsync(namefd);
     char **v = NULL;
     size_t n = 0;
-    if (list_copies(cfd, 0, &v, &n) == 0)
+    /* a promote holds copies/ shared while it reads a copy: prune another time */
+    if (flock(cfd, LOCK_EX | LOCK_NB) != 0) {
+        dr_warn("a promote is reading a copy: old copies are pruned after the next sync");
+    } else if (list_copies(cfd, 0, &v, &n) == 0) {
         for (size_t i = 0; n > (size_t)keep && i < n - (size_t)keep; i++)
             if (strcmp(v[i], copy) != 0 && vol_remove_at(cfd, v[i]) < 0)
                 dr_warn("cannot remove old copy %s: %s", v[i], dr_error_msg());
+        flock(cfd, LOCK_UN);
+    }
     free_names(v, n);
 out:
     if (rc < 0 && tfd >= 0)
@@ -509,7 +515,7 @@ int dr_vol_promote(const char *root, const char *name, const char *dir)
 {
     tree_copy tc = {0};
     char latest[128];
-    int rc = dr_vol_name_check(name), rfd = -1, nfd = -1, src = -1, dst = -1;
+    int rc = dr_vol_name_check(name), rfd = -1, nfd = -1, cfd = -1, src = -1, dst = -1;
     if (rc < 0)
         return rc;
     if ((rfd = open(root, O_RDONLY | O_DIRECTORY | O_CLOEXEC)) < 0) {
@@ -526,7 +532,13 @@ int dr_vol_promote(const char *root, const char *name, const char *dir)
         goto out;
     }
     latest[n] = 0;
-    if ((src = openat(nfd, latest, O_RDONLY | O_DIRECTORY | O_CLOEXEC)) < 0) {
+    /* copies/ shared: no publish prunes the copy while it is read (a sync may go on) */
+    if ((cfd = openat(nfd, "copies", O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC)) < 0 ||
+        flock(cfd, LOCK_SH) != 0) {
+        rc = dr_error_set(DR_EIO, "copies of '%s': %s", name, strerror(errno));
+        goto out;
+    }
+    if ((src = openat(nfd, latest, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC)) < 0) {
         rc =
             dr_error_set(DR_ENOTFOUND, "latest copy %s of '%s': %s", latest, name, strerror(errno));
         goto out;
@@ -571,6 +583,8 @@ out:
         close(dst);
     if (src >= 0)
         close(src);
+    if (cfd >= 0)
+        close(cfd);
     if (nfd >= 0)
         close(nfd);
     if (rfd >= 0)

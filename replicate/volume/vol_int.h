@@ -18,7 +18,8 @@
  *                                    <-      DELETED name* DIR_DONE
  *   COMPLETE literal matched         ->
  *                                    <-      PUBLISHED copy-name
- *   either side may send ERROR text instead of its next message, and closes.
+ *   either side may send ERROR (an error number, then text) instead of its next message, and
+ *   closes.
  *
  * An ENTRY's flags byte: 1 a sha256 follows (--checksum), 2 the file is sparse (fewer allocated
  * bytes than half its size): it goes whole, as its data extents, since a delta would hash every
@@ -139,6 +140,8 @@ void vol_tmp_name(char *out, size_t cap);
  * DR_EPROTO "what: its text". */
 struct dr_tls_conn;
 int vol_recv(struct dr_tls_conn *t, uint8_t *buf, uint8_t *type, size_t *n, const char *what);
+/* Sends ERROR: code's catalog number (one byte) and msg; the peer's vol_recv returns that code. */
+int vol_send_error(struct dr_tls_conn *t, int code, const char *msg);
 
 /* sha256 of an open file's content (read with pread from 0). */
 int vol_hash_fd(int fd, uint8_t sha[32]);

@@ -64,7 +64,7 @@ class Conn:
         self.send(t, payload)
         typ, body = self.recv()
         if typ == "E":
-            return "ERROR " + body.decode(errors="replace")
+            return "ERROR " + body[1:].decode(errors="replace")  # after the error number
         return {"u": "DONE", "w": "WANT_WHOLE", "d": "WANT_DELTA", "q": "DIR_DONE",
                 "c": "PUBLISHED"}.get(typ, typ)
 
@@ -132,7 +132,7 @@ def run(name):
     if name == "huge-frame":
         c.send_raw(b"N" + struct.pack(">I", 0x7FFFFFFF))
         typ, body = c.recv()
-        return ("ERROR " + body.decode(errors="replace")) if typ == "E" else typ
+        return ("ERROR " + body[1:].decode(errors="replace")) if typ == "E" else typ
     if name == "out-of-order":
         return c.ask(entry(b"f", b"nodir/evil", size=4))
     if name == "complete-early":

@@ -5,7 +5,7 @@
 # and promote give the same tree. Then: an unchanged push changes nothing; 1% of a large file
 # changed sends only about that much; deletes and renames; a metadata-only change never alters a
 # published copy; --dry-run changes nothing; --checksum finds a file whose content differs at the
-# same size and time; --keep; status and /metrics.
+# same size and time; --keep; one sync per volume at a time, no pruning under a promote; status.
 source "${HARNESS:-$(dirname "$0")/../harness}/etcd.sh"
 source "$HARNESS/volume.sh"
 
@@ -147,6 +147,26 @@ v_push --source "$S" --name vol --checksum
 h_assert_eq "$rc" 0 "checksum push (stderr: $err)"
 h_assert_contains "$out" " 2 changed" "--checksum resends it (and relinks its hard link): $out"
 v_compare "$S" "$C" --skip fifo
+
+h_log "locks: one sync of a volume at a time; a promote keeps its copy from being pruned"
+flock -x "$H_TMP/dst/vol" sleep 4 &
+locker=$!
+sleep 0.5
+v_push --source "$S" --name vol
+h_assert_eq "$rc" 18 "a sync while another holds the volume: EBUSY ($err)"
+h_assert_contains "$err" "another drd" "says why"
+wait "$locker"
+flock -s "$H_TMP/dst/vol/copies" sleep 4 &
+locker=$!
+sleep 0.5
+before=$(ls "$H_TMP/dst/vol/copies" | wc -l)
+echo more >>"$S/moved-sub/deeper/small"
+v_push --source "$S" --name vol
+h_assert_eq "$rc" 0 "push during a promote (stderr: $err)"
+h_assert_eq "$(ls "$H_TMP/dst/vol/copies" | wc -l)" "$((before + 1))" "nothing pruned while a promote reads"
+wait "$locker"
+v_push --source "$S" --name vol
+h_assert_eq "$(ls "$H_TMP/dst/vol/copies" | wc -l)" 2 "pruned by the next sync"
 
 h_log "status"
 h_run_drd 30 replicate volume status --root "$H_TMP/dst" --json
