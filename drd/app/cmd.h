@@ -77,6 +77,8 @@ int cmd_volume_status(int argc, char **argv);
 int cmd_volume_promote(int argc, char **argv);
 extern const char usage_volume_serve[], usage_volume_push[], usage_volume_status[],
     usage_volume_promote[];
+int cmd_fence(int argc, char **argv);
+extern const char usage_fence[];
 
 int cmd_run(int argc, char **argv);
 int cmd_status(int argc, char **argv);

@@ -33,6 +33,11 @@ void drd_store_repo_opts(const drd_config *cfg, size_t store_i, dr_repo_opts *ro
 int drd_job_state_read(const drd_config *cfg, dr_job_kind kind, const char *name, int64_t *prev_ms,
                        int64_t *last_success_ms);
 
+/* The cluster called name in cfg (borrowed), or DR_EUSAGE listing the names (cmd_fence.c). */
+int drd_config_cluster(const drd_config *cfg, const char *name, const dr_etcd_opts **out);
+/* Whether e is fenced (a CORRUPT alarm is active) and its alarms in words (cmd_fence.c). */
+int drd_fence_state(dr_etcd *e, int *fenced, char *desc, size_t cap);
+
 /* Runs the daemon until SIGTERM/SIGINT (drd_stop); SIGHUP reloads path. Takes cfg. */
 int drd_daemon_run(drd_config *cfg, const char *path);
 

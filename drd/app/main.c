@@ -54,6 +54,8 @@ static const drd_cmd commands[] = {
     {"key rotate", "add a new current master key to a keyring", usage_key_rotate, cmd_key_rotate},
     {"run", "the daemon: replication, scheduled snapshots and drills, status server", usage_run,
      cmd_run},
+    {"fence", "fence an etcd cluster (refuse writes) with etcd's alarm, lift or show it",
+     usage_fence, cmd_fence},
     {"status", "what the daemon (drd run) is doing, or what it recorded when it is down",
      usage_status, cmd_status},
 };

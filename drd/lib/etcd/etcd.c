@@ -28,6 +28,7 @@ static const char *const method_paths[M_COUNT] = {
     [M_SNAPSHOT] = "/etcdserverpb.Maintenance/Snapshot",
     [M_HASHKV] = "/etcdserverpb.Maintenance/HashKV",
     [M_MEMBER_LIST] = "/etcdserverpb.Cluster/MemberList",
+    [M_ALARM] = "/etcdserverpb.Maintenance/Alarm",
 };
 
 /* gRPC core logs to stderr by itself: route it through our logger, errors only at info. */
@@ -408,6 +409,16 @@ int etcd_status_rc(dr_etcd *e, const char *op, grpc_status_code st, grpc_slice d
         return dr_error_set(DR_EAUTH, "etcd %s: %s: %s", ep, op, msg);
     case GRPC_STATUS_NOT_FOUND:
         return dr_error_set(DR_ENOTFOUND, "etcd %s: %s: %s", ep, op, msg);
+    case GRPC_STATUS_DATA_LOSS:
+        /* etcd's answer to every write while a CORRUPT alarm is active: drd's fence (or a real
+         * corruption found by etcd's own checks; `drd fence status` tells them apart only by
+         * who raised it, so the message says both) */
+        if (contains(msg, "corrupt"))
+            return dr_error_set(DR_EFENCED,
+                                "etcd %s: %s: %s (the cluster is fenced: a CORRUPT alarm is "
+                                "active; see drd fence status)",
+                                ep, op, msg);
+        break;
     case GRPC_STATUS_CANCELLED:
         return dr_error_set(DR_EINTR, "etcd %s: %s: cancelled", ep, op);
     case GRPC_STATUS_RESOURCE_EXHAUSTED:
@@ -835,6 +846,74 @@ int dr_etcd_member_list(dr_etcd *e, dr_etcd_member **members, size_t *n, dr_etcd
     *n = r->n_members;
     protobuf_c_message_free_unpacked(&r->base, NULL);
     return 0;
+}
+
+/* ---- alarms (the fence) ---- */
+
+static int alarm_call(dr_etcd *e, int action, uint64_t member, dr_etcd_alarm_type type,
+                      dr_etcd_alarm **out, size_t *n)
+{
+    Etcdserverpb__AlarmRequest req = ETCDSERVERPB__ALARM_REQUEST__INIT;
+    Etcdserverpb__AlarmResponse *r = NULL;
+    req.action = (Etcdserverpb__AlarmRequest__AlarmAction)action;
+    req.memberid = member;
+    req.alarm = (Etcdserverpb__AlarmType)type;
+    int rc = etcd_unary(e, M_ALARM, "Alarm", &req.base, &etcdserverpb__alarm_response__descriptor,
+                        (ProtobufCMessage **)&r);
+    if (rc < 0)
+        return rc;
+    if (out) {
+        *out = calloc(r->n_alarms + 1, sizeof **out);
+        if (!*out) {
+            protobuf_c_message_free_unpacked(&r->base, NULL);
+            return dr_error_set(DR_ENOMEM, "out of memory");
+        }
+        for (size_t i = 0; i < r->n_alarms; i++) {
+            (*out)[i].member_id = r->alarms[i]->memberid;
+            (*out)[i].type = (dr_etcd_alarm_type)r->alarms[i]->alarm;
+        }
+        *n = r->n_alarms;
+    }
+    protobuf_c_message_free_unpacked(&r->base, NULL);
+    return 0;
+}
+
+int dr_etcd_alarm_list(dr_etcd *e, dr_etcd_alarm **alarms, size_t *n)
+{
+    return alarm_call(e, ETCDSERVERPB__ALARM_REQUEST__ALARM_ACTION__GET, 0, DR_ALARM_NONE, alarms,
+                      n);
+}
+
+int dr_etcd_alarm_activate(dr_etcd *e, uint64_t member_id, dr_etcd_alarm_type type)
+{
+    if (type != DR_ALARM_CORRUPT && type != DR_ALARM_NOSPACE)
+        return dr_error_set(DR_EUSAGE, "alarm type %d cannot be activated", (int)type);
+    return alarm_call(e, ETCDSERVERPB__ALARM_REQUEST__ALARM_ACTION__ACTIVATE, member_id, type, NULL,
+                      NULL);
+}
+
+int dr_etcd_alarm_disarm(dr_etcd *e, dr_etcd_alarm_type type, size_t *disarmed)
+{
+    dr_etcd_alarm *a = NULL;
+    size_t n = 0, done = 0;
+    int rc = dr_etcd_alarm_list(e, &a, &n);
+    for (size_t i = 0; rc == 0 && i < n; i++) {
+        if (type != DR_ALARM_NONE && a[i].type != type)
+            continue;
+        rc = alarm_call(e, ETCDSERVERPB__ALARM_REQUEST__ALARM_ACTION__DEACTIVATE, a[i].member_id,
+                        a[i].type, NULL, NULL);
+        if (rc == 0)
+            done++;
+    }
+    free(a);
+    if (disarmed)
+        *disarmed = done;
+    return rc;
+}
+
+const char *dr_etcd_alarm_name(dr_etcd_alarm_type t)
+{
+    return t == DR_ALARM_NOSPACE ? "NOSPACE" : t == DR_ALARM_CORRUPT ? "CORRUPT" : "NONE";
 }
 
 /* Snapshot: a server stream. The last 32 bytes are sha256 of everything before them, so the

@@ -32,6 +32,7 @@ enum {
     M_SNAPSHOT,
     M_HASHKV,
     M_MEMBER_LIST,
+    M_ALARM,
     M_COUNT
 };
 
