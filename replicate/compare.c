@@ -22,9 +22,15 @@ static int under(const uint8_t *k, size_t kl, const char *p)
     return kl >= pl && memcmp(k, p, pl) == 0;
 }
 
+/* Each side of a filtered replication keeps its own epoch record (drd/lib/epoch). */
+static int is_epoch_key(const uint8_t *k, size_t kl)
+{
+    return kl == strlen(DR_EPOCH_KEY) && memcmp(k, DR_EPOCH_KEY, kl) == 0;
+}
+
 int repl_map_key(const dr_repl_opts *o, const uint8_t *k, size_t kl, dr_buf *out)
 {
-    if (under(k, kl, REPL_CURSOR_ROOT))
+    if (under(k, kl, REPL_CURSOR_ROOT) || is_epoch_key(k, kl))
         return 0;
     const char *pfx = NULL;
     if (o->n_prefixes) {
@@ -52,7 +58,7 @@ int repl_map_key(const dr_repl_opts *o, const uint8_t *k, size_t kl, dr_buf *out
 /* Target keys resync must leave alone: our cursors and the mapped excludes. */
 int repl_target_ignored(const dr_repl_opts *o, const uint8_t *k, size_t kl)
 {
-    if (under(k, kl, REPL_CURSOR_ROOT))
+    if (under(k, kl, REPL_CURSOR_ROOT) || is_epoch_key(k, kl))
         return 1;
     for (size_t i = 0; i < o->n_excludes; i++) {
         const char *e = o->excludes[i];

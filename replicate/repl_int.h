@@ -6,6 +6,7 @@
 #define DRD_REPL_INT_H
 
 #include "replicate/replicate.h"
+#include "drd/lib/epoch/epoch.h"
 
 #include <pthread.h>
 

@@ -100,6 +100,15 @@ int dr_repl_run(const dr_repl_opts *opts, dr_repl_stats *stats)
         rc = dr_etcd_open(&src, &o->source);
         if (rc == 0)
             rc = dr_etcd_open(&tgt, &o->target);
+        /* fencing epochs: a demoted source never feeds the target (at start, a record that
+         * cannot be read stops it too; later, a transient error retries) */
+        if (rc == 0 && (rc = dr_epoch_check_replication(src, tgt, o->epoch_handover)) < 0 &&
+            (first || !repl_is_transient(rc))) {
+            dr_etcd_close(src);
+            dr_etcd_close(tgt);
+            st->state = DR_REPL_ALARM;
+            return rc;
+        }
         if (rc == 0) {
             rc = o->mode == DR_REPL_EXACT ? repl_run_exact(o, st, src, tgt, first)
                                           : repl_run_filtered(o, st, src, tgt, first);
@@ -108,6 +117,7 @@ int dr_repl_run(const dr_repl_opts *opts, dr_repl_stats *stats)
         } else if (first) {
             /* unreachable at start: that is bad input, not something to wait for */
             dr_etcd_close(src);
+            dr_etcd_close(tgt);
             st->state = DR_REPL_STOPPED;
             return rc;
         }

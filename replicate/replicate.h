@@ -37,6 +37,11 @@ typedef struct dr_repl_opts {
     int window;                  /* transactions in flight, 1..1024; 0: 8 */
     int until_caught_up;         /* return 0 once every source revision seen at start is applied */
     volatile sig_atomic_t *stop; /* set by a signal handler: drain and return 0 */
+    /* Fencing epochs (drd/lib/epoch): every session starts by checking that the source is the
+     * primary of the newest epoch either side records (DR_ESTALE otherwise, naming both). A
+     * planned switchover drains the last revisions after raising the epoch for the target:
+     * epoch_handover is that epoch (0: none). */
+    int64_t epoch_handover;
 } dr_repl_opts;
 
 /* Live counters of a running replication: written by the replication's threads (the watch reader

@@ -19,6 +19,7 @@
  * Must never commit a segment whose first revision is not C+1, nor one with a gap inside.
  */
 #include "snapshot/snapshot.h"
+#include "drd/lib/epoch/epoch.h"
 
 #include <inttypes.h>
 #include <stdio.h>
@@ -322,6 +323,8 @@ int dr_snapshot_follow(dr_repo *repo, dr_etcd *etcd, const dr_snapshot_follow_op
     dr_backoff_init(&bo, 200, 10000);
     int64_t period = o->segment_period_ms > 0 ? o->segment_period_ms : 10000;
     uint64_t max_bytes = o->segment_max_bytes ? o->segment_max_bytes : 64u << 20;
+    if ((rc = dr_epoch_check_snapshot(repo, etcd)) < 0) /* a demoted side writes nothing */
+        goto out;
     if ((rc = dr_repo_lock_take(repo, "follow", &f.lock)) < 0)
         goto out;
     int cleaned = 0; /* what an interrupted follow left (we hold its lock) */

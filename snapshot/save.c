@@ -13,6 +13,7 @@
 #include "bolt.h"
 #include "drd/lib/kube/kube.h"
 #include "snapshot/snapshot.h"
+#include "drd/lib/epoch/epoch.h"
 
 #include <inttypes.h>
 #include <stdio.h>
@@ -63,6 +64,8 @@ int dr_snapshot_save(dr_repo *repo, dr_etcd *etcd, const dr_snapshot_save_opts *
     dr_etcd_status st;
     memset(m, 0, sizeof *m);
     int64_t t0 = dr_mono_ms();
+    if ((rc = dr_epoch_check_snapshot(repo, etcd)) < 0) /* a demoted side writes nothing */
+        goto out;
     if ((rc = dr_repo_lock_take(repo, "save", &s.lock)) < 0)
         goto out;
     /* holding the lock, whatever an earlier save left unfinished is garbage */

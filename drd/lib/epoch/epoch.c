@@ -1,0 +1,311 @@
+/*
+ * The fencing epoch record: its format, its places (a key in etcd, an object in each store) and
+ * the rule a stale side applies to itself. See epoch.h.
+ *
+ * Store object layout: the record's JSON on the first line; with a keyring a second line
+ * "mac <key name> <64 hex digits>", HMAC under the keyring's manifest MAC key (dr_keyring_mac)
+ * over the first line's bytes.
+ */
+#include "drd/lib/epoch/epoch.h"
+#include "drd/lib/crypto/crypto.h"
+#include "drd/lib/json/json.h"
+#include "drd/lib/objstore/objstore.h"
+
+#include <ctype.h>
+#include <inttypes.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+static int plain(const char *s, size_t max)
+{
+    size_t n = strlen(s);
+    if (!n || n >= max)
+        return 0;
+    for (const char *p = s; *p; p++)
+        if (!isalnum((unsigned char)*p) && !strchr("-_.:", *p))
+            return 0;
+    return 1;
+}
+
+int dr_epoch_parse(const char *text, size_t len, dr_epoch *out)
+{
+    dr_json *j = NULL;
+    int rc = 0;
+    memset(out, 0, sizeof *out);
+    if (len > DR_EPOCH_MAX_BYTES)
+        return dr_error_set(DR_EPROTO, "epoch record: %zu bytes, more than %d", len,
+                            DR_EPOCH_MAX_BYTES);
+    if ((rc = dr_json_parse(text, len, &j)) < 0)
+        return dr_error_wrap(DR_EPROTO, "epoch record");
+    const char *primary = dr_json_str(j, "primary"), *cid = dr_json_str(j, "cluster_id"),
+               *run = dr_json_str(j, "run");
+    if ((rc = dr_json_i64(j, "epoch", &out->epoch)) < 0 || out->epoch < 1) {
+        rc = dr_error_set(DR_EPROTO, "epoch record: 'epoch' must be a whole number >= 1");
+        goto out;
+    }
+    if (!primary || !plain(primary, sizeof out->primary)) {
+        rc = dr_error_set(DR_EPROTO, "epoch record: 'primary' must be a cluster name");
+        goto out;
+    }
+    char *end = NULL;
+    if (!cid || !*cid || strlen(cid) > 16 || strspn(cid, "0123456789abcdef") != strlen(cid)) {
+        rc = dr_error_set(DR_EPROTO, "epoch record: 'cluster_id' must be 1 to 16 hex digits");
+        goto out;
+    }
+    out->cluster_id = strtoull(cid, &end, 16);
+    if ((rc = dr_json_i64(j, "revision", &out->revision)) < 0 || out->revision < 0 ||
+        (rc = dr_json_i64(j, "time_ms", &out->time_ms)) < 0 || out->time_ms < 0) {
+        rc = dr_error_set(DR_EPROTO,
+                          "epoch record: 'revision' and 'time_ms' must be whole numbers >= 0");
+        goto out;
+    }
+    if (run && !plain(run, sizeof out->run)) {
+        rc = dr_error_set(DR_EPROTO, "epoch record: 'run' must be a run id");
+        goto out;
+    }
+    snprintf(out->primary, sizeof out->primary, "%s", primary);
+    snprintf(out->run, sizeof out->run, "%s", run ? run : "");
+out:
+    dr_json_free(j);
+    if (rc < 0)
+        memset(out, 0, sizeof *out);
+    return rc;
+}
+
+int dr_epoch_format(const dr_epoch *ep, dr_buf *b)
+{
+    int rc = dr_buf_printf(b, "{\"epoch\":%" PRId64 ",\"primary\":", ep->epoch);
+    if (rc == 0)
+        rc = dr_buf_json_str(b, ep->primary, strlen(ep->primary));
+    if (rc == 0)
+        rc = dr_buf_printf(b,
+                           ",\"cluster_id\":\"%" PRIx64 "\",\"revision\":%" PRId64
+                           ",\"time_ms\":%" PRId64 ",\"run\":",
+                           ep->cluster_id, ep->revision, ep->time_ms);
+    if (rc == 0)
+        rc = dr_buf_json_str(b, ep->run, strlen(ep->run));
+    if (rc == 0)
+        rc = dr_buf_printf(b, "}");
+    return rc;
+}
+
+void dr_epoch_describe(const dr_epoch *ep, char *buf, size_t cap)
+{
+    if (!ep->epoch)
+        snprintf(buf, cap, "epoch 0 (none recorded)");
+    else
+        snprintf(buf, cap, "epoch %" PRId64 " (primary %s, cluster %" PRIx64 "%s%s)", ep->epoch,
+                 ep->primary, ep->cluster_id, ep->run[0] ? ", run " : "", ep->run);
+}
+
+void dr_epoch_newest(const dr_epoch *a, const dr_epoch *b, dr_epoch *out)
+{
+    *out = b->epoch > a->epoch ? *b : *a;
+}
+
+int dr_epoch_check_primary(const dr_epoch *newest, const dr_epoch *own, uint64_t cluster_id,
+                           const char *who, const char *doing)
+{
+    char n[256], o[256];
+    if (!newest->epoch || newest->cluster_id == cluster_id)
+        return 0;
+    dr_epoch_describe(newest, n, sizeof n);
+    dr_epoch_describe(own, o, sizeof o);
+    return dr_error_set(DR_ESTALE,
+                        "%s: %s (cluster %" PRIx64 ") is not the primary: %s; %s holds %s\n"
+                        "HINT: this side was demoted by a failover; see docs/runbooks.md "
+                        "(failback)",
+                        doing, who, cluster_id, n, who, o);
+}
+
+/* ---- etcd ---- */
+
+int dr_epoch_read_etcd(dr_etcd *e, dr_epoch *out, int64_t *mod_rev)
+{
+    dr_etcd_range_req q = {.key = DR_EPOCH_KEY, .key_len = strlen(DR_EPOCH_KEY)};
+    dr_etcd_range_res r;
+    memset(out, 0, sizeof *out);
+    if (mod_rev)
+        *mod_rev = 0;
+    int rc = dr_etcd_range(e, &q, &r);
+    if (rc < 0)
+        return rc;
+    if (r.n_kvs == 1) {
+        if (mod_rev)
+            *mod_rev = r.kvs[0].mod_revision;
+        rc = dr_epoch_parse((const char *)r.kvs[0].value, r.kvs[0].value_len, out);
+        if (rc < 0)
+            rc = dr_error_wrap(rc, "etcd %s: key " DR_EPOCH_KEY, dr_etcd_endpoint(e));
+    }
+    dr_etcd_range_res_free(&r);
+    return rc;
+}
+
+int dr_epoch_write_etcd(dr_etcd *e, const dr_epoch *ep, int64_t expect_mod_rev, dr_etcd_header *hdr)
+{
+    dr_buf b = {0};
+    dr_etcd_txn *t = NULL;
+    dr_etcd_txn_res res;
+    size_t kl = strlen(DR_EPOCH_KEY);
+    int rc = dr_epoch_format(ep, &b);
+    if (rc == 0)
+        rc = dr_etcd_txn_new(&t);
+    if (rc == 0)
+        rc = dr_etcd_txn_compare(t, DR_EPOCH_KEY, kl, DR_CMP_MOD, DR_CMP_EQUAL, expect_mod_rev);
+    if (rc == 0)
+        rc = dr_etcd_txn_put(t, DR_TXN_SUCCESS, DR_EPOCH_KEY, kl, b.data, b.len, 0);
+    if (rc == 0 && (rc = dr_etcd_txn_do(e, t, &res)) == 0) {
+        if (!res.succeeded)
+            rc = dr_error_set(DR_ESTALE,
+                              "etcd %s: " DR_EPOCH_KEY " changed while epoch %" PRId64
+                              " was being written (another promotion?)",
+                              dr_etcd_endpoint(e), ep->epoch);
+        if (hdr)
+            *hdr = res.header;
+        dr_etcd_txn_res_free(&res);
+    }
+    dr_etcd_txn_free(t);
+    dr_buf_free(&b);
+    return rc;
+}
+
+/* ---- stores ---- */
+
+static void hex(const uint8_t *p, size_t n, char *out)
+{
+    for (size_t i = 0; i < n; i++)
+        snprintf(out + 2 * i, 3, "%02x", p[i]);
+}
+
+int dr_epoch_read_store(dr_repo *r, dr_epoch *out)
+{
+    char *data = NULL;
+    size_t len = 0;
+    memset(out, 0, sizeof *out);
+    int rc =
+        dr_store_get_buf(dr_repo_store(r), DR_EPOCH_OBJECT, DR_EPOCH_MAX_BYTES + 256, &data, &len);
+    if (rc == DR_ENOTFOUND) {
+        dr_error_clear();
+        return 0;
+    }
+    if (rc < 0)
+        return rc;
+    const char *nl = memchr(data, '\n', len);
+    size_t jlen = nl ? (size_t)(nl - data) : len;
+    const dr_keyring *k = dr_repo_keyring(r);
+    if (k) {
+        char name[80] = "", mac_hex[80] = "", want[65];
+        uint8_t mac[32];
+        const char *line = nl ? nl + 1 : "";
+        size_t llen = nl ? len - jlen - 1 : 0;
+        char tail[200];
+        snprintf(tail, sizeof tail, "%.*s", (int)(llen < sizeof tail ? llen : sizeof tail - 1),
+                 line);
+        if (sscanf(tail, "mac %64s %70s", name, mac_hex) != 2 || strlen(mac_hex) != 64 ||
+            dr_keyring_mac(k, name, data, jlen, mac) < 0) {
+            rc = dr_error_set(DR_EAUTH,
+                              "store %s: object " DR_EPOCH_OBJECT
+                              " is not authenticated under this keyring (written without "
+                              "it, or planted)",
+                              dr_store_url(dr_repo_store(r)));
+            goto out;
+        }
+        hex(mac, sizeof mac, want);
+        if (!dr_crypto_equal(want, mac_hex, 64)) {
+            rc = dr_error_set(DR_EAUTH,
+                              "store %s: object " DR_EPOCH_OBJECT " fails its MAC (edited?)",
+                              dr_store_url(dr_repo_store(r)));
+            goto out;
+        }
+    }
+    rc = dr_epoch_parse(data, jlen, out);
+    if (rc < 0)
+        rc = dr_error_wrap(rc, "store %s: object " DR_EPOCH_OBJECT, dr_store_url(dr_repo_store(r)));
+out:
+    free(data);
+    return rc;
+}
+
+int dr_epoch_write_store(dr_repo *r, const dr_epoch *ep)
+{
+    dr_epoch cur;
+    dr_buf b = {0};
+    char a[256], c[256];
+    int rc = dr_epoch_read_store(r, &cur);
+    if (rc == DR_EAUTH || rc == DR_EPROTO) {
+        /* a record this writer cannot trust never blocks a promotion: it is replaced, and the
+         * log says so */
+        dr_warn("%s; replacing it", dr_error_msg());
+        memset(&cur, 0, sizeof cur);
+        rc = 0;
+    }
+    if (rc < 0)
+        return rc;
+    if (cur.epoch > ep->epoch || (cur.epoch == ep->epoch && cur.cluster_id != ep->cluster_id)) {
+        dr_epoch_describe(&cur, c, sizeof c);
+        dr_epoch_describe(ep, a, sizeof a);
+        return dr_error_set(DR_ESTALE, "store %s already holds %s; refusing to write %s",
+                            dr_store_url(dr_repo_store(r)), c, a);
+    }
+    rc = dr_epoch_format(ep, &b);
+    const dr_keyring *k = dr_repo_keyring(r);
+    if (rc == 0 && k) {
+        uint8_t mac[32];
+        char h[65];
+        size_t jlen = b.len;
+        if ((rc = dr_keyring_mac(k, dr_keyring_current(k), b.data, jlen, mac)) == 0) {
+            hex(mac, sizeof mac, h);
+            rc = dr_buf_printf(&b, "\nmac %s %s", dr_keyring_current(k), h);
+        }
+    }
+    if (rc == 0)
+        rc = dr_buf_printf(&b, "\n");
+    if (rc == 0)
+        rc = dr_store_put_buf(dr_repo_store(r), DR_EPOCH_OBJECT, b.data, b.len);
+    dr_buf_free(&b);
+    return rc;
+}
+
+/* ---- the checks ---- */
+
+int dr_epoch_check_replication(dr_etcd *src, dr_etcd *tgt, int64_t handover)
+{
+    dr_epoch a, b, newest;
+    dr_etcd_status ss, ts;
+    char who[300];
+    int rc = dr_epoch_read_etcd(src, &a, NULL);
+    if (rc == 0)
+        rc = dr_epoch_read_etcd(tgt, &b, NULL);
+    if (rc == 0)
+        rc = dr_etcd_status_get(src, &ss);
+    if (rc == 0)
+        rc = dr_etcd_status_get(tgt, &ts);
+    if (rc < 0)
+        return rc;
+    dr_epoch_newest(&a, &b, &newest);
+    if (handover && newest.epoch == handover && newest.cluster_id == ts.header.cluster_id)
+        return 0;
+    snprintf(who, sizeof who, "the source %s", dr_etcd_endpoint(src));
+    return dr_epoch_check_primary(&newest, &a, ss.header.cluster_id, who, "refusing to replicate");
+}
+
+int dr_epoch_check_snapshot(dr_repo *r, dr_etcd *e)
+{
+    dr_epoch a, b, newest;
+    dr_etcd_status st;
+    char who[300];
+    int rc = dr_epoch_read_etcd(e, &a, NULL);
+    if (rc == 0)
+        rc = dr_epoch_read_store(r, &b);
+    if (rc == 0)
+        rc = dr_etcd_status_get(e, &st);
+    if (rc < 0)
+        return rc;
+    dr_epoch_newest(&a, &b, &newest);
+    snprintf(who, sizeof who, "etcd %s", dr_etcd_endpoint(e));
+    char doing[300];
+    snprintf(doing, sizeof doing, "refusing to write snapshots into %s",
+             dr_store_url(dr_repo_store(r)));
+    return dr_epoch_check_primary(&newest, &a, st.header.cluster_id, who, doing);
+}
