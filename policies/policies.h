@@ -280,4 +280,134 @@ void dr_conf_free(dr_conf *c);
 /* "replicate", "snapshot", "drill". */
 const char *dr_job_kind_name(dr_job_kind k);
 
+/* ---- runbooks (docs/runbooks.md) ----
+ * A runbook is a YAML step list (the files in policies/runbooks/):
+ *
+ *   runbook: planned-switchover         # its name
+ *   description: ...                    # optional
+ *   steps:
+ *     - { name: fence-old-primary, type: fence, side: old-primary, timeout: 30s, retries: 2 }
+ *     - { name: stop-writers, type: hook-exec, command: [/usr/local/bin/scale, "0"] }
+ *
+ * Step types and their own keys:
+ *   check              checks: [reachable, lag, epoch, encryption-keys] (default: all of them
+ *                      that apply to the operation); max_lag: revisions (planned: default 1000)
+ *   fence              side: old-primary | new-primary (default old-primary)
+ *   wait-replication   (drain until the standby holds every revision of the fenced primary)
+ *   final-volume-sync  (waits on volume replication; a no-op until volume pairs exist)
+ *   promote            (raise the epoch, write it, make the standby the primary)
+ *   hook-exec          command: a list (argv, no shell); env DRD_* and the JSON body on stdin
+ *   hook-http          url: http://host:port/path (POST of the JSON body)
+ *   start-replication  (the other direction: new primary -> old primary)
+ *   record             (RPO and RTO into the run's record)
+ * Every step: name (unique, [A-Za-z0-9_.-]), type, timeout (default per type), retries (0..100,
+ * default 0), retry_delay (default 5s).
+ * Pure: built from a YAML tree, refused with "file:line:column: message". */
+typedef enum {
+    DR_STEP_CHECK = 0,
+    DR_STEP_FENCE,
+    DR_STEP_WAIT_REPLICATION,
+    DR_STEP_FINAL_VOLUME_SYNC,
+    DR_STEP_PROMOTE,
+    DR_STEP_HOOK_EXEC,
+    DR_STEP_HOOK_HTTP,
+    DR_STEP_START_REPLICATION,
+    DR_STEP_RECORD,
+    DR_STEP_TYPES
+} dr_step_type;
+
+#define DR_CHECK_REACHABLE 1u
+#define DR_CHECK_LAG 2u
+#define DR_CHECK_EPOCH 4u
+#define DR_CHECK_KEYS 8u
+
+typedef enum { DR_SIDE_OLD_PRIMARY = 0, DR_SIDE_NEW_PRIMARY = 1 } dr_step_side;
+
+typedef struct dr_step {
+    const char *name;
+    dr_step_type type;
+    dr_conf_pos at;
+    int64_t timeout_ms;
+    int retries;
+    int64_t retry_delay_ms;
+    unsigned checks;      /* check: DR_CHECK_* bits; 0: the defaults of the operation */
+    int64_t max_lag;      /* check: revisions; -1: default */
+    dr_step_side side;    /* fence */
+    dr_conf_list command; /* hook-exec */
+    const char *url;      /* hook-http */
+} dr_step;
+
+typedef struct dr_runbook {
+    const char *file;
+    const char *name;
+    const char *description;
+    dr_step *steps;
+    size_t n_steps;
+    dr_yaml_doc *doc; /* owned */
+} dr_runbook;
+
+/* Builds a runbook from doc (taking it, also on error). DR_EUSAGE "file:line:column: message"
+ * for an unknown key or step type, a missing or mistyped field, a duplicate step name, a hook
+ * without its command or url. Caller frees with dr_runbook_free. */
+int dr_runbook_from_yaml(dr_yaml_doc *doc, dr_runbook **out);
+void dr_runbook_free(dr_runbook *rb);
+/* "check", "fence", "wait-replication", ... */
+const char *dr_step_type_name(dr_step_type t);
+
+/* ---- the step machine of a runbook run ----
+ * Pure bookkeeping: the runner (drd/app/runbook.c) saves it after every change, so a run killed
+ * at any moment resumes from the step it was in (that step is run again: steps are idempotent).
+ *
+ *   pending --start--> running --ok--> ok --> (the next step: pending --> running ...)
+ *                         |--fail, attempts <= retries--> waiting (until retry_at) --> running
+ *                         |--fail, no retry left--> failed: the run is failed (resume: again)
+ *   any --abort--> the run is aborted (never resumed)
+ * The run is done when every step is ok. */
+typedef enum {
+    DR_STEP_PENDING = 0,
+    DR_STEP_RUNNING,
+    DR_STEP_OK,
+    DR_STEP_WAITING,
+    DR_STEP_FAILED
+} dr_step_status;
+typedef enum {
+    DR_RUN_ACTIVE = 0, /* a step is pending, running or waiting */
+    DR_RUN_DONE,
+    DR_RUN_FAILED,
+    DR_RUN_ABORTED
+} dr_run_status;
+
+typedef struct dr_run_step {
+    dr_step_status status;
+    int attempts;
+    int64_t started_ms, ended_ms, retry_at_ms;
+    int rc;
+    char result[512]; /* one line: what it did, or why it failed / waits */
+} dr_run_step;
+
+typedef struct dr_run {
+    dr_run_status status;
+    size_t cur; /* the step in progress (n_steps when done) */
+    size_t n_steps;
+    dr_run_step steps[64];
+} dr_run;
+
+#define DR_RUN_MAX_STEPS 64
+/* A new run of rb (DR_EUSAGE when it has more than DR_RUN_MAX_STEPS steps). */
+int dr_run_init(dr_run *r, const dr_runbook *rb);
+/* What to do now: 0 and *step = the step to start (its attempt begins), DR_ETIMEOUT and *wait_ms
+ * (a retry is due later), or 1 when there is nothing to do (done, failed or aborted). */
+int dr_run_next(dr_run *r, const dr_runbook *rb, int64_t now_ms, size_t *step, int64_t *wait_ms);
+/* Records the end of the current step's attempt: rc 0 (ok: the run moves on), or an error with
+ * its one-line message (a retry when one is left, else the run fails). */
+void dr_run_step_done(dr_run *r, const dr_runbook *rb, int rc, const char *result, int64_t now_ms);
+/* A failed run is made resumable: its failed step becomes pending again (attempts reset). */
+void dr_run_retry(dr_run *r);
+const char *dr_step_status_name(dr_step_status s);
+const char *dr_run_status_name(dr_run_status s);
+/* The state as text (one line per field) and back; parse refuses anything it did not write
+ * (DR_EPROTO). The result lines are escaped. */
+int dr_run_format(const dr_run *r, dr_buf *out);
+int dr_run_parse(const char *text, size_t len, dr_run *out);
+
 #endif
