@@ -20,6 +20,7 @@
 #define R(f) offsetof(dr_repo_opts, f)
 #define J(f) offsetof(dr_conf_job, f)
 #define K(f) offsetof(dr_retention, f)
+#define FO(f) offsetof(dr_conf_failover, f)
 
 const dr_option dr_options[] = {
     {DR_SCOPE_TOP, "listen", NULL, DR_OPT_STR, T(listen),
@@ -124,6 +125,26 @@ const dr_option dr_options[] = {
      .help = "the store whose newest snapshot is restored and checked"},
     {DR_SCOPE_DRILL, "schedule", NULL, DR_OPT_SCHED, J(schedule), .required = 1,
      .help = "as for snapshots"},
+
+    {DR_SCOPE_TOP, "failover", NULL, DR_OPT_MAP, T(failover), .sub = DR_SCOPE_FAILOVER,
+     .help = "the two sites and the runbooks of drd failover and failback (keys below)"},
+    {DR_SCOPE_FAILOVER, "primary", NULL, DR_OPT_STR, FO(primary), .required = 1,
+     .help = "the primary cluster until a runbook promotes the other (epoch 0)"},
+    {DR_SCOPE_FAILOVER, "standby", NULL, DR_OPT_STR, FO(standby), .required = 1,
+     .help = "the standby cluster"},
+    {DR_SCOPE_FAILOVER, "replicate", NULL, DR_OPT_STR, FO(replicate), .required = 1,
+     .help = "the replicate job from primary to standby (its mode and filters; reversed after a "
+             "promotion)"},
+    {DR_SCOPE_FAILOVER, "planned", NULL, DR_OPT_FILE, FO(planned),
+     .help = "runbook of drd failover --planned (policies/runbooks/planned-switchover.yaml)"},
+    {DR_SCOPE_FAILOVER, "emergency", NULL, DR_OPT_FILE, FO(emergency),
+     .help = "runbook of drd failover --emergency (policies/runbooks/emergency-failover.yaml)"},
+    {DR_SCOPE_FAILOVER, "failback", NULL, DR_OPT_FILE, FO(failback),
+     .help = "runbook of drd failback (policies/runbooks/failback.yaml)"},
+    {DR_SCOPE_FAILOVER, "unreachable_for", NULL, DR_OPT_MS, FO(unreachable_ms), 1000, 3600000,
+     .help = "emergency: the primary must fail every probe for this long (default 30s)"},
+    {DR_SCOPE_FAILOVER, "encryption_config", NULL, DR_OPT_FILE, FO(encryption_config),
+     .help = "the standby's EncryptionConfiguration (check steps compare its key names)"},
     {0, NULL, NULL, 0, 0, 0, 0, NULL, 0, 0, NULL},
 };
 
@@ -341,6 +362,8 @@ static int set_opt(dr_conf *c, const dr_option *o, void *rec, const dr_yaml_node
     case DR_OPT_MAP:
         if (job && o->sub == DR_SCOPE_RETENTION)
             job->has_retention = 1;
+        if (o->sub == DR_SCOPE_FAILOVER)
+            c->has_failover = 1;
         return parse_map(c, v, o->sub, field, where);
     }
     if (n < o->min || (o->max && n > o->max))
@@ -477,6 +500,40 @@ static int check_job(dr_conf *c, dr_conf_job *j)
                   "job name '%s': use letters, digits, '-', '_' and '.' only (it names "
                   "metrics, locks and state files)",
                   j->name);
+    return 0;
+}
+
+/* failover: its clusters and replicate job exist and agree. */
+static int check_failover(dr_conf *c)
+{
+    dr_conf_failover *f = &c->failover;
+    const dr_yaml_node *fo = find_key(c->doc->root, "failover");
+    f->primary_i = f->standby_i = f->replicate_i = -1;
+    for (size_t i = 0; i < c->n_clusters; i++) {
+        if (!strcmp(c->clusters[i].name, f->primary))
+            f->primary_i = (int)i;
+        if (!strcmp(c->clusters[i].name, f->standby))
+            f->standby_i = (int)i;
+    }
+    for (size_t i = 0; i < c->n_jobs; i++)
+        if (c->jobs[i].kind == DR_JOB_REPLICATE && !strcmp(c->jobs[i].name, f->replicate))
+            f->replicate_i = (int)i;
+    if (f->primary_i < 0)
+        return at(c, find_key(fo, "primary"), "failover.primary: no cluster '%s'", f->primary);
+    if (f->standby_i < 0)
+        return at(c, find_key(fo, "standby"), "failover.standby: no cluster '%s'", f->standby);
+    if (f->primary_i == f->standby_i)
+        return at(c, find_key(fo, "standby"), "failover: primary and standby are the same cluster");
+    if (f->replicate_i < 0)
+        return at(c, find_key(fo, "replicate"), "failover.replicate: no replicate job '%s'",
+                  f->replicate);
+    const dr_conf_job *j = &c->jobs[f->replicate_i];
+    if (j->source_i != f->primary_i || j->target_i != f->standby_i)
+        return at(c, find_key(fo, "replicate"),
+                  "failover.replicate: job '%s' replicates %s -> %s, not %s -> %s", j->name,
+                  j->source, j->target, f->primary, f->standby);
+    if (!f->unreachable_ms)
+        f->unreachable_ms = 30000;
     return 0;
 }
 
@@ -625,7 +682,7 @@ int dr_conf_from_yaml(dr_yaml_doc *doc, dr_conf **out)
         if (!o->key) {
             rc = at(c, k,
                     "unknown key '%s' (known: listen, state_dir, grace, clusters, stores, "
-                    "replicate, snapshots, drills)",
+                    "replicate, snapshots, drills, failover)",
                     k->value);
             goto out;
         }
@@ -643,6 +700,8 @@ int dr_conf_from_yaml(dr_yaml_doc *doc, dr_conf **out)
     for (size_t i = 0; i < c->n_jobs; i++)
         if ((rc = check_job(c, &c->jobs[i])) < 0)
             goto out;
+    if (c->has_failover && (rc = check_failover(c)) < 0)
+        goto out;
     *out = c;
     c = NULL;
 out:

@@ -148,6 +148,7 @@ typedef enum {
     DR_SCOPE_SNAPSHOT,  /* dr_conf_job */
     DR_SCOPE_DRILL,     /* dr_conf_job */
     DR_SCOPE_RETENTION, /* dr_retention */
+    DR_SCOPE_FAILOVER,  /* dr_conf_failover */
 } dr_opt_scope;
 
 typedef enum {
@@ -256,6 +257,16 @@ typedef struct dr_conf_file {
     dr_conf_pos at;
 } dr_conf_file;
 
+/* failover: the two sites and the runbooks of drd failover / failback (docs/runbooks.md). */
+typedef struct dr_conf_failover {
+    const char *primary, *standby;              /* cluster names: the roles at epoch 0 */
+    const char *replicate;                      /* the replicate job between them (mode, filters) */
+    const char *planned, *emergency, *failback; /* runbook files */
+    int64_t unreachable_ms; /* emergency: the primary must not answer for this long (30s) */
+    int primary_i, standby_i, replicate_i;
+    const char *encryption_config; /* the standby's EncryptionConfiguration file (optional) */
+} dr_conf_failover;
+
 typedef struct dr_conf {
     const char *file; /* the config's name in messages */
     const char *listen;
@@ -271,6 +282,8 @@ typedef struct dr_conf {
     size_t n_files;
     dr_yaml_doc *doc;   /* owned: the strings above point into it */
     dr_conf_list owned; /* strings made here (joined endpoint lists), freed with the conf */
+    dr_conf_failover failover;
+    int has_failover;
 } dr_conf;
 
 /* Builds and validates the config from doc, taking ownership of doc (also on error). DR_EUSAGE

@@ -17,6 +17,7 @@ static const struct {
     {DR_SCOPE_SNAPSHOT, "`snapshots[]`: scheduled full snapshots (drd snapshot save)", ""},
     {DR_SCOPE_RETENTION, "`snapshots[].retention`: pruning after each snapshot", ""},
     {DR_SCOPE_DRILL, "`drills[]`: scheduled drills (drd drill)", ""},
+    {DR_SCOPE_FAILOVER, "`failover`: drd failover and failback (docs/runbooks.md)", ""},
 };
 
 static const char *type_name(dr_opt_type t)

@@ -78,7 +78,10 @@ int cmd_volume_promote(int argc, char **argv);
 extern const char usage_volume_serve[], usage_volume_push[], usage_volume_status[],
     usage_volume_promote[];
 int cmd_fence(int argc, char **argv);
-extern const char usage_fence[];
+int cmd_failover(int argc, char **argv);
+int cmd_failback(int argc, char **argv);
+int cmd_runbook(int argc, char **argv);
+extern const char usage_fence[], usage_failover[], usage_failback[], usage_runbook[];
 
 int cmd_run(int argc, char **argv);
 int cmd_status(int argc, char **argv);

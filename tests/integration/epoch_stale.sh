@@ -60,22 +60,23 @@ h_etcdctl standby del /drd/epoch >/dev/null
 # snapshots: the store's record names the standby: the primary may not write into it
 mkdir -p "$H_TMP/store"
 STORE="file://$H_TMP/store"
-record 5 standby "$SCID" >"$H_TMP/store/drd-epoch"
+mkdir -p "$H_TMP/store/drd-epoch"
+record 5 standby "$SCID" >"$H_TMP/store/drd-epoch/00000000000000000005"
 h_run_drd 60 snapshot save --etcd "$PRIMARY_URL" --store "$STORE" --no-encryption --catalog "$H_TMP/cat.db"
 h_assert_eq "$rc" 20 "snapshot save from a stale primary: $err"
 h_assert_contains "$err" "refusing to write snapshots into $STORE: etcd 127.0.0.1:$PRIMARY_CLIENT_PORT (cluster $PCID) is not the primary: epoch 5 (primary standby, cluster $SCID, run test-5); etcd 127.0.0.1:$PRIMARY_CLIENT_PORT holds epoch 4" "snapshot message"
 h_run_drd 60 snapshot follow --etcd "$PRIMARY_URL" --store "$STORE" --no-encryption --catalog "$H_TMP/cat.db" --until-revision 1
 h_assert_eq "$rc" 20 "snapshot follow from a stale primary: $err"
-h_assert_eq "$(find "$H_TMP/store" -type f | grep -vc drd-epoch || true)" 0 "nothing stored"
+h_assert_eq "$(find "$H_TMP/store" -type f | grep -vc drd-epoch/ || true)" 0 "nothing stored"
 # the named primary (the standby) may
 h_run_drd 60 snapshot save --etcd "$STANDBY_URL" --store "$STORE" --no-encryption --catalog "$H_TMP/cat.db"
 h_assert_eq "$rc" 0 "snapshot save from the primary of epoch 5: $err"
 
 # with a keyring, a record without its MAC (planted, or written without the key) is refused
 h_run_drd 10 key generate --out "$H_TMP/keys" --name k1
-mkdir -p "$H_TMP/store2"
-record 1 primary "$PCID" >"$H_TMP/store2/drd-epoch"
+mkdir -p "$H_TMP/store2/drd-epoch"
+record 1 primary "$PCID" >"$H_TMP/store2/drd-epoch/00000000000000000001"
 h_run_drd 60 snapshot save --etcd "$PRIMARY_URL" --store "file://$H_TMP/store2" --key-file "$H_TMP/keys" --catalog "$H_TMP/cat2.db"
 h_assert_eq "$rc" 10 "unauthenticated record: $err"
-h_assert_contains "$err" "object drd-epoch is not authenticated under this keyring" "unauthenticated record named"
+h_assert_contains "$err" "object drd-epoch/00000000000000000001 is not authenticated under this keyring" "unauthenticated record named"
 h_pass

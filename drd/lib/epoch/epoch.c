@@ -178,22 +178,30 @@ static void hex(const uint8_t *p, size_t n, char *out)
         snprintf(out + 2 * i, 3, "%02x", p[i]);
 }
 
-int dr_epoch_read_store(dr_repo *r, dr_epoch *out)
+/* The newest "drd-epoch/<20 digits>" object's name (objects are immutable: one per epoch). */
+typedef struct newest_obj {
+    char name[64];
+} newest_obj;
+
+static int newest_cb(void *ctx, const dr_store_obj *o)
+{
+    newest_obj *n = ctx;
+    const char *tail = o->name + strlen(DR_EPOCH_OBJECT "/");
+    if (strlen(tail) == 20 && strspn(tail, "0123456789") == 20 && strcmp(o->name, n->name) > 0)
+        snprintf(n->name, sizeof n->name, "%s", o->name);
+    return 0;
+}
+
+/* Reads and checks one record object into *out. */
+static int read_object(dr_store *st, const dr_keyring *k, const char *obj, dr_epoch *out)
 {
     char *data = NULL;
     size_t len = 0;
-    memset(out, 0, sizeof *out);
-    int rc =
-        dr_store_get_buf(dr_repo_store(r), DR_EPOCH_OBJECT, DR_EPOCH_MAX_BYTES + 256, &data, &len);
-    if (rc == DR_ENOTFOUND) {
-        dr_error_clear();
-        return 0;
-    }
+    int rc = dr_store_get_buf(st, obj, DR_EPOCH_MAX_BYTES + 256, &data, &len);
     if (rc < 0)
         return rc;
     const char *nl = memchr(data, '\n', len);
     size_t jlen = nl ? (size_t)(nl - data) : len;
-    const dr_keyring *k = dr_repo_keyring(r);
     if (k) {
         char name[80] = "", mac_hex[80] = "", want[65];
         uint8_t mac[32];
@@ -205,51 +213,60 @@ int dr_epoch_read_store(dr_repo *r, dr_epoch *out)
         if (sscanf(tail, "mac %64s %70s", name, mac_hex) != 2 || strlen(mac_hex) != 64 ||
             dr_keyring_mac(k, name, data, jlen, mac) < 0) {
             rc = dr_error_set(DR_EAUTH,
-                              "store %s: object " DR_EPOCH_OBJECT
-                              " is not authenticated under this keyring (written without "
-                              "it, or planted)",
-                              dr_store_url(dr_repo_store(r)));
+                              "store %s: object %s is not authenticated under this keyring "
+                              "(written without it, or planted)",
+                              dr_store_url(st), obj);
             goto out;
         }
         hex(mac, sizeof mac, want);
         if (!dr_crypto_equal(want, mac_hex, 64)) {
-            rc = dr_error_set(DR_EAUTH,
-                              "store %s: object " DR_EPOCH_OBJECT " fails its MAC (edited?)",
-                              dr_store_url(dr_repo_store(r)));
+            rc = dr_error_set(DR_EAUTH, "store %s: object %s fails its MAC (edited?)",
+                              dr_store_url(st), obj);
             goto out;
         }
     }
     rc = dr_epoch_parse(data, jlen, out);
     if (rc < 0)
-        rc = dr_error_wrap(rc, "store %s: object " DR_EPOCH_OBJECT, dr_store_url(dr_repo_store(r)));
+        rc = dr_error_wrap(rc, "store %s: object %s", dr_store_url(st), obj);
+    else if (strtoll(obj + strlen(DR_EPOCH_OBJECT "/"), NULL, 10) != out->epoch)
+        rc = dr_error_set(DR_EPROTO, "store %s: object %s holds epoch %" PRId64, dr_store_url(st),
+                          obj, out->epoch);
 out:
     free(data);
+    if (rc < 0)
+        memset(out, 0, sizeof *out);
     return rc;
 }
 
-int dr_epoch_write_store(dr_repo *r, const dr_epoch *ep)
+int dr_epoch_read_store(dr_store *st, const dr_keyring *k, dr_epoch *out)
+{
+    newest_obj n = {""};
+    memset(out, 0, sizeof *out);
+    int rc = dr_store_list(st, DR_EPOCH_OBJECT "/", newest_cb, &n);
+    if (rc < 0 || !n.name[0])
+        return rc;
+    return read_object(st, k, n.name, out);
+}
+
+int dr_epoch_write_store(dr_store *st, const dr_keyring *k, const dr_epoch *ep)
 {
     dr_epoch cur;
     dr_buf b = {0};
-    char a[256], c[256];
-    int rc = dr_epoch_read_store(r, &cur);
-    if (rc == DR_EAUTH || rc == DR_EPROTO) {
-        /* a record this writer cannot trust never blocks a promotion: it is replaced, and the
-         * log says so */
-        dr_warn("%s; replacing it", dr_error_msg());
-        memset(&cur, 0, sizeof cur);
-        rc = 0;
-    }
+    char a[256], c[256], obj[64];
+    int rc = dr_epoch_read_store(st, k, &cur);
     if (rc < 0)
         return rc;
-    if (cur.epoch > ep->epoch || (cur.epoch == ep->epoch && cur.cluster_id != ep->cluster_id)) {
+    snprintf(obj, sizeof obj, DR_EPOCH_OBJECT "/%020" PRId64, ep->epoch);
+    if (cur.epoch == ep->epoch && cur.cluster_id == ep->cluster_id &&
+        !strcmp(cur.primary, ep->primary))
+        return 0; /* written before (a resumed promotion) */
+    if (cur.epoch >= ep->epoch) {
         dr_epoch_describe(&cur, c, sizeof c);
         dr_epoch_describe(ep, a, sizeof a);
         return dr_error_set(DR_ESTALE, "store %s already holds %s; refusing to write %s",
-                            dr_store_url(dr_repo_store(r)), c, a);
+                            dr_store_url(st), c, a);
     }
     rc = dr_epoch_format(ep, &b);
-    const dr_keyring *k = dr_repo_keyring(r);
     if (rc == 0 && k) {
         uint8_t mac[32];
         char h[65];
@@ -262,7 +279,7 @@ int dr_epoch_write_store(dr_repo *r, const dr_epoch *ep)
     if (rc == 0)
         rc = dr_buf_printf(&b, "\n");
     if (rc == 0)
-        rc = dr_store_put_buf(dr_repo_store(r), DR_EPOCH_OBJECT, b.data, b.len);
+        rc = dr_store_put_buf(st, obj, b.data, b.len);
     dr_buf_free(&b);
     return rc;
 }
@@ -297,7 +314,7 @@ int dr_epoch_check_snapshot(dr_repo *r, dr_etcd *e)
     char who[300];
     int rc = dr_epoch_read_etcd(e, &a, NULL);
     if (rc == 0)
-        rc = dr_epoch_read_store(r, &b);
+        rc = dr_epoch_read_store(dr_repo_store(r), dr_repo_keyring(r), &b);
     if (rc == 0)
         rc = dr_etcd_status_get(e, &st);
     if (rc < 0)

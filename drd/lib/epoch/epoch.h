@@ -16,12 +16,14 @@
 
 #include "drd/core/core.h"
 #include "drd/lib/etcd/etcd.h"
+#include "drd/lib/crypto/crypto.h"
+#include "drd/lib/objstore/objstore.h"
 #include "drd/lib/repo/repo.h"
 
 #include <stdint.h>
 
 #define DR_EPOCH_KEY "/drd/epoch"
-#define DR_EPOCH_OBJECT "drd-epoch"
+#define DR_EPOCH_OBJECT "drd-epoch" /* objects drd-epoch/<epoch, 20 digits>: one per epoch */
 #define DR_EPOCH_MAX_BYTES 4096
 
 typedef struct dr_epoch {
@@ -50,12 +52,14 @@ int dr_epoch_read_etcd(dr_etcd *e, dr_epoch *out, int64_t *mod_rev);
 int dr_epoch_write_etcd(dr_etcd *e, const dr_epoch *ep, int64_t expect_mod_rev,
                         dr_etcd_header *hdr);
 
-/* The store's record (epoch 0 when absent). DR_EAUTH when the store has a keyring and the record
- * is not authenticated under it. */
-int dr_epoch_read_store(dr_repo *r, dr_epoch *out);
-/* Writes ep (with a MAC under the keyring's current key when there is one), unless the store
- * already holds a newer epoch or the same epoch naming another primary: DR_ESTALE. */
-int dr_epoch_write_store(dr_repo *r, const dr_epoch *ep);
+/* The store's record (epoch 0 when absent). k: the store's keyring (NULL: none); with one, a
+ * record not authenticated under it is DR_EAUTH. No catalog is needed (a dry run writes
+ * nothing, not even a catalog file). */
+int dr_epoch_read_store(dr_store *s, const dr_keyring *k, dr_epoch *out);
+/* Writes ep as the object drd-epoch/<epoch> (store objects are immutable: one per epoch; with a
+ * MAC under the keyring's current key when there is one), unless the store already holds that
+ * epoch or a newer one: DR_ESTALE (the very same record again is success: a resumed run). */
+int dr_epoch_write_store(dr_store *s, const dr_keyring *k, const dr_epoch *ep);
 
 /* The newer of a and b into *out (a's on a tie). */
 void dr_epoch_newest(const dr_epoch *a, const dr_epoch *b, dr_epoch *out);

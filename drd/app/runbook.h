@@ -1,0 +1,27 @@
+/*
+ * The runbook runner (docs/runbooks.md): runs a runbook (policies/) step by step against the
+ * config's two sites, with its state in <state_dir>/runs/<run id>/ so that a run killed at any
+ * moment resumes from the step it was in. Used by drd failover, drd failback and drd runbook, and
+ * read by drd status and the daemon's /status.
+ */
+#ifndef DRD_APP_RUNBOOK_H
+#define DRD_APP_RUNBOOK_H
+
+#include "drd/app/daemon.h"
+
+typedef enum { DRD_OP_PLANNED = 0, DRD_OP_EMERGENCY, DRD_OP_FAILBACK } drd_op;
+
+/* Starts a run of the config's runbook for op (dry_run: prints the plan and runs the read-only
+ * checks, writes nothing). Returns 0 when the run is done, else the failing step's code (the
+ * run stays resumable). */
+int drd_runbook_start(drd_config *cfg, drd_op op, int dry_run);
+/* drd runbook resume / abort / list / show. */
+int drd_runbook_resume(drd_config *cfg, const char *run);
+int drd_runbook_abort(drd_config *cfg, const char *run);
+int drd_runbook_list(drd_config *cfg);
+int drd_runbook_show(drd_config *cfg, const char *run);
+/* The newest run in words (json: one JSON value, "null" when none) for drd status and /status.
+ * Appends to b; never fails for a missing run. */
+void drd_runbook_status(const drd_config *cfg, dr_buf *b, int json);
+
+#endif
