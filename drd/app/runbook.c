@@ -140,8 +140,9 @@ static int ctx_load(const char *dir, ctx *x)
     if (!strcmp(k, #f))                                                                            \
         x->f = n;
         S(id)
-        S(runbook) S(who) N(started_ms) N(base_epoch) N(new_epoch) N(promoted_rev) N(promoted_ms)
-            N(old_rev) N(rpo_revs) N(rpo_ms) N(rto_ms) N(divergent);
+        S(runbook)
+        S(who) N(started_ms) N(base_epoch) N(new_epoch) N(promoted_rev) N(promoted_ms) N(old_rev)
+            N(rpo_revs) N(rpo_ms) N(rto_ms) N(divergent);
         if (!strcmp(k, "old_primary"))
             set(x->old_name, sizeof x->old_name, v);
         if (!strcmp(k, "new_primary"))
@@ -873,19 +874,47 @@ static int step_start_replication(runner *r, char *res, size_t cap)
     if ((rc = open_site(r, r->old_i, 0, &e)) < 0)
         return rc;
     if (r->x.op == DRD_OP_FAILBACK && j->mode == 0) {
-        /* exact: the old primary holds revisions the new one never had; etcd cannot rewind */
-        dr_etcd_status ns, os;
-        dr_etcd *n = NULL;
-        if ((rc = open_site(r, r->new_i, 0, &n)) == 0 && (rc = dr_etcd_status_get(n, &ns)) == 0 &&
-            (rc = dr_etcd_status_get(e, &os)) == 0 && os.header.revision > ns.header.revision)
-            rc = dr_error_set(DR_ENOTSEEDED,
-                              "waiting: reseed %s from %s (drd replicate seed --source <%s's "
-                              "endpoints> --data-dir <a new dir>, restart %s's etcd on it), "
-                              "then drd runbook resume %s",
-                              r->x.old_name, r->x.new_name, r->x.new_name, r->x.old_name, r->x.id);
-        dr_etcd_close(n);
-        if (rc < 0)
-            goto out;
+        /* exact: the old primary must hold nothing the new one lacks; etcd cannot rewind, so
+         * one that wrote after the promotion is reseeded from the new primary (by the operator:
+         * drd does not run the etcd servers). Waits for that, saying how. */
+        dr_etcd_close(e);
+        e = NULL;
+        for (;;) {
+            dr_etcd_status ns, os;
+            dr_epoch oe;
+            dr_etcd *n = NULL;
+            rc = open_site(r, r->new_i, 5000, &n);
+            if (rc == 0)
+                rc = dr_etcd_status_get(n, &ns);
+            dr_etcd_close(n);
+            if (rc == 0 && (rc = open_site(r, r->old_i, 5000, &e)) == 0 &&
+                (rc = dr_etcd_status_get(e, &os)) == 0)
+                rc = dr_epoch_read_etcd(e, &oe, NULL);
+            if (rc == 0 && (os.header.revision == r->x.promoted_rev ||
+                            (oe.epoch == rec.epoch && os.header.revision <= ns.header.revision)))
+                break; /* nothing after the promotion, or reseeded from the new primary */
+            if (rc == 0)
+                reason(r,
+                       "waiting: reseed %s from %s: it holds revisions up to %" PRId64
+                       " and %s was promoted at %" PRId64 " (its writes after that are listed in "
+                       "%s/divergent.tsv). Stop %s's etcd, move its data dir away, run drd "
+                       "replicate seed --source <%s's endpoints> --data-dir <new dir> --name "
+                       "<member> --initial-cluster <...> --initial-advertise-peer-urls <...>, "
+                       "start etcd on the new dir; this step goes on by itself",
+                       r->x.old_name, r->x.new_name, os.header.revision, r->x.new_name,
+                       r->x.promoted_rev, r->dir, r->x.old_name, r->x.new_name);
+            else
+                reason(r, "waiting: reseed %s from %s (now: %s)", r->x.old_name, r->x.new_name,
+                       dr_error_msg());
+            dr_etcd_close(e);
+            e = NULL;
+            if (dr_wall_ms() > r->step_deadline_ms || drd_stop) {
+                rc = dr_error_set(drd_stop ? DR_EINTR : DR_ENOTSEEDED, "%s",
+                                  r->run.steps[r->step].result + strlen("waiting: "));
+                goto out;
+            }
+            dr_sleep_ms(1000);
+        }
     }
     if ((rc = drd_fence_state(e, &fenced, desc, sizeof desc)) < 0)
         goto out;
@@ -1011,8 +1040,11 @@ static int step_record(runner *r, char *res, size_t cap)
                  r->x.old_name);
     else
         snprintf(rpo, sizeof rpo, "RPO %" PRId64 " revisions", r->x.rpo_revs);
-    snprintf(res, cap, "%s; RTO %.1fs (start to promotion)%s", rpo, (double)r->x.rto_ms / 1000.0,
-             r->x.op != DRD_OP_PLANNED && r->x.divergent >= 0 && j->mode == 0 ? "" : "");
+    if (r->x.op == DRD_OP_FAILBACK)
+        snprintf(res, cap, "%s lost by the failover to %s (promoted at revision %" PRId64 ")", rpo,
+                 r->x.new_name, r->x.promoted_rev);
+    else
+        snprintf(res, cap, "%s; RTO %.1fs (start to promotion)", rpo, (double)r->x.rto_ms / 1000.0);
     if (r->x.divergent > 0) {
         size_t l = strlen(res);
         snprintf(res + l, cap - l, "; %" PRId64 " events only %s had, listed in %s/divergent.tsv",
@@ -1432,7 +1464,8 @@ static void summary(const runner *r, dr_buf *b)
             dr_buf_printf(b, ", RPO %" PRId64 " revisions", r->x.rpo_revs);
         else
             dr_buf_printf(b, ", RPO unknown");
-        dr_buf_printf(b, ", RTO %.1fs", (double)r->x.rto_ms / 1000.0);
+        if (r->x.op != DRD_OP_FAILBACK)
+            dr_buf_printf(b, ", RTO %.1fs", (double)r->x.rto_ms / 1000.0);
     }
 }
 
