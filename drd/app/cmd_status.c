@@ -8,6 +8,7 @@
  */
 #include "drd/app/cmd.h"
 #include "drd/app/daemon.h"
+#include "drd/app/runbook.h"
 #include "drd/core/core.h"
 #include "drd/lib/http/http.h"
 #include "drd/lib/repo/repo.h"
@@ -161,7 +162,9 @@ static void recorded(const drd_config *cfg, int json, const char *why)
             }
             dr_buf_printf(&b, "}");
         }
-        dr_buf_printf(&b, "]}\n");
+        dr_buf_printf(&b, "],\"runbook\":");
+        drd_runbook_status(cfg, &b, 1);
+        dr_buf_printf(&b, "}\n");
         fputs(b.data ? b.data : "", stdout);
         dr_buf_free(&b);
         dr_error_clear();
@@ -201,6 +204,10 @@ static void recorded(const drd_config *cfg, int json, const char *why)
                    c->stores[i].name, p.rev, t, (now - p.ms) / 1000, p.catalog);
         }
     }
+    dr_buf rb = {0};
+    drd_runbook_status(cfg, &rb, 0);
+    fputs(rb.data ? rb.data : "", stdout);
+    dr_buf_free(&rb);
     dr_error_clear();
 }
 

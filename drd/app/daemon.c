@@ -31,6 +31,7 @@
  */
 #include "drd/app/cmd.h"
 #include "drd/app/daemon.h"
+#include "drd/app/runbook.h"
 #include "drd/core/core.h"
 #include "drd/lib/http/http.h"
 #include "restore/restore.h"
@@ -800,7 +801,9 @@ static void render_status(daemon_t *d, dr_buf *b)
             json_str(b, "last_detail", j->err);
         dr_buf_printf(b, "}");
     }
-    dr_buf_printf(b, "]}\n");
+    dr_buf_printf(b, "],\"runbook\":"); /* the newest failover run (drd/app/runbook.c) */
+    drd_runbook_status(d->cfg, b, 1);
+    dr_buf_printf(b, "}\n");
 }
 
 /* "2026-12-02T08:00:00Z (41s ago)" or "-". */
@@ -884,6 +887,7 @@ static void render_text(daemon_t *d, dr_buf *b)
         if (!ready_reason(d, j, why, sizeof why))
             dr_buf_printf(b, "  NOT READY: %s\n", why);
     }
+    drd_runbook_status(d->cfg, b, 0); /* the newest failover run, a waiting step's reason */
 }
 
 static int handler(void *ctx, const char *path, dr_buf *b, const char **ctype)

@@ -141,8 +141,10 @@ static int ctx_load(const char *dir, ctx *x)
         x->f = n;
         S(id)
         S(runbook)
-        S(who) N(started_ms) N(base_epoch) N(new_epoch) N(promoted_rev) N(promoted_ms) N(old_rev)
-            N(rpo_revs) N(rpo_ms) N(rto_ms) N(divergent);
+        S(who)
+        N(started_ms)
+        N(base_epoch) N(new_epoch) N(promoted_rev) N(promoted_ms) N(old_rev) N(rpo_revs) N(rpo_ms)
+            N(rto_ms) N(divergent);
         if (!strcmp(k, "old_primary"))
             set(x->old_name, sizeof x->old_name, v);
         if (!strcmp(k, "new_primary"))
@@ -598,7 +600,11 @@ static int applied_revision(runner *r, dr_etcd *e, int64_t *rev)
     dr_etcd_range_res res;
     if ((rc = dr_etcd_range(e, &q, &res)) < 0)
         return rc;
-    *rev = res.n_kvs ? strtoll((const char *)res.kvs[0].value, NULL, 10) : 0;
+    char v[32] = "0";
+    if (res.n_kvs)
+        snprintf(v, sizeof v, "%.*s", (int)(res.kvs[0].value_len < 31 ? res.kvs[0].value_len : 31),
+                 (const char *)res.kvs[0].value);
+    *rev = strtoll(v, NULL, 10);
     dr_etcd_range_res_free(&res);
     return 0;
 }
@@ -1047,8 +1053,9 @@ static int step_record(runner *r, char *res, size_t cap)
         snprintf(res, cap, "%s; RTO %.1fs (start to promotion)", rpo, (double)r->x.rto_ms / 1000.0);
     if (r->x.divergent > 0) {
         size_t l = strlen(res);
-        snprintf(res + l, cap - l, "; %" PRId64 " events only %s had, listed in %s/divergent.tsv",
-                 r->x.divergent, r->x.old_name, r->dir);
+        snprintf(res + l, cap - l,
+                 "; %" PRId64 " events only %s had, listed in %.300s/divergent.tsv", r->x.divergent,
+                 r->x.old_name, r->dir);
     }
     last_save(r);
     return 0;
