@@ -169,6 +169,37 @@ static void state_load(const daemon_t *d, job *j, int64_t now)
     dr_error_clear();
 }
 
+/* ---- roles: after a failover, the jobs follow the epoch (drd/app/runbook.c) ---- */
+
+/* A cluster of the failover pair stands for the pair's primary now (snapshots and segments are
+ * taken of the primary, wherever it is); any other cluster is itself. */
+static int role_cluster(const drd_config *cfg, int i)
+{
+    const dr_conf *c = cfg->c;
+    int p = -1;
+    if (!c->has_failover || (i != c->failover.primary_i && i != c->failover.standby_i) ||
+        drd_failover_primary(cfg, &p) < 0 || p < 0) {
+        dr_error_clear();
+        return i;
+    }
+    return p;
+}
+
+/* The failover's replicate job runs from the pair's primary now to the other side. */
+static void role_repl_opts(const drd_config *cfg, const dr_conf_job *cj, dr_repl_opts *o)
+{
+    const dr_conf *c = cfg->c;
+    int p = -1;
+    if (!c->has_failover || &c->jobs[c->failover.replicate_i] != cj ||
+        drd_failover_primary(cfg, &p) < 0 || p < 0 || p == cj->source_i) {
+        dr_error_clear();
+        return;
+    }
+    dr_info("replicate %s: the epoch names %s the primary: replicating %s -> %s", cj->name,
+            c->clusters[p].name, c->clusters[p].name, c->clusters[cj->source_i].name);
+    drd_failover_repl_opts(cfg, p, cj->source_i, o);
+}
+
 /* ---- workers ---- */
 
 /* Opens the job's store (writer: needs its key unless no_encryption, when writer) and, when e
@@ -182,7 +213,7 @@ static int open_job(job *j, int writer, dr_repo **r, dr_etcd **e)
     ro.need_key = writer;
     int rc = dr_repo_open(&ro, r);
     if (rc == 0 && e)
-        rc = dr_etcd_open(e, &c->clusters[j->cj->cluster_i].etcd);
+        rc = dr_etcd_open(e, &c->clusters[role_cluster(j->d->cfg, j->cj->cluster_i)].etcd);
     return rc;
 }
 
@@ -350,6 +381,7 @@ static void *worker(void *arg)
     if (j->kind == DR_JOB_REPLICATE) {
         dr_repl_opts o;
         drd_job_repl_opts(d->cfg, j->cj, &o);
+        role_repl_opts(d->cfg, j->cj, &o);
         o.stop = &j->stop;
         rc = dr_repl_run(&o, &j->stats);
         if (rc == 0 && !j->stop)

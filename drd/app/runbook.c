@@ -143,8 +143,9 @@ static int ctx_load(const char *dir, ctx *x)
         S(runbook)
         S(who)
         N(started_ms)
-        N(base_epoch) N(new_epoch) N(promoted_rev) N(promoted_ms) N(old_rev) N(rpo_revs) N(rpo_ms)
-            N(rto_ms) N(divergent);
+        N(base_epoch)
+        N(new_epoch) N(promoted_rev) N(promoted_ms) N(old_rev) N(rpo_revs) N(rpo_ms) N(rto_ms)
+            N(divergent);
         if (!strcmp(k, "old_primary"))
             set(x->old_name, sizeof x->old_name, v);
         if (!strcmp(k, "new_primary"))
@@ -268,14 +269,13 @@ static int cluster_index(const dr_conf *c, const char *name)
     return -1;
 }
 
-/* Replication options from cluster a to b, from the failover's replicate job (mode, filters;
- * in the other direction a prefix rewrite is turned around). */
-static void repl_opts(const runner *r, int a, int b, dr_repl_opts *o)
+void drd_failover_repl_opts(const drd_config *cfg, int a, int b, dr_repl_opts *o)
 {
-    const dr_conf_job *j = &r->c->jobs[r->c->failover.replicate_i];
-    drd_job_repl_opts(r->cfg, j, o);
-    o->source = *cl(r, a);
-    o->target = *cl(r, b);
+    const dr_conf *c = cfg->c;
+    const dr_conf_job *j = &c->jobs[c->failover.replicate_i];
+    drd_job_repl_opts(cfg, j, o);
+    o->source = c->clusters[a].etcd;
+    o->target = c->clusters[b].etcd;
     if (a != j->source_i && o->dest_prefix) {
         static const char *one[1];
         one[0] = o->dest_prefix;
@@ -283,6 +283,44 @@ static void repl_opts(const runner *r, int a, int b, dr_repl_opts *o)
         o->prefixes = one;
         o->n_excludes = 0; /* excludes name source keys; the other side has none of them */
     }
+}
+
+static void repl_opts(const runner *r, int a, int b, dr_repl_opts *o)
+{
+    drd_failover_repl_opts(r->cfg, a, b, o);
+}
+
+int drd_failover_primary(const drd_config *cfg, int *primary_i)
+{
+    const dr_conf *c = cfg->c;
+    dr_epoch newest = {0};
+    int rc = 0;
+    *primary_i = -1;
+    if (!c->has_failover)
+        return 0;
+    for (int k = 0; k < 2 && rc == 0; k++) {
+        dr_etcd_opts o = c->clusters[k ? c->failover.standby_i : c->failover.primary_i].etcd;
+        dr_etcd *e = NULL;
+        dr_epoch ep;
+        o.timeout_ms = 3000;
+        if (dr_etcd_open(&e, &o) < 0) {
+            dr_error_clear();
+            continue;
+        }
+        rc = dr_epoch_read_etcd(e, &ep, NULL);
+        dr_etcd_close(e);
+        if (rc == 0)
+            dr_epoch_newest(&newest, &ep, &newest);
+    }
+    if (rc < 0)
+        return rc;
+    *primary_i = newest.epoch ? cluster_index(c, newest.primary) : c->failover.primary_i;
+    if (*primary_i != c->failover.primary_i && *primary_i != c->failover.standby_i)
+        return dr_error_set(DR_ESTALE,
+                            "epoch %" PRId64 " names '%s' the primary: not a cluster "
+                            "of the failover section",
+                            newest.epoch, newest.primary);
+    return 0;
 }
 
 /* Store i and its keyring (NULL without key_file); no catalog: epochs need none. */

@@ -24,4 +24,13 @@ int drd_runbook_show(drd_config *cfg, const char *run);
  * Appends to b; never fails for a missing run. */
 void drd_runbook_status(const drd_config *cfg, dr_buf *b, int json);
 
+/* The failover pair's primary now: the cluster the newest epoch record in the two clusters names
+ * (read with a short timeout; an unreachable side does not count), failover.primary at epoch 0;
+ * -1 without a failover section. The daemon's jobs follow it (docs/runbooks.md, "The daemon
+ * after a failover"). */
+int drd_failover_primary(const drd_config *cfg, int *primary_i);
+/* The failover's replicate job from cluster a to cluster b (a prefix rewrite turned around in
+ * the other direction). */
+void drd_failover_repl_opts(const drd_config *cfg, int a, int b, dr_repl_opts *o);
+
 #endif

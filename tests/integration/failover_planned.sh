@@ -129,6 +129,12 @@ h_etcdctl west put /after/switch yes >/dev/null
 h_run_drd 60 replicate etcd --source "$WEST_URL" --target "$EAST_URL" --until-caught-up
 h_assert_eq "$rc" 0 "reverse replication: $err"
 h_assert_eq "$(h_etcdctl east get --print-value-only /after/switch)" yes "reverse replicated"
+# the daemon, on the same config, reads its role from the epoch: it replicates west -> east now
+h_bg daemon "$(h_drd_path)" run --config drd.yaml
+h_etcdctl west put /after/daemon yes >/dev/null
+h_wait_until 60 "the daemon replicating west -> east" bash -c "[[ \$(ETCDCTL_API=3 etcdctl --endpoints '$EAST_URL' get --print-value-only /after/daemon) == yes ]]"
+h_assert_contains "$(cat "$DAEMON_LOG")" "the epoch names west the primary: replicating west -> east" "the daemon says so"
+h_stop daemon
 # hooks: env and JSON body
 h_assert_contains "$(cat hooks.log)" "stop planned east west 1 stop-primary-writers 1" "stop hook env"
 h_assert_contains "$(cat hooks.log)" "start planned east west 1 start-standby-workloads 1" "start hook env"
