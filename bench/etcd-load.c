@@ -17,6 +17,10 @@
  *       exists, and for every put event records now - the timestamp at the start of the value.
  *       Stops after N events (or SECS without events, or the overall timeout) and prints
  *       "events E p50_ms X p99_ms Y max_ms Z".
+ *   etcd-load ackput --endpoints URL --prefix P --count N [--rate R]
+ *       one put at a time (at most R/s), keys P<seq>; prints "seq ack_wall_us" for each put etcd
+ *       acknowledged, flushed at once, and stops at the first put that fails (the primary was
+ *       killed): the writer of bench/dr-exercise, whose RPO counts acknowledged writes.
  *   etcd-load wait --endpoints URL --prefix P --count N [--timeout SECS]
  *       polls a count-only Range of P every 20 ms until it holds at least N keys; prints
  *       "count C after T s" (also when it gives up after SECS: then the exit status is 1).
@@ -264,6 +268,29 @@ out:
     return rc;
 }
 
+static int cmd_ackput(dr_etcd *e, const opts *o)
+{
+    char key[256], val[64];
+    int64_t t0 = mono_us();
+    setvbuf(stdout, NULL, _IOLBF, 0);
+    for (int64_t i = 0; i < o->count; i++) {
+        int64_t seq = o->start + i;
+        if (o->rate > 0) {
+            int64_t due = t0 + i * 1000000 / o->rate, now = mono_us();
+            if (due > now)
+                dr_sleep_ms((due - now) / 1000);
+        }
+        make_key(key, sizeof key, o->prefix, seq);
+        int n = snprintf(val, sizeof val, "%" PRId64, wall_us());
+        if (dr_etcd_put(e, key, strlen(key), val, (size_t)n, 0, NULL) < 0) {
+            fprintf(stderr, "etcd-load ackput: stopped at %" PRId64 ": %s\n", seq, dr_error_msg());
+            return 0;
+        }
+        printf("%" PRId64 " %" PRId64 "\n", seq, wall_us());
+    }
+    return 0;
+}
+
 static int cmd_wait(dr_etcd *e, const opts *o)
 {
     uint8_t end[512];
@@ -306,6 +333,7 @@ static void usage(FILE *f)
         "       etcd-load lag  --endpoints URL --prefix P --count N [--idle S] "
         "[--timeout S]\n"
         "       etcd-load wait --endpoints URL --prefix P --count N [--timeout S]\n"
+        "       etcd-load ackput --endpoints URL --prefix P --count N [--rate R]\n"
         "every command also takes --cacert F --cert F --key F for https endpoints\n");
 }
 
@@ -401,7 +429,7 @@ int main(int argc, char **argv)
                        .cacert = o.cacert,
                        .cert = o.cert,
                        .key = o.key,
-                       .timeout_ms = 30000};
+                       .timeout_ms = strcmp(cmd, "ackput") ? 30000 : 2000};
     if ((rc = dr_etcd_open(&e, &eo)) < 0)
         goto out;
     if (!strcmp(cmd, "put"))
@@ -412,6 +440,8 @@ int main(int argc, char **argv)
         rc = cmd_lag(e, &o);
     else if (!strcmp(cmd, "wait"))
         rc = cmd_wait(e, &o);
+    else if (!strcmp(cmd, "ackput"))
+        rc = cmd_ackput(e, &o);
     else
         rc = dr_error_set(DR_EUSAGE, "unknown command '%s'", cmd);
 out:

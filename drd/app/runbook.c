@@ -41,6 +41,7 @@
 #include <pthread.h>
 #include <pwd.h>
 #include <signal.h>
+#include <stddef.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -133,19 +134,28 @@ static int ctx_load(const char *dir, ctx *x)
         if (sscanf(l, "%31s %199[^\n]", k, v) < 1)
             continue;
         long long n = strtoll(v, NULL, 10);
-#define S(f)                                                                                       \
-    if (!strcmp(k, #f))                                                                            \
-        set(x->f, sizeof x->f, v);
-#define N(f)                                                                                       \
-    if (!strcmp(k, #f))                                                                            \
-        x->f = n;
-        S(id)
-        S(runbook)
-        S(who)
-        N(started_ms)
-        N(base_epoch)
-        N(new_epoch) N(promoted_rev) N(promoted_ms) N(old_rev) N(rpo_revs) N(rpo_ms) N(rto_ms)
-            N(divergent);
+        static const struct {
+            const char *k;
+            size_t off;
+        } nums[] = {{"started_ms", offsetof(ctx, started_ms)},
+                    {"base_epoch", offsetof(ctx, base_epoch)},
+                    {"new_epoch", offsetof(ctx, new_epoch)},
+                    {"promoted_rev", offsetof(ctx, promoted_rev)},
+                    {"promoted_ms", offsetof(ctx, promoted_ms)},
+                    {"old_rev", offsetof(ctx, old_rev)},
+                    {"rpo_revs", offsetof(ctx, rpo_revs)},
+                    {"rpo_ms", offsetof(ctx, rpo_ms)},
+                    {"rto_ms", offsetof(ctx, rto_ms)},
+                    {"divergent", offsetof(ctx, divergent)}};
+        for (size_t i = 0; i < sizeof nums / sizeof nums[0]; i++)
+            if (!strcmp(k, nums[i].k))
+                *(int64_t *)((char *)x + nums[i].off) = n;
+        if (!strcmp(k, "id"))
+            set(x->id, sizeof x->id, v);
+        if (!strcmp(k, "runbook"))
+            set(x->runbook, sizeof x->runbook, v);
+        if (!strcmp(k, "who"))
+            set(x->who, sizeof x->who, v);
         if (!strcmp(k, "old_primary"))
             set(x->old_name, sizeof x->old_name, v);
         if (!strcmp(k, "new_primary"))
@@ -153,8 +163,6 @@ static int ctx_load(const char *dir, ctx *x)
         for (int i = 0; i < 3; i++)
             if (!strcmp(k, "op") && !strcmp(v, op_names[i]))
                 x->op = i;
-#undef S
-#undef N
     }
     free(text);
     if (x->op < 0 || !x->id[0])
