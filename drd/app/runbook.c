@@ -997,7 +997,10 @@ static int step_start_replication(runner *r, char *res, size_t cap)
     snprintf(res, cap,
              "fence of %s lifted; %s -> %s caught up (%s mode; %s was at revision %" PRId64 "%s)",
              r->x.old_name, r->x.new_name, r->x.old_name, j->mode ? "filtered" : "exact",
-             r->x.old_name, before.header.revision, j->mode ? ", resynced" : ", no reseed");
+             r->x.old_name, before.header.revision,
+             j->mode                      ? ", resynced"
+             : r->x.op == DRD_OP_FAILBACK ? ""
+                                          : ", no reseed");
 out:
     dr_etcd_close(e);
     return rc;
