@@ -423,4 +423,14 @@ const char *dr_run_status_name(dr_run_status s);
 int dr_run_format(const dr_run *r, dr_buf *out);
 int dr_run_parse(const char *text, size_t len, dr_run *out);
 
+/* ---- Kubernetes encryption at rest (policies/enckeys.c) ---- */
+/* 1 and "provider:key name" in out (e.g. "aesgcm:key2") when the value was encrypted by the API
+ * server ("k8s:enc:aesgcm:v1:key2:..."), else 0. */
+int dr_k8s_enc_key(const void *val, size_t len, char *out, size_t cap);
+/* Calls cb with "provider:key name" for every key an EncryptionConfiguration offers (aescbc,
+ * aesgcm, secretbox keys; kms provider names). DR_EUSAGE (file:line:column) when doc is not one;
+ * cb's non-zero return stops and is returned. */
+typedef int (*dr_k8s_key_cb)(void *ctx, const char *name);
+int dr_k8s_enc_config_keys(const dr_yaml_doc *doc, dr_k8s_key_cb cb, void *ctx);
+
 #endif

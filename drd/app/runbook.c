@@ -406,6 +406,122 @@ static void body_json(const runner *r, dr_buf *b)
                   r->dry_run ? "true" : "false");
 }
 
+/* ---- encryption keys ---- */
+
+typedef struct key_count {
+    char name[300];
+    int64_t n;
+    int offered;
+} key_count;
+
+typedef struct key_scan {
+    key_count k[64];
+    size_t n;
+    int64_t other; /* values of names beyond the table */
+} key_scan;
+
+static int offered_cb(void *arg, const char *name)
+{
+    key_scan *ks = arg;
+    for (size_t i = 0; i < ks->n; i++)
+        if (!strcmp(ks->k[i].name, name))
+            ks->k[i].offered = 1;
+    return 0;
+}
+
+/* Which API server encryption keys the new primary's data needs (a paged read of every value),
+ * against the keys its EncryptionConfiguration offers (failover.encryption_config). A key in use
+ * that it lacks refuses the promotion: those objects would be unreadable. */
+static int check_keys(runner *r, char *res, size_t cap)
+{
+    dr_etcd *e = NULL;
+    key_scan *ks = calloc(1, sizeof *ks);
+    dr_buf last = {0};
+    int rc = ks ? open_site(r, r->new_i, 0, &e) : dr_error_set(DR_ENOMEM, "out of memory");
+    int64_t values = 0;
+    uint8_t end[1] = {0};
+    while (rc == 0) {
+        dr_etcd_range_req q = {.key = last.len ? last.data : "\0",
+                               .key_len = last.len ? last.len : 1,
+                               .range_end = end,
+                               .range_end_len = 1,
+                               .limit = 1000};
+        dr_etcd_range_res res_;
+        if ((rc = dr_etcd_range(e, &q, &res_)) < 0)
+            break;
+        for (size_t i = 0; i < res_.n_kvs; i++) {
+            char name[300];
+            const dr_etcd_kv *kv = &res_.kvs[i];
+            if (last.len && kv->key_len == last.len && !memcmp(kv->key, last.data, last.len))
+                continue; /* the page starts at the last key of the one before */
+            values++;
+            if (!dr_k8s_enc_key(kv->value, kv->value_len, name, sizeof name))
+                continue;
+            size_t k = 0;
+            while (k < ks->n && strcmp(ks->k[k].name, name))
+                k++;
+            if (k == ks->n && ks->n < sizeof ks->k / sizeof ks->k[0])
+                snprintf(ks->k[ks->n++].name, sizeof ks->k[0].name, "%s", name);
+            if (k < ks->n)
+                ks->k[k].n++;
+            else
+                ks->other++;
+        }
+        int more = res_.more && res_.n_kvs;
+        if (more) {
+            last.len = 0;
+            rc = dr_buf_append(&last, res_.kvs[res_.n_kvs - 1].key,
+                               res_.kvs[res_.n_kvs - 1].key_len);
+        }
+        dr_etcd_range_res_free(&res_);
+        if (!more)
+            break;
+    }
+    dr_etcd_close(e);
+    dr_buf_free(&last);
+    if (rc < 0) {
+        free(ks);
+        return dr_error_wrap(rc, "encryption key scan of %s", r->x.new_name);
+    }
+    const char *ec = r->c->failover.encryption_config;
+    if (ec) {
+        dr_yaml_doc *doc = NULL;
+        if ((rc = dr_yaml_load(ec, &doc)) == 0)
+            rc = dr_k8s_enc_config_keys(doc, offered_cb, ks);
+        dr_yaml_free(doc);
+        if (rc < 0) {
+            free(ks);
+            return rc;
+        }
+    }
+    dr_buf in_use = {0}, missing = {0};
+    int64_t need = 0;
+    for (size_t i = 0; i < ks->n; i++) {
+        dr_buf_printf(&in_use, "%s%s (%" PRId64 ")", i ? ", " : "", ks->k[i].name, ks->k[i].n);
+        if (ec && !ks->k[i].offered) {
+            dr_buf_printf(&missing, "%s%s (%" PRId64 " objects)", missing.len ? ", " : "",
+                          ks->k[i].name, ks->k[i].n);
+            need += ks->k[i].n;
+        }
+    }
+    if (missing.len)
+        rc = dr_error_set(DR_ENOTFOUND,
+                          "%s's EncryptionConfiguration (%s) lacks %s: %" PRId64
+                          " objects would be unreadable after the promotion; add the keys there "
+                          "(and to the API servers of %s) first",
+                          r->x.new_name, ec, missing.data, need, r->x.new_name);
+    else
+        snprintf(res, cap, "encryption keys in use on %s (%" PRId64 " values read): %s%s",
+                 r->x.new_name, values, in_use.len ? in_use.data : "none",
+                 !ks->n ? ""
+                 : ec   ? "; all offered by its EncryptionConfiguration"
+                        : "; not compared (failover.encryption_config is not set)");
+    dr_buf_free(&in_use);
+    dr_buf_free(&missing);
+    free(ks);
+    return rc;
+}
+
 static int step_check(runner *r, const dr_step *s, char *res, size_t cap)
 {
     unsigned checks = s->checks ? s->checks
@@ -503,9 +619,12 @@ static int step_check(runner *r, const dr_step *s, char *res, size_t cap)
         SAY("%sstandby lags %" PRId64 " revisions (bound %" PRId64 ")", len ? "; " : "",
             st.lag_revisions, bound);
     }
-    if (checks & DR_CHECK_KEYS)
-        SAY("%sencryption keys: not checked (the provider key scan is not built yet)",
-            len ? "; " : "");
+    if (checks & DR_CHECK_KEYS) {
+        char keys[768];
+        if ((rc = check_keys(r, keys, sizeof keys)) < 0)
+            return rc;
+        SAY("%s%s", len ? "; " : "", keys);
+    }
 #undef SAY
     return 0;
 }

@@ -189,13 +189,60 @@ static void test_machine(void **state)
     dr_runbook_free(rb);
 }
 
+static int collect(void *ctx, const char *name)
+{
+    dr_buf *b = ctx;
+    return dr_buf_printf(b, "%s%s", b->len ? "," : "", name);
+}
+
+static void test_enc_keys(void **state)
+{
+    (void)state;
+    char out[64];
+    static const char v1[] = "k8s:enc:aesgcm:v1:key2:\x01\x02";
+    assert_int_equal(dr_k8s_enc_key(v1, sizeof v1 - 1, out, sizeof out), 1);
+    assert_string_equal(out, "aesgcm:key2");
+    assert_int_equal(dr_k8s_enc_key("k8s:enc:kms:v2:vault-1:abc", 26, out, sizeof out), 1);
+    assert_string_equal(out, "kms:vault-1");
+    assert_int_equal(dr_k8s_enc_key("k8s:enc:secretbox:v1:s:", 23, out, sizeof out), 1);
+    assert_string_equal(out, "secretbox:s");
+    /* not encrypted, or not the format */
+    assert_int_equal(dr_k8s_enc_key("plain", 5, out, sizeof out), 0);
+    assert_int_equal(dr_k8s_enc_key("k8s:enc:aesgcm:v1:key2", 22, out, sizeof out), 0);
+    assert_int_equal(dr_k8s_enc_key("k8s:enc:aesgcm:x1:key2:", 23, out, sizeof out), 0);
+    assert_int_equal(dr_k8s_enc_key("k8s:enc::v1:key2:", 17, out, sizeof out), 0);
+    assert_int_equal(dr_k8s_enc_key("k8s:enc:aesgcm:v1::", 19, out, sizeof out), 0);
+    assert_int_equal(dr_k8s_enc_key("k8s:enc:aesgcm:v1:a b:", 22, out, sizeof out), 0);
+    /* a name too long for out */
+    assert_int_equal(dr_k8s_enc_key("k8s:enc:aesgcm:v1:0123456789:", 29, out, 12), 0);
+
+    static const char cfg[] = "apiVersion: apiserver.config.k8s.io/v1\n"
+                              "kind: EncryptionConfiguration\n"
+                              "resources:\n"
+                              "  - resources: [secrets, configmaps]\n"
+                              "    providers:\n"
+                              "      - aesgcm: { keys: [ { name: k2, secret: x }, { name: k1, "
+                              "secret: y } ] }\n"
+                              "      - kms: { name: vault, endpoint: unix:///k.sock }\n"
+                              "      - identity: {}\n";
+    dr_yaml_doc *doc = NULL;
+    dr_buf b = {0};
+    assert_int_equal(dr_yaml_parse("enc.yaml", cfg, sizeof cfg - 1, &doc), 0);
+    assert_int_equal(dr_k8s_enc_config_keys(doc, collect, &b), 0);
+    assert_string_equal(b.data, "aesgcm:k2,aesgcm:k1,kms:vault");
+    dr_yaml_free(doc);
+    assert_int_equal(dr_yaml_parse("x.yaml", "a: 1\n", 5, &doc), 0);
+    assert_int_equal(dr_k8s_enc_config_keys(doc, collect, &b), DR_EUSAGE);
+    assert_non_null(strstr(dr_error_msg(), "x.yaml:1:1: not an EncryptionConfiguration"));
+    dr_yaml_free(doc);
+    dr_buf_free(&b);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
-        cmocka_unit_test(test_shipped),
-        cmocka_unit_test(test_good),
-        cmocka_unit_test(test_bad),
-        cmocka_unit_test(test_machine),
+        cmocka_unit_test(test_shipped), cmocka_unit_test(test_good),     cmocka_unit_test(test_bad),
+        cmocka_unit_test(test_machine), cmocka_unit_test(test_enc_keys),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
