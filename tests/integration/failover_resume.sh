@@ -6,6 +6,7 @@
 #  - drd runbook resume runs that step again and finishes: west is the primary (epoch 1 in both
 #    clusters' own /drd/epoch), every /registry/ key of east is on west, west's own keys are
 #    untouched, east is resynced from west (its /registry/ equals west's);
+#  - a promotion raced by another (the epoch raised behind the run's back) is refused (exit 20);
 #  - a failing hook stops a run with its output (message, audit trail), nothing fenced;
 #  - bad runbooks (unknown step type, missing field) are refused with file:line:column.
 source "${HARNESS:-$(dirname "$0")/../harness}/etcd.sh"
@@ -80,6 +81,26 @@ h_assert_contains "$(cat state/runs/$run/audit.log)" '"event":"resume"' "resume 
 # the stale east refuses to feed west
 h_run_drd 60 replicate etcd --mode filtered --prefix /registry/ --name dr --source "$EAST_URL" --target "$WEST_URL" --until-caught-up
 h_assert_eq "$rc" 20 "filtered replication from the demoted east: $err"
+
+# a promotion raced by another: a hook raises the epoch behind the run's back (as a second
+# operator's run would); the promote step refuses, naming both epochs, and nothing is promoted
+cat >racing.yaml <<RB
+runbook: racing
+steps:
+  - { name: raise-elsewhere, type: hook-exec, command: [$H_TMP/raise.sh] }
+  - { name: promote, type: promote }
+RB
+cat >raise.sh <<HOOK
+#!/bin/sh
+ETCDCTL_API=3 etcdctl --endpoints $WEST_URL put /drd/epoch '{"epoch":7,"primary":"west","cluster_id":"1","revision":1,"time_ms":1,"run":"elsewhere"}' >/dev/null
+HOOK
+chmod +x raise.sh
+config "$H_TMP/state4" "$H_TMP/racing.yaml" >racing-cfg.yaml
+h_run_drd 60 failover --config racing-cfg.yaml --planned
+h_assert_eq "$rc" 20 "a raced promotion: $err"
+h_assert_contains "$err" "refusing to promote east: epoch 7 (primary west, cluster 1, run elsewhere) was raised since this run started at epoch 1" "names both epochs"
+h_assert_contains "$(h_etcdctl east get --print-value-only /drd/epoch)" '"epoch":1,"primary":"west"' "east not promoted"
+h_etcdctl west put /drd/epoch "$(h_etcdctl east get --print-value-only /drd/epoch)" >/dev/null
 
 # a failing hook stops the run with its output; nothing is fenced
 cat >failing.yaml <<'RB'
