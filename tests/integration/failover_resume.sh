@@ -7,7 +7,8 @@
 #    clusters' own /drd/epoch), every /registry/ key of east is on west, west's own keys are
 #    untouched, east is resynced from west (its /registry/ equals west's);
 #  - a promotion raced by another (the epoch raised behind the run's back) is refused (exit 20);
-#  - a failing hook stops a run with its output (message, audit trail), nothing fenced;
+#  - a failing hook stops a run with its output (message, audit trail), nothing fenced; a
+#    hook-http gets the JSON body and fails its step on a non-2xx answer, with the answer;
 #  - bad runbooks (unknown step type, missing field) are refused with file:line:column.
 source "${HARNESS:-$(dirname "$0")/../harness}/etcd.sh"
 
@@ -121,6 +122,39 @@ h_run_drd 30 runbook abort "$frun" --config fail.yaml
 h_assert_eq "$rc" 0 "abort: $err"
 h_run_drd 30 runbook resume "$frun" --config fail.yaml
 h_assert_eq "$rc" 2 "an aborted run is not resumed"
+
+# hook-http: the JSON body POSTed; a 2xx answer passes, another fails the step with the answer
+h_free_port HOOK_PORT
+cat >hookd.py <<'PY'
+import http.server, sys
+class H(http.server.BaseHTTPRequestHandler):
+    def do_POST(self):
+        body = self.rfile.read(int(self.headers["Content-Length"]))
+        open(sys.argv[2], "ab").write(self.path.encode() + b" " + body + b"\n")
+        code = 200 if self.path == "/ok" else 503
+        self.send_response(code)
+        self.end_headers()
+        self.wfile.write(b"scaled" if code == 200 else b"cluster busy")
+    def log_message(self, *a):
+        pass
+http.server.HTTPServer(("127.0.0.1", int(sys.argv[1])), H).serve_forever()
+PY
+h_bg hookd python3 hookd.py "$HOOK_PORT" "$H_TMP/posted"
+h_wait_until 10 "the hook server" bash -c "echo >/dev/tcp/127.0.0.1/$HOOK_PORT"
+cat >http.yaml <<RB
+runbook: http
+steps:
+  - { name: ok, type: hook-http, url: "http://127.0.0.1:$HOOK_PORT/ok" }
+  - { name: busy, type: hook-http, url: "http://127.0.0.1:$HOOK_PORT/busy", timeout: 5s }
+RB
+config "$H_TMP/state5" "$H_TMP/http.yaml" >http-cfg.yaml
+h_run_drd 60 failover --config http-cfg.yaml --planned
+h_assert_eq "$rc" 1 "a hook-http answering 503: $err"
+h_assert_contains "$out" "hook http://127.0.0.1:$HOOK_PORT/ok answered 200" "the first hook passed"
+h_assert_contains "$err" "failed at step busy: hook http://127.0.0.1:$HOOK_PORT/busy answered 503: cluster busy" "the answer in the error"
+h_assert_contains "$(cat posted)" '/ok {"run":"' "the JSON body"
+h_assert_contains "$(cat posted)" '"operation":"planned","step":"ok","attempt":1,"old_primary":"west","new_primary":"east","epoch":2' "its context"
+h_stop hookd
 
 # bad runbooks: file:line:column, exit 2, nothing started
 printf 'runbook: bad\nsteps:\n  - { name: a, type: teleport }\n' >bad1.yaml
