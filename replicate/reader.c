@@ -8,6 +8,7 @@
  */
 #include "repl_int.h"
 
+#include <inttypes.h>
 #include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -33,6 +34,33 @@ static size_t res_bytes(const dr_etcd_watch_res *res)
     for (size_t i = 0; i < res->n_events; i++)
         b += 96 + res->events[i].kv.key_len + res->events[i].kv.value_len;
     return b;
+}
+
+/* DR_ESTALE when res carries an epoch record (a put of /drd/epoch) newer than the one the source
+ * held when the session started and naming another cluster the primary; a record that does not
+ * parse is left to the session start's check. */
+static int demoted(reader *r, const dr_etcd_watch_res *res)
+{
+    size_t kl = strlen(DR_EPOCH_KEY);
+    for (size_t i = 0; r->src_cluster && i < res->n_events; i++) {
+        const dr_etcd_event *ev = &res->events[i];
+        dr_epoch ep;
+        char d[256];
+        if (ev->type != DR_EV_PUT || ev->kv.key_len != kl || memcmp(ev->kv.key, DR_EPOCH_KEY, kl) ||
+            dr_epoch_parse((const char *)ev->kv.value, ev->kv.value_len, &ep) < 0) {
+            dr_error_clear();
+            continue;
+        }
+        if (ep.cluster_id == r->src_cluster || ep.epoch <= r->src_epoch)
+            continue; /* names the source, or history the source had moved past at the start */
+        dr_epoch_describe(&ep, d, sizeof d);
+        return dr_error_set(DR_ESTALE,
+                            "refusing to replicate: the source %s (cluster %" PRIx64
+                            ") was demoted while replicating: %s reached it at revision %" PRId64
+                            "\nHINT: the other side is the primary now; see docs/runbooks.md",
+                            r->src_ep, r->src_cluster, d, ev->kv.mod_revision);
+    }
+    return 0;
 }
 
 static void *reader_main(void *arg)
@@ -68,6 +96,17 @@ static void *reader_main(void *arg)
         }
         if (r->stats)
             repl_stat_max(&r->stats->source_revision, res.header.revision);
+        if ((rc = demoted(r, &res)) < 0) {
+            /* the source was demoted while this session ran (a failover raised the epoch and
+             * it reached the source): stop before applying anything from it */
+            dr_etcd_watch_res_free(&res);
+            pthread_mutex_lock(&r->mu);
+            r->rc = rc;
+            snprintf(r->err, sizeof r->err, "%s", dr_error_msg());
+            pthread_cond_broadcast(&r->cv);
+            pthread_mutex_unlock(&r->mu);
+            break;
+        }
         rq_item *it = calloc(1, sizeof *it);
         if (!it) {
             dr_etcd_watch_res_free(&res);
@@ -102,6 +141,14 @@ int reader_start(reader *r, dr_etcd *src, const void *key, size_t klen, const vo
     pthread_cond_init(&r->cv, NULL);
     r->max_bytes = 16u << 20;
     r->stats = stats;
+    dr_etcd_status st;
+    dr_epoch own;
+    if (dr_etcd_status_get(src, &st) == 0 && dr_epoch_read_etcd(src, &own, NULL) == 0) {
+        r->src_cluster = st.header.cluster_id;
+        r->src_epoch = own.epoch;
+    }
+    dr_error_clear();
+    snprintf(r->src_ep, sizeof r->src_ep, "%s", dr_etcd_endpoint(src));
     dr_etcd_watch_opts wo = {.key = key,
                              .key_len = klen,
                              .range_end = end,

@@ -29,6 +29,10 @@ typedef struct reader {
     char err[1024];
     int stop, started;
     dr_repl_stats *stats;
+    uint64_t src_cluster; /* the source's cluster ID: an epoch record in the stream naming another
+                             cluster stops the session (DR_ESTALE; drd/lib/epoch) */
+    int64_t src_epoch; /* the source's own record at start: older ones in its history count not */
+    char src_ep[128];
 } reader;
 
 /* Opens the watch from start_rev over [key, end) and starts the thread. DR_ECOMPACTED with

@@ -95,12 +95,16 @@ WRITER=$!
 h_on_exit "touch $H_TMP/stop-writer; wait $WRITER 2>/dev/null || true"
 lines_ge() { (($(wc -l <"$1") >= $2)); }
 h_wait_until 30 "the writer's first acknowledgements" lines_ge acked 20
-# replication runs meanwhile (as the standby's daemon would); the runbook's drain takes over
+# replication runs meanwhile (as the standby's daemon would) and keeps running through the
+# switchover: the runbook drains alongside it, and it stops by itself (exit 20) once the new
+# epoch reaches east through the reverse replication
 h_bg repl "$(h_drd_path)" replicate etcd --source "$EAST_URL" --target "$WEST_URL"
 sleep 1
-h_stop repl
 h_run_drd 300 failover --config drd.yaml --planned
 h_assert_eq "$rc" 0 "planned switchover: $err / $out"
+h_wait_exit repl 30 >/dev/null || true
+h_assert_eq "$REPL_STATUS" 20 "the forward replication stopped by itself: $(tail -2 "$REPL_LOG")"
+h_assert_contains "$(cat "$REPL_LOG")" "was demoted while replicating: epoch 1 (primary west" "it says why"
 h_log "$out"
 wait $WRITER || true
 (($(wc -l <refused) >= 1)) || h_fail "the writer saw no refusal from the fenced primary"
