@@ -86,6 +86,10 @@ static void *reader_main(void *arg)
             }
             continue;
         }
+        if (rc == 0 && (rc = demoted(r, &res)) < 0)
+            /* the source was demoted while this session ran (a failover raised the epoch and
+             * it reached the source): stop before applying anything from it */
+            dr_etcd_watch_res_free(&res);
         if (rc < 0) {
             pthread_mutex_lock(&r->mu);
             r->rc = rc;
@@ -96,17 +100,6 @@ static void *reader_main(void *arg)
         }
         if (r->stats)
             repl_stat_max(&r->stats->source_revision, res.header.revision);
-        if ((rc = demoted(r, &res)) < 0) {
-            /* the source was demoted while this session ran (a failover raised the epoch and
-             * it reached the source): stop before applying anything from it */
-            dr_etcd_watch_res_free(&res);
-            pthread_mutex_lock(&r->mu);
-            r->rc = rc;
-            snprintf(r->err, sizeof r->err, "%s", dr_error_msg());
-            pthread_cond_broadcast(&r->cv);
-            pthread_mutex_unlock(&r->mu);
-            break;
-        }
         rq_item *it = calloc(1, sizeof *it);
         if (!it) {
             dr_etcd_watch_res_free(&res);
