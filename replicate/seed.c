@@ -59,7 +59,7 @@ static int write_snapshot(void *ctx, const char *path, int db_only)
     if (rc < 0)
         return rc;
     s->top = s->file;
-    rc = dr_etcd_snapshot_sized(s->src, on_size, on_data, s, &s->size, &h);
+    rc = dr_etcd_snapshot_sized(s->src, on_size, on_data, s, &s->size, NULL, &h);
     if (rc == 0)
         rc = dr_sink_finish(s->top);
     dr_sink_free(s->head);

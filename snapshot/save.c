@@ -2,7 +2,8 @@
  * drd snapshot save: one full snapshot, streamed.
  *
  *   Status (lower bound of the revision, cluster, version)
- *   Maintenance.Snapshot --> bolt scan (exact revision) + sha256 of the plain file
+ *   Maintenance.Snapshot (sha256 of the plain file, checked against etcd's trailer)
+ *                        --> bolt scan (exact revision)
  *                        --> tar entry "etcd.db" --> zstd --> encrypt --> store
  *   HashKV + key count (and per resource) at the revision --> tar entry "manifest.json" --> commit
  *   (manifest object)
@@ -24,7 +25,6 @@ typedef struct save_ctx {
     dr_archive_writer *ar;
     dr_sink *async; /* the etcd.db entry, written by its own thread: zstd, AES, upload */
     dr_bolt_scan *scan;
-    dr_sha256 *plain;
     dr_repo_lock *lock;
     dr_progress *progress;
     uint64_t bytes;
@@ -47,7 +47,6 @@ static int on_data(void *ctx, const void *data, size_t len)
     save_ctx *s = ctx;
     int rc;
     if ((rc = dr_bolt_scan_feed(s->scan, data, len)) < 0 ||
-        (rc = dr_sha256_update(s->plain, data, len)) < 0 ||
         (rc = dr_sink_write(s->async, data, len)) < 0)
         return rc;
     s->bytes += len;
@@ -76,8 +75,7 @@ int dr_snapshot_save(dr_repo *repo, dr_etcd *etcd, const dr_snapshot_save_opts *
         goto out;
     m->created_ms = dr_wall_ms();
     s.mtime = m->created_ms / 1000;
-    if ((rc = dr_bolt_scan_new(st.header.revision, &s.scan)) < 0 ||
-        (rc = dr_sha256_new(&s.plain)) < 0)
+    if ((rc = dr_bolt_scan_new(st.header.revision, &s.scan)) < 0)
         goto out;
     if ((rc = dr_repo_writer_new(repo, "save", o->compression, &w)) < 0)
         goto out;
@@ -88,9 +86,10 @@ int dr_snapshot_save(dr_repo *repo, dr_etcd *etcd, const dr_snapshot_save_opts *
     if ((rc = dr_async_sink_new(dr_archive_entry_sink(s.ar), 1u << 20, &s.async)) < 0)
         goto out;
     uint64_t size = 0;
+    uint8_t digest[32]; /* of the plain file, from the same pass that checks etcd's trailer */
     s.progress = o->progress;
     dr_progress_begin(s.progress, "streaming snapshot", 0);
-    if ((rc = dr_etcd_snapshot_sized(etcd, on_size, on_data, &s, &size, NULL)) < 0)
+    if ((rc = dr_etcd_snapshot_sized(etcd, on_size, on_data, &s, &size, digest, NULL)) < 0)
         goto out;
     dr_progress_phase(s.progress, "finishing the upload");
     if ((rc = dr_sink_finish(s.async)) < 0 || (rc = dr_archive_entry_end(s.ar)) < 0)
@@ -112,9 +111,6 @@ int dr_snapshot_save(dr_repo *repo, dr_etcd *etcd, const dr_snapshot_save_opts *
                           rev, st.header.revision);
         goto out;
     }
-    uint8_t digest[32];
-    if ((rc = dr_sha256_final(s.plain, digest)) < 0)
-        goto out;
     dr_hex(digest, 32, m->plain_sha256);
     m->plain_bytes = size;
     m->kind = DR_KIND_FULL;
@@ -193,7 +189,6 @@ out:
     dr_sink_free(s.async); /* stops its thread before the archive goes */
     dr_repo_writer_free(w);
     dr_bolt_scan_free(s.scan);
-    dr_sha256_free(s.plain);
     dr_repo_lock_release(s.lock);
     return rc;
 }

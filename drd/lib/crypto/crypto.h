@@ -17,6 +17,9 @@ typedef struct dr_sha256 dr_sha256;
 /* New streaming SHA-256 context; caller frees with dr_sha256_free. Returns 0 or DR_ENOMEM. */
 int dr_sha256_new(dr_sha256 **out);
 int dr_sha256_update(dr_sha256 *h, const void *data, size_t len);
+/* A second context in h's state (the same bytes hashed so far), to finish two digests of which
+ * one covers more bytes without hashing the common part twice. Caller frees *out. */
+int dr_sha256_dup(const dr_sha256 *h, dr_sha256 **out);
 /* Writes 32 bytes to digest; the context can then only be freed. */
 int dr_sha256_final(dr_sha256 *h, uint8_t digest[32]);
 void dr_sha256_free(dr_sha256 *h);

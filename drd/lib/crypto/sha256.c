@@ -44,6 +44,20 @@ int dr_sha256_update(dr_sha256 *h, const void *data, size_t len)
     return 0;
 }
 
+int dr_sha256_dup(const dr_sha256 *h, dr_sha256 **out)
+{
+    dr_sha256 *d = calloc(1, sizeof *d);
+    if (!d)
+        return dr_error_set(DR_ENOMEM, "out of memory");
+    d->ctx = EVP_MD_CTX_new();
+    if (!d->ctx || EVP_MD_CTX_copy_ex(d->ctx, h->ctx) != 1) {
+        dr_sha256_free(d);
+        return dr_crypto_ossl_err("sha256 copy");
+    }
+    *out = d;
+    return 0;
+}
+
 int dr_sha256_final(dr_sha256 *h, uint8_t digest[32])
 {
     unsigned int n = 32;

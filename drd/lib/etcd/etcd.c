@@ -920,7 +920,7 @@ const char *dr_etcd_alarm_name(dr_etcd_alarm_type t)
  * hash runs 32 bytes behind the sink. */
 int dr_etcd_snapshot(dr_etcd *e, dr_etcd_sink sink, void *ctx, uint64_t *size, dr_etcd_header *hdr)
 {
-    return dr_etcd_snapshot_sized(e, NULL, sink, ctx, size, hdr);
+    return dr_etcd_snapshot_sized(e, NULL, sink, ctx, size, NULL, hdr);
 }
 
 /* Waits up to ms for tag on a stream's queue. On timeout the call is cancelled and the tag waited
@@ -945,7 +945,7 @@ static int batch_failed(dr_etcd *e, grpc_call_error ce)
 }
 
 int dr_etcd_snapshot_sized(dr_etcd *e, dr_etcd_size_cb on_size, dr_etcd_sink sink, void *ctx,
-                           uint64_t *size, dr_etcd_header *hdr)
+                           uint64_t *size, uint8_t sha256[32], dr_etcd_header *hdr)
 {
     /* A stream as long as the database has no call deadline; instead every wait on it is
      * bounded by the request timeout (the first answer and each message): a stalled server
@@ -965,7 +965,7 @@ int dr_etcd_snapshot_sized(dr_etcd *e, dr_etcd_size_cb on_size, dr_etcd_sink sin
     grpc_metadata_array_init(&md_trail);
     grpc_status_code status = GRPC_STATUS_OK;
     grpc_slice details = grpc_empty_slice();
-    dr_sha256 *h = NULL;
+    dr_sha256 *h = NULL, *whole = NULL;
     uint8_t tail[32];
     size_t tail_len = 0;
     uint64_t total = 0;
@@ -1067,6 +1067,10 @@ int dr_etcd_snapshot_sized(dr_etcd *e, dr_etcd_size_cb on_size, dr_etcd_sink sin
         goto out;
     }
     uint8_t digest[32];
+    if (sha256 && tail_len == 32 &&
+        ((rc = dr_sha256_dup(h, &whole)) < 0 || (rc = dr_sha256_update(whole, tail, 32)) < 0 ||
+         (rc = dr_sha256_final(whole, sha256)) < 0))
+        goto out;
     if ((rc = dr_sha256_final(h, digest)) < 0)
         goto out;
     if (tail_len != 32 || memcmp(digest, tail, 32) != 0) {
@@ -1084,6 +1088,7 @@ out:
     if (status_posted)
         grpc_completion_queue_pluck(cq, (void *)2, gpr_inf_future(GPR_CLOCK_REALTIME), NULL);
     dr_sha256_free(h);
+    dr_sha256_free(whole);
     grpc_byte_buffer_destroy(send);
     grpc_metadata_array_destroy(&md_init);
     grpc_metadata_array_destroy(&md_trail);

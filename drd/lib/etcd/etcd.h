@@ -258,10 +258,12 @@ int dr_etcd_hashkv(dr_etcd *e, int64_t rev, uint32_t *hash, int64_t *compact_rev
 typedef int (*dr_etcd_sink)(void *ctx, const void *data, size_t len);
 int dr_etcd_snapshot(dr_etcd *e, dr_etcd_sink sink, void *ctx, uint64_t *size, dr_etcd_header *hdr);
 /* The same, calling on_size(ctx, total) once before the first byte with the number of bytes the
- * stream will carry, trailer included (from etcd's first RemainingBytes). */
+ * stream will carry, trailer included (from etcd's first RemainingBytes). sha256 (may be NULL)
+ * gets the sha256 of every byte of the stream, trailer included (of the file `etcdctl snapshot
+ * save` writes), from the same pass that checks the trailer. */
 typedef int (*dr_etcd_size_cb)(void *ctx, uint64_t total);
 int dr_etcd_snapshot_sized(dr_etcd *e, dr_etcd_size_cb on_size, dr_etcd_sink sink, void *ctx,
-                           uint64_t *size, dr_etcd_header *hdr);
+                           uint64_t *size, uint8_t sha256[32], dr_etcd_header *hdr);
 
 typedef struct dr_etcd_member {
     uint64_t id;

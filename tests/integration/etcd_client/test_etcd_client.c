@@ -11,6 +11,7 @@
 #include <cmocka.h>
 
 #include "drd/core/core.h"
+#include "drd/lib/crypto/crypto.h"
 #include "drd/lib/etcd/etcd.h"
 
 #include <stdio.h>
@@ -257,6 +258,7 @@ typedef struct snap {
     FILE *f;
     uint64_t n;
     uint64_t announced;
+    dr_sha256 *h; /* of every byte the sink saw */
 } snap;
 
 static int snap_size(void *ctx, uint64_t total)
@@ -270,6 +272,7 @@ static int snap_sink(void *ctx, const void *d, size_t n)
 {
     snap *s = ctx;
     s->n += n;
+    assert_int_equal(dr_sha256_update(s->h, d, n), 0);
     return s->f && fwrite(d, 1, n, s->f) != n ? DR_EIO : 0;
 }
 
@@ -295,9 +298,14 @@ static void test_maintenance(void **state)
     free(m);
     const char *out = getenv("DRD_TEST_SNAPSHOT_OUT");
     snap s = {.f = out ? fopen(out, "wb") : NULL};
+    assert_int_equal(dr_sha256_new(&s.h), 0);
     uint64_t size = 0;
-    assert_int_equal(dr_etcd_snapshot_sized(E, snap_size, snap_sink, &s, &size, NULL), 0);
-    assert_int_equal(s.announced, size); /* the size announced up front is exact */
+    uint8_t whole[32], seen[32];
+    assert_int_equal(dr_etcd_snapshot_sized(E, snap_size, snap_sink, &s, &size, whole, NULL), 0);
+    assert_int_equal(s.announced, size);             /* the size announced up front is exact */
+    assert_int_equal(dr_sha256_final(s.h, seen), 0); /* sha256 of the stream, trailer included */
+    assert_memory_equal(whole, seen, 32);
+    dr_sha256_free(s.h);
     if (s.f)
         fclose(s.f);
     assert_int_equal(size, s.n);
