@@ -8,7 +8,9 @@
 # key holder (so that only the sealed inner manifest can catch them), garbage and format-99
 # manifests next to good ones (listed as damaged, everything else goes on), a planted manifest
 # naming a real object's data (deleting it leaves the data), planted newer manifests (prune
-# neither counts nor deletes them), and a decompression bomb (refused before a byte is written).
+# neither counts nor deletes them), a plaintext manifest planted at the ID the next save takes
+# (that save fails with exit 10 instead of taking it for its own), and a decompression bomb
+# (refused before a byte is written).
 source "${HARNESS:-$(dirname "$0")/../harness}/etcd.sh"
 
 h_tmpdir
@@ -126,6 +128,29 @@ run snapshot get "$FORGED" --allow-plaintext --out "$H_TMP/forged2.db"
 expect_fail 2 "--allow-plaintext without a keyring" "--allow-plaintext needs --key-file"
 run snapshot verify "$REAL"
 expect_fail 10 "encrypted object without a keyring" "--key-file"
+
+h_log "a plaintext manifest planted at the ID the next save takes fails that save, loudly"
+# (before 12bfaaa the save took it for its own earlier copy: "already stored", exit 0, no backup)
+rev=$(h_etcd_revision primary)
+now=$(date -u +%s)
+planted=()
+for ((t = now - 1; t <= now + 30; t++)); do # the ID's second is the save's start
+    id=$(printf '%019d-%019d-full-%s' "$rev" "$rev" "$(date -u -d "@$t" +%Y%m%dT%H%M%SZ)")
+    jq --arg id "$id" --argjson r "$rev" --argjson ms $((t * 1000)) \
+        '.id = $id | .revision = {start: $r, end: $r} | .created_ms = $ms' \
+        "$S/manifests/$FORGED.json" >"$S/manifests/$id.json"
+    planted+=("$S/manifests/$id.json")
+done
+data_before=$(ls "$S/data")
+run snapshot save --etcd "$PRIMARY_URL" --key-file "$H_TMP/keys"
+expect_fail 10 "save over a planted manifest" "planted"
+h_assert_eq "$out" "" "the refused save printed no ID"
+h_assert_eq "$(ls "$S/data")" "$data_before" "the refused save left no data object"
+rm -f "${planted[@]}"
+run snapshot save --etcd "$PRIMARY_URL" --key-file "$H_TMP/keys"
+expect_ok "the next save, the planted manifests gone"
+run snapshot delete "$out" --key-file "$H_TMP/keys"
+expect_ok "delete it (the rest of the test counts snapshots)"
 rm -f "$S/manifests/$FORGED.json"
 
 h_log "a data object whose header names another key than its manifest"
