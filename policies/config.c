@@ -251,21 +251,7 @@ static int set_opt(dr_conf *c, const dr_option *o, void *rec, const dr_yaml_node
 {
     char *field = (char *)rec + o->offset;
     int rc = 0;
-    int64_t n = 0;
     switch (o->type) {
-    case DR_OPT_STR:
-    case DR_OPT_FILE:
-        if ((rc = scalar(c, v, where, o->type == DR_OPT_FILE ? "a file name" : "a string")) < 0)
-            return rc;
-        *(const char **)field = v->value;
-        if (o->type == DR_OPT_FILE) {
-            dr_conf_file *f = realloc(c->files, (c->n_files + 1) * sizeof *f);
-            if (!f)
-                return dr_error_set(DR_ENOMEM, "out of memory");
-            c->files = f;
-            f[c->n_files++] = (dr_conf_file){v->value, o->key, {v->line, v->col}};
-        }
-        return 0;
     case DR_OPT_URLS:
     case DR_OPT_LIST: {
         size_t count = v->kind == DR_YAML_SEQ ? v->n : 1;
@@ -295,86 +281,39 @@ static int set_opt(dr_conf *c, const dr_option *o, void *rec, const dr_yaml_node
         *(const char **)field = b.data;
         return 0;
     }
-    case DR_OPT_BOOL:
-        if ((rc = scalar(c, v, where, "true or false")) < 0)
-            return rc;
-        if (!v->plain || (strcmp(v->value, "true") && strcmp(v->value, "false")))
-            return at(c, v, "%s: expected true or false, found '%s'", where, v->value);
-        *(int *)field = v->value[0] == 't';
-        return 0;
-    case DR_OPT_MS:
-        if ((rc = scalar(c, v, where, "a duration")) < 0)
-            return rc;
-        if (dr_parse_duration_ms(v->value, where, &n) < 0)
-            return at(c, v, "%s: expected a duration such as 10s, 5m or 1h, found '%s'", where,
-                      v->value);
-        break;
-    case DR_OPT_INT:
-    case DR_OPT_I64:
-    case DR_OPT_MIB:
-        if ((rc = scalar(c, v, where, "a number")) < 0)
-            return rc;
-        if (dr_parse_i64(v->value, where, &n) < 0)
-            return at(c, v, "%s: expected a whole number, found '%s'", where, v->value);
-        break;
-    case DR_OPT_BYTES: {
-        static const struct {
-            const char *unit;
-            int shift;
-        } units[] = {{"", 0},     {"K", 10}, {"KiB", 10}, {"M", 20},
-                     {"MiB", 20}, {"G", 30}, {"GiB", 30}};
-        char *end = NULL;
-        if ((rc = scalar(c, v, where, "a size")) < 0)
-            return rc;
-        long long num = isdigit((unsigned char)v->value[0]) ? strtoll(v->value, &end, 10) : -1;
-        size_t u = 0;
-        while (end && u < sizeof units / sizeof units[0] && strcmp(end, units[u].unit))
-            u++;
-        if (num < 0 || u == sizeof units / sizeof units[0] || num > (INT64_MAX >> 30))
-            return at(c, v, "%s: expected a size such as 4MiB, found '%s'", where, v->value);
-        n = (int64_t)num << units[u].shift;
-        break;
-    }
-    case DR_OPT_ENUM: {
-        if ((rc = scalar(c, v, where, "a string")) < 0)
-            return rc;
-        const char *p = o->choices;
-        for (int i = 0; *p; i++) {
-            size_t l = strcspn(p, "|");
-            if (strlen(v->value) == l && strncmp(p, v->value, l) == 0) {
-                *(int *)field = i;
-                return 0;
-            }
-            p += l + (p[l] == '|');
-        }
-        return at(c, v, "%s: expected one of %s, found '%s'", where, o->choices, v->value);
-    }
-    case DR_OPT_SCHED:
-        if ((rc = scalar(c, v, where, "a schedule")) < 0)
-            return rc;
-        if (dr_schedule_parse(v->value, (dr_schedule *)field) < 0)
-            return at(c, v, "%s: %s", where, dr_error_msg());
-        if (job) {
-            job->schedule_at = (dr_conf_pos){v->line, v->col};
-            job->scheduled = 1;
-        }
-        return 0;
     case DR_OPT_MAP:
         if (job && o->sub == DR_SCOPE_RETENTION)
             job->has_retention = 1;
         if (o->sub == DR_SCOPE_FAILOVER)
             c->has_failover = 1;
         return parse_map(c, v, o->sub, field, where);
+    default:
+        break;
     }
-    if (n < o->min || (o->max && n > o->max))
-        return at(c, v, "%s: %lld is out of range %lld..%lld", where, (long long)n,
-                  (long long)o->min, (long long)o->max);
-    if (o->type == DR_OPT_INT)
-        *(int *)field = (int)n;
-    else if (o->type == DR_OPT_MIB)
-        *(size_t *)field = (size_t)n << 20;
-    else
-        *(int64_t *)field = n;
+    /* a scalar: the YAML shape here, the value by the parser the flags use too */
+    static const char *const what[] = {
+        [DR_OPT_STR] = "a string",       [DR_OPT_FILE] = "a file name",
+        [DR_OPT_BOOL] = "true or false", [DR_OPT_MS] = "a duration",
+        [DR_OPT_INT] = "a number",       [DR_OPT_I64] = "a number",
+        [DR_OPT_MIB] = "a number",       [DR_OPT_BYTES] = "a size",
+        [DR_OPT_ENUM] = "a string",      [DR_OPT_SCHED] = "a schedule"};
+    if ((rc = scalar(c, v, where, what[o->type])) < 0)
+        return rc;
+    if (o->type == DR_OPT_BOOL && !v->plain) /* "true" in quotes is a string */
+        return at(c, v, "%s: expected true or false, found '%s'", where, v->value);
+    if ((rc = dr_option_parse(o, v->value, where, rec)) < 0)
+        return rc == DR_ENOMEM ? rc : at(c, v, "%s", dr_error_msg());
+    if (o->type == DR_OPT_FILE) {
+        dr_conf_file *f = realloc(c->files, (c->n_files + 1) * sizeof *f);
+        if (!f)
+            return dr_error_set(DR_ENOMEM, "out of memory");
+        c->files = f;
+        f[c->n_files++] = (dr_conf_file){v->value, o->key, {v->line, v->col}};
+    }
+    if (o->type == DR_OPT_SCHED && job) {
+        job->schedule_at = (dr_conf_pos){v->line, v->col};
+        job->scheduled = 1;
+    }
     return 0;
 }
 

@@ -184,6 +184,52 @@ typedef struct dr_option {
 /* The table, ended by an entry with key NULL. */
 extern const dr_option dr_options[];
 
+/* The row of scope with config key key; NULL when there is none. */
+const dr_option *dr_option_find(dr_opt_scope scope, const char *key);
+
+/* Parses text as o's type into rec + o->offset, with o's range: the one value parser of the
+ * config (for scalars) and the flags. what names the setting in messages ("--window",
+ * "replicate[0].window"). A DR_OPT_LIST value is appended (rec's list is then caller-owned:
+ * free its v); DR_OPT_BOOL takes "true" or "false"; DR_OPT_MAP is not a scalar (DR_EUSAGE).
+ * Strings are borrowed from text. DR_EUSAGE "what: problem", DR_ENOMEM. */
+int dr_option_parse(const dr_option *o, const char *text, const char *what, void *rec);
+
+/* ---- flags: a command's command line, from the same rows ----
+ * A command lists the flags it knows: rows of dr_options (their value is parsed into the
+ * command's record by dr_option_parse, so a flag and a config key share spelling, type, range
+ * and messages) and a few of its own (--json, --out, ...), which go to its callback. Flags known
+ * to the program but not taken by this command are listed with allowed = 0: refused with "does
+ * not apply here" rather than "unknown". */
+typedef struct dr_flag {
+    char name[48];        /* without "--": "source-cacert" */
+    const dr_option *opt; /* a row: its value goes into rec; NULL: the command's own flag */
+    void *rec;
+    int id;        /* own flags: passed to the callback */
+    int has_value; /* own flags: takes a value (rows: all but DR_OPT_BOOL) */
+    int allowed;
+} dr_flag;
+
+/* Fills *f for row (scope, key) writing into rec. For DR_SCOPE_CLUSTER, side ("etcd",
+ * "source", "target") prefixes the flag: key "cacert" is --source-cacert, "endpoints" is
+ * --source; a row whose flag starts with "--" is the same on every side. DR_ENOTFOUND when the
+ * row does not exist or has no flag (a bug in the caller: tests catch it). */
+int dr_flag_row(dr_flag *f, dr_opt_scope scope, const char *key, const char *side, void *rec,
+                int allowed);
+
+/* Called for the command's own flags; value is NULL for a flag without one. */
+typedef int (*dr_flag_fn)(void *ctx, const dr_flag *f, const char *value);
+
+/* Parses argv[1..argc-1] (argv[0] is the command's name, "snapshot save", for messages):
+ * "--name VALUE" and "--name=VALUE"; "--" ends the flags; an argument not starting with '-' (or
+ * "-" alone) is positional, kept in pos (at most max_pos, *n_pos set). A row's flag is parsed
+ * into every allowed entry of that name (one --timeout for a command's etcd and store). Returns
+ * 0, the callback's error, or DR_EUSAGE: "drd CMD: unknown flag '--x' (known: --a, --b)",
+ * "drd CMD: flag '--x' does not apply here (see drd CMD --help)", "drd CMD: flag '--x' needs a
+ * value", "drd CMD: --x: <the value's problem>", "drd CMD: unexpected argument 'y'". No
+ * abbreviations: a flag is spelled out. */
+int dr_flags_parse(int argc, char **argv, const dr_flag *flags, size_t n, dr_flag_fn fn, void *ctx,
+                   const char **pos, size_t max_pos, size_t *n_pos);
+
 /* ---- the daemon's config (drd run --config F) ----
  * Built from a YAML tree (drd/lib/yaml) and validated without touching anything outside the tree:
  * unknown keys, wrong types, bad schedules, dangling references and inline secrets are refused as

@@ -9,6 +9,7 @@
 
 #include <getopt.h>
 #include <signal.h>
+#include <stddef.h>
 #include <stdint.h>
 
 typedef struct drd_cmd {
@@ -25,8 +26,13 @@ extern dr_progress_mode drd_progress_mode;
 /* Install SIGTERM/SIGINT handlers that set drd_stop. */
 void drd_signals_install(void);
 
+/* A command's own flags through the one parser (dr_flags_parse, policies/options.c): names[i] is
+ * "name" or "name=" (takes a value); values[i] gets the value, "" for a flag without one, NULL
+ * when not given. No positional arguments. DR_EUSAGE with the parser's messages. */
+int drd_parse_flags(int argc, char **argv, const char *const *names, size_t n, const char **values);
 /* getopt_long over argv with our own one-line errors; returns the option value, -1 at the end, or
- * DR_EUSAGE (message set) for an unknown flag or a missing argument. */
+ * DR_EUSAGE (message set) for an unknown flag or a missing argument. Superseded by
+ * drd_parse_flags and the option table (store_args.c); kept until no command uses it. */
 int drd_getopt(int argc, char **argv, const struct option *opts, const char *cmd);
 /* A byte count with an optional K/KiB, M/MiB, G/GiB suffix ("64MiB", "1.5M") in [min, max];
  * DR_EUSAGE naming flag otherwise. */

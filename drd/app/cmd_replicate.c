@@ -2,18 +2,22 @@
  * drd replicate etcd|seed|status|verify: flag parsing and output. The work is in replicate/.
  */
 #include "drd/app/cmd.h"
+#include "drd/app/daemon.h"
 #include "drd/lib/http/http.h"
 #include "drd/core/core.h"
+#include "policies/policies.h"
 #include "replicate/replicate.h"
 
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
+#define SOURCE_FLAGS_HELP                                                                          \
+    "  --source-cacert F --source-cert F --source-key F   TLS to the source (https:// "            \
+    "URLs)\n" ETCD_RECV_HELP "  --timeout D        per-request deadline (default 10s)\n"
 #define TLS_FLAGS_HELP                                                                             \
-    "  --source-cacert F --source-cert F --source-key F   TLS to the source (https:// URLs)\n"     \
-    "  --target-cacert F --target-cert F --target-key F   TLS to the target\n" ETCD_RECV_HELP      \
-    "  --timeout D        per-request deadline (default 10s)\n"
+    SOURCE_FLAGS_HELP                                                                              \
+    "  --target-cacert F --target-cert F --target-key F   TLS to the target\n"
 
 const char usage_replicate_etcd[] =
     "usage: drd replicate etcd --source URLS --target URLS [--mode exact|filtered] [--name NAME]\n"
@@ -51,87 +55,21 @@ const char usage_replicate_seed[] =
     "exist or be empty) for the standby etcd to start on with the same --name, --initial-cluster\n"
     "and --initial-advertise-peer-urls. With --members-dir, every member of --initial-cluster\n"
     "gets DIR/<name> from the one snapshot (a multi-member standby). Prints the revision the\n"
-    "standby starts at.\n";
+    "standby starts at.\n\n" SOURCE_FLAGS_HELP;
 
 const char usage_replicate_status[] =
     "usage: drd replicate status --source URLS --target URLS [--mode exact|filtered]\n"
-    "          [--name NAME] [--json] [TLS flags]\n\n"
+    "          [--name NAME] [--prefix P]... [--exclude P]... [--dest-prefix P] [--json]\n"
+    "          [TLS flags]\n\n"
     "Prints the source revision, the applied revision on the target and the lag in revisions.\n"
-    "Lag in seconds is served by a running 'drd replicate etcd --status-listen' on /metrics.\n";
+    "Lag in seconds is on /metrics of a running 'drd replicate etcd' with a status "
+    "server.\n\n" TLS_FLAGS_HELP;
 
 const char usage_replicate_verify[] =
     "usage: drd replicate verify --source URLS --target URLS [--mode exact|filtered]\n"
     "          [--name NAME] [--prefix P]... [--exclude P]... [--dest-prefix P] [TLS flags]\n\n"
     "Compares source and target at the revision the target has applied: HashKV when both have\n"
-    "the same compact revision, otherwise key by key. Exit 0 when equal.\n";
-
-enum {
-    O_SOURCE = 1000,
-    O_RMAXRECV,
-    O_TARGET,
-    O_MODE,
-    O_NAME,
-    O_PREFIX,
-    O_EXCLUDE,
-    O_DEST,
-    O_MAXOPS,
-    O_WINDOW,
-    O_UNTIL,
-    O_LISTEN,
-    O_SCA,
-    O_SCERT,
-    O_SKEY,
-    O_TCA,
-    O_TCERT,
-    O_TKEY,
-    O_TIMEOUT,
-    O_JSON,
-    O_DATADIR,
-    O_ICLUSTER,
-    O_IPEER,
-    O_MAXLAG,
-    O_MEMBERS
-};
-
-static const struct option repl_opts[] = {
-    {"source", required_argument, NULL, O_SOURCE},
-    {"target", required_argument, NULL, O_TARGET},
-    {"mode", required_argument, NULL, O_MODE},
-    {"name", required_argument, NULL, O_NAME},
-    {"prefix", required_argument, NULL, O_PREFIX},
-    {"exclude", required_argument, NULL, O_EXCLUDE},
-    {"dest-prefix", required_argument, NULL, O_DEST},
-    {"max-txn-ops", required_argument, NULL, O_MAXOPS},
-    {"window", required_argument, NULL, O_WINDOW},
-    {"until-caught-up", no_argument, NULL, O_UNTIL},
-    {"status-listen", required_argument, NULL, O_LISTEN},
-    {"max-lag", required_argument, NULL, O_MAXLAG},
-    {"members-dir", required_argument, NULL, O_MEMBERS},
-    {"source-cacert", required_argument, NULL, O_SCA},
-    {"source-cert", required_argument, NULL, O_SCERT},
-    {"source-key", required_argument, NULL, O_SKEY},
-    {"target-cacert", required_argument, NULL, O_TCA},
-    {"target-cert", required_argument, NULL, O_TCERT},
-    {"target-key", required_argument, NULL, O_TKEY},
-    {"timeout", required_argument, NULL, O_TIMEOUT},
-    {"etcd-max-recv-bytes", required_argument, NULL, O_RMAXRECV},
-    {"json", no_argument, NULL, O_JSON},
-    {"data-dir", required_argument, NULL, O_DATADIR},
-    {"initial-cluster", required_argument, NULL, O_ICLUSTER},
-    {"initial-advertise-peer-urls", required_argument, NULL, O_IPEER},
-    {0, 0, 0, 0},
-};
-
-typedef struct parsed {
-    dr_repl_opts r;
-    const char *prefixes[64];
-    const char *excludes[64];
-    const char *listen;
-    int64_t max_lag_ms; /* 0: no bound */
-    int json;
-    const char *data_dir, *icluster, *ipeer, *members_dir;
-    unsigned allowed; /* bit per option group this command accepts */
-} parsed;
+    "the same compact revision, otherwise key by key. Exit 0 when equal.\n\n" TLS_FLAGS_HELP;
 
 /* Option groups: which flags each subcommand takes. */
 #define G_LIVE 1u   /* etcd only */
@@ -140,170 +78,121 @@ typedef struct parsed {
 #define G_JSON 8u
 #define G_SEED 16u
 
-static unsigned group_of(int c)
+enum { O_UNTIL = 1, O_LISTEN, O_JSON, O_DATADIR, O_ICLUSTER, O_IPEER, O_MEMBERS };
+
+typedef struct parsed {
+    dr_repl_opts r;
+    dr_conf_job job; /* the replicate rows of the option table; its lists are ours to free */
+    const char *listen;
+    int64_t max_lag_ms; /* 0: no bound */
+    int json;
+    const char *data_dir, *icluster, *ipeer, *members_dir;
+    unsigned allowed; /* bit per option group this command accepts */
+} parsed;
+
+static void parsed_free(parsed *p)
 {
-    switch (c) {
-    case O_MAXOPS:
-    case O_WINDOW:
+    free(p->job.prefixes.v);
+    free(p->job.excludes.v);
+}
+
+/* The flags that are rows of the option table: a cluster's per side (--source, --source-cacert,
+ * ...; --timeout and --etcd-max-recv-bytes are the same for both sides), then the replication
+ * job's (the keys of a replicate job in the daemon's config). */
+static const struct {
+    const char *key;
+    unsigned group;
+} cluster_rows[] = {{"endpoints", 0}, {"cacert", 0},  {"cert", 0},
+                    {"key", 0},       {"timeout", 0}, {"max_recv_bytes", 0}},
+  job_rows[] = {{"name", 0},           {"mode", G_TARGET},        {"prefixes", G_FILTER},
+                {"exclude", G_FILTER}, {"dest_prefix", G_FILTER}, {"max_txn_ops", G_LIVE},
+                {"window", G_LIVE},    {"max_lag", G_LIVE}};
+
+/* The commands' own flags. */
+static const struct {
+    int id;
+    const char *name;
+    int has_value;
+    unsigned group;
+} own_rows[] = {
+    {O_UNTIL, "until-caught-up", 0, G_LIVE},
+    {O_LISTEN, "status-listen", 1, G_LIVE},
+    {O_JSON, "json", 0, G_JSON},
+    {O_DATADIR, "data-dir", 1, G_SEED},
+    {O_ICLUSTER, "initial-cluster", 1, G_SEED},
+    {O_IPEER, "initial-advertise-peer-urls", 1, G_SEED},
+    {O_MEMBERS, "members-dir", 1, G_SEED},
+};
+#define N(a) (sizeof a / sizeof a[0])
+
+static int own_flag(void *ctx, const dr_flag *f, const char *v)
+{
+    parsed *p = ctx;
+    switch (f->id) {
     case O_UNTIL:
+        p->r.until_caught_up = 1;
+        break;
     case O_LISTEN:
-    case O_MAXLAG:
-        return G_LIVE;
-    case O_PREFIX:
-    case O_EXCLUDE:
-    case O_DEST:
-        return G_FILTER;
-    case O_TARGET:
-    case O_TCA:
-    case O_TCERT:
-    case O_TKEY:
-    case O_MODE:
-        return G_TARGET;
+        p->listen = v;
+        break;
     case O_JSON:
-        return G_JSON;
+        p->json = 1;
+        break;
     case O_DATADIR:
+        p->data_dir = v;
+        break;
     case O_ICLUSTER:
+        p->icluster = v;
+        break;
     case O_IPEER:
+        p->ipeer = v;
+        break;
     case O_MEMBERS:
-        return G_SEED;
-    default:
-        return 0; /* common */
+        p->members_dir = v;
+        break;
     }
+    return 0;
 }
 
 static int parse(int argc, char **argv, const char *cmd, parsed *p)
 {
-    int c;
     dr_repl_opts *r = &p->r;
-    r->name = NULL;
-    r->max_txn_ops = 128;
-    r->window = 8; /* filtered: fewer in flight, bigger batches (docs/replication.md) */
-    r->mode = DR_REPL_EXACT;
-    int64_t v;
-    while ((c = drd_getopt(argc, argv, repl_opts, cmd)) != -1) {
-        if (c < 0)
-            return c;
-        unsigned g = group_of(c);
-        if (g && !(p->allowed & g)) {
-            return dr_error_set(DR_EUSAGE,
-                                "drd %s: flag '%s' does not apply here (see drd %s --help)", cmd,
-                                argv[optind - 1 - (optarg ? 1 : 0)], cmd);
+    dr_conf_job *j = &p->job;
+    dr_flag flags[2 * N(cluster_rows) + N(job_rows) + N(own_rows)];
+    size_t n = 0, n_pos = 0;
+    int rc = 0;
+    j->max_txn_ops = 128;
+    j->window = 8; /* filtered: fewer in flight, bigger batches (docs/replication.md) */
+    for (int side = 0; side < 2; side++)
+        for (size_t i = 0; i < N(cluster_rows); i++) {
+            unsigned g = side ? G_TARGET : 0;
+            int shared = i >= 4; /* --timeout, --etcd-max-recv-bytes: both sides */
+            if ((rc = dr_flag_row(&flags[n++], DR_SCOPE_CLUSTER, cluster_rows[i].key,
+                                  side ? "target" : "source", side ? &r->target : &r->source,
+                                  shared || !g || (p->allowed & g))) < 0)
+                return rc;
         }
-        switch (c) {
-        case O_SOURCE:
-            r->source.endpoints = optarg;
-            break;
-        case O_TARGET:
-            r->target.endpoints = optarg;
-            break;
-        case O_MODE:
-            if (strcmp(optarg, "exact") == 0)
-                r->mode = DR_REPL_EXACT;
-            else if (strcmp(optarg, "filtered") == 0)
-                r->mode = DR_REPL_FILTERED;
-            else
-                return dr_error_set(DR_EUSAGE, "drd %s: --mode must be exact or filtered, not '%s'",
-                                    cmd, optarg);
-            break;
-        case O_NAME:
-            r->name = optarg;
-            break;
-        case O_PREFIX:
-            if (r->n_prefixes >= 64)
-                return dr_error_set(DR_EUSAGE, "drd %s: too many --prefix (64 at most)", cmd);
-            p->prefixes[r->n_prefixes++] = optarg;
-            break;
-        case O_EXCLUDE:
-            if (r->n_excludes >= 64)
-                return dr_error_set(DR_EUSAGE, "drd %s: too many --exclude (64 at most)", cmd);
-            p->excludes[r->n_excludes++] = optarg;
-            break;
-        case O_DEST:
-            r->dest_prefix = optarg;
-            break;
-        case O_MAXOPS:
-            if (dr_parse_i64(optarg, "--max-txn-ops", &v) < 0)
-                return DR_EUSAGE;
-            if (v < 2)
-                return dr_error_set(DR_EUSAGE, "drd %s: --max-txn-ops must be at least 2", cmd);
-            r->max_txn_ops = v;
-            break;
-        case O_WINDOW:
-            if (dr_parse_i64(optarg, "--window", &v) < 0)
-                return DR_EUSAGE;
-            if (v < 1 || v > 1024)
-                return dr_error_set(DR_EUSAGE, "drd %s: --window must be 1..1024", cmd);
-            r->window = (int)v;
-            break;
-        case O_UNTIL:
-            r->until_caught_up = 1;
-            break;
-        case O_LISTEN:
-            p->listen = optarg;
-            break;
-        case O_MAXLAG:
-            if (dr_parse_duration_ms(optarg, "--max-lag", &v) < 0)
-                return DR_EUSAGE;
-            if (v <= 0)
-                return dr_error_set(DR_EUSAGE, "drd %s: --max-lag must be positive", cmd);
-            p->max_lag_ms = v;
-            break;
-        case O_SCA:
-            r->source.cacert = optarg;
-            break;
-        case O_SCERT:
-            r->source.cert = optarg;
-            break;
-        case O_SKEY:
-            r->source.key = optarg;
-            break;
-        case O_TCA:
-            r->target.cacert = optarg;
-            break;
-        case O_TCERT:
-            r->target.cert = optarg;
-            break;
-        case O_TKEY:
-            r->target.key = optarg;
-            break;
-        case O_TIMEOUT:
-            if (dr_parse_duration_ms(optarg, "--timeout", &v) < 0)
-                return DR_EUSAGE;
-            r->source.timeout_ms = r->target.timeout_ms = v;
-            break;
-        case O_RMAXRECV: /* both sides: the limit is ours, not a server's */
-            if (drd_parse_bytes(optarg, "--etcd-max-recv-bytes", DR_ETCD_MAX_RECV_MIN,
-                                DR_ETCD_MAX_RECV_MAX, &v) < 0)
-                return DR_EUSAGE;
-            r->source.max_recv_bytes = r->target.max_recv_bytes = v;
-            break;
-        case O_JSON:
-            p->json = 1;
-            break;
-        case O_DATADIR:
-            p->data_dir = optarg;
-            break;
-        case O_ICLUSTER:
-            p->icluster = optarg;
-            break;
-        case O_IPEER:
-            p->ipeer = optarg;
-            break;
-        case O_MEMBERS:
-            p->members_dir = optarg;
-            break;
-        }
+    for (size_t i = 0; i < N(job_rows); i++)
+        if ((rc = dr_flag_row(&flags[n++], DR_SCOPE_REPLICATE, job_rows[i].key, NULL, j,
+                              !job_rows[i].group || (p->allowed & job_rows[i].group))) < 0)
+            return rc;
+    for (size_t i = 0; i < N(own_rows); i++, n++) {
+        memset(&flags[n], 0, sizeof flags[n]);
+        snprintf(flags[n].name, sizeof flags[n].name, "%s", own_rows[i].name);
+        flags[n].id = own_rows[i].id;
+        flags[n].has_value = own_rows[i].has_value;
+        flags[n].allowed = (p->allowed & own_rows[i].group) != 0;
     }
-    if (optind < argc)
-        return dr_error_set(DR_EUSAGE, "drd %s: unexpected argument '%s'", cmd, argv[optind]);
+    if ((rc = dr_flags_parse(argc, argv, flags, n, own_flag, p, NULL, 0, &n_pos)) < 0)
+        return rc;
     if (!r->source.endpoints)
         return dr_error_set(DR_EUSAGE, "drd %s: --source is required", cmd);
     if ((p->allowed & G_TARGET) && !r->target.endpoints)
         return dr_error_set(DR_EUSAGE, "drd %s: --target is required", cmd);
-    r->prefixes = p->prefixes;
-    r->excludes = p->excludes;
-    if (!r->name)
-        r->name = "default";
+    if (!j->name)
+        j->name = "default";
+    drd_repl_opts_of_job(j, r);
+    p->max_lag_ms = j->max_lag_ms;
     return 0;
 }
 
@@ -388,12 +277,10 @@ static int is_alarm(int rc)
     return rc == DR_EDIVERGED || rc == DR_ENOTSEEDED || rc == DR_ECOMPACTED;
 }
 
-int cmd_replicate_etcd(int argc, char **argv)
+static int replicate_etcd(parsed *pp)
 {
-    parsed p = {.allowed = G_LIVE | G_FILTER | G_TARGET};
-    int rc = parse(argc, argv, "replicate etcd", &p);
-    if (rc < 0)
-        return rc;
+    parsed p = *pp;
+    int rc = 0;
     if ((rc = dr_repl_check_opts(&p.r)) < 0)
         return rc;
     static live l;
@@ -420,12 +307,20 @@ int cmd_replicate_etcd(int argc, char **argv)
     return rc;
 }
 
-int cmd_replicate_status(int argc, char **argv)
+int cmd_replicate_etcd(int argc, char **argv)
 {
-    parsed p = {.allowed = G_TARGET | G_JSON | G_FILTER};
-    int rc = parse(argc, argv, "replicate status", &p);
-    if (rc < 0)
-        return rc;
+    parsed p = {.allowed = G_LIVE | G_FILTER | G_TARGET};
+    int rc = parse(argc, argv, "replicate etcd", &p);
+    if (rc == 0)
+        rc = replicate_etcd(&p);
+    parsed_free(&p);
+    return rc;
+}
+
+static int replicate_status(parsed *pp)
+{
+    parsed p = *pp;
+    int rc = 0;
     dr_repl_status st;
     if ((rc = dr_repl_status_get(&p.r, &st)) < 0)
         return rc;
@@ -445,12 +340,20 @@ int cmd_replicate_status(int argc, char **argv)
     return 0;
 }
 
-int cmd_replicate_verify(int argc, char **argv)
+int cmd_replicate_status(int argc, char **argv)
 {
-    parsed p = {.allowed = G_TARGET | G_FILTER};
-    int rc = parse(argc, argv, "replicate verify", &p);
-    if (rc < 0)
-        return rc;
+    parsed p = {.allowed = G_TARGET | G_JSON | G_FILTER};
+    int rc = parse(argc, argv, "replicate status", &p);
+    if (rc == 0)
+        rc = replicate_status(&p);
+    parsed_free(&p);
+    return rc;
+}
+
+static int replicate_verify(parsed *pp)
+{
+    parsed p = *pp;
+    int rc = 0;
     if ((rc = dr_repl_check_opts(&p.r)) < 0)
         return rc;
     int64_t rev = 0, nkeys = -1;
@@ -465,12 +368,20 @@ int cmd_replicate_verify(int argc, char **argv)
     return 0;
 }
 
-int cmd_replicate_seed(int argc, char **argv)
+int cmd_replicate_verify(int argc, char **argv)
 {
-    parsed p = {.allowed = G_SEED};
-    int rc = parse(argc, argv, "replicate seed", &p);
-    if (rc < 0)
-        return rc;
+    parsed p = {.allowed = G_TARGET | G_FILTER};
+    int rc = parse(argc, argv, "replicate verify", &p);
+    if (rc == 0)
+        rc = replicate_verify(&p);
+    parsed_free(&p);
+    return rc;
+}
+
+static int replicate_seed(parsed *pp)
+{
+    parsed p = *pp;
+    int rc = 0;
     if (p.members_dir
             ? (p.data_dir || p.ipeer || strcmp(p.r.name, "default") != 0 || !p.icluster)
             : (!p.data_dir || !p.icluster || !p.ipeer || strcmp(p.r.name, "default") == 0))
@@ -489,4 +400,14 @@ int cmd_replicate_seed(int argc, char **argv)
     printf("seeded %s at revision %lld\n", p.members_dir ? p.members_dir : p.data_dir,
            (long long)rev);
     return 0;
+}
+
+int cmd_replicate_seed(int argc, char **argv)
+{
+    parsed p = {.allowed = G_SEED};
+    int rc = parse(argc, argv, "replicate seed", &p);
+    if (rc == 0)
+        rc = replicate_seed(&p);
+    parsed_free(&p);
+    return rc;
 }

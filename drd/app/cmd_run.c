@@ -19,28 +19,17 @@ const char usage_run[] =
     "  --check      check F (keys, types, schedules, references, files, time zones) and exit:\n"
     "               0, or the first problem as file:line:column: message\n";
 
-enum { O_CONFIG = 3000, O_CHECK };
-
 int cmd_run(int argc, char **argv)
 {
-    static const struct option opts[] = {
-        {"config", required_argument, NULL, O_CONFIG},
-        {"check", no_argument, NULL, O_CHECK},
-        {0, 0, 0, 0},
-    };
+    static const char *const names[] = {"config=", "check"};
+    const char *v[2];
     const char *path = NULL;
-    int check = 0, c, rc = 0;
+    int check = 0, rc = 0;
     drd_config *cfg = NULL;
-    while ((c = drd_getopt(argc, argv, opts, "run")) != -1) {
-        if (c < 0)
-            return c;
-        if (c == O_CONFIG)
-            path = optarg;
-        else
-            check = 1;
-    }
-    if (optind < argc)
-        return dr_error_set(DR_EUSAGE, "drd run: unexpected argument '%s'", argv[optind]);
+    if ((rc = drd_parse_flags(argc, argv, names, 2, v)) < 0)
+        return rc;
+    path = v[0];
+    check = v[1] != NULL;
     if (!path)
         return dr_error_set(DR_EUSAGE, "drd run: --config is required (see drd run --help)");
     if ((rc = drd_config_load(path, &cfg)) < 0)

@@ -211,29 +211,18 @@ static void recorded(const drd_config *cfg, int json, const char *why)
     dr_error_clear();
 }
 
-enum { O_CONFIG = 3100, O_JSON };
-
 int cmd_status(int argc, char **argv)
 {
-    static const struct option opts[] = {
-        {"config", required_argument, NULL, O_CONFIG},
-        {"json", no_argument, NULL, O_JSON},
-        {0, 0, 0, 0},
-    };
+    static const char *const names[] = {"config=", "json"};
+    const char *v[2];
     const char *path = NULL;
-    int json = 0, c, rc = 0;
+    int json = 0, rc = 0;
     drd_config *cfg = NULL;
     dr_buf body = {0};
-    while ((c = drd_getopt(argc, argv, opts, "status")) != -1) {
-        if (c < 0)
-            return c;
-        if (c == O_CONFIG)
-            path = optarg;
-        else
-            json = 1;
-    }
-    if (optind < argc)
-        return dr_error_set(DR_EUSAGE, "drd status: unexpected argument '%s'", argv[optind]);
+    if ((rc = drd_parse_flags(argc, argv, names, 2, v)) < 0)
+        return rc;
+    path = v[0];
+    json = v[1] != NULL;
     if (!path)
         return dr_error_set(DR_EUSAGE, "drd status: --config is required (see drd status --help)");
     if ((rc = drd_config_load(path, &cfg)) < 0)

@@ -22,6 +22,9 @@ int drd_config_load(const char *path, drd_config **out);
 void drd_config_free(drd_config *cfg);
 /* The replication options of a replicate job (strings borrowed from cfg). */
 void drd_job_repl_opts(const drd_config *cfg, const dr_conf_job *j, dr_repl_opts *o);
+/* The replication options of a job's row (mode, name, prefixes, ...; not the clusters): what a
+ * replicate job of the config and the flags of drd replicate (the same rows) both fill. */
+void drd_repl_opts_of_job(const dr_conf_job *j, dr_repl_opts *o);
 
 /* The repository options of store store_i (strings borrowed from cfg): its catalog is
  * <state_dir>/catalog-<store>.db, written into cat (cap bytes), unless it names one. */

@@ -62,6 +62,11 @@ void drd_job_repl_opts(const drd_config *cfg, const dr_conf_job *j, dr_repl_opts
     memset(o, 0, sizeof *o);
     o->source = c->clusters[j->source_i].etcd;
     o->target = c->clusters[j->target_i].etcd;
+    drd_repl_opts_of_job(j, o);
+}
+
+void drd_repl_opts_of_job(const dr_conf_job *j, dr_repl_opts *o)
+{
     o->mode = j->mode ? DR_REPL_FILTERED : DR_REPL_EXACT;
     o->name = j->name;
     o->prefixes = j->prefixes.v;

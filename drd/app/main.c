@@ -4,6 +4,7 @@
  */
 #include "drd/app/cmd.h"
 #include "drd/core/core.h"
+#include "policies/policies.h"
 
 #include <stdio.h>
 #include <stdlib.h>
@@ -112,6 +113,30 @@ int drd_getopt(int argc, char **argv, const struct option *opts, const char *cmd
     if (c == ':')
         return dr_error_set(DR_EUSAGE, "drd %s: flag '%s' needs a value", cmd, argv[optind - 1]);
     return c;
+}
+
+static int store_value(void *ctx, const dr_flag *f, const char *v)
+{
+    ((const char **)ctx)[f->id] = v ? v : "";
+    return 0;
+}
+
+int drd_parse_flags(int argc, char **argv, const char *const *names, size_t n, const char **values)
+{
+    dr_flag flags[16];
+    size_t n_pos = 0;
+    if (n > sizeof flags / sizeof flags[0])
+        return dr_error_set(DR_EUSAGE, "drd %s: too many flags", argv[0]);
+    for (size_t i = 0; i < n; i++) {
+        size_t len = strcspn(names[i], "=");
+        memset(&flags[i], 0, sizeof flags[i]);
+        snprintf(flags[i].name, sizeof flags[i].name, "%.*s", (int)len, names[i]);
+        flags[i].id = (int)i;
+        flags[i].has_value = names[i][len] == '=';
+        flags[i].allowed = 1;
+        values[i] = NULL;
+    }
+    return dr_flags_parse(argc, argv, flags, n, store_value, values, NULL, 0, &n_pos);
 }
 
 int drd_parse_bytes(const char *s, const char *flag, int64_t min, int64_t max, int64_t *out)

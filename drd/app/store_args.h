@@ -1,6 +1,7 @@
 /*
- * Flags shared by the commands that use a store (snapshot, catalog, key, restore, drill): one
- * option table, one parser, each command naming the flags it accepts.
+ * Flags shared by the commands that use a store (snapshot, catalog, key, restore, drill): the
+ * rows of the option table (policies/config.c, the same rows as the config keys) and a few flags
+ * of the commands' own, one parser (dr_flags_parse), each command naming the flags it accepts.
  */
 #ifndef DRD_APP_STORE_ARGS_H
 #define DRD_APP_STORE_ARGS_H
@@ -20,7 +21,9 @@
     "  --s3-insecure-http   plain http to the endpoint (trusted networks; no session token)\n"     \
     "  --s3-part-size N     multipart part size in MiB (default 8)\n"                              \
     "  --catalog F          local catalog file (default: under $XDG_STATE_HOME/drd or\n"           \
-    "                       ~/.local/state/drd; its dir must be private)\n"
+    "                       ~/.local/state/drd; its dir must be private)\n"                        \
+    "  --timeout D          deadline per request: to etcd (default 10s), to the store without\n"   \
+    "                       progress (default 30s)\n"
 #define KEY_HELP                                                                                   \
     "  --key-file F         keyring (drd key generate); objects are encrypted with its current "   \
     "key\n"
@@ -32,8 +35,7 @@
     "                       can write to the store could have planted)\n"
 #define ETCD_HELP                                                                                  \
     "  --etcd URLS          etcd endpoints, comma-separated http(s)://host:port\n"                 \
-    "  --etcd-cacert F --etcd-cert F --etcd-key F   TLS to etcd\n" ETCD_RECV_HELP                  \
-    "  --timeout D          per-request deadline (default 10s)\n"
+    "  --etcd-cacert F --etcd-cert F --etcd-key F   TLS to etcd\n" ETCD_RECV_HELP
 
 enum {
     O_ETCD = 2000,
@@ -96,6 +98,7 @@ typedef struct args {
     const char *out, *name, *keyring, *snapshot, *data_dir, *icluster, *ipeer, *prefix, *target,
         *members_dir;
     dr_retention keep;
+    dr_conf_job job; /* the snapshot rows of the option table: compression, segments */
     const char *pos; /* the positional ID */
 } args;
 

@@ -1,0 +1,54 @@
+#!/usr/bin/env bash
+# Checks that help and docs name only real flags, and help names every one:
+#   - for every command of `drd --help`, the flags its --help mentions are exactly the flags it
+#     accepts (the parser lists them when it refuses an unknown flag: "(known: --a, --b)");
+#   - every flag written in docs/*.md and README.md is a flag of some command, or a flag of
+#     another program named below.
+# usage: check-flags.sh DRD REPO_ROOT
+set -euo pipefail
+drd=$1 root=$2
+fail=0
+bad() { echo "check-flags: $*"; fail=1; }
+
+# flags of other programs that the docs and help texts mention (etcd, curl, scripts/build.sh)
+foreign=" --max-request-bytes --listen-client-urls --enable-pprof --aws-sigv4 --sanitize --release
+ --list --cluster --log-level --help "
+foreign=${foreign//$'\n'/ }
+
+flags_in() { grep -oE -- '(^|[^A-Za-z0-9_-])--[a-z][a-z0-9-]*' | sed 's/^[^-]*//' | sort -u; }
+
+cmds=$("$drd" --help | sed -n '/^commands:/,/^$/p' | sed -n 's/^  \(.\{18\}\) .*/\1/p' | sed 's/ *$//')
+(($(wc -l <<<"$cmds") >= 15)) || bad "too few commands in drd --help: $cmds"
+all=""
+while read -r cmd; do
+    # shellcheck disable=SC2086 # the command is one or two words
+    help=$("$drd" $cmd --help)
+    # shellcheck disable=SC2086
+    err=$("$drd" $cmd --no-such-flag 2>&1 >/dev/null || true)
+    known=$(sed -n 's/.*unknown flag .--no-such-flag. (known: \(.*\))$/\1/p' <<<"$err" | tr -d ' ' | tr ',' '\n' | sort -u)
+    if [[ -z "$known" ]]; then
+        bad "drd $cmd: no list of known flags in: $err"
+        continue
+    fi
+    all+="$known"$'\n'
+    for f in $(flags_in <<<"$help"); do
+        [[ "$foreign" == *" $f "* ]] && continue
+        grep -qx -- "$f" <<<"$known" || bad "drd $cmd --help names $f, which drd $cmd does not take"
+    done
+    helpflags=$(flags_in <<<"$help")
+    for f in $known; do
+        grep -qx -- "$f" <<<"$helpflags" || bad "drd $cmd takes $f, which its --help does not name"
+    done
+done <<<"$cmds"
+
+n=0
+for doc in "$root"/docs/*.md "$root"/README.md; do
+    # "--source-*" and "--{etcd,source,target}-cacert" are patterns, not flags
+    for f in $(sed -E 's/--[a-z-]*\{[^}]*\}[a-z-]*//g; s/--[a-z-]+-\*//g' "$doc" | flags_in); do
+        n=$((n + 1))
+        [[ "$foreign" == *" $f "* ]] && continue
+        grep -qx -- "$f" <<<"$all" || bad "${doc#"$root"/} names $f, which no command takes"
+    done
+done
+((n > 50)) || bad "only $n flags found in the docs"
+exit "$fail"
