@@ -21,6 +21,7 @@
 #define J(f) offsetof(dr_conf_job, f)
 #define K(f) offsetof(dr_retention, f)
 #define FO(f) offsetof(dr_conf_failover, f)
+#define P(f) offsetof(dr_conf_peer, f)
 
 const dr_option dr_options[] = {
     {DR_SCOPE_TOP, "listen", NULL, DR_OPT_STR, T(listen),
@@ -145,6 +146,12 @@ const dr_option dr_options[] = {
      .help = "emergency: the primary must fail every probe for this long (default 30s)"},
     {DR_SCOPE_FAILOVER, "encryption_config", NULL, DR_OPT_FILE, FO(encryption_config),
      .help = "the standby's EncryptionConfiguration (check steps compare its key names)"},
+    {DR_SCOPE_PEER, "url", NULL, DR_OPT_STR, P(url), .required = 1,
+     .help = "http://HOST:PORT: the other site's drd status server (its listen)"},
+    {DR_SCOPE_PEER, "interval", NULL, DR_OPT_MS, P(interval_ms), 1000, 3600000,
+     .help = "probe /healthz and /readyz this often (default 5s)"},
+    {DR_SCOPE_PEER, "timeout", NULL, DR_OPT_MS, P(timeout_ms), 100, 60000,
+     .help = "an answer later than this counts as none (default 3s)"},
     {0, NULL, NULL, 0, 0, 0, 0, NULL, 0, 0, NULL},
 };
 
@@ -164,7 +171,7 @@ static const struct {
 const char *dr_job_kind_name(dr_job_kind k)
 {
     static const char *const names[] = {"replicate", "snapshot", "drill", "segments",
-                                        "verify",    "probe",    "point"};
+                                        "verify",    "probe",    "point", "peer"};
     _Static_assert(sizeof names / sizeof names[0] == DR_JOB_KINDS, "a name per job kind");
     return k < DR_JOB_KINDS ? names[k] : "?";
 }
@@ -476,18 +483,44 @@ static int check_failover(dr_conf *c)
     return 0;
 }
 
-static int parse_named(dr_conf *c, const dr_yaml_node *map, int clusters)
+/* A peer's URL: http://HOST:PORT, what the daemon connects to (no path, no TLS yet). */
+static int check_peer(const dr_conf *c, const dr_yaml_node *map, dr_conf_peer *p, const char *where)
 {
-    const char *sec = clusters ? "clusters" : "stores";
+    const char *hp = strncmp(p->url, "http://", 7) == 0 ? p->url + 7 : NULL;
+    const char *colon = hp ? strrchr(hp, ':') : NULL;
+    if (!hp || !colon || colon == hp || !colon[1] ||
+        strspn(colon + 1, "0123456789") != strlen(colon + 1))
+        return at(c, find_key(map, "url"),
+                  "%s.url: expected http://HOST:PORT (the other site's listen address), found "
+                  "'%s'",
+                  where, p->url);
+    if (!p->interval_ms)
+        p->interval_ms = 5000;
+    if (!p->timeout_ms)
+        p->timeout_ms = 3000;
+    if (p->timeout_ms > p->interval_ms)
+        return at(c, find_key(map, "timeout"), "%s.timeout: longer than its interval", where);
+    return 0;
+}
+
+/* clusters, stores and peers: maps of name: settings. */
+static int parse_named(dr_conf *c, const dr_yaml_node *map, dr_opt_scope scope)
+{
+    const char *sec = scope == DR_SCOPE_CLUSTER ? "clusters"
+                      : scope == DR_SCOPE_STORE ? "stores"
+                                                : "peers";
     char where[256];
     int rc = 0;
     if (map->kind != DR_YAML_MAP)
         return at(c, map, "%s: expected a map of name: settings, found %s", sec, kind_word(map));
     size_t n = map->n;
-    if (clusters) {
+    if (scope == DR_SCOPE_CLUSTER) {
         if (!(c->clusters = calloc(n ? n : 1, sizeof *c->clusters)))
             return dr_error_set(DR_ENOMEM, "out of memory");
-    } else if (!(c->stores = calloc(n ? n : 1, sizeof *c->stores))) {
+    } else if (scope == DR_SCOPE_STORE) {
+        if (!(c->stores = calloc(n ? n : 1, sizeof *c->stores)))
+            return dr_error_set(DR_ENOMEM, "out of memory");
+    } else if (!(c->peers = calloc(n ? n : 1, sizeof *c->peers))) {
         return dr_error_set(DR_ENOMEM, "out of memory");
     }
     for (size_t i = 0; i < n; i++) {
@@ -503,16 +536,23 @@ static int parse_named(dr_conf *c, const dr_yaml_node *map, int clusters)
                       "metrics and names catalog files)",
                       sec, k->value);
         snprintf(where, sizeof where, "%s.%s", sec, k->value);
-        if (clusters) {
+        if (scope == DR_SCOPE_CLUSTER) {
             dr_conf_cluster *cl = &c->clusters[c->n_clusters++];
             cl->name = k->value;
             cl->at = (dr_conf_pos){k->line, k->col};
             rc = parse_map(c, v, DR_SCOPE_CLUSTER, &cl->etcd, where);
-        } else {
+        } else if (scope == DR_SCOPE_STORE) {
             dr_conf_store *st = &c->stores[c->n_stores++];
             st->name = k->value;
             st->at = (dr_conf_pos){k->line, k->col};
             rc = parse_map(c, v, DR_SCOPE_STORE, &st->repo, where);
+        } else {
+            dr_conf_peer *p = &c->peers[c->n_peers++];
+            p->name = k->value;
+            p->at = (dr_conf_pos){k->line, k->col};
+            rc = parse_map(c, v, DR_SCOPE_PEER, p, where);
+            if (rc == 0)
+                rc = check_peer(c, v, p, where);
         }
         if (rc < 0)
             return rc;
@@ -562,6 +602,7 @@ void dr_conf_free(dr_conf *c)
     free(c->jobs);
     free(c->clusters);
     free(c->stores);
+    free(c->peers);
     free(c->files);
     dr_yaml_free(c->doc);
     free(c);
@@ -589,9 +630,11 @@ int dr_conf_from_yaml(dr_yaml_doc *doc, dr_conf **out)
     }
     /* clusters and stores first: jobs refer to them */
     const dr_yaml_node *n;
-    if ((n = find_key(root, "clusters")) && (rc = parse_named(c, n, 1)) < 0)
+    if ((n = find_key(root, "clusters")) && (rc = parse_named(c, n, DR_SCOPE_CLUSTER)) < 0)
         goto out;
-    if ((n = find_key(root, "stores")) && (rc = parse_named(c, n, 0)) < 0)
+    if ((n = find_key(root, "stores")) && (rc = parse_named(c, n, DR_SCOPE_STORE)) < 0)
+        goto out;
+    if ((n = find_key(root, "peers")) && (rc = parse_named(c, n, DR_SCOPE_PEER)) < 0)
         goto out;
     for (size_t i = 0; i < root->n; i++) {
         const dr_yaml_node *k = root->items[2 * i], *v = root->items[2 * i + 1];
@@ -605,7 +648,8 @@ int dr_conf_from_yaml(dr_yaml_doc *doc, dr_conf **out)
                         root->items[2 * j]->line);
                 goto out;
             }
-        if (!strcmp(k->value, "clusters") || !strcmp(k->value, "stores"))
+        if (!strcmp(k->value, "clusters") || !strcmp(k->value, "stores") ||
+            !strcmp(k->value, "peers"))
             continue;
         size_t s = 0;
         while (s < NSECTIONS && strcmp(sections[s].key, k->value))
@@ -621,7 +665,7 @@ int dr_conf_from_yaml(dr_yaml_doc *doc, dr_conf **out)
         if (!o->key) {
             rc = at(c, k,
                     "unknown key '%s' (known: listen, state_dir, grace, clusters, stores, "
-                    "replicate, snapshots, drills, failover)",
+                    "peers, replicate, snapshots, drills, failover)",
                     k->value);
             goto out;
         }

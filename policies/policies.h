@@ -149,6 +149,7 @@ typedef enum {
     DR_SCOPE_DRILL,     /* dr_conf_job */
     DR_SCOPE_RETENTION, /* dr_retention */
     DR_SCOPE_FAILOVER,  /* dr_conf_failover */
+    DR_SCOPE_PEER,      /* dr_conf_peer */
 } dr_opt_scope;
 
 typedef enum {
@@ -256,6 +257,15 @@ typedef struct dr_conf_store {
     dr_repo_opts repo;
 } dr_conf_store;
 
+/* The other site's daemon (peers.<name>): its status server, probed on /healthz and /readyz. */
+typedef struct dr_conf_peer {
+    const char *name; /* the site, as it labels metrics */
+    dr_conf_pos at;
+    const char *url;     /* http://HOST:PORT (its listen address) */
+    int64_t interval_ms; /* probe this often (default 5s) */
+    int64_t timeout_ms;  /* an answer later than this is none (default 3s) */
+} dr_conf_peer;
+
 /* The job table: one row per job of any kind. A new kind (volume pairs) is a new enum value, its
  * section in the table of sections (config.c) and its keys in dr_options; the daemon's loop
  * treats every kind alike (scheduled or continuous, state, metrics). */
@@ -268,6 +278,7 @@ typedef enum {
     DR_JOB_VERIFY,   /* a replicate job's periodic comparison (verify) */
     DR_JOB_PROBE,    /* a replicate job's probe of its source, the other site */
     DR_JOB_POINT,    /* a store's newest restorable point (from its first snapshot job) */
+    DR_JOB_PEER,     /* a probe of the other site's daemon (from a peers entry) */
     DR_JOB_KINDS
 } dr_job_kind;
 
@@ -322,6 +333,8 @@ typedef struct dr_conf {
     size_t n_clusters;
     dr_conf_store *stores;
     size_t n_stores;
+    dr_conf_peer *peers;
+    size_t n_peers;
     dr_conf_job *jobs;
     size_t n_jobs;
     dr_conf_file *files;

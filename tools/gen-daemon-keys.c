@@ -18,6 +18,7 @@ static const struct {
     {DR_SCOPE_RETENTION, "`snapshots[].retention`: pruning after each snapshot", ""},
     {DR_SCOPE_DRILL, "`drills[]`: scheduled drills (drd drill)", ""},
     {DR_SCOPE_FAILOVER, "`failover`: drd failover and failback (docs/runbooks.md)", ""},
+    {DR_SCOPE_PEER, "`peers.<name>`: the other site's daemon, probed", ""},
 };
 
 static const char *type_name(dr_opt_type t)

@@ -13,16 +13,10 @@
 #include "drd/lib/http/http.h"
 #include "drd/lib/repo/repo.h"
 
-#include <arpa/inet.h>
-#include <errno.h>
 #include <inttypes.h>
-#include <netinet/in.h>
 #include <stdio.h>
 #include <string.h>
-#include <sys/socket.h>
-#include <sys/time.h>
 #include <time.h>
-#include <unistd.h>
 
 const char usage_status[] =
     "usage: drd status --config F [--json]\n\n"
@@ -35,59 +29,18 @@ const char usage_status[] =
     "  --config F   the daemon's YAML config\n"
     "  --json       the daemon's /status JSON\n";
 
-/* GET path from the daemon at listen (HTTP/1.0: the server closes after the answer). */
+/* GET path from the daemon at listen: its body on 200. */
 static int get(const char *listen, const char *path, dr_buf *body)
 {
-    struct sockaddr_storage sa;
-    unsigned salen = 0;
-    int rc = dr_http_parse_addr(listen, "listen", &sa, &salen), fd = -1, code = 0;
-    dr_buf raw = {0};
+    int code = 0;
+    int rc = dr_http_get(listen, path, 5000, &code, body);
+    if (rc == DR_EUNAVAILABLE)
+        return dr_error_wrap(rc, "the daemon does not answer");
     if (rc < 0)
-        return rc;
-    if (sa.ss_family == AF_INET) { /* a wildcard address is reached on loopback */
-        struct sockaddr_in *in = (struct sockaddr_in *)&sa;
-        if (in->sin_addr.s_addr == htonl(INADDR_ANY))
-            in->sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-    } else if (sa.ss_family == AF_INET6) {
-        struct sockaddr_in6 *in6 = (struct sockaddr_in6 *)&sa;
-        if (IN6_IS_ADDR_UNSPECIFIED(&in6->sin6_addr))
-            in6->sin6_addr = in6addr_loopback;
-    }
-    struct timeval tv = {.tv_sec = 5};
-    fd = socket(sa.ss_family, SOCK_STREAM | SOCK_CLOEXEC, 0);
-    if (fd < 0 || setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof tv) != 0 ||
-        setsockopt(fd, SOL_SOCKET, SO_SNDTIMEO, &tv, sizeof tv) != 0 ||
-        connect(fd, (struct sockaddr *)&sa, salen) != 0) {
-        rc = dr_error_set(DR_EUNAVAILABLE, "the daemon does not answer on %s: %s", listen,
-                          strerror(errno));
-        goto out;
-    }
-    char req[256], chunk[8192];
-    int n = snprintf(req, sizeof req, "GET %s HTTP/1.0\r\nHost: drd\r\n\r\n", path);
-    if (write(fd, req, (size_t)n) != n) {
-        rc = dr_error_set(DR_EUNAVAILABLE, "the daemon on %s: %s", listen, strerror(errno));
-        goto out;
-    }
-    ssize_t got;
-    while ((got = read(fd, chunk, sizeof chunk)) > 0 && raw.len < (16u << 20))
-        if ((rc = dr_buf_append(&raw, chunk, (size_t)got)) < 0)
-            goto out;
-    const char *sep = raw.data ? strstr(raw.data, "\r\n\r\n") : NULL;
-    if (got < 0 || !sep || sscanf(raw.data, "HTTP/%*s %d", &code) != 1) {
-        rc = dr_error_set(DR_EPROTO, "the daemon on %s: no complete answer%s%s", listen,
-                          got < 0 ? ": " : "", got < 0 ? strerror(errno) : "");
-        goto out;
-    }
-    if (code != 200) {
-        rc = dr_error_set(DR_EPROTO, "the daemon on %s answered %d for %s", listen, code, path);
-        goto out;
-    }
-    rc = dr_buf_append(body, sep + 4, raw.len - (size_t)(sep + 4 - raw.data));
-out:
-    if (fd >= 0)
-        close(fd);
-    dr_buf_free(&raw);
-    return rc;
+        return dr_error_wrap(rc, "the daemon");
+    if (code != 200)
+        return dr_error_set(DR_EPROTO, "the daemon on %s answered %d for %s", listen, code, path);
+    return 0;
 }
 
 static void iso(char *buf, size_t cap, int64_t ms)

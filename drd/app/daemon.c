@@ -88,7 +88,9 @@ typedef struct job {
     int64_t drill_keys_rev, drill_keys_snap_rev;
     int64_t verified_rev;        /* verify: the newest revision found identical */
     int64_t last_contact_ms;     /* probe: when the source last answered */
-    int site_up;                 /* probe: whether it answered the last probe */
+    int site_up;                 /* probe, peer: whether it answered the last probe */
+    int peer_i;                  /* peer: index in the config's peers */
+    int peer_ready;              /* peer: its /readyz was 200 (1), not (0), unknown (-1) */
     int64_t point_rev, point_ms; /* point: the store's newest restorable revision, its time */
     /* continuous jobs: the worker's own */
     volatile sig_atomic_t stop;
@@ -118,6 +120,13 @@ static void on_hup(int sig)
     hup = 1;
 }
 
+/* Probes and watches (the other site's etcd and daemon, a store's newest point): frequent,
+ * quiet, nothing to resume, never a reason for /readyz to fail. */
+static int is_watch(dr_job_kind k)
+{
+    return k == DR_JOB_PROBE || k == DR_JOB_POINT || k == DR_JOB_PEER;
+}
+
 /* ---- job state files: <state_dir>/jobs/<kind>-<name>.state ---- */
 
 static void state_path(const drd_config *cfg, dr_job_kind kind, const char *name, char *buf,
@@ -129,7 +138,7 @@ static void state_path(const drd_config *cfg, dr_job_kind kind, const char *name
 static void state_save(const daemon_t *d, const job *j)
 {
     char path[1024], text[256];
-    if (j->kind == DR_JOB_PROBE || j->kind == DR_JOB_POINT) /* frequent; nothing to resume */
+    if (is_watch(j->kind)) /* frequent; nothing to resume */
         return;
     state_path(d->cfg, j->kind, j->name, path, sizeof path);
     int n = snprintf(text, sizeof text, "%d %" PRId64 " %" PRId64 "\n", STATE_VERSION, j->prev_ms,
@@ -350,6 +359,35 @@ static int run_probe(job *j)
     return rc;
 }
 
+/* Whether the other site's daemon answers /healthz within its timeout, and what its /readyz
+ * says. */
+static int run_peer(job *j)
+{
+    const dr_conf_peer *p = &j->d->cfg->c->peers[j->peer_i];
+    const char *addr = p->url + strlen("http://"); /* the config checked the form */
+    dr_buf body = {0};
+    int code = 0, ready = -1;
+    int rc = dr_http_get(addr, "/healthz", (int)p->timeout_ms, &code, &body);
+    if (rc == 0 && code != 200)
+        rc = dr_error_set(DR_EUNAVAILABLE, "/healthz answered %d", code);
+    if (rc == 0) {
+        body.len = 0;
+        if (dr_http_get(addr, "/readyz", (int)p->timeout_ms, &code, &body) == 0)
+            ready = code == 200;
+        dr_error_clear();
+    }
+    dr_buf_free(&body);
+    if (rc < 0)
+        rc = dr_error_wrap(rc, "the other site's daemon %s", p->url);
+    pthread_mutex_lock(&j->d->mu);
+    j->site_up = rc == 0;
+    j->peer_ready = ready;
+    if (rc == 0)
+        j->last_contact_ms = dr_wall_ms();
+    pthread_mutex_unlock(&j->d->mu);
+    return rc;
+}
+
 /* The store's newest restorable point: what a restore after a disaster gets, and its age is
  * the store's RPO right now. */
 static int run_point(job *j)
@@ -396,6 +434,8 @@ static void *worker(void *arg)
         rc = run_probe(j);
     } else if (j->kind == DR_JOB_POINT) {
         rc = run_point(j);
+    } else if (j->kind == DR_JOB_PEER) {
+        rc = run_peer(j);
     } else if (j->kind == DR_JOB_SNAPSHOT) {
         rc = run_snapshot(j, detail, sizeof detail);
     } else {
@@ -420,8 +460,8 @@ static void job_start(job *j, int64_t now)
     j->runs_total++;
     j->stop = 0;
     pthread_mutex_unlock(&d->mu);
-    dr_log(j->kind == DR_JOB_PROBE || j->kind == DR_JOB_POINT ? DR_LOG_DEBUG : DR_LOG_INFO,
-           "job %s %s: started", dr_job_kind_name(j->kind), j->name);
+    dr_log(is_watch(j->kind) ? DR_LOG_DEBUG : DR_LOG_INFO, "job %s %s: started",
+           dr_job_kind_name(j->kind), j->name);
     if (pthread_create(&j->thread, NULL, worker, j) != 0) {
         pthread_mutex_lock(&d->mu);
         j->rc = dr_error_set(DR_ENOMEM, "cannot start a thread");
@@ -452,8 +492,7 @@ static void job_finish(job *j, int64_t now)
         return;
     }
     /* a probe logs only when the site's state changes (it runs every few seconds) */
-    int quiet = (j->kind == DR_JOB_PROBE || j->kind == DR_JOB_POINT) && j->has_run &&
-                (rc < 0) == (j->last_rc < 0);
+    int quiet = is_watch(j->kind) && j->has_run && (rc < 0) == (j->last_rc < 0);
     j->has_run = 1;
     j->last_rc = rc;
     j->last_duration_ms = now - j->last_start_ms;
@@ -487,7 +526,7 @@ static void job_finish(job *j, int64_t now)
         state_save(d, j);
     /* a snapshot or drill leaves its buffers in the heap free but mapped: hand them back, so
      * the daemon's RSS stays what its jobs need now, not the sum of what they ever used */
-    if (j->kind != DR_JOB_PROBE && j->kind != DR_JOB_POINT)
+    if (!is_watch(j->kind))
         malloc_trim(0);
 }
 
@@ -600,7 +639,7 @@ static int ready_reason(const daemon_t *d, const job *j, char *buf, size_t cap)
         return 1;
     }
     (void)d;
-    if (j->kind == DR_JOB_PROBE || j->kind == DR_JOB_POINT) /* for alerting, not readiness */
+    if (is_watch(j->kind)) /* for alerting, not readiness */
         return 1;
     if (j->kind == DR_JOB_SEGMENTS && j->state != J_RUNNING) {
         snprintf(buf, cap, "segments %s: %s%s%s", j->name, state_names[j->state],
@@ -648,6 +687,43 @@ static void drill_keys_metrics(daemon_t *d, dr_buf *b)
         dr_buf_printf(b, "drd_drill_keys{job=\"%s\",resource=\"(other)\"} %" PRId64 "\n", j->name,
                       other);
         free(v);
+    }
+}
+
+/* The other site: its etcd (probe jobs, label cluster) and its daemon (peer jobs, label site).
+ * Each family's lines stay together, as the text format wants. */
+static void render_site_metrics(daemon_t *d, dr_buf *b)
+{
+    static const char *const help[] = {
+        "# HELP drd_site_up 1 when the other site answered the last probe: its etcd (label "
+        "cluster: a replication source) or its daemon (label site: /healthz).\n"
+        "# TYPE drd_site_up gauge\n",
+        "# HELP drd_site_last_contact_seconds Seconds since it last answered (-1: never since "
+        "start).\n# TYPE drd_site_last_contact_seconds gauge\n",
+        "# HELP drd_site_ready 1 when the other site's daemon answered /readyz with 200 (0: 503, "
+        "or no answer).\n# TYPE drd_site_ready gauge\n"};
+    for (int m = 0; m < 3; m++) {
+        int header = 0;
+        for (size_t i = 0; i < d->n_jobs; i++) {
+            const job *j = &d->jobs[i];
+            if ((j->kind != DR_JOB_PROBE || m == 2) && j->kind != DR_JOB_PEER)
+                continue;
+            if (!header++)
+                dr_buf_printf(b, "%s", help[m]);
+            const char *label = j->kind == DR_JOB_PEER ? "site" : "cluster";
+            const char *name =
+                j->kind == DR_JOB_PEER ? j->name : d->cfg->c->clusters[j->cj->source_i].name;
+            if (m == 0)
+                dr_buf_printf(b, "drd_site_up{%s=\"%s\"} %d\n", label, name, j->site_up);
+            else if (m == 1)
+                dr_buf_printf(b, "drd_site_last_contact_seconds{%s=\"%s\"} %.3f\n", label, name,
+                              j->last_contact_ms
+                                  ? (double)(dr_wall_ms() - j->last_contact_ms) / 1000.0
+                                  : -1.0);
+            else
+                dr_buf_printf(b, "drd_site_ready{site=\"%s\"} %d\n", name,
+                              j->site_up && j->peer_ready == 1);
+        }
     }
 }
 
@@ -724,20 +800,7 @@ static void render_metrics(daemon_t *d, dr_buf *b)
         if (d->jobs[i].kind == DR_JOB_VERIFY)
             dr_buf_printf(b, "drd_replicate_verified_revision{name=\"%s\"} %" PRId64 "\n",
                           d->jobs[i].name, d->jobs[i].verified_rev);
-    dr_buf_printf(b, "# HELP drd_site_up 1 when the other site's etcd (a replication source) "
-                     "answered the last probe.\n# TYPE drd_site_up gauge\n"
-                     "# HELP drd_site_last_contact_seconds Seconds since it last answered (-1: "
-                     "never since start).\n# TYPE drd_site_last_contact_seconds gauge\n");
-    for (size_t i = 0; i < d->n_jobs; i++) {
-        const job *j = &d->jobs[i];
-        if (j->kind != DR_JOB_PROBE)
-            continue;
-        const char *cl = d->cfg->c->clusters[j->cj->source_i].name;
-        dr_buf_printf(b, "drd_site_up{cluster=\"%s\"} %d\n", cl, j->site_up);
-        dr_buf_printf(b, "drd_site_last_contact_seconds{cluster=\"%s\"} %.3f\n", cl,
-                      j->last_contact_ms ? (double)(dr_wall_ms() - j->last_contact_ms) / 1000.0
-                                         : -1.0);
-    }
+    render_site_metrics(d, b);
     dr_buf_printf(b, "# HELP drd_store_newest_revision The store's newest restorable revision "
                      "(a full snapshot and the segments after it).\n"
                      "# TYPE drd_store_newest_revision gauge\n"
@@ -819,13 +882,20 @@ static void render_status(daemon_t *d, dr_buf *b)
             dr_buf_printf(
                 b, ",\"store\":\"%s\",\"newest_revision\":%" PRId64 ",\"newest_time\":%.3f",
                 d->cfg->c->stores[j->cj->store_i].name, j->point_rev, (double)j->point_ms / 1000.0);
-        if (j->kind == DR_JOB_PROBE)
+        if (j->kind == DR_JOB_PROBE || j->kind == DR_JOB_PEER)
             dr_buf_printf(b, ",\"site_up\":%s,\"last_contact\":%.3f", j->site_up ? "true" : "false",
                           (double)j->last_contact_ms / 1000.0);
         dr_progress_view pv;
         if (j->state == J_RUNNING && dr_progress_read(&j->progress, dr_mono_ms(), &pv)) {
             dr_buf_printf(b, ",\"progress\":");
             dr_progress_json(&pv, b);
+        }
+        if (j->kind == DR_JOB_PEER) {
+            json_str(b, "url", d->cfg->c->peers[j->peer_i].url);
+            dr_buf_printf(b, ",\"site_ready\":%s",
+                          j->peer_ready < 0 ? "null"
+                          : j->peer_ready   ? "true"
+                                            : "false");
         }
         if (!ready_reason(d, j, why, sizeof why))
             json_str(b, "not_ready", why);
@@ -891,6 +961,17 @@ static void render_text(daemon_t *d, dr_buf *b)
             dr_buf_printf(b, "  %s %s, last contact %s\n",
                           d->cfg->c->clusters[j->cj->source_i].name,
                           j->site_up ? "answers" : "DOES NOT ANSWER", w2);
+        }
+        if (j->kind == DR_JOB_PEER) {
+            when(w2, sizeof w2, j->last_contact_ms, now);
+            dr_buf_printf(b, "  the other site's daemon %s %s%s, last contact %s\n",
+                          d->cfg->c->peers[j->peer_i].url,
+                          j->site_up ? "answers" : "DOES NOT ANSWER",
+                          !j->site_up          ? ""
+                          : j->peer_ready == 1 ? " (ready)"
+                          : j->peer_ready == 0 ? " (NOT READY)"
+                                               : "",
+                          w2);
         }
         if (j->kind == DR_JOB_POINT) {
             when(w2, sizeof w2, j->point_ms, now);
@@ -971,12 +1052,49 @@ static int first_of_store(const dr_conf *c, const dr_conf_job *cj)
     return 1;
 }
 
+/* A probe job per peer (the other site's daemon), every peers.<name>.interval. */
+static void peers_build(daemon_t *d, job *jobs, size_t *n, const job *old, size_t n_old)
+{
+    const dr_conf *c = d->cfg->c;
+    for (size_t i = 0; i < c->n_peers; i++) {
+        job *j = &jobs[(*n)++];
+        j->d = d;
+        j->kind = DR_JOB_PEER;
+        j->peer_i = (int)i;
+        j->peer_ready = -1;
+        j->run_now = 1;
+        j->own_sched = (dr_schedule){.kind = DR_SCHED_EVERY, .every_ms = c->peers[i].interval_ms};
+        snprintf(j->own_sched.text, sizeof j->own_sched.text, "@every %" PRId64 "ms",
+                 c->peers[i].interval_ms);
+        j->sched = &j->own_sched;
+        snprintf(j->name, sizeof j->name, "%s", c->peers[i].name);
+        dr_backoff_init(&j->backoff, 500, 60000);
+        for (size_t k = 0; k < n_old; k++)
+            if (old[k].kind == DR_JOB_PEER && strcmp(old[k].name, j->name) == 0) {
+                j->prev_ms = old[k].prev_ms;
+                j->last_start_ms = old[k].last_start_ms;
+                j->last_success_ms = old[k].last_success_ms;
+                j->last_duration_ms = old[k].last_duration_ms;
+                j->has_run = old[k].has_run;
+                j->last_rc = old[k].last_rc;
+                j->failures_total = old[k].failures_total;
+                j->runs_total = old[k].runs_total;
+                j->last_contact_ms = old[k].last_contact_ms;
+                j->site_up = old[k].site_up;
+                j->peer_ready = old[k].peer_ready;
+            }
+        if (!j->prev_ms)
+            j->prev_ms = dr_wall_ms();
+        dr_schedule_next(j->sched, j->prev_ms, &j->next_ms);
+    }
+}
+
 static int jobs_build(daemon_t *d, job *old, size_t n_old, int64_t now)
 {
     const dr_conf *c = d->cfg->c;
     size_t n = 0;
     /* one row per config job, plus a segments row for a snapshot job with segments */
-    job *jobs = calloc(4 * c->n_jobs + 1, sizeof *jobs);
+    job *jobs = calloc(4 * c->n_jobs + c->n_peers + 1, sizeof *jobs);
     if (!jobs)
         return dr_error_set(DR_ENOMEM, "out of memory");
     for (size_t i = 0; i < c->n_jobs; i++) {
@@ -1045,6 +1163,7 @@ static int jobs_build(daemon_t *d, job *old, size_t n_old, int64_t now)
                 dr_schedule_next(j->sched, now, &j->next_ms);
         }
     }
+    peers_build(d, jobs, &n, old, n_old);
     d->jobs = jobs;
     d->n_jobs = n;
     return 0;

@@ -1,6 +1,7 @@
 /*
  * drd http: the status server of long-running commands and the daemon (/metrics, /healthz,
- * /readyz, /status), on libmicrohttpd (the only module that includes <microhttpd.h>).
+ * /readyz, /status), on libmicrohttpd (the only module that includes <microhttpd.h>), and the
+ * one GET that asks such a server (drd status, the daemon's probe of the other site).
  * Connections are served concurrently by the library's own polling thread, with a cap on
  * connections (also per client address), a per-connection idle timeout and a bound on request
  * memory, so one slow or hostile client can never blind a liveness probe.
@@ -36,5 +37,12 @@ int dr_http_start(const char *addr, const char *what, const dr_http_opts *o, dr_
                   void *ctx, dr_http_server **out);
 /* Stops serving (waits for the thread); NULL is fine. */
 void dr_http_stop(dr_http_server *s);
+
+/* GET path from the server at addr (as dr_http_parse_addr; a wildcard address is reached on
+ * loopback), HTTP/1.0, each step (connect, send, every read) within timeout_ms. *code gets the
+ * HTTP status, body (caller's, appended to) the answer's body. DR_EUNAVAILABLE "ADDR: why" when
+ * it cannot connect or send, DR_EPROTO for an incomplete answer, DR_EUSAGE for
+ * a malformed addr. */
+int dr_http_get(const char *addr, const char *path, int timeout_ms, int *code, dr_buf *body);
 
 #endif

@@ -228,12 +228,51 @@ static void test_bad(void **state)
         "t.yaml:4:8: grace: expected a duration");
 }
 
+static void test_peers(void **state)
+{
+    (void)state;
+    dr_conf *c;
+    if (load(HEAD STORE
+             "drills: [ { name: d, store: m, schedule: '@daily' } ]\n"
+             "peers: { dc2: { url: 'http://10.0.0.2:9100' },\n"
+             "         dc3: { url: 'http://[::1]:9100', interval: 10s, timeout: 1s } }\n",
+             &c) < 0)
+        fail_msg("%s", dr_error_msg());
+    assert_int_equal(c->n_peers, 2);
+    assert_string_equal(c->peers[0].name, "dc2");
+    assert_string_equal(c->peers[0].url, "http://10.0.0.2:9100");
+    assert_int_equal(c->peers[0].interval_ms, 5000); /* defaults */
+    assert_int_equal(c->peers[0].timeout_ms, 3000);
+    assert_int_equal(c->peers[1].interval_ms, 10000);
+    assert_int_equal(c->peers[1].timeout_ms, 1000);
+    dr_conf_free(c);
+#define DRILL "drills: [ { name: d, store: m, schedule: '@daily' } ]\n"
+    bad(HEAD STORE DRILL "peers: { dc2: { url: 'https://h:9100' } }\n",
+        "t.yaml:5:22: peers.dc2.url: expected http://HOST:PORT (the other site's listen address), "
+        "found 'https://h:9100'");
+    bad(HEAD STORE DRILL "peers: { dc2: { url: 'http://h:9100/' } }\n",
+        "expected http://HOST:PORT");
+    bad(HEAD STORE DRILL "peers: { dc2: { url: 'http://h' } }\n", "expected http://HOST:PORT");
+    bad(HEAD STORE DRILL "peers: { dc2: { interval: 1s } }\n",
+        "t.yaml:5:15: peers.dc2: 'url' is required");
+    bad(HEAD STORE DRILL "peers: { dc2: { url: 'http://h:1', interval: 500ms } }\n",
+        "peers.dc2.interval: 500ms is out of range 1s..1h");
+    bad(HEAD STORE DRILL "peers: { dc2: { url: 'http://h:1', interval: 1s, timeout: 2s } }\n",
+        "peers.dc2.timeout: longer than its interval");
+    bad(HEAD STORE DRILL "peers: { dc2: { url: 'http://h:1', token: x } }\n",
+        "secrets are never written");
+    bad(HEAD STORE DRILL "peers: [ 'http://h:1' ]\n",
+        "t.yaml:5:8: peers: expected a map of name: settings, found a list");
+#undef DRILL
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_good),
         cmocka_unit_test(test_table),
         cmocka_unit_test(test_bad),
+        cmocka_unit_test(test_peers),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
