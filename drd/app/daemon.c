@@ -70,6 +70,7 @@ typedef struct job {
     int64_t prev_ms; /* newest scheduled instant accounted for (run or missed) */
     int64_t restart_at_ms;
     int run_now; /* probe, point: a first run at start, before the schedule's first instant */
+    int waiting; /* due, but another memory-heavy job runs (is_heavy) */
     dr_backoff backoff;
     pthread_t thread;
     int thread_live;
@@ -125,6 +126,14 @@ static void on_hup(int sig)
 static int is_watch(dr_job_kind k)
 {
     return k == DR_JOB_PROBE || k == DR_JOB_POINT || k == DR_JOB_PEER;
+}
+
+/* Snapshots and drills: each holds tens of MB at its peak (the snapshot stream's flow-control
+ * window, zstd's contexts, the read-back buffers); two at once were the daemon's peak (bench/
+ * daemon-soak), so one waits for the other, within its lateness grace. */
+static int is_heavy(dr_job_kind k)
+{
+    return k == DR_JOB_SNAPSHOT || k == DR_JOB_DRILL;
 }
 
 /* ---- job state files: <state_dir>/jobs/<kind>-<name>.state ---- */
@@ -590,18 +599,32 @@ static void job_tick(job *j, int64_t now)
             k.missed++;
         }
     }
+    int busy = j->state == J_RUNNING;
+    const job *heavy = NULL; /* another snapshot or drill that runs (the loop's own state) */
+    for (size_t i = 0; k.due_ms && !busy && !stopping && is_heavy(j->kind) && i < d->n_jobs; i++)
+        if (&d->jobs[i] != j && is_heavy(d->jobs[i].kind) && d->jobs[i].state == J_RUNNING)
+            heavy = &d->jobs[i];
     pthread_mutex_lock(&d->mu);
     j->next_ms = k.next_ms;
-    int busy = j->state == J_RUNNING;
+    if (heavy) { /* the instant stays due: accounted once it runs, or missed when too late */
+        if (!j->waiting)
+            dr_info("job %s %s: due; waits for %s %s to finish (one snapshot or drill at a time)",
+                    dr_job_kind_name(j->kind), j->name, dr_job_kind_name(heavy->kind), heavy->name);
+        j->waiting = 1;
+        pthread_mutex_unlock(&d->mu);
+        return;
+    }
     if (k.newest_ms) {
         int64_t missed = k.missed + ((k.due_ms && (busy || stopping)) ? 1 : 0);
         j->missed_total += missed;
         if (missed)
             dr_warn("job %s %s: %" PRId64 " run%s missed (%s)", dr_job_kind_name(j->kind), j->name,
                     missed, missed == 1 ? "" : "s",
-                    busy       ? "the previous run was still going"
-                    : stopping ? "the daemon is stopping or reloading"
-                               : "the daemon was not running at the time");
+                    busy         ? "the previous run was still going"
+                    : stopping   ? "the daemon is stopping or reloading"
+                    : j->waiting ? "another snapshot or drill ran until it was too late"
+                                 : "the daemon was not running at the time");
+        j->waiting = 0;
     }
     pthread_mutex_unlock(&d->mu);
     if (k.newest_ms) {

@@ -4,6 +4,8 @@
 # bucket (seen by drd and, as objects, by curl's own SigV4 listing), retention prunes there,
 # a drill of the newest point passes and is in the metrics (result, RTO), the store's newest
 # restorable point is on /metrics, and SIGTERM exits 0 leaving no unfinished multipart upload.
+# Snapshots and drills never run at once (the daemon's memory peak): one due while the other
+# runs waits, as the log shows.
 # The daemon reads its S3 credentials from the file named by s3_credentials: the environment
 # variables are unset for it.
 source "${HARNESS:-$(dirname "$0")/../harness}/etcd.sh"
@@ -39,7 +41,7 @@ snapshots:
   - { name: primary, cluster: primary, store: main, schedule: "@every 3s", segments: 1s,
       retention: { keep_last: 3 } }
 drills:
-  - { name: proof, store: main, schedule: "@every 10s" }
+  - { name: proof, store: main, schedule: "@every 6s" }
 YAML
 h_run_drd 30 run --config "$H_TMP/drd.yaml" --check
 h_assert_eq "$rc" 0 "config check (stderr: $err)"
@@ -94,6 +96,15 @@ h_wait_until 60 "five snapshot runs" at_least drd_job_runs_total "$SNAP" 5
 n=$(count full)
 ((n <= 4)) || h_fail "$n full snapshots in the bucket with keep_last 3 (one may be on its way)"
 h_assert_eq "$(metric drd_job_failures_total "$SNAP")" 0 "no failed snapshot"
+
+h_log "one snapshot or drill at a time"
+waited() { grep -q "due; waits for" "$DRD_LOG"; }
+h_wait_until 60 "a run that waited for another" waited
+overlap=$(awk '
+    / job (snapshot|drill) [^ ]+: started$/ { if (n) print "overlap: " $0; n++ }
+    / job (snapshot|drill) [^ ]+: (done in|failed after|run skipped)/ { n-- }' "$DRD_LOG")
+h_assert_eq "$overlap" "" "snapshot and drill runs overlapping in the log"
+grep -q "job snapshot primary: started" "$DRD_LOG" || h_fail "no snapshot start in the log"
 
 h_stop drd
 h_assert_eq "$DRD_STATUS" 0 "exit status after SIGTERM (log: $(tail -n 5 "$DRD_LOG"))"
