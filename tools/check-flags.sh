@@ -10,8 +10,10 @@ drd=$1 root=$2
 fail=0
 bad() { echo "check-flags: $*"; fail=1; }
 
-# flags of other programs that the docs and help texts mention (etcd, curl, scripts/build.sh)
-foreign=" --max-request-bytes --listen-client-urls --enable-pprof --aws-sigv4 --sanitize --release
+# flags of other programs that the docs and help texts mention (etcd, etcdctl, kube-apiserver,
+# curl, scripts/build.sh), and drd's global ones
+foreign=" --max-request-bytes --listen-client-urls --enable-pprof --keys-only --aws-sigv4
+ --encryption-provider-config --etcd-prefix --service-account-issuer --sanitize --release
  --list --cluster --log-level --help "
 foreign=${foreign//$'\n'/ }
 
