@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # The alerting rules and the dashboard (docs/deploy/prometheus/) against a running daemon: drd run
-# with every kind of job against real etcd servers and a file:// store; its /metrics passes
+# with every kind of job (a peer too) against real etcd servers and a file:// store; its /metrics passes
 # `promtool check metrics`; a real Prometheus scrapes it with the shipped prometheus.yml (the
 # relabeling included) and loads the shipped rules; then every selector of every rule and
 # dashboard panel must match scraped series, every label an annotation names must be on them,
@@ -41,6 +41,8 @@ snapshots:
       retention: { keep_last: 5 } }
 drills:
   - { name: proof, store: main, schedule: "@every 5s" }
+peers: # the other site's drd: here this one itself, which answers (drd_site_up{site})
+  self: { url: "http://$LISTEN", interval: 2s, timeout: 1s }
 YAML
 
 get() { curl -s --max-time 5 "http://$LISTEN$1"; }
