@@ -11,14 +11,16 @@ fail=0
 bad() { echo "check-flags: $*"; fail=1; }
 
 # flags of other programs that the docs and help texts mention (etcd, etcdctl, kube-apiserver,
-# curl, scripts/build.sh), and drd's global ones
+# curl, scripts/build.sh); drd's global flags are those of `drd --help`
 foreign=" --max-request-bytes --listen-client-urls --enable-pprof --keys-only --aws-sigv4
  --encryption-provider-config --etcd-prefix --service-account-issuer --sanitize --release
- --list --cluster --log-level --help "
+ --list --cluster --help "
 foreign=${foreign//$'\n'/ }
 
 flags_in() { grep -oE -- '(^|[^A-Za-z0-9_-])--[a-z][a-z0-9-]*' | sed 's/^[^-]*//' | sort -u; }
 
+for f in $("$drd" --help | flags_in); do foreign+="$f "; done
+[[ "$foreign" == *" --log-level "* ]] || bad "drd --help names no global --log-level"
 cmds=$("$drd" --help | sed -n '/^commands:/,/^$/p' | sed -n 's/^  \(.\{18\}\) .*/\1/p' | sed 's/ *$//')
 (($(wc -l <<<"$cmds") >= 15)) || bad "too few commands in drd --help: $cmds"
 all=""
