@@ -336,7 +336,19 @@ int repl_run_filtered(const dr_repl_opts *o, dr_repl_stats *st, dr_etcd *src, dr
     }
     uint8_t wkey[512], wend[512];
     size_t wkl, wel;
-    watch_range(o, wkey, &wkl, wend, &wel);
+    /* Skipping ahead on a progress notification (revisions none of our keys changed in) is safe
+     * only where etcd orders it after the events; elsewhere the whole keyspace is watched, so
+     * that every revision arrives as events and the cursor moves on events alone. */
+    int trust_progress = repl_progress_trusted(ss.version);
+    if (trust_progress)
+        watch_range(o, wkey, &wkl, wend, &wel);
+    else {
+        dr_info("etcd %s on the source answers progress requests out of order with events "
+                "(before 3.4.31 / 3.5.13): watching every key, the cursor moves on events only",
+                ss.version);
+        wkey[0] = wend[0] = 0;
+        wkl = wel = 1;
+    }
     for (;;) {
         int64_t crev = 0;
         rc = reader_start(&rd, src, wkey, wkl, wend, wel, f.confirmed + 1, st, &crev);
@@ -412,7 +424,7 @@ int repl_run_filtered(const dr_repl_opts *o, dr_repl_stats *st, dr_etcd *src, dr
                 processed = c.rev;
                 have = 0;
             }
-            if (!have && c.progress_rev > processed && f.count == 0 && nev == 0)
+            if (trust_progress && !have && c.progress_rev > processed && f.count == 0 && nev == 0)
                 processed = c.progress_rev; /* nothing pending below the progress mark */
             int64_t now = dr_mono_ms();
             int want_cursor =

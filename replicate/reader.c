@@ -63,6 +63,20 @@ static int demoted(reader *r, const dr_etcd_watch_res *res)
     return 0;
 }
 
+int repl_progress_trusted(const char *version)
+{
+    int maj = 0, min = 0, pat = 0, n = 0;
+    if (!version || sscanf(version, "%d.%d.%d%n", &maj, &min, &pat, &n) != 3 || n == 0)
+        return 0;
+    if (maj != 3)
+        return maj > 3;
+    if (min == 4)
+        return pat >= 31;
+    if (min == 5)
+        return pat >= 13;
+    return min >= 6;
+}
+
 static void *reader_main(void *arg)
 {
     reader *r = arg;

@@ -35,6 +35,13 @@ typedef struct reader {
     char src_ep[128];
 } reader;
 
+/* 1 when a progress notification the reader asked for (WatchProgressRequest) means "every event
+ * at or below its revision was sent" on an etcd of this version ("3.5.17"); 0 when not or unknown.
+ * Before 3.4.31 / 3.5.13 etcd answers the request on a path that can overtake events still queued
+ * for the watcher, with the store's current revision (etcd-io/etcd#15220, fixed in 3.4.25 / 3.5.8;
+ * #17557 in 3.4.31 / 3.5.13): the bounds Kubernetes uses for the same trust. */
+int repl_progress_trusted(const char *version);
+
 /* Opens the watch from start_rev over [key, end) and starts the thread. DR_ECOMPACTED with
  * *compact_rev set when start_rev is compacted. */
 int reader_start(reader *r, dr_etcd *src, const void *key, size_t klen, const void *end,

@@ -147,12 +147,32 @@ static void test_metrics(void **state)
     dr_buf_free(&b);
 }
 
+/* Which etcd versions order a requested progress notification after the events (etcd#15220). */
+static void test_progress_trusted(void **state)
+{
+    (void)state;
+    assert_int_equal(repl_progress_trusted("3.4.23"), 0); /* what runs here: not trusted */
+    assert_int_equal(repl_progress_trusted("3.4.30"), 0);
+    assert_int_equal(repl_progress_trusted("3.4.31"), 1);
+    assert_int_equal(repl_progress_trusted("3.5.12"), 0);
+    assert_int_equal(repl_progress_trusted("3.5.13"), 1);
+    assert_int_equal(repl_progress_trusted("3.5.21"), 1);
+    assert_int_equal(repl_progress_trusted("3.6.0"), 1);
+    assert_int_equal(repl_progress_trusted("3.3.27"), 0);
+    assert_int_equal(repl_progress_trusted("4.0.0"), 1);
+    assert_int_equal(repl_progress_trusted(""), 0);
+    assert_int_equal(repl_progress_trusted(NULL), 0);
+    assert_int_equal(repl_progress_trusted("3.5"), 0);
+    assert_int_equal(repl_progress_trusted("v3.6.1"), 0);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
-        cmocka_unit_test(test_map_key),    cmocka_unit_test(test_check_opts),
-        cmocka_unit_test(test_stat_max),   cmocka_unit_test(test_prefix_end),
-        cmocka_unit_test(test_cursor_key), cmocka_unit_test(test_metrics),
+        cmocka_unit_test(test_map_key),    cmocka_unit_test(test_progress_trusted),
+        cmocka_unit_test(test_check_opts), cmocka_unit_test(test_stat_max),
+        cmocka_unit_test(test_prefix_end), cmocka_unit_test(test_cursor_key),
+        cmocka_unit_test(test_metrics),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
