@@ -37,7 +37,8 @@ const dr_option dr_options[] = {
      .help = "etcd endpoints http(s)://host:port, a list or comma-separated"},
     {DR_SCOPE_CLUSTER, "cacert", "cacert", DR_OPT_FILE, E(cacert), .help = "CA bundle (PEM)"},
     {DR_SCOPE_CLUSTER, "cert", "cert", DR_OPT_FILE, E(cert), .help = "client certificate (PEM)"},
-    {DR_SCOPE_CLUSTER, "key", "key", DR_OPT_FILE, E(key), .help = "client key (PEM)"},
+    {DR_SCOPE_CLUSTER, "key", "key", DR_OPT_FILE, E(key), .secret = "etcd client key",
+     .help = "client key (PEM)"},
     {DR_SCOPE_CLUSTER, "timeout", "--timeout", DR_OPT_MS, E(timeout_ms), 1, 3600000,
      .help = "per-request deadline (default 10s)"},
     {DR_SCOPE_CLUSTER, "max_recv_bytes", "--etcd-max-recv-bytes", DR_OPT_BYTES, E(max_recv_bytes),
@@ -58,9 +59,10 @@ const dr_option dr_options[] = {
     {DR_SCOPE_STORE, "s3_part_size", "s3-part-size", DR_OPT_MIB, R(store.part_size), 5, 4096,
      .help = "multipart part size in MiB (default 8)"},
     {DR_SCOPE_STORE, "s3_credentials", NULL, DR_OPT_FILE, R(store.s3_credentials),
+     .secret = "S3 credentials file",
      .help = "AWS credentials file (default: AWS_ACCESS_KEY_ID/AWS_SECRET_ACCESS_KEY, then "
              "AWS_SHARED_CREDENTIALS_FILE)"},
-    {DR_SCOPE_STORE, "key_file", "key-file", DR_OPT_FILE, R(key_file),
+    {DR_SCOPE_STORE, "key_file", "key-file", DR_OPT_FILE, R(key_file), .secret = "keyring",
      .help = "keyring (drd key generate)"},
     {DR_SCOPE_STORE, "no_encryption", "no-encryption", DR_OPT_BOOL, R(no_encryption),
      .help = "write unencrypted objects (explicit opt-out)"},
@@ -152,7 +154,7 @@ const dr_option dr_options[] = {
      .help = "probe /healthz and /readyz this often (default 5s)"},
     {DR_SCOPE_PEER, "timeout", NULL, DR_OPT_MS, P(timeout_ms), 100, 60000,
      .help = "an answer later than this counts as none (default 3s)"},
-    {0, NULL, NULL, 0, 0, 0, 0, NULL, 0, 0, NULL},
+    {0, NULL, NULL, 0, 0, 0, 0, NULL, 0, 0, NULL, NULL},
 };
 
 /* The job sections: a new kind of job is one row here and its keys above. */

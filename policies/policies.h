@@ -180,6 +180,9 @@ typedef struct dr_option {
     int required;
     dr_opt_scope sub; /* DR_OPT_MAP */
     const char *help;
+    /* DR_OPT_FILE that holds a secret (keyring, TLS key, credentials): what it is in messages
+     * ("keyring"); the caller checks it private to its owner, as the commands do */
+    const char *secret;
 } dr_option;
 
 /* The table, ended by an entry with key NULL. */

@@ -89,6 +89,17 @@ void drd_store_repo_opts(const drd_config *cfg, size_t store_i, dr_repo_opts *ro
     }
 }
 
+/* What a file key's file holds when it is a secret ("keyring"), else NULL: such a file gets the
+ * check the commands make before they read it (owner, mode: docs/security-local.md), so a
+ * keyring others may read is refused here rather than failing every job with DR_EAUTH. */
+static const char *secret_of(const char *key)
+{
+    for (const dr_option *o = dr_options; o->key; o++)
+        if (o->type == DR_OPT_FILE && o->secret && strcmp(o->key, key) == 0)
+            return o->secret;
+    return NULL;
+}
+
 int drd_config_load(const char *path, drd_config **out)
 {
     int rc = 0;
@@ -107,6 +118,11 @@ int drd_config_load(const char *path, drd_config **out)
         if (access(f->path, R_OK) != 0) {
             rc = dr_error_set(DR_EUSAGE, "%s:%d:%d: %s '%s': cannot read it: %s", c->file,
                               f->at.line, f->at.col, f->key, f->path, strerror(errno));
+            goto out;
+        }
+        const char *what = secret_of(f->key);
+        if (what && (rc = dr_fs_check_secret_file(f->path, what)) < 0) {
+            rc = dr_error_wrap(DR_EUSAGE, "%s:%d:%d: %s", c->file, f->at.line, f->at.col, f->key);
             goto out;
         }
     }

@@ -8,6 +8,7 @@ source "${HARNESS:-$(dirname "$0")/../harness}/etcd.sh"
 h_tmpdir
 cd "$H_TMP"
 touch ca.pem c.pem k.pem keys
+chmod 600 k.pem keys
 good() {
     cat <<YAML
 listen: 127.0.0.1:9100             # /healthz /readyz /metrics /status
@@ -53,6 +54,31 @@ bad 's#mode: exact#mode: exact, prefixes: [/a/]#' "bad.yaml:9:5: replicate globa
 bad 's#^replicate:#replicate: [#' "bad.yaml:"
 bad 's#retention: {#retention: { keep_last: -1,#' "bad.yaml:12:31: snapshots[0].retention.keep_last: expected a whole number, found '-1'"
 if grep -q hunter2 <<<"$err"; then h_fail "the secret was printed"; fi
+
+h_log "a secret file (keyring, TLS key, S3 credentials) others may read is refused, as the commands do"
+good >drd.yaml
+for f in keys:7:94:key_file:keyring k.pem:4:84:key:"etcd client key"; do
+    IFS=: read -r file line col key what <<<"$f"
+    chmod 644 "$file"
+    h_run_drd 30 run --config drd.yaml --check
+    h_assert_eq "$rc" 2 "a $what at 0644 is refused (stderr: $err)"
+    h_assert_contains "$err" "drd.yaml:$line:$col: $key: $what '$file' has mode 0644: group or others may access it" "message for $file"
+    h_assert_contains "$err" "HINT: chmod 600 '$file'" "hint for $file"
+    chmod 600 "$file"
+done
+printf '[default]\naws_access_key_id = A\naws_secret_access_key = B\n' >creds
+chmod 640 creds
+good | sed 's#key_file: keys#key_file: keys, s3_credentials: creds#' >drd.yaml
+h_run_drd 30 run --config drd.yaml --check
+h_assert_eq "$rc" 2 "S3 credentials at 0640 are refused (stderr: $err)"
+h_assert_contains "$err" "drd.yaml:7:116: s3_credentials: S3 credentials file 'creds' has mode 0640" "message for the credentials"
+chmod 600 creds
+h_run_drd 30 run --config drd.yaml --check
+h_assert_eq "$rc" 0 "at 0600 they are accepted (stderr: $err)"
+chmod 644 ca.pem c.pem
+good >drd.yaml
+h_run_drd 30 run --config drd.yaml --check
+h_assert_eq "$rc" 0 "a CA bundle and a certificate may be readable by others (stderr: $err)"
 
 h_log "every flag the option table names (docs/daemon.md) is a flag of some command"
 docs=$(dirname "$0")/../../docs/daemon.md
