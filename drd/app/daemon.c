@@ -1146,8 +1146,9 @@ static int jobs_build(daemon_t *d, job *old, size_t n_old, int64_t now)
             j->run_now = kind == DR_JOB_PROBE || kind == DR_JOB_POINT;
             if (every) {
                 j->own_sched = (dr_schedule){.kind = DR_SCHED_EVERY, .every_ms = every};
-                snprintf(j->own_sched.text, sizeof j->own_sched.text, "@every %" PRId64 "ms",
-                         every);
+                char dur[32];
+                snprintf(j->own_sched.text, sizeof j->own_sched.text, "@every %s",
+                         dr_format_duration_ms(every, dur, sizeof dur));
                 j->sched = &j->own_sched;
             }
             snprintf(j->name, sizeof j->name, "%s", cj->name);

@@ -86,6 +86,9 @@ int dr_fs_read_all(const char *path, size_t max, char **out, size_t *out_len);
 int dr_parse_i64(const char *s, const char *what, int64_t *out);
 /* Parse a duration "250ms", "10s", "5m", "1h", or plain seconds; out in ms. */
 int dr_parse_duration_ms(const char *s, const char *what, int64_t *out);
+/* The inverse: ms as a config spells it, in the largest unit that holds it whole ("5s",
+ * "250ms", "15m", "1h", "90s"), into buf (cap bytes). Returns buf. */
+const char *dr_format_duration_ms(int64_t ms, char *buf, size_t cap);
 
 /* Growable byte buffer. */
 typedef struct dr_buf {

@@ -4,6 +4,7 @@
 #include "drd/core/core.h"
 
 #include <errno.h>
+#include <inttypes.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -110,6 +111,21 @@ int dr_parse_duration_ms(const char *s, const char *what, int64_t *out)
         return dr_error_set(DR_EUSAGE, "%s: duration '%s' is out of range", what, s);
     *out = (int64_t)ms;
     return 0;
+}
+
+const char *dr_format_duration_ms(int64_t ms, char *buf, size_t cap)
+{
+    static const struct {
+        int64_t ms;
+        const char *unit;
+    } units[] = {{3600000, "h"}, {60000, "m"}, {1000, "s"}};
+    for (size_t i = 0; i < sizeof units / sizeof units[0]; i++)
+        if (ms > 0 && ms % units[i].ms == 0) {
+            snprintf(buf, cap, "%" PRId64 "%s", ms / units[i].ms, units[i].unit);
+            return buf;
+        }
+    snprintf(buf, cap, "%" PRId64 "ms", ms);
+    return buf;
 }
 
 static int buf_reserve(dr_buf *b, size_t extra)

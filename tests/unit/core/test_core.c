@@ -77,6 +77,19 @@ static void test_parse(void **state)
     assert_int_equal(v, 3000);
     assert_int_equal(dr_parse_duration_ms("5y", "d", &v), DR_EUSAGE);
     assert_non_null(strstr(dr_error_msg(), "unknown duration unit"));
+    /* formatted as a config spells it, and parsed back to the same value */
+    static const struct {
+        int64_t ms;
+        const char *text;
+    } durations[] = {{5000, "5s"},   {250, "250ms"},   {900000, "15m"}, {7200000, "2h"},
+                     {90000, "90s"}, {1500, "1500ms"}, {0, "0ms"},      {86400000, "24h"}};
+    for (size_t i = 0; i < sizeof durations / sizeof durations[0]; i++) {
+        char buf[32];
+        assert_string_equal(dr_format_duration_ms(durations[i].ms, buf, sizeof buf),
+                            durations[i].text);
+        assert_int_equal(dr_parse_duration_ms(buf, "d", &v), 0);
+        assert_int_equal(v, durations[i].ms);
+    }
     dr_log_level l;
     assert_int_equal(dr_log_parse_level("warn", &l), 0);
     assert_int_equal(l, DR_LOG_WARN);
