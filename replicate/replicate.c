@@ -148,39 +148,102 @@ int dr_repl_run(const dr_repl_opts *opts, dr_repl_stats *stats)
     }
 }
 
-int dr_repl_metrics(const dr_repl_stats *s, const char *name, dr_buf *b)
+/* The drd_replicate_* families: each once, with a series per job (the text format wants a
+ * family's HELP, TYPE and samples together; a HELP repeated per job is an invalid scrape). */
+static const struct {
+    const char *metric, *type, *help;
+} families[] = {
+    {"source_revision", "gauge", "Newest source revision seen."},
+    {"applied_revision", "gauge", "Newest source revision applied to the target."},
+    {"lag_revisions", "gauge", "Source revisions not yet applied."},
+    {"lag_seconds", "gauge", "Age of the oldest source revision not yet applied."},
+    {"events_total", "counter", "Source events applied."},
+    {"transactions_total", "counter", "Target transactions committed."},
+    {"resyncs_total", "counter", "Full resyncs (filtered mode)."},
+    {"reconnects_total", "counter", "Sessions restarted after a network error."},
+    {"leases_granted_total", "counter", "Leases granted on the target."},
+    {"retries_total", "counter",
+     "Transactions that wrote nothing because their guard did not hold (resent)."},
+    {"up", "gauge", "1 while replicating (not in alarm)."},
+    {"state", "gauge", "Current state."},
+    {"alarm", "gauge", "1 while stopped by an alarm (code: drd's error name; docs/alarms.md)."},
+    {"ready", "gauge", "1 while streaming within max_lag (what /readyz says)."},
+    {"max_lag_seconds", "gauge",
+     "The lag past which the job is not ready (max_lag; no series when not checked)."},
+};
+
+int dr_repl_metrics(const dr_repl_metrics_job *jobs, size_t n, dr_buf *b)
 {
-    int64_t lagr =
-        s->source_revision > s->applied_revision ? s->source_revision - s->applied_revision : 0;
-#define G(metric, help, type, fmt, val)                                                            \
-    dr_buf_printf(b,                                                                               \
-                  "# HELP drd_replicate_" metric " " help "\n# TYPE drd_replicate_" metric         \
-                  " " type "\ndrd_replicate_" metric "{name=\"%s\"} " fmt "\n",                    \
-                  name, val)
-    G("source_revision", "Newest source revision seen.", "gauge", "%lld",
-      (long long)s->source_revision);
-    G("applied_revision", "Newest source revision applied to the target.", "gauge", "%lld",
-      (long long)s->applied_revision);
-    G("lag_revisions", "Source revisions not yet applied.", "gauge", "%lld", (long long)lagr);
-    G("lag_seconds", "Age of the oldest source revision not yet applied.", "gauge", "%.3f",
-      (double)s->lag_ms / 1000.0);
-    G("events_total", "Source events applied.", "counter", "%lld", (long long)s->events_total);
-    G("transactions_total", "Target transactions committed.", "counter", "%lld",
-      (long long)s->txns_total);
-    G("resyncs_total", "Full resyncs (filtered mode).", "counter", "%lld",
-      (long long)s->resyncs_total);
-    G("reconnects_total", "Sessions restarted after a network error.", "counter", "%lld",
-      (long long)s->reconnects_total);
-    G("leases_granted_total", "Leases granted on the target.", "counter", "%lld",
-      (long long)s->leases_granted_total);
-    G("retries_total", "Transactions that wrote nothing because their guard did not hold (resent).",
-      "counter", "%lld", (long long)s->retries_total);
-    G("up", "1 while replicating (not in alarm).", "gauge", "%d", s->state != DR_REPL_ALARM);
-    dr_buf_printf(b,
-                  "# HELP drd_replicate_state Current state.\n# TYPE drd_replicate_state gauge\n");
-    for (int i = 0; i <= DR_REPL_STOPPED; i++)
-        dr_buf_printf(b, "drd_replicate_state{name=\"%s\",state=\"%s\"} %d\n", name,
-                      dr_repl_state_name(i), s->state == i);
-#undef G
+    for (size_t f = 0; f < sizeof families / sizeof families[0]; f++) {
+        const char *m = families[f].metric;
+        dr_buf_printf(b, "# HELP drd_replicate_%s %s\n# TYPE drd_replicate_%s %s\n", m,
+                      families[f].help, m, families[f].type);
+        for (size_t i = 0; i < n; i++) {
+            const dr_repl_stats *s = jobs[i].stats;
+            const char *name = jobs[i].name;
+            long long v = 0;
+            if (strcmp(m, "lag_seconds") == 0) {
+                dr_buf_printf(b, "drd_replicate_lag_seconds{name=\"%s\"} %.3f\n", name,
+                              (double)s->lag_ms / 1000.0);
+                continue;
+            }
+            if (strcmp(m, "max_lag_seconds") == 0) {
+                if (jobs[i].max_lag_ms)
+                    dr_buf_printf(b, "drd_replicate_max_lag_seconds{name=\"%s\"} %.3f\n", name,
+                                  (double)jobs[i].max_lag_ms / 1000.0);
+                continue;
+            }
+            if (strcmp(m, "state") == 0) {
+                for (int k = 0; k <= DR_REPL_STOPPED; k++)
+                    dr_buf_printf(b, "drd_replicate_state{name=\"%s\",state=\"%s\"} %d\n", name,
+                                  dr_repl_state_name(k), s->state == k);
+                continue;
+            }
+            if (strcmp(m, "alarm") == 0) {
+                dr_buf_printf(b, "drd_replicate_alarm{name=\"%s\",code=\"%s\"} %d\n", name,
+                              jobs[i].alarm ? dr_error_name(jobs[i].alarm) : "",
+                              jobs[i].alarm != 0);
+                continue;
+            }
+            switch (f) {
+            case 0:
+                v = s->source_revision;
+                break;
+            case 1:
+                v = s->applied_revision;
+                break;
+            case 2:
+                v = s->source_revision > s->applied_revision
+                        ? s->source_revision - s->applied_revision
+                        : 0;
+                break;
+            case 4:
+                v = s->events_total;
+                break;
+            case 5:
+                v = s->txns_total;
+                break;
+            case 6:
+                v = s->resyncs_total;
+                break;
+            case 7:
+                v = s->reconnects_total;
+                break;
+            case 8:
+                v = s->leases_granted_total;
+                break;
+            case 9:
+                v = s->retries_total;
+                break;
+            case 10:
+                v = s->state != DR_REPL_ALARM;
+                break;
+            case 13:
+                v = jobs[i].ready;
+                break;
+            }
+            dr_buf_printf(b, "drd_replicate_%s{name=\"%s\"} %lld\n", m, name, v);
+        }
+    }
     return 0;
 }

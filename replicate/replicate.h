@@ -82,8 +82,18 @@ int dr_repl_check_opts(const dr_repl_opts *o);
  * unreachable at start. stats may be NULL. */
 int dr_repl_run(const dr_repl_opts *o, dr_repl_stats *stats);
 
-/* Prometheus text for stats (metric names drd_replicate_*), appended to b. */
-int dr_repl_metrics(const dr_repl_stats *s, const char *name, dr_buf *b);
+/* One replication job's series in /metrics. */
+typedef struct dr_repl_metrics_job {
+    const dr_repl_stats *stats;
+    const char *name;   /* label name */
+    int64_t max_lag_ms; /* drd_replicate_max_lag_seconds; 0: not checked, no series */
+    int ready;          /* drd_replicate_ready: what /readyz says of the job */
+    int alarm;          /* drd_replicate_alarm: the alarm's error code while stopped by one; 0 */
+} dr_repl_metrics_job;
+
+/* Prometheus text for n replication jobs (metric names drd_replicate_*, label name), appended
+ * to b: each family once, with every job's series, as the text format requires. */
+int dr_repl_metrics(const dr_repl_metrics_job *jobs, size_t n, dr_buf *b);
 
 /* One-shot status: source revision, applied revision (target revision in exact mode, cursor in
  * filtered mode), lag. JSON or text into b. */

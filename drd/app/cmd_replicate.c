@@ -217,19 +217,13 @@ static int render(void *ctx, const char *path, dr_buf *b, const char **ctype)
     int alarm = __atomic_load_n(&l->alarm_code, __ATOMIC_ACQUIRE);
     if (strcmp(path, "/metrics") == 0) {
         *ctype = "text/plain; version=0.0.4";
-        dr_repl_metrics(&l->stats, l->name, b);
-        dr_buf_printf(b,
-                      "# HELP drd_replicate_alarm 1 while stopped by an alarm (code: drd's error "
-                      "name; docs/alarms.md).\n# TYPE drd_replicate_alarm gauge\n"
-                      "drd_replicate_alarm{name=\"%s\",code=\"%s\"} %d\n",
-                      l->name, alarm ? dr_error_name(alarm) : "", alarm != 0);
-        int ready = !alarm && st == DR_REPL_STREAMING &&
-                    !(l->max_lag_ms && l->stats.lag_ms > l->max_lag_ms);
-        dr_buf_printf(
-            b,
-            "# HELP drd_replicate_ready 1 while streaming within --max-lag (what /readyz "
-            "says).\n# TYPE drd_replicate_ready gauge\ndrd_replicate_ready{name=\"%s\"} %d\n",
-            l->name, ready);
+        dr_repl_metrics_job mj = {.stats = &l->stats,
+                                  .name = l->name,
+                                  .max_lag_ms = l->max_lag_ms,
+                                  .ready = !alarm && st == DR_REPL_STREAMING &&
+                                           !(l->max_lag_ms && l->stats.lag_ms > l->max_lag_ms),
+                                  .alarm = alarm};
+        dr_repl_metrics(&mj, 1, b);
         return 200;
     }
     if (strcmp(path, "/healthz") == 0) {

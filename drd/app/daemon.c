@@ -81,6 +81,7 @@ typedef struct job {
     char err[1024];
     int64_t next_ms, last_start_ms, last_success_ms, last_duration_ms;
     int has_run, last_rc;
+    int repl_alarm; /* replicate: the alarm code its last run stopped with, until it streams */
     int64_t failures_total, missed_total, runs_total;
     char reason[1024]; /* why the job is not ready ("" when it is) */
     int64_t drill_rto_ms;
@@ -504,6 +505,8 @@ static void job_finish(job *j, int64_t now)
     int quiet = is_watch(j->kind) && j->has_run && (rc < 0) == (j->last_rc < 0);
     j->has_run = 1;
     j->last_rc = rc;
+    if (j->kind == DR_JOB_REPLICATE) /* the worker is done: its state is final */
+        j->repl_alarm = j->stats.state == DR_REPL_ALARM ? rc : 0;
     j->last_duration_ms = now - j->last_start_ms;
     if (rc == 0) {
         j->last_success_ms = now;
@@ -677,7 +680,7 @@ static int ready_reason(const daemon_t *d, const job *j, char *buf, size_t cap)
     return 1;
 }
 
-/* drd_drill_keys{job,resource}: the last drill's restored keys per resource; at most
+/* drd_drill_keys{name,resource}: the last drill's restored keys per resource; at most
  * DRILL_KEYS_SERIES series per job (the largest; the rest in resource="other"), so a cluster with
  * hundreds of resource types does not flood the monitoring system. */
 #define DRILL_KEYS_SERIES 64
@@ -704,10 +707,10 @@ static void drill_keys_metrics(daemon_t *d, dr_buf *b)
                 other += v[k].n;
                 continue;
             }
-            dr_buf_printf(b, "drd_drill_keys{job=\"%s\",resource=\"%s\"} %" PRId64 "\n", j->name,
+            dr_buf_printf(b, "drd_drill_keys{name=\"%s\",resource=\"%s\"} %" PRId64 "\n", j->name,
                           v[k].name, v[k].n);
         }
-        dr_buf_printf(b, "drd_drill_keys{job=\"%s\",resource=\"(other)\"} %" PRId64 "\n", j->name,
+        dr_buf_printf(b, "drd_drill_keys{name=\"%s\",resource=\"(other)\"} %" PRId64 "\n", j->name,
                       other);
         free(v);
     }
@@ -768,6 +771,9 @@ static void render_metrics(daemon_t *d, dr_buf *b)
          "Scheduled runs skipped: due while the previous run still ran, or while the daemon was "
          "down or stopping."},
         {"drd_job_next_run_timestamp_seconds", "gauge", "When the job runs next (scheduled)."},
+        {"drd_job_interval_seconds", "gauge",
+         "The schedule's period (scheduled jobs: from the next run to the one after it; label "
+         "store on snapshot jobs), the bound alerting compares against."},
     };
     for (size_t k = 0; k < sizeof m / sizeof m[0]; k++) {
         dr_buf_printf(b, "# HELP %s %s\n# TYPE %s %s\n", m[k].name, m[k].help, m[k].name,
@@ -805,8 +811,21 @@ static void render_metrics(daemon_t *d, dr_buf *b)
                     continue;
                 v = (double)j->next_ms / 1000.0;
                 break;
+            case 9: {
+                int64_t after = 0;
+                if (j->continuous || !j->next_ms || dr_schedule_next(j->sched, j->next_ms, &after))
+                    continue;
+                v = (double)(after - j->next_ms) / 1000.0;
+                if (j->kind == DR_JOB_SNAPSHOT) { /* joins drd_store_newest_age_seconds{store} */
+                    dr_buf_printf(b, "%s{kind=\"%s\",name=\"%s\",store=\"%s\"} %.3f\n", m[k].name,
+                                  dr_job_kind_name(j->kind), j->name,
+                                  d->cfg->c->stores[j->cj->store_i].name, v);
+                    continue;
+                }
+                break;
             }
-            dr_buf_printf(b, "%s{kind=\"%s\",job=\"%s\"} %.3f\n", m[k].name,
+            }
+            dr_buf_printf(b, "%s{kind=\"%s\",name=\"%s\"} %.3f\n", m[k].name,
                           dr_job_kind_name(j->kind), j->name, v);
         }
     }
@@ -814,7 +833,7 @@ static void render_metrics(daemon_t *d, dr_buf *b)
                      "# TYPE drd_drill_rto_seconds gauge\n");
     for (size_t i = 0; i < d->n_jobs; i++)
         if (d->jobs[i].kind == DR_JOB_DRILL && d->jobs[i].has_run)
-            dr_buf_printf(b, "drd_drill_rto_seconds{job=\"%s\"} %.3f\n", d->jobs[i].name,
+            dr_buf_printf(b, "drd_drill_rto_seconds{name=\"%s\"} %.3f\n", d->jobs[i].name,
                           (double)d->jobs[i].drill_rto_ms / 1000.0);
     drill_keys_metrics(d, b);
     dr_buf_printf(b, "# HELP drd_replicate_verified_revision The newest revision found identical "
@@ -846,9 +865,23 @@ static void render_metrics(daemon_t *d, dr_buf *b)
                   "# TYPE drd_start_timestamp_seconds gauge\n"
                   "drd_start_timestamp_seconds %.3f\n",
                   d->reload_failures, (double)d->started_ms / 1000.0);
-    for (size_t i = 0; i < d->n_jobs; i++)
-        if (d->jobs[i].kind == DR_JOB_REPLICATE)
-            dr_repl_metrics(&d->jobs[i].stats, d->jobs[i].name, b);
+    dr_repl_metrics_job *mj = calloc(d->n_jobs + 1, sizeof *mj);
+    size_t n = 0;
+    for (size_t i = 0; mj && i < d->n_jobs; i++) {
+        const job *j = &d->jobs[i];
+        char why[8];
+        if (j->kind != DR_JOB_REPLICATE)
+            continue;
+        mj[n++] =
+            (dr_repl_metrics_job){.stats = &j->stats,
+                                  .name = j->name,
+                                  .max_lag_ms = j->cj->max_lag_ms,
+                                  .ready = ready_reason(d, j, why, sizeof why),
+                                  .alarm = j->stats.state != DR_REPL_STREAMING ? j->repl_alarm : 0};
+    }
+    if (mj)
+        dr_repl_metrics(mj, n, b);
+    free(mj);
 }
 
 static void render_status(daemon_t *d, dr_buf *b)
@@ -1112,6 +1145,16 @@ static void peers_build(daemon_t *d, job *jobs, size_t *n, const job *old, size_
     }
 }
 
+/* Whether cj is the first replicate job from its source (that one probes it: one probe, and one
+ * drd_site_up series, per cluster however many jobs replicate from it). */
+static int first_of_source(const dr_conf *c, const dr_conf_job *cj)
+{
+    for (const dr_conf_job *k = c->jobs; k < cj; k++)
+        if (k->kind == DR_JOB_REPLICATE && k->source_i == cj->source_i)
+            return 0;
+    return 1;
+}
+
 static int jobs_build(daemon_t *d, job *old, size_t n_old, int64_t now)
 {
     const dr_conf *c = d->cfg->c;
@@ -1130,7 +1173,7 @@ static int jobs_build(daemon_t *d, job *old, size_t n_old, int64_t now)
                 kind = DR_JOB_SEGMENTS;
             else if (part == 1 && cj->kind == DR_JOB_REPLICATE && cj->verify_ms)
                 kind = DR_JOB_VERIFY, every = cj->verify_ms;
-            else if (part == 2 && cj->kind == DR_JOB_REPLICATE)
+            else if (part == 2 && cj->kind == DR_JOB_REPLICATE && first_of_source(c, cj))
                 kind = DR_JOB_PROBE, every = 5000;
             else if (part == 3 && cj->kind == DR_JOB_SNAPSHOT && first_of_store(c, cj))
                 kind = DR_JOB_POINT, every = 10000;

@@ -152,7 +152,7 @@ def main(drd, kdir, prom_yml):
         prom = yaml.safe_load(f)
     (pjob,) = [j for j in prom['scrape_configs'] if j['job_name'] == 'drd']
     want_relabel = [{re.sub(r'_([a-z])', lambda m: m.group(1).upper(), k): v for k, v in r.items()}
-                    for r in pjob['metric_relabel_configs']]
+                    for r in pjob.get('metric_relabel_configs') or []] or None
     for (k, name), (_, sm) in by.items():
         if k != 'ServiceMonitor':
             continue

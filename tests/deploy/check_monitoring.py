@@ -7,8 +7,8 @@
       every metric the rules and the dashboard name is one drd's source prints (daemon.c,
       replicate.c) or Prometheus makes (up, ALERTS).
   check_monitoring.py live PROMETHEUS_URL RULES DASHBOARD
-      against a real Prometheus that scrapes a running daemon with prometheus.yml's relabeling
-      and loads RULES: every selector of every rule and dashboard target (template variables
+      against a real Prometheus that scrapes a running daemon with prometheus.yml and loads
+      RULES: every selector of every rule and dashboard target (template variables
       as .*) matches series (so the metric is exported and the labels it filters on exist with
       those values), every label an annotation names is on those series, and every rule is
       evaluated without error.
@@ -62,7 +62,8 @@ def exported_names(src_files):
     for path in src_files:
         text = open(path).read()
         names |= set(re.findall(r'"(drd_[a-z0-9_]+)', text))
-        names |= {'drd_replicate_' + n for n in re.findall(r'\bG\("([a-z0-9_]+)"', text)}
+        # replicate.c's table of families: {"lag_seconds", "gauge", ...}
+        names |= {'drd_replicate_' + n for n in re.findall(r'\{"([a-z0-9_]+)", "(?:gauge|counter)"', text)}
     return names
 
 

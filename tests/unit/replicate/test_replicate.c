@@ -139,11 +139,27 @@ static void test_metrics(void **state)
     (void)state;
     dr_repl_stats s = {
         .state = DR_REPL_STREAMING, .source_revision = 10, .applied_revision = 7, .lag_ms = 1500};
+    dr_repl_stats t = {.state = DR_REPL_ALARM};
+    dr_repl_metrics_job jobs[] = {{.stats = &s, .name = "x", .max_lag_ms = 30000, .ready = 1},
+                                  {.stats = &t, .name = "y", .alarm = DR_EDIVERGED}};
     dr_buf b = {0};
-    assert_int_equal(dr_repl_metrics(&s, "x", &b), 0);
+    assert_int_equal(dr_repl_metrics(jobs, 2, &b), 0);
     assert_non_null(strstr(b.data, "drd_replicate_lag_revisions{name=\"x\"} 3\n"));
     assert_non_null(strstr(b.data, "drd_replicate_lag_seconds{name=\"x\"} 1.500\n"));
     assert_non_null(strstr(b.data, "drd_replicate_state{name=\"x\",state=\"streaming\"} 1\n"));
+    assert_non_null(strstr(b.data, "drd_replicate_ready{name=\"x\"} 1\n"));
+    assert_non_null(strstr(b.data, "drd_replicate_max_lag_seconds{name=\"x\"} 30.000\n"));
+    assert_null(strstr(b.data, "drd_replicate_max_lag_seconds{name=\"y\"}"));
+    assert_non_null(strstr(b.data, "drd_replicate_alarm{name=\"y\",code=\"DR_EDIVERGED\"} 1\n"));
+    assert_non_null(strstr(b.data, "drd_replicate_up{name=\"y\"} 0\n"));
+    /* each family once, its series together: HELP, TYPE, then both jobs' lines */
+    const char *help = strstr(b.data, "# HELP drd_replicate_applied_revision ");
+    assert_non_null(help);
+    assert_null(strstr(help + 1, "# HELP drd_replicate_applied_revision "));
+    const char *x = strstr(help, "drd_replicate_applied_revision{name=\"x\"}");
+    const char *y = strstr(help, "drd_replicate_applied_revision{name=\"y\"}");
+    const char *next = strstr(help, "# HELP drd_replicate_lag_revisions");
+    assert_true(x && y && next && x < next && y < next);
     dr_buf_free(&b);
 }
 
