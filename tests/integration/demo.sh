@@ -15,5 +15,5 @@ for want in "==> drd status --config drd.yaml" "daemon: running" "snapshot prima
     "drd exited with status 0"; do
     grep -qF -- "$want" <<<"$out" || fail "the demo's output lacks '$want'"
 done
-grep -qE '^drd_drill_rto_seconds\{job="proof"\} [0-9.]+$' <<<"$out" || fail "no drill RTO among the metrics"
+grep -qE '^drd_drill_rto_seconds\{name="proof"\} [0-9.]+$' <<<"$out" || fail "no drill RTO among the metrics"
 echo "PASS: demo"

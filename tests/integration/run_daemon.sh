@@ -50,8 +50,8 @@ metric() { # NAME LABELS -> value (integer part), 0 when absent
 }
 fulls() { h_drd snapshot list --store "$STORE" --key-file "$H_TMP/keys" --json 2>/dev/null |
     jq '[.[] | select(.kind == "full" and .status == "ok")] | length'; }
-SNAP='kind="snapshot",job="primary"'
-DRILL='kind="drill",job="proof"'
+SNAP='kind="snapshot",name="primary"'
+DRILL='kind="drill",name="proof"'
 # predicates for h_wait_until
 up() { [[ "$(code /healthz)" == 200 ]]; }
 ready() { [[ "$(code /readyz)" == 200 ]]; }
@@ -72,7 +72,7 @@ h_wait_until 60 "replication streams, /readyz 200" ready
 h_etcdctl primary put /registry/pods/b 2 >/dev/null
 h_wait_until 30 "the standby follows" standby_has /registry/pods/b 2
 h_wait_until 60 "a segment with the new revision" a_segment
-h_assert_eq "$(metric drd_job_running 'kind="segments",job="primary"')" 1 "segments run"
+h_assert_eq "$(metric drd_job_running 'kind="segments",name="primary"')" 1 "segments run"
 h_assert_eq "$(metric drd_job_failures_total "$SNAP")" 0 "no failed snapshot"
 
 h_wait_until 30 "primary and standby verified" at_least drd_replicate_verified_revision 'name="apps"' 2
@@ -99,7 +99,7 @@ h_assert_eq "$(metric drd_job_last_result "$SNAP")" 0 "last result ok"
 h_assert_contains "$(get /metrics)" 'drd_replicate_applied_revision{name="apps"}' "replication metrics"
 h_assert_eq "$(get /status | jq -r '.jobs[] | select(.name == "primary" and .kind == "snapshot") | .schedule')" "@every 2s" "/status names the schedule"
 h_wait_until 120 "a drill passes" at_least drd_job_last_success_timestamp_seconds "$DRILL" 1
-h_assert_contains "$(get /metrics)" 'drd_drill_rto_seconds{job="proof"}' "drill RTO metric"
+h_assert_contains "$(get /metrics)" 'drd_drill_rto_seconds{name="proof"}' "drill RTO metric"
 
 h_log "SIGHUP with a broken config: refused, the old one keeps running"
 runs=$(metric drd_job_runs_total "$SNAP")
