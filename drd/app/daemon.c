@@ -1120,8 +1120,9 @@ static void peers_build(daemon_t *d, job *jobs, size_t *n, const job *old, size_
         j->peer_ready = -1;
         j->run_now = 1;
         j->own_sched = (dr_schedule){.kind = DR_SCHED_EVERY, .every_ms = c->peers[i].interval_ms};
-        snprintf(j->own_sched.text, sizeof j->own_sched.text, "@every %" PRId64 "ms",
-                 c->peers[i].interval_ms);
+        char dur[32];
+        snprintf(j->own_sched.text, sizeof j->own_sched.text, "@every %s",
+                 dr_format_duration_ms(c->peers[i].interval_ms, dur, sizeof dur));
         j->sched = &j->own_sched;
         snprintf(j->name, sizeof j->name, "%s", c->peers[i].name);
         dr_backoff_init(&j->backoff, 500, 60000);

@@ -49,7 +49,7 @@ h_wait_until 30 "b sees a" is "$PORT_B" drd_site_up 'site="a"' 1
 h_wait_until 10 "a sees b ready" is "$PORT_A" drd_site_ready 'site="b"' 1
 last=$(metric "$PORT_A" drd_site_last_contact_seconds 'site="b"')
 awk -v v="$last" 'BEGIN { exit !(v >= 0 && v < 3) }' || h_fail "last contact ${last}s ago, with a probe every second"
-[[ -n "$(metric "$PORT_A" drd_job_runs_total 'kind="peer",job="b"')" ]] || h_fail "no drd_job_runs_total of the peer job"
+[[ -n "$(metric "$PORT_A" drd_job_runs_total 'kind="peer",name="b"')" ]] || h_fail "no drd_job_runs_total of the peer job"
 h_run_drd 30 status --config "$H_TMP/a.yaml"
 h_assert_eq "$rc" 0 "drd status (stderr: $err)"
 h_assert_contains "$out" "peer b: " "drd status lists the peer"

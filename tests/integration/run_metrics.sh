@@ -6,8 +6,8 @@
 # label "job" (it would clash with Prometheus's own: the jobs' label is name), and the configured
 # bounds are exported: drd_replicate_max_lag_seconds (only for a job with max_lag),
 # drd_replicate_ready and drd_replicate_alarm as drd replicate etcd exports them,
-# drd_job_interval_seconds per scheduled job. drd status prints derived schedules as the config
-# spells durations ("@every 5s", not "@every 5000ms").
+# drd_job_interval_seconds per scheduled job. drd status prints derived schedules (verify, probe,
+# point, a peer's probe) as the config spells durations ("@every 5s", not "@every 5000ms").
 source "${HARNESS:-$(dirname "$0")/../harness}/etcd.sh"
 command -v promtool >/dev/null || h_fail "promtool is missing: bash scripts/deps.sh installs it"
 
@@ -19,6 +19,7 @@ h_etcdctl primary put /registry/secrets/default/s 1 >/dev/null
 h_drd key generate --out "$H_TMP/keys" >/dev/null
 h_free_port PORT
 LISTEN=127.0.0.1:$PORT
+h_free_port DEAD_PORT # the other site's drd: nothing listens there
 mkdir -p "$H_TMP/store"
 cat >"$H_TMP/drd.yaml" <<YAML
 listen: $LISTEN
@@ -38,6 +39,8 @@ snapshots:
   - { name: nightly, cluster: primary, store: main, schedule: "0 3 * * *" }
 drills:
   - { name: proof, store: main, schedule: "@every 1h" }
+peers:
+  other: { url: "http://127.0.0.1:$DEAD_PORT", interval: 4s, timeout: 1s }
 YAML
 
 get() { curl -s --max-time 5 "http://$LISTEN$1"; }
@@ -55,8 +58,9 @@ lint=$(promtool check metrics <"$H_TMP/scrape.txt" 2>&1) || h_fail "promtool che
 h_log "no series twice, no label job"
 dups=$(grep -v '^#' "$H_TMP/scrape.txt" | awk '{ print $1 }' | sort | uniq -d)
 h_assert_eq "$dups" "" "series printed twice"
-h_assert_eq "$(grep -c '^drd_site_up{' "$H_TMP/scrape.txt")" 1 "one drd_site_up for the one probed cluster"
-h_assert_eq "$(grep -c '^drd_site_last_contact_seconds{' "$H_TMP/scrape.txt")" 1 "one drd_site_last_contact_seconds"
+h_assert_eq "$(grep -c '^drd_site_up{cluster=' "$H_TMP/scrape.txt")" 1 "one drd_site_up for the one probed cluster"
+h_assert_eq "$(grep -c '^drd_site_last_contact_seconds{cluster=' "$H_TMP/scrape.txt")" 1 "one drd_site_last_contact_seconds"
+h_assert_contains "$(cat "$H_TMP/scrape.txt")" 'drd_site_up{site="other"} 0' "the peer"
 if grep -E '[{,]job="' "$H_TMP/scrape.txt"; then h_fail "a series labelled job"; fi
 for f in HELP TYPE; do
     n=$(grep "^# $f " "$H_TMP/scrape.txt" | awk '{ print $3 }' | sort | uniq -d)
@@ -83,6 +87,7 @@ h_assert_eq "$rc" 0 "drd status (stderr: $err)"
 h_assert_contains "$out" "schedule @every 5s," "the probe's schedule"
 h_assert_contains "$out" "schedule @every 7s," "verify's schedule"
 h_assert_contains "$out" "schedule @every 10s," "the store's point"
+h_assert_contains "$out" "schedule @every 4s," "the peer's probe"
 if grep -qE '@every [0-9]+ms' <<<"$out"; then h_fail "a schedule in ms: $out"; fi
 h_stop drd
 h_pass
