@@ -11,6 +11,7 @@
 #include "drd/core/core.h"
 
 #include <ctype.h>
+#include <inttypes.h>
 #include <stdio.h>
 #include <string.h>
 
@@ -45,6 +46,58 @@ int dr_k8s_enc_key(const void *val, size_t len, char *out, size_t cap)
         return 0;
     int w = snprintf(out, cap, "%.*s:%.*s", (int)pl, p, (int)n, name);
     return w > 0 && (size_t)w < cap;
+}
+
+void dr_k8s_enc_counts_add(dr_k8s_enc_counts *c, const void *val, size_t len)
+{
+    char name[sizeof c->k[0].name];
+    c->values++;
+    if (!dr_k8s_enc_key(val, len, name, sizeof name))
+        return;
+    size_t i = 0;
+    while (i < c->n && strcmp(c->k[i].name, name))
+        i++;
+    if (i == c->n && c->n < DR_K8S_ENC_NAMES)
+        memcpy(c->k[c->n++].name, name, sizeof name);
+    if (i < c->n)
+        c->k[i].n++;
+    else
+        c->other++;
+}
+
+int dr_k8s_enc_counts_json(const dr_k8s_enc_counts *c, dr_buf *out)
+{
+    int rc = dr_buf_printf(out, "{\"values\": %" PRId64 ", \"keys\": {", c->values);
+    for (size_t i = 0; i < c->n && rc == 0; i++) {
+        if (i && (rc = dr_buf_printf(out, ", ")) < 0)
+            break;
+        if ((rc = dr_buf_json_str(out, c->k[i].name, strlen(c->k[i].name))) == 0)
+            rc = dr_buf_printf(out, ": %" PRId64, c->k[i].n);
+    }
+    if (rc == 0)
+        rc = dr_buf_printf(out, "}, \"other\": %" PRId64 "}", c->other);
+    return rc;
+}
+
+void dr_k8s_enc_counts_line(const dr_k8s_enc_counts *c, char *out, size_t cap)
+{
+    size_t o = 0;
+    if (!cap)
+        return;
+    out[0] = 0;
+    for (size_t i = 0; i < c->n && o < cap; i++) {
+        int w = snprintf(out + o, cap - o, "%s%s (%" PRId64 ")", i ? ", " : "", c->k[i].name,
+                         c->k[i].n);
+        o = w < 0 ? cap : o + (size_t)w;
+    }
+    if (c->other && o < cap) {
+        int w = snprintf(out + o, cap - o, "%s%" PRId64 " of other keys", o ? ", " : "", c->other);
+        o = w < 0 ? cap : o + (size_t)w;
+    }
+    if (!c->n && !c->other)
+        snprintf(out, cap, "none");
+    else if (o >= cap && cap > 4)
+        memcpy(out + cap - 4, "...", 4);
 }
 
 static const dr_yaml_node *get(const dr_yaml_node *map, const char *key)

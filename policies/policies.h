@@ -495,4 +495,23 @@ int dr_k8s_enc_key(const void *val, size_t len, char *out, size_t cap);
 typedef int (*dr_k8s_key_cb)(void *ctx, const char *name);
 int dr_k8s_enc_config_keys(const dr_yaml_doc *doc, dr_k8s_key_cb cb, void *ctx);
 
+/* Values counted per "provider:key name" (dr_k8s_enc_key), at most DR_K8S_ENC_NAMES names: the
+ * values of names past them count in other. A fixed table: no allocation, any number of values. */
+#define DR_K8S_ENC_NAMES 64
+typedef struct dr_k8s_enc_counts {
+    struct {
+        char name[300];
+        int64_t n;
+    } k[DR_K8S_ENC_NAMES];
+    size_t n;
+    int64_t values; /* every value seen, encrypted or not */
+    int64_t other;  /* encrypted values of names beyond the table */
+} dr_k8s_enc_counts;
+/* Counts one value (plain values count in values alone). */
+void dr_k8s_enc_counts_add(dr_k8s_enc_counts *c, const void *val, size_t len);
+/* {"values": N, "keys": {"aesgcm:key1": 12, ...}, "other": M} (names escaped) */
+int dr_k8s_enc_counts_json(const dr_k8s_enc_counts *c, dr_buf *out);
+/* "aesgcm:key1 (12), kms:vault (3)", or "none" (truncated to cap with "..."). */
+void dr_k8s_enc_counts_line(const dr_k8s_enc_counts *c, char *out, size_t cap);
+
 #endif

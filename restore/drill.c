@@ -12,7 +12,9 @@
 #include "drd/lib/catalog/catalog.h"
 #include "drd/lib/etcd/etcd.h"
 #include "drd/lib/etcdtool/etcdtool.h"
+#include "drd/lib/json/json.h"
 #include "drd/lib/kube/kube.h"
+#include "policies/policies.h"
 #include "restore_int.h"
 
 #include <inttypes.h>
@@ -47,6 +49,84 @@ static void first_difference(const dr_key_counts *got, const dr_key_counts *want
              want->other);
 }
 
+/* The API server's encryption keys the restored data needs: every value at the revision read a
+ * page at a time (memory: one page), its k8s:enc:<provider>:v<N>:<key>: prefix counted. */
+static int count_enc_keys(dr_etcd *e, int64_t rev, dr_k8s_enc_counts *c)
+{
+    dr_buf last = {0};
+    uint8_t end[1] = {0};
+    int rc = 0;
+    for (;;) {
+        dr_etcd_range_req q = {.key = last.len ? last.data : "\0",
+                               .key_len = last.len ? last.len : 1,
+                               .range_end = end,
+                               .range_end_len = 1,
+                               .revision = rev,
+                               .limit = 500};
+        dr_etcd_range_res res;
+        if ((rc = dr_etcd_range(e, &q, &res)) < 0)
+            break;
+        for (size_t i = 0; i < res.n_kvs; i++) {
+            const dr_etcd_kv *kv = &res.kvs[i];
+            if (last.len && kv->key_len == last.len && !memcmp(kv->key, last.data, last.len))
+                continue; /* a page starts at the last key of the one before */
+            dr_k8s_enc_counts_add(c, kv->value, kv->value_len);
+        }
+        int more = res.more && res.n_kvs;
+        if (more) {
+            last.len = 0;
+            rc = dr_buf_append(&last, res.kvs[res.n_kvs - 1].key, res.kvs[res.n_kvs - 1].key_len);
+        }
+        dr_etcd_range_res_free(&res);
+        if (!more || rc < 0)
+            break;
+    }
+    dr_buf_free(&last);
+    return rc;
+}
+
+typedef struct enc_line {
+    char *out;
+    size_t cap, o;
+} enc_line;
+
+static int enc_line_cb(void *ctx, const char *key, int64_t n)
+{
+    enc_line *l = ctx;
+    if (l->o < l->cap) {
+        int w =
+            snprintf(l->out + l->o, l->cap - l->o, "%s%s (%" PRId64 ")", l->o ? ", " : "", key, n);
+        l->o = w < 0 ? l->cap : l->o + (size_t)w;
+    }
+    return 0;
+}
+
+int dr_drill_enc_line(const char *report, char *out, size_t cap)
+{
+    dr_json *j = NULL;
+    int64_t values = 0, other = 0;
+    enc_line l = {.out = out, .cap = cap};
+    if (cap)
+        out[0] = 0;
+    int rc = dr_json_parse(report, strlen(report), &j);
+    if (rc == 0)
+        rc = dr_json_i64(j, "encryption_keys.values", &values);
+    if (rc == 0)
+        rc = dr_json_i64(j, "encryption_keys.other", &other);
+    if (rc == 0)
+        rc = dr_json_each_i64(j, "encryption_keys.keys", enc_line_cb, &l);
+    dr_json_free(j);
+    if (rc < 0)
+        return rc;
+    if (other && l.o < cap)
+        enc_line_cb(&l, "values of further keys", other);
+    if (l.o < cap)
+        snprintf(out + l.o, cap - l.o, "%s%" PRId64 " values read", l.o ? "; " : "none; ", values);
+    else if (cap > 4)
+        memcpy(out + cap - 4, "...", 4);
+    return 0;
+}
+
 static void json_checks(dr_buf *b, const check *c, int n)
 {
     dr_buf_printf(b, "\"checks\": [");
@@ -63,7 +143,8 @@ int dr_drill_run(dr_repo *repo, const dr_restore_plan *p, dr_progress *progress,
                  dr_key_counts *keys, char **report)
 {
     dr_key_counts got = {0}, want = {0};
-    int counted = 0, recorded = 0;
+    dr_k8s_enc_counts *enc = calloc(1, sizeof *enc);
+    int counted = 0, recorded = 0, enc_counted = 0;
     int rc = 0, nc = 0, all_ok = 1;
     check c[8];
     memset(c, 0, sizeof c);
@@ -72,6 +153,10 @@ int dr_drill_run(dr_repo *repo, const dr_restore_plan *p, dr_progress *progress,
     dr_etcd *e = NULL;
     int64_t started = dr_wall_ms(), t0 = dr_mono_ms(), rto = -1, replayed = 0;
     char failure[1024] = "";
+    if (!enc) {
+        rc = dr_error_set(DR_ENOMEM, "out of memory");
+        goto out;
+    }
     if ((rc = dr_fs_mkdtemp("drill", scratch, sizeof scratch)) < 0)
         goto out;
     snprintf(data, sizeof data, "%s/data", scratch);
@@ -135,6 +220,10 @@ int dr_drill_run(dr_repo *repo, const dr_restore_plan *p, dr_progress *progress,
             goto out;
         recorded = 1;
     }
+    dr_progress_phase(progress, "counting encryption keys");
+    if ((rc = count_enc_keys(e, p->target, enc)) < 0)
+        goto out;
+    enc_counted = 1;
     if (!p->n_segs && recorded) {
         c[nc].name = "key_counts";
         c[nc].ok = dr_key_counts_equal(&got, &want);
@@ -191,6 +280,11 @@ out:
     } else {
         dr_buf_printf(&b, "null");
     }
+    dr_buf_printf(&b, ", \"encryption_keys\": ");
+    if (enc_counted)
+        dr_k8s_enc_counts_json(enc, &b);
+    else
+        dr_buf_printf(&b, "null");
     dr_buf_printf(&b, ", \"failure\": ");
     dr_buf_json_str(&b, failure, strlen(failure));
     dr_buf_printf(&b, "}");
@@ -214,6 +308,7 @@ out:
     }
     dr_key_counts_free(&got);
     dr_key_counts_free(&want);
+    free(enc);
     if (rc < 0)
         return rc;
     if (!all_ok)

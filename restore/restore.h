@@ -90,4 +90,10 @@ int dr_restore_keys(dr_repo *repo, const dr_restore_plan *p, const char *prefix,
 int dr_drill_run(dr_repo *repo, const dr_restore_plan *p, dr_progress *progress,
                  dr_key_counts *keys, char **report);
 
+/* The encryption keys a drill's report says the restored data needs, as one line ("aesgcm:key1
+ * (12), kms:vault (3); 230 values read", "none; 230 values read"): the API server's
+ * k8s:enc:<provider>:v<N>:<key>: prefixes of every restored value, counted per provider and key
+ * name. DR_ENOTFOUND when the report has none (the drill failed before counting). */
+int dr_drill_enc_line(const char *report, char *out, size_t cap);
+
 #endif

@@ -276,6 +276,10 @@ static void print_report(const char *json, const dr_restore_plan *p, const dr_ke
         printf("restored: %s\n", line);
         print_key_table(p, got, want);
     }
+    if (dr_drill_enc_line(json, line, sizeof line) == 0)
+        printf("encryption keys: %s\n", line);
+    else
+        dr_error_clear();
     printf("%s\n", json);
 }
 

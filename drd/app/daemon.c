@@ -326,9 +326,20 @@ static int run_drill(job *j, char *detail, size_t cap)
         pthread_mutex_lock(&d->mu);
         j->drill_rto_ms = strtoll(rto + 10, NULL, 10);
         pthread_mutex_unlock(&d->mu);
-        snprintf(detail, cap, "revision %" PRId64 " (%s + %zu segments), restore time %.1fs%s%s",
-                 p.target, p.base.id, p.n_segs, (double)j->drill_rto_ms / 1000.0,
-                 keys_line[0] ? "; keys: " : "", keys_line);
+        char enc[256];
+        int saved = dr_error_code();
+        char msg[1024];
+        snprintf(msg, sizeof msg, "%s", dr_error_msg());
+        if (dr_drill_enc_line(report, enc, sizeof enc) < 0)
+            enc[0] = 0;
+        if (saved) /* the drill's error stays the job's */
+            dr_error_set(saved, "%s", msg);
+        else
+            dr_error_clear();
+        snprintf(
+            detail, cap, "revision %" PRId64 " (%s + %zu segments), restore time %.1fs%s%s%s%s",
+            p.target, p.base.id, p.n_segs, (double)j->drill_rto_ms / 1000.0,
+            keys_line[0] ? "; keys: " : "", keys_line, enc[0] ? "; encryption keys: " : "", enc);
     }
     free(report);
     dr_restore_plan_free(&p);

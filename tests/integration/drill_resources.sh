@@ -10,7 +10,10 @@ export DRD_CATALOG_DIR=$H_TMP/catalog
 h_etcd_start primary "$H_TMP/primary"
 put() { h_etcdctl primary put "$1" "${2:-v}" >/dev/null; }
 for i in $(seq 1 12); do put "/registry/pods/ns$((i % 3))/p$i"; done
-for i in 1 2 3; do put "/registry/secrets/ns1/s$i"; done
+# secrets as the API server stores them encrypted: two under an aescbc key, one under a KMS v2 key
+put /registry/secrets/ns1/s1 "k8s:enc:aescbc:v1:key1:ciphertext1"
+put /registry/secrets/ns1/s2 "k8s:enc:aescbc:v1:key1:ciphertext2"
+put /registry/secrets/ns1/s3 "k8s:enc:kms:v2:vault:ciphertext3"
 put /registry/apiregistration.k8s.io/apiservices/v1.apps
 put /registry/apiregistration.k8s.io/apiservices/v1.batch
 put /registry/configmaps/kube-system/c1
@@ -51,11 +54,13 @@ h_assert_eq "$rc" 0 "drill (stdout: $out, stderr: $err)"
 h_assert_contains "$out" "restored: 11 pods, 3 secrets, 2 apiregistration.k8s.io/apiservices, 1 configmaps, 3 other" "summary line"
 grep -Eq '^  pods +11 +11$' <<<"$out" || h_fail "no side-by-side row for pods: $out"
 grep -Eq '^  \(other keys\) +3 +3$' <<<"$out" || h_fail "no row for the other keys: $out"
+h_assert_contains "$out" $'\nencryption keys: aescbc:key1 (2), kms:vault (1); 20 values read\n' "the encryption keys the restored data needs"
 h_run_drd 120 drill "${K[@]}" --json
 h_assert_eq "$rc" 0 "drill --json (stderr: $err)"
 h_assert_eq "$(jq -r '.checks[] | select(.name == "key_counts") | .ok' <<<"$out")" true "key_counts check"
 h_assert_eq "$(jq '.keys.restored.resources.pods' <<<"$out")" 11 "restored pods"
 h_assert_eq "$(jq '.keys.snapshot.resources.secrets' <<<"$out")" 3 "recorded secrets"
+h_assert_eq "$(jq -c '.encryption_keys' <<<"$out")" '{"values":20,"keys":{"aescbc:key1":2,"kms:vault":1},"other":0}' "encryption keys in the json report"
 
 h_log "a drill through segments reports the restored counts and the snapshot's"
 rev0=$(h_etcd_revision primary)
@@ -73,6 +78,7 @@ h_assert_eq "$(jq '.keys.revision' <<<"$out")" "$rev" "counted at the point"
 h_assert_eq "$(jq '[.keys.restored.resources.pods, .keys.restored.resources.secrets]' -c <<<"$out")" "[14,2]" "restored at the point"
 h_assert_eq "$(jq '[.keys.snapshot.resources.pods, .keys.snapshot.resources.secrets]' -c <<<"$out")" "[11,3]" "the snapshot's"
 h_assert_eq "$(jq '[.checks[] | select(.name == "key_counts")] | length' <<<"$out")" 0 "no count check past the snapshot"
+h_assert_eq "$(jq -c '.encryption_keys.keys' <<<"$out")" '{"aescbc:key1":1,"kms:vault":1}' "encryption keys counted at the point (s1 deleted)"
 
 h_log "a recorded count the data does not match fails the drill"
 # an unencrypted object made consistently wrong: outer and sealed manifest both claim 12 pods and

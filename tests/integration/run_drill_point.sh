@@ -32,9 +32,12 @@ drill_at() { [[ "$(drill_detail)" == "revision $1 ("*" + "[1-9]*" segments), res
 h_bg drd h_drd run --config "$H_TMP/drd.yaml"
 h_wait_until 30 "status server" up
 for i in $(seq 1 20); do h_etcdctl primary put "/registry/pods/p$i" "$i" >/dev/null; done
+for i in 1 2 3; do h_etcdctl primary put "/registry/secrets/ns/s$i" "k8s:enc:aesgcm:v1:key2:ct$i" >/dev/null; done
 rev=$(h_etcd_revision primary)
 h_wait_until 60 "a drill of revision $rev through segments" drill_at "$rev"
 h_log "drill: $(drill_detail)"
+# the encryption keys the restored data needs, in the job's status
+h_assert_contains "$(drill_detail)" "; encryption keys: aesgcm:key2 (3); 23 values read" "drill detail names the keys in use"
 # the drill's restored keys per resource: /status, drd status, and capped metrics
 h_assert_eq "$(get /status | jq -c '.jobs[] | select(.kind == "drill") | [.keys.revision, .keys.restored.resources.pods, .keys.snapshot != null]')" "[$rev,20,true]" "/status: restored pods at the point, and the snapshot's"
 h_assert_contains "$(get /metrics)" 'drd_drill_keys{name="proof",resource="pods"} 20' "drd_drill_keys"

@@ -238,11 +238,45 @@ static void test_enc_keys(void **state)
     dr_buf_free(&b);
 }
 
+/* values counted per key name; names past the table go to other; the line and JSON forms */
+static void test_enc_counts(void **state)
+{
+    (void)state;
+    dr_k8s_enc_counts *c = calloc(1, sizeof *c);
+    char line[64], v[64];
+    dr_buf b = {0};
+    assert_non_null(c);
+    dr_k8s_enc_counts_line(c, line, sizeof line);
+    assert_string_equal(line, "none");
+    dr_k8s_enc_counts_add(c, "k8s:enc:aesgcm:v1:k1:x", 22);
+    dr_k8s_enc_counts_add(c, "plain", 5);
+    dr_k8s_enc_counts_add(c, "k8s:enc:kms:v2:vault:x", 22);
+    dr_k8s_enc_counts_add(c, "k8s:enc:aesgcm:v1:k1:y", 22);
+    dr_k8s_enc_counts_line(c, line, sizeof line);
+    assert_string_equal(line, "aesgcm:k1 (2), kms:vault (1)");
+    assert_int_equal(dr_k8s_enc_counts_json(c, &b), 0);
+    assert_string_equal(b.data, "{\"values\": 4, \"keys\": {\"aesgcm:k1\": 2, \"kms:vault\": 1}, "
+                                "\"other\": 0}");
+    for (int i = 0; i < DR_K8S_ENC_NAMES; i++) { /* 62 more fill the table, 2 go to other */
+        int n = snprintf(v, sizeof v, "k8s:enc:aescbc:v1:n%d:x", i);
+        dr_k8s_enc_counts_add(c, v, (size_t)n);
+    }
+    assert_int_equal(c->n, DR_K8S_ENC_NAMES);
+    assert_int_equal(c->other, 2);
+    assert_int_equal(c->values, 4 + DR_K8S_ENC_NAMES);
+    dr_k8s_enc_counts_line(c, line, sizeof line);
+    assert_int_equal(strlen(line), sizeof line - 1);
+    assert_string_equal(line + sizeof line - 4, "...");
+    dr_buf_free(&b);
+    free(c);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
-        cmocka_unit_test(test_shipped), cmocka_unit_test(test_good),     cmocka_unit_test(test_bad),
-        cmocka_unit_test(test_machine), cmocka_unit_test(test_enc_keys),
+        cmocka_unit_test(test_shipped),  cmocka_unit_test(test_good),
+        cmocka_unit_test(test_bad),      cmocka_unit_test(test_machine),
+        cmocka_unit_test(test_enc_keys), cmocka_unit_test(test_enc_counts),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
