@@ -408,24 +408,18 @@ static void body_json(const runner *r, dr_buf *b)
 
 /* ---- encryption keys ---- */
 
-typedef struct key_count {
-    char name[300];
-    int64_t n;
-    int offered;
-} key_count;
-
+/* the key names in use, each marked once an EncryptionConfiguration offers it */
 typedef struct key_scan {
-    key_count k[64];
-    size_t n;
-    int64_t other; /* values of names beyond the table */
+    dr_k8s_enc_counts c;
+    int offered[DR_K8S_ENC_NAMES];
 } key_scan;
 
 static int offered_cb(void *arg, const char *name)
 {
     key_scan *ks = arg;
-    for (size_t i = 0; i < ks->n; i++)
-        if (!strcmp(ks->k[i].name, name))
-            ks->k[i].offered = 1;
+    for (size_t i = 0; i < ks->c.n; i++)
+        if (!strcmp(ks->c.k[i].name, name))
+            ks->offered[i] = 1;
     return 0;
 }
 
@@ -438,7 +432,6 @@ static int check_keys(runner *r, char *res, size_t cap)
     key_scan *ks = calloc(1, sizeof *ks);
     dr_buf last = {0};
     int rc = ks ? open_site(r, r->new_i, 0, &e) : dr_error_set(DR_ENOMEM, "out of memory");
-    int64_t values = 0;
     uint8_t end[1] = {0};
     while (rc == 0) {
         dr_etcd_range_req q = {.key = last.len ? last.data : "\0",
@@ -450,22 +443,10 @@ static int check_keys(runner *r, char *res, size_t cap)
         if ((rc = dr_etcd_range(e, &q, &res_)) < 0)
             break;
         for (size_t i = 0; i < res_.n_kvs; i++) {
-            char name[300];
             const dr_etcd_kv *kv = &res_.kvs[i];
             if (last.len && kv->key_len == last.len && !memcmp(kv->key, last.data, last.len))
                 continue; /* the page starts at the last key of the one before */
-            values++;
-            if (!dr_k8s_enc_key(kv->value, kv->value_len, name, sizeof name))
-                continue;
-            size_t k = 0;
-            while (k < ks->n && strcmp(ks->k[k].name, name))
-                k++;
-            if (k == ks->n && ks->n < sizeof ks->k / sizeof ks->k[0])
-                snprintf(ks->k[ks->n++].name, sizeof ks->k[0].name, "%s", name);
-            if (k < ks->n)
-                ks->k[k].n++;
-            else
-                ks->other++;
+            dr_k8s_enc_counts_add(&ks->c, kv->value, kv->value_len);
         }
         int more = res_.more && res_.n_kvs;
         if (more) {
@@ -496,12 +477,12 @@ static int check_keys(runner *r, char *res, size_t cap)
     }
     dr_buf in_use = {0}, missing = {0};
     int64_t need = 0;
-    for (size_t i = 0; i < ks->n; i++) {
-        dr_buf_printf(&in_use, "%s%s (%" PRId64 ")", i ? ", " : "", ks->k[i].name, ks->k[i].n);
-        if (ec && !ks->k[i].offered) {
+    for (size_t i = 0; i < ks->c.n; i++) {
+        dr_buf_printf(&in_use, "%s%s (%" PRId64 ")", i ? ", " : "", ks->c.k[i].name, ks->c.k[i].n);
+        if (ec && !ks->offered[i]) {
             dr_buf_printf(&missing, "%s%s (%" PRId64 " objects)", missing.len ? ", " : "",
-                          ks->k[i].name, ks->k[i].n);
-            need += ks->k[i].n;
+                          ks->c.k[i].name, ks->c.k[i].n);
+            need += ks->c.k[i].n;
         }
     }
     if (missing.len)
@@ -512,10 +493,10 @@ static int check_keys(runner *r, char *res, size_t cap)
                           r->x.new_name, ec, missing.data, need, r->x.new_name);
     else
         snprintf(res, cap, "encryption keys in use on %s (%" PRId64 " values read): %s%s",
-                 r->x.new_name, values, in_use.len ? in_use.data : "none",
-                 !ks->n ? ""
-                 : ec   ? "; all offered by its EncryptionConfiguration"
-                        : "; not compared (failover.encryption_config is not set)");
+                 r->x.new_name, ks->c.values, in_use.len ? in_use.data : "none",
+                 !ks->c.n ? ""
+                 : ec     ? "; all offered by its EncryptionConfiguration"
+                          : "; not compared (failover.encryption_config is not set)");
     dr_buf_free(&in_use);
     dr_buf_free(&missing);
     free(ks);
