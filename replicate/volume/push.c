@@ -280,8 +280,14 @@ static int exchange(push *p, int fd)
     if (fd < 0 || (type != M_WANT_WHOLE && type != M_WANT_DELTA))
         return unexpected(type, p->e.path);
     rc = type == M_WANT_WHOLE ? send_whole(p, fd) : send_delta(p, fd);
+    int delta = type == M_WANT_DELTA;
     if (rc == 0)
         rc = recv_reply(p, &type, &n);
+    if (rc == 0 && delta && type == M_WANT_WHOLE) { /* the delta's result was not our file */
+        rc = send_whole(p, fd);
+        if (rc == 0)
+            rc = recv_reply(p, &type, &n);
+    }
     if (rc == 0 && type != M_DONE)
         rc = unexpected(type, p->e.path);
     return rc < 0 ? rc : handle_done(p, n);

@@ -445,7 +445,20 @@ static int do_file(session *s, frame *top, const char *base)
         rc = tfd;
         goto out;
     }
-    if ((rc = receive_file(s, tfd, delta, basis)) < 0)
+    rc = receive_file(s, tfd, delta, basis);
+    if (rc == DR_ECHECKSUM && delta) {
+        /* a strong-sum collision, or the file changed while the source read it: once more,
+         * whole */
+        dr_warn("volume %s: '%s' differs from the source after its delta; asking for it whole",
+                s->name, s->e.path);
+        delta = 0;
+        rc = ftruncate(tfd, 0) == 0
+                 ? dr_tls_send(s->t, M_WANT_WHOLE, NULL, 0)
+                 : dr_error_set(DR_EIO, "truncate '%s': %s", s->e.path, strerror(errno));
+        if (rc == 0)
+            rc = receive_file(s, tfd, 0, -1);
+    }
+    if (rc < 0)
         goto out;
     if ((rc = finish_tmp(s, top->fd, tfd, tmp, base)) < 0)
         goto out;

@@ -14,6 +14,8 @@
  *                                    <-      DONE action          (nothing to send)
  *                                    <-      WANT_WHOLE           -> DATA* FILE_END  <- DONE
  *                                    <-      WANT_DELTA SIG* SIG_END -> DELTA* FILE_END <- DONE
+ *                                               (or, when the patched file's sha256 is not the
+ *                                               source's: <- WANT_WHOLE -> DATA* FILE_END <- DONE)
  *   DIR_END path                     ->
  *                                    <-      DELETED name* DIR_DONE
  *   COMPLETE literal matched         ->

@@ -6,10 +6,12 @@ answered>" ("ERROR <text>" when it refused, "DONE" / other message types when it
 
   vol_evil.py HOST PORT CA CERT KEY OUTSIDE SCENARIO...
 """
+import hashlib
 import socket
 import ssl
 import struct
 import sys
+import time
 
 host, port, ca, cert, key, outside = sys.argv[1:7]
 scenarios = sys.argv[7:]
@@ -19,8 +21,8 @@ def s16(b):
     return struct.pack(">H", len(b)) + b
 
 
-def entry(kind, path, target=b"", size=0, mode=0o644):
-    return (kind + struct.pack(">IIIQIQ", mode, 0, 0, 1600000000, 0, size) + s16(path) +
+def entry(kind, path, target=b"", size=0, mode=0o644, mtime=1600000000):
+    return (kind + struct.pack(">IIIQIQ", mode, 0, 0, mtime, 0, size) + s16(path) +
             s16(target) + b"\0")
 
 
@@ -129,6 +131,38 @@ def run(name):
             return "file: " + r
         c.send(b"D", struct.pack(">QBI", 2, 0, 4) + b"evil")
         return c.ask(b"\0", t=b"e")
+    if name == "delta-mismatch":
+        # a delta whose result is not the file the source announces (as a strong-sum collision
+        # would make it): the destination asks for the file whole, and takes it
+        r = c.ask(entry(b"f", b"dm", size=8))
+        if r != "WANT_WHOLE":
+            return "first: " + r
+        c.send(b"D", struct.pack(">QBI", 0, 0, 8) + b"abcdefgh")
+        r = c.ask(b"\0", t=b"e")
+        if r != "DONE":
+            return "first end: " + r
+        c.s.close()
+        for _ in range(100):  # until the server has seen the close and let go of the volume
+            c = Conn()
+            if c.hello()[0] == "h":
+                break
+            time.sleep(0.1)
+        root(c)
+        r = c.ask(entry(b"f", b"dm", size=8, mtime=1600000001))
+        if r != "WANT_DELTA":
+            return "second: " + r
+        typ, _ = c.recv()
+        while typ == "S":
+            typ, _ = c.recv()
+        if typ != "Z":
+            return "signature: " + typ
+        delta = struct.pack(">I", 0x72730236) + b"\x08" + b"XXXXXXXX" + b"\0"
+        c.send(b"X", struct.pack(">BI", 0, len(delta)) + delta)
+        r = c.ask(b"\1" + hashlib.sha256(b"12345678").digest(), t=b"e")
+        if r != "WANT_WHOLE":
+            return "after a wrong delta: " + r
+        c.send(b"D", struct.pack(">QBI", 0, 0, 8) + b"12345678")
+        return "WANT_WHOLE, then " + c.ask(b"\0", t=b"e")
     if name == "huge-frame":
         c.send_raw(b"N" + struct.pack(">I", 0x7FFFFFFF))
         typ, body = c.recv()

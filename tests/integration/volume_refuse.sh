@@ -2,10 +2,10 @@
 # drd replicate volume refuses what it must: a hostile source (tests/harness/vol_evil.py, over TLS
 # with a valid client certificate) sending '../', absolute names, NUL bytes, paths through a
 # symlink, hard links through a symlink, data beyond a file's size, a huge frame, entries out of
-# order; nothing is written outside the root and the server keeps serving. A wrong PSK, a short
-# PSK, a PSK others can read, a client certificate from another CA are refused at the handshake.
-# Bad input (missing dir, unreadable key file, port in use, bad flags) gives one line and the
-# error's exit code.
+# order; nothing is written outside the root and the server keeps serving; a delta whose result
+# fails the sha256 check is asked for again whole. A wrong PSK, a short PSK, a PSK others can
+# read, a client certificate from another CA are refused at the handshake. Bad input (missing dir,
+# unreadable key file, port in use, bad flags) gives one line and the error's exit code.
 source "${HARNESS:-$(dirname "$0")/../harness}/etcd.sh"
 source "$HARNESS/volume.sh"
 
@@ -23,7 +23,7 @@ before=$(snapshot)
 answers=$(python3 "$HARNESS/vol_evil.py" 127.0.0.1 "$V_PORT" "$CERTS/ca.pem" "$CERTS/client.pem" \
     "$CERTS/client-key.pem" "$OUT" dotdot dotdot-deep absolute nul symlink-parent \
     hardlink-through-symlink publish-symlink dir-over-symlink data-beyond-size huge-frame \
-    out-of-order complete-early)
+    out-of-order complete-early delta-mismatch)
 h_log "answers:
 $answers"
 for sc in dotdot dotdot-deep absolute nul symlink-parent hardlink-through-symlink data-beyond-size \
@@ -37,6 +37,9 @@ h_assert_eq "$(snapshot)" "$before" "nothing written outside the server's root"
 h_assert_eq "$(cat "$OUT/secret")" secret "outside file intact"
 [[ -f "$H_TMP/dst/evil/current/esc/evil" && ! -L "$H_TMP/dst/evil/current/esc" ]] ||
     h_fail "the file meant for the symlink's target is not inside the root"
+h_assert_contains "$answers" "delta-mismatch: WANT_WHOLE, then DONE" \
+    "a delta whose result fails the sha256 check is asked for again whole"
+h_assert_eq "$(cat "$H_TMP/dst/evil/current/dm")" 12345678 "the file sent whole after the bad delta"
 h_running dst || h_fail "the server died"
 grep -q "refused" "$DST_LOG" || h_fail "server log does not say what it refused"
 

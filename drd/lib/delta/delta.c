@@ -75,7 +75,12 @@ static int job_alloc(enum kind k, dr_delta_job **out)
 
 int dr_delta_sig_job_new(uint64_t basis_size, dr_delta_job **out)
 {
-    rs_magic_number magic = RS_RK_BLAKE2_SIG_MAGIC;
+    /* MD4 strong sums (rsync's before 3.0): about a quarter less CPU than librsync's BLAKE2,
+     * the portable reference code (signature + delta of a 143 MB file: 0.41 s against 0.56 s).
+     * A strong sum only picks which basis block a delta copies; every delta's result is checked
+     * against the source's sha256, and a mismatch (a crafted MD4 collision included) makes the
+     * destination ask for the file whole (vol_int.h). */
+    rs_magic_number magic = RS_RK_MD4_SIG_MAGIC;
     size_t bl = dr_delta_block_len(basis_size);
     size_t sl = (size_t)-1;
     if (rs_sig_args((rs_long_t)basis_size, &magic, &bl, &sl) != RS_DONE)
