@@ -61,6 +61,9 @@ typedef struct session {
     vol_entry e;
     int batch; /* answering a BATCH: actions go to bout */
     dr_buf bout;
+    char *anames[VOL_BATCH_MAX]; /* the batch's files to come by delta, for sigahead */
+    size_t an;
+    vol_sigahead *ahead;
 } session;
 
 int dr_vol_name_check(const char *name)
@@ -415,6 +418,9 @@ static int do_file(session *s, frame *top, const char *base)
     if (s->batch) { /* the source sends this entry again, on its own, with the data */
         uint8_t need = A_NEED;
         s->st.files--;
+        if (delta && s->an < VOL_BATCH_MAX && !(s->anames[s->an] = strdup(base)))
+            return dr_error_set(DR_ENOMEM, "out of memory");
+        s->an += delta && s->an < VOL_BATCH_MAX;
         return dr_buf_append(&s->bout, &need, 1);
     }
     if (delta) {
@@ -426,13 +432,20 @@ static int do_file(session *s, frame *top, const char *base)
         uint8_t w = M_WANT_DELTA;
         frame_sink fs = {.base = {&frame_sink_ops}, .t = s->t, .type = M_SIG};
         dr_delta_job *job = NULL;
+        dr_buf sig = {0};
         rc = dr_tls_send(s->t, w, NULL, 0);
-        if (rc == 0)
+        if (rc == 0 && vol_sigahead_take(s->ahead, base, basis, &sig)) {
+            for (size_t off = 0; rc == 0 && off < sig.len; off += 65536)
+                rc = dr_tls_send(s->t, M_SIG, (const uint8_t *)sig.data + off,
+                                 sig.len - off < 65536 ? sig.len - off : 65536);
+        } else if (rc == 0) {
             rc = dr_delta_sig_job_new((uint64_t)st.st_size, &job);
-        if (rc == 0)
-            rc = dr_delta_job_feed_fd(job, basis, &fs.base, NULL);
-        if (rc == 0)
-            rc = dr_delta_job_finish(job, &fs.base);
+            if (rc == 0)
+                rc = dr_delta_job_feed_fd(job, basis, &fs.base, NULL);
+            if (rc == 0)
+                rc = dr_delta_job_finish(job, &fs.base);
+        }
+        dr_buf_free(&sig);
         dr_delta_job_free(job);
         if (rc == 0)
             rc = dr_tls_send(s->t, M_SIG_END, NULL, 0);
@@ -671,6 +684,13 @@ static int do_batch(session *s, size_t n)
         rc = vol_get_end(&r);
     if (rc == 0 && s->bout.len != count)
         rc = dr_error_set(DR_ENOMEM, "out of memory");
+    vol_sigahead_stop(s->ahead); /* the last batch's files have all been asked for */
+    s->ahead = NULL;
+    if (rc == 0 && s->an && s->depth)
+        rc = vol_sigahead_start(&s->ahead, s->stack[s->depth - 1].fd, s->anames, s->an);
+    for (size_t i = 0; i < s->an; i++)
+        free(s->anames[i]);
+    s->an = 0;
     return rc < 0 ? rc : dr_tls_send(s->t, M_BATCH_DONE, s->bout.data, s->bout.len);
 }
 
@@ -889,6 +909,9 @@ static void serve_one(const dr_vol_serve_opts *o, dr_tls_conn *t)
                 (unsigned long long)s.st.files_deleted, (unsigned long long)s.st.wire_received,
                 (long long)s.st.duration_ms);
     }
+    vol_sigahead_stop(s.ahead);
+    for (size_t i = 0; i < s.an; i++)
+        free(s.anames[i]);
     if (s.namefd >= 0 && !(s.flags & VOL_F_DRYRUN))
         vol_status_write(s.namefd, s.name, &s.st, rc);
     while (s.depth)

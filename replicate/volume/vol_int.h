@@ -176,4 +176,13 @@ void vol_status_write(int namefd, const char *name, const struct dr_vol_stats *s
 /* Prometheus text for every name under root. */
 int vol_metrics(const char *root, dr_buf *body);
 
+/* Signatures computed ahead by a thread (sigahead.c) for the files of one directory, named in
+ * the order their deltas will be asked for. start never fails for want of a thread (then *out is
+ * NULL and take always says no). take: 1 and the signature in *sig (the caller's) when the one
+ * computed is of the file open as basis_fd, else 0 (compute it in line). */
+typedef struct vol_sigahead vol_sigahead;
+int vol_sigahead_start(vol_sigahead **out, int dirfd, char *const *names, size_t n);
+int vol_sigahead_take(vol_sigahead *a, const char *name, int basis_fd, dr_buf *sig);
+void vol_sigahead_stop(vol_sigahead *a);
+
 #endif
