@@ -154,6 +154,39 @@ const dr_option dr_options[] = {
      .help = "probe /healthz and /readyz this often (default 5s)"},
     {DR_SCOPE_PEER, "timeout", NULL, DR_OPT_MS, P(timeout_ms), 100, 60000,
      .help = "an answer later than this counts as none (default 3s)"},
+    /* volumes: the flags of drd replicate volume push (role push) and serve (role serve) */
+    {DR_SCOPE_VOLUME, "name", "name", DR_OPT_STR, J(name), .required = 1,
+     .help = "the volume's name, the same on both sides ([A-Za-z0-9._-], 1 to 64)"},
+    {DR_SCOPE_VOLUME, "role", NULL, DR_OPT_ENUM, J(role), .choices = "push|serve", .required = 1,
+     .help = "push: this site's directory to the other site on a schedule; serve: receive it"},
+    {DR_SCOPE_VOLUME, "source", "source", DR_OPT_STR, J(vol_source),
+     .help = "push: the directory to send (a PVC's mount; only read)"},
+    {DR_SCOPE_VOLUME, "to", "to", DR_OPT_STR, J(to),
+     .help = "push: HOST:PORT of the other site's serve"},
+    {DR_SCOPE_VOLUME, "schedule", NULL, DR_OPT_SCHED, J(schedule),
+     .help = "push: as for snapshots; a sync still running when the next is due makes that one "
+             "missed"},
+    {DR_SCOPE_VOLUME, "bwlimit", "bwlimit", DR_OPT_BYTES, J(bwlimit), 1024, 0,
+     .help = "push: cap the bytes sent per second (e.g. 50M, 512KiB)"},
+    {DR_SCOPE_VOLUME, "checksum", "checksum", DR_OPT_BOOL, J(checksum),
+     .help = "push: compare every file by sha256, not by size and time only"},
+    {DR_SCOPE_VOLUME, "listen", "listen", DR_OPT_STR, J(listen),
+     .help = "serve: HOST:PORT or :PORT to accept syncs on"},
+    {DR_SCOPE_VOLUME, "root", "root", DR_OPT_STR, J(root),
+     .help = "serve: where the copies are kept, ROOT/NAME (must exist)"},
+    {DR_SCOPE_VOLUME, "keep", "keep", DR_OPT_INT, J(keep), 1, 10000,
+     .help = "serve: complete copies kept per volume (default 3)"},
+    {DR_SCOPE_VOLUME, "no_sync", "no-sync", DR_OPT_BOOL, J(no_sync),
+     .help = "serve: publish copies without flushing them to disk first"},
+    {DR_SCOPE_VOLUME, "psk_file", "psk-file", DR_OPT_FILE, J(psk_file),
+     .help = "pre-shared key (drd key generate --psk), the same file on both sides"},
+    {DR_SCOPE_VOLUME, "cert", "cert", DR_OPT_FILE, J(cert),
+     .help = "or certificates: this side's (PEM), with key and cacert"},
+    {DR_SCOPE_VOLUME, "key", "key", DR_OPT_FILE, J(key), .help = "this side's private key (PEM)"},
+    {DR_SCOPE_VOLUME, "cacert", "cacert", DR_OPT_FILE, J(cacert),
+     .help = "the CA the peer's certificate must be signed by"},
+    {DR_SCOPE_VOLUME, "timeout", "timeout", DR_OPT_MS, J(timeout_ms), 1000, 86400000,
+     .help = "give up on a peer silent this long (default 120s)"},
     {0, NULL, NULL, 0, 0, 0, 0, NULL, 0, 0, NULL, NULL},
 };
 
@@ -167,12 +200,13 @@ static const struct {
     {"replicate", DR_JOB_REPLICATE, DR_SCOPE_REPLICATE, 0},
     {"snapshots", DR_JOB_SNAPSHOT, DR_SCOPE_SNAPSHOT, 1},
     {"drills", DR_JOB_DRILL, DR_SCOPE_DRILL, 1},
+    {"volumes", DR_JOB_VOLUME, DR_SCOPE_VOLUME, 1},
 };
 #define NSECTIONS (sizeof sections / sizeof sections[0])
 
 const char *dr_job_kind_name(dr_job_kind k)
 {
-    static const char *const names[] = {"replicate", "snapshot", "drill", "segments",
+    static const char *const names[] = {"replicate", "snapshot", "drill", "volume", "segments",
                                         "verify",    "probe",    "point", "peer"};
     _Static_assert(sizeof names / sizeof names[0] == DR_JOB_KINDS, "a name per job kind");
     return k < DR_JOB_KINDS ? names[k] : "?";
@@ -332,9 +366,10 @@ static int parse_map(dr_conf *c, const dr_yaml_node *map, dr_opt_scope scope, vo
 {
     int rc = 0;
     char sub[256], known[512];
-    dr_conf_job *job =
-        scope == DR_SCOPE_REPLICATE || scope == DR_SCOPE_SNAPSHOT || scope == DR_SCOPE_DRILL ? rec
-                                                                                             : NULL;
+    dr_conf_job *job = scope == DR_SCOPE_REPLICATE || scope == DR_SCOPE_SNAPSHOT ||
+                               scope == DR_SCOPE_DRILL || scope == DR_SCOPE_VOLUME
+                           ? rec
+                           : NULL;
     if (map->kind != DR_YAML_MAP)
         return at(c, map, "%s: expected a map of settings, found %s", where, kind_word(map));
     for (size_t i = 0; i < map->n; i++) {
@@ -398,6 +433,41 @@ static int plain_name(const char *s)
     return *s != 0 && *s != '.';
 }
 
+/* A volume job: the keys of its role only, one kind of TLS credentials. */
+static int check_volume(dr_conf *c, dr_conf_job *j)
+{
+    static const char *const push_only[] = {"source", "to", "schedule", "bwlimit", "checksum"};
+    static const char *const serve_only[] = {"listen", "root", "keep", "no_sync"};
+    const char *role = j->role ? "serve" : "push";
+    const char *const *other = j->role ? push_only : serve_only;
+    size_t n_other =
+        j->role ? sizeof push_only / sizeof *push_only : sizeof serve_only / sizeof *serve_only;
+    for (size_t i = 0; i < n_other; i++)
+        if (find_key(j->node, other[i]))
+            return at(c, find_key(j->node, other[i]), "volume %s: '%s' does not apply to role %s",
+                      j->name, other[i], role);
+    const char *need[3] = {j->role ? "listen" : "source", j->role ? "root" : "to",
+                           j->role ? NULL : "schedule"};
+    for (size_t i = 0; i < 3; i++)
+        if (need[i] && !find_key(j->node, need[i]))
+            return at(c, j->node, "volume %s: role %s needs '%s'", j->name, role, need[i]);
+    int certs = !!j->cert + !!j->key + !!j->cacert;
+    if (j->psk_file && certs)
+        return at(c, find_key(j->node, "psk_file"),
+                  "volume %s: psk_file or cert/key/cacert, not both", j->name);
+    if (!j->psk_file && certs != 3)
+        return at(c, j->node,
+                  "volume %s: needs psk_file, or cert, key and cacert (the peer is verified "
+                  "either way)",
+                  j->name);
+    if (strlen(j->name) > 64)
+        return at(c, find_key(j->node, "name"),
+                  "volume %s: a volume name has at most 64 characters", j->name);
+    if (j->role)
+        j->scheduled = 0;
+    return 0;
+}
+
 /* References and the rules that span keys. */
 static int check_job(dr_conf *c, dr_conf_job *j)
 {
@@ -429,6 +499,8 @@ static int check_job(dr_conf *c, dr_conf_job *j)
                       "replicate %s: dest_prefix rewrites exactly one prefix (%zu given)", j->name,
                       j->prefixes.n);
     }
+    if (j->kind == DR_JOB_VOLUME && (rc = check_volume(c, j)) < 0)
+        return rc;
     if (j->has_retention) {
         const dr_retention *r = &j->retention;
         if (!r->keep_last && !r->keep_hourly && !r->keep_daily && !r->keep_weekly &&
@@ -583,6 +655,7 @@ static int parse_jobs(dr_conf *c, const dr_yaml_node *seq, size_t s)
         j->verify_ms = -1; /* the mode's default, below */
         j->window = 8;
         j->compression = DR_COMPRESS_ZSTD;
+        j->keep = 3;
         snprintf(where, sizeof where, "%s[%zu]", sections[s].key, i);
         if ((rc = parse_map(c, j->node, sections[s].scope, j, where)) < 0)
             return rc;
@@ -626,7 +699,7 @@ int dr_conf_from_yaml(dr_yaml_doc *doc, dr_conf **out)
     if (!root || root->kind != DR_YAML_MAP) {
         rc = at(c, root,
                 "expected a map of settings (listen, state_dir, clusters, stores, "
-                "replicate, snapshots, drills)%s",
+                "replicate, snapshots, drills, volumes)%s",
                 root ? "" : ", the file is empty");
         goto out;
     }
@@ -667,7 +740,7 @@ int dr_conf_from_yaml(dr_yaml_doc *doc, dr_conf **out)
         if (!o->key) {
             rc = at(c, k,
                     "unknown key '%s' (known: listen, state_dir, grace, clusters, stores, "
-                    "peers, replicate, snapshots, drills, failover)",
+                    "peers, replicate, snapshots, drills, volumes, failover)",
                     k->value);
             goto out;
         }
@@ -679,7 +752,7 @@ int dr_conf_from_yaml(dr_yaml_doc *doc, dr_conf **out)
         goto out;
     }
     if (c->n_jobs == 0) {
-        rc = at(c, root, "no jobs: add replicate, snapshots or drills");
+        rc = at(c, root, "no jobs: add replicate, snapshots, drills or volumes");
         goto out;
     }
     for (size_t i = 0; i < c->n_jobs; i++)

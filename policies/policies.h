@@ -150,6 +150,7 @@ typedef enum {
     DR_SCOPE_RETENTION, /* dr_retention */
     DR_SCOPE_FAILOVER,  /* dr_conf_failover */
     DR_SCOPE_PEER,      /* dr_conf_peer */
+    DR_SCOPE_VOLUME,    /* dr_conf_job */
 } dr_opt_scope;
 
 typedef enum {
@@ -276,6 +277,7 @@ typedef enum {
     DR_JOB_REPLICATE = 0,
     DR_JOB_SNAPSHOT,
     DR_JOB_DRILL,
+    DR_JOB_VOLUME, /* a volume pair's side: role push (scheduled) or serve (continuous) */
     /* not sections: jobs the daemon derives from a config row (which they share) */
     DR_JOB_SEGMENTS, /* the continuous half of a snapshot job with segments */
     DR_JOB_VERIFY,   /* a replicate job's periodic comparison (verify) */
@@ -309,6 +311,13 @@ typedef struct dr_conf_job {
     int64_t segments_ms;
     dr_retention retention;
     int has_retention;
+    /* volume (the flags of drd replicate volume push|serve) */
+    int role; /* 0 push, 1 serve */
+    const char *vol_source, *to, *listen, *root;
+    const char *psk_file, *cert, *key, *cacert;
+    int64_t bwlimit; /* bytes per second; 0: none */
+    int checksum, keep, no_sync;
+    int64_t timeout_ms; /* a peer silent this long fails the sync (0: 120 s) */
 } dr_conf_job;
 
 /* A file named in the config, for the caller's readability check. */

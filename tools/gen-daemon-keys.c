@@ -19,6 +19,8 @@ static const struct {
     {DR_SCOPE_DRILL, "`drills[]`: scheduled drills (drd drill)", ""},
     {DR_SCOPE_FAILOVER, "`failover`: drd failover and failback (docs/runbooks.md)", ""},
     {DR_SCOPE_PEER, "`peers.<name>`: the other site's daemon, probed", ""},
+    {DR_SCOPE_VOLUME,
+     "`volumes[]`: volume pairs (drd replicate volume push on a schedule, or serve)", ""},
 };
 
 static const char *type_name(dr_opt_type t)

@@ -39,9 +39,12 @@ int cmd_run(int argc, char **argv)
         for (size_t i = 0; i < cfg->c->n_jobs; i++)
             n[cfg->c->jobs[i].kind]++;
         printf("%s: ok (%zu clusters, %zu stores; jobs: %zu replicate, %zu snapshot, %zu "
-               "drill)\n",
+               "drill",
                path, cfg->c->n_clusters, cfg->c->n_stores, n[DR_JOB_REPLICATE], n[DR_JOB_SNAPSHOT],
                n[DR_JOB_DRILL]);
+        if (n[DR_JOB_VOLUME])
+            printf(", %zu volume", n[DR_JOB_VOLUME]);
+        printf(")\n");
         goto out;
     }
     rc = drd_daemon_run(cfg, path);

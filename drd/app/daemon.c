@@ -4,7 +4,7 @@
  * (drd/lib/http) reads the job table under the same mutex. Signal handlers only set flags:
  * SIGTERM/SIGINT drain, SIGHUP reloads.
  *
- * A scheduled job (snapshot, drill):
+ * A scheduled job (snapshot, drill, volume push):
  *
  *     idle --(tick: a scheduled instant is due)--> running --(worker done)--> idle
  *       ^  \--(tick: instants passed unseen: down, or older than half a period)--> missed += n
@@ -15,7 +15,7 @@
  *           the instants it slept through as missed; a run refused by the store's job lock
  *           (DR_EBUSY: the same work is under way elsewhere) is missed too, not failed
  *
- * A continuous job (replicate):
+ * A continuous job (replicate, segments, volume serve):
  *
  *     starting --(worker: dr_repl_run)--> running --(returns an error)--> backoff --(delay)-->
  *     starting; the error stays the job's reason on /readyz and /status until it streams again
@@ -25,6 +25,8 @@
  * a bad config is logged, counted, and the old one keeps running. running --(SIGTERM)-->
  * draining (no new starts, continuous jobs stopped) --(every worker done, or the grace over)-->
  * exit.
+ *
+ * Volume jobs keep their own diagram in daemon_volume.c.
  *
  * Must never run two instances of one job at once, pile up missed runs, block the loop on I/O
  * (workers do the I/O; the loop only writes its small state files), or print a secret.
@@ -100,6 +102,8 @@ typedef struct job {
     /* snapshots, drills: the worker counts into it (atomics), the loop and /status read it */
     dr_progress progress;
     int64_t progress_logged_ms; /* loop thread only: when it last logged the progress */
+    dr_vol_stats vol_st;        /* volume push: the last published copy's figures */
+    int64_t since_ms;           /* when the job was first seen */
 } job;
 
 struct daemon {
@@ -457,6 +461,18 @@ static void *worker(void *arg)
         rc = run_point(j);
     } else if (j->kind == DR_JOB_PEER) {
         rc = run_peer(j);
+    } else if (j->kind == DR_JOB_VOLUME && j->continuous) {
+        rc = drd_volume_serve(j->cj, &j->stop);
+        if (rc == 0 && !j->stop)
+            rc = dr_error_set(DR_EGENERIC, "volume serve ended by itself");
+    } else if (j->kind == DR_JOB_VOLUME) {
+        dr_vol_stats st;
+        rc = drd_volume_push(j->cj, &j->progress, &st, detail, sizeof detail);
+        if (rc == 0) {
+            pthread_mutex_lock(&d->mu);
+            j->vol_st = st;
+            pthread_mutex_unlock(&d->mu);
+        }
     } else if (j->kind == DR_JOB_SNAPSHOT) {
         rc = run_snapshot(j, detail, sizeof detail);
     } else {
@@ -652,6 +668,30 @@ static void job_tick(job *j, int64_t now)
 
 /* ---- the status server ---- */
 
+static void vol_state(const job *j, drd_volume_state *v)
+{
+    *v = (drd_volume_state){.cj = j->cj,
+                            .has_run = j->has_run,
+                            .last_rc = j->last_rc,
+                            .last_success_ms = j->last_success_ms,
+                            .since_ms = j->since_ms,
+                            .missed_total = j->missed_total,
+                            .st = j->vol_st};
+}
+
+/* The drd_volume_* metrics of the push jobs (daemon_volume.c). */
+static void volume_metrics(daemon_t *d, dr_buf *b)
+{
+    drd_volume_state *v = calloc(d->n_jobs + 1, sizeof *v);
+    size_t n = 0;
+    for (size_t i = 0; v && i < d->n_jobs; i++)
+        if (d->jobs[i].kind == DR_JOB_VOLUME && !d->jobs[i].continuous)
+            vol_state(&d->jobs[i], &v[n++]);
+    if (v)
+        drd_volume_metrics(v, n, dr_wall_ms(), b);
+    free(v);
+}
+
 static void json_str(dr_buf *b, const char *key, const char *v)
 {
     dr_buf_printf(b, ",\"%s\":", key);
@@ -678,9 +718,10 @@ static int ready_reason(const daemon_t *d, const job *j, char *buf, size_t cap)
     (void)d;
     if (is_watch(j->kind)) /* for alerting, not readiness */
         return 1;
-    if (j->kind == DR_JOB_SEGMENTS && j->state != J_RUNNING) {
-        snprintf(buf, cap, "segments %s: %s%s%s", j->name, state_names[j->state],
-                 j->reason[0] ? ": " : "", j->reason);
+    if ((j->kind == DR_JOB_SEGMENTS || j->kind == DR_JOB_VOLUME) && j->continuous &&
+        j->state != J_RUNNING) {
+        snprintf(buf, cap, "%s %s: %s%s%s", dr_job_kind_name(j->kind), j->name,
+                 state_names[j->state], j->reason[0] ? ": " : "", j->reason);
         return 0;
     }
     if (j->has_run && j->last_rc < 0 && !j->continuous) {
@@ -952,6 +993,11 @@ static void render_status(daemon_t *d, dr_buf *b)
         if (j->kind == DR_JOB_PROBE || j->kind == DR_JOB_PEER)
             dr_buf_printf(b, ",\"site_up\":%s,\"last_contact\":%.3f", j->site_up ? "true" : "false",
                           (double)j->last_contact_ms / 1000.0);
+        if (j->kind == DR_JOB_VOLUME) {
+            drd_volume_state v;
+            vol_state(j, &v);
+            drd_volume_json(&v, dr_wall_ms(), b);
+        }
         dr_progress_view pv;
         if (j->state == J_RUNNING && dr_progress_read(&j->progress, dr_mono_ms(), &pv)) {
             dr_buf_printf(b, ",\"progress\":");
@@ -1058,6 +1104,11 @@ static void render_text(daemon_t *d, dr_buf *b)
                               j->drill_keys_snap_rev, line);
             }
         }
+        if (j->kind == DR_JOB_VOLUME) {
+            drd_volume_state v;
+            vol_state(j, &v);
+            drd_volume_text(&v, now, b);
+        }
         dr_progress_view pv;
         if (j->state == J_RUNNING && dr_progress_read(&j->progress, dr_mono_ms(), &pv)) {
             char text[400];
@@ -1093,6 +1144,7 @@ static int handler(void *ctx, const char *path, dr_buf *b, const char **ctype)
     } else if (strcmp(path, "/metrics") == 0) {
         *ctype = "text/plain; version=0.0.4";
         render_metrics(d, b);
+        volume_metrics(d, b);
     } else if (strcmp(path, "/status") == 0) {
         *ctype = "application/json";
         render_status(d, b);
@@ -1196,7 +1248,9 @@ static int jobs_build(daemon_t *d, job *old, size_t n_old, int64_t now)
             j->drill_keys.other = j->drill_keys_snap.other = -1;
             j->cj = cj;
             j->kind = kind;
-            j->continuous = j->kind == DR_JOB_REPLICATE || j->kind == DR_JOB_SEGMENTS;
+            j->continuous = j->kind == DR_JOB_REPLICATE || j->kind == DR_JOB_SEGMENTS ||
+                            (j->kind == DR_JOB_VOLUME && cj->role == 1);
+            j->since_ms = now;
             j->sched = &cj->schedule;
             j->run_now = kind == DR_JOB_PROBE || kind == DR_JOB_POINT;
             if (every) {
@@ -1234,6 +1288,8 @@ static int jobs_build(daemon_t *d, job *old, size_t n_old, int64_t now)
                 j->site_up = o->site_up;
                 j->point_rev = o->point_rev;
                 j->point_ms = o->point_ms;
+                j->vol_st = o->vol_st;
+                j->since_ms = o->since_ms;
                 snprintf(j->reason, sizeof j->reason, "%s", o->reason);
             } else if (!j->continuous) {
                 state_load(d, j, now);

@@ -7,6 +7,7 @@
 
 #include "policies/policies.h"
 #include "replicate/replicate.h"
+#include "replicate/volume/volume.h"
 
 typedef struct drd_config {
     dr_conf *c;
@@ -40,6 +41,33 @@ int drd_job_state_read(const drd_config *cfg, dr_job_kind kind, const char *name
 int drd_config_cluster(const drd_config *cfg, const char *name, const dr_etcd_opts **out);
 /* Whether e is fenced (a CORRUPT alarm is active) and its alarms in words (cmd_fence.c). */
 int drd_fence_state(dr_etcd *e, int *fenced, char *desc, size_t cap);
+/* ---- volume jobs (daemon_volume.c) ---- */
+
+/* One push of volume job cj (role push) on a worker thread: 0 when the copy is published, with
+ * its figures in *st and a line for the log in detail; dr_vol_push's errors. */
+int drd_volume_push(const dr_conf_job *cj, dr_progress *progress, dr_vol_stats *st, char *detail,
+                    size_t cap);
+/* Serves cj's volume (role serve) until *stop: 0 when stopped, else dr_vol_serve's errors. */
+int drd_volume_serve(const dr_conf_job *cj, volatile sig_atomic_t *stop);
+
+/* What the daemon knows of a push job, for its metrics and status (all borrowed). */
+typedef struct drd_volume_state {
+    const dr_conf_job *cj;
+    int has_run, last_rc;
+    int64_t last_success_ms; /* the newest published copy (0: none) */
+    int64_t since_ms;        /* when the job was first seen (the age without a copy) */
+    int64_t missed_total;
+    dr_vol_stats st; /* the last successful sync's figures */
+} drd_volume_state;
+
+/* 1 when the last sync failed, or two scheduled instants have passed since the newest copy
+ * (since since_ms when none) without a newer one. */
+int drd_volume_out_of_sync(const drd_volume_state *v, int64_t now);
+/* The drd_volume_* metrics of the n push jobs in v. */
+void drd_volume_metrics(const drd_volume_state *v, size_t n, int64_t now, dr_buf *b);
+/* ,"volume":{...} of /status, and the lines of drd status. */
+void drd_volume_json(const drd_volume_state *v, int64_t now, dr_buf *b);
+void drd_volume_text(const drd_volume_state *v, int64_t now, dr_buf *b);
 
 /* Runs the daemon until SIGTERM/SIGINT (drd_stop); SIGHUP reloads path. Takes cfg. */
 int drd_daemon_run(drd_config *cfg, const char *path);

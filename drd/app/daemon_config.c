@@ -100,6 +100,25 @@ static const char *secret_of(const char *key)
     return NULL;
 }
 
+/* A volume job's PSK and TLS key as the others' secrets (dr_fs_check_secret_fd: ours, not
+ * readable by group or others), refused at the key's position rather than at the first sync. */
+static int check_volume_secrets(const dr_conf *c, const dr_conf_job *j)
+{
+    const char *keys[] = {"psk_file", "key"}, *paths[] = {j->psk_file, j->key};
+    for (size_t i = 0; i < 2; i++) {
+        if (!paths[i])
+            continue;
+        const dr_yaml_node *n = NULL;
+        for (size_t k = 0; k < j->node->n && !n; k++)
+            if (strcmp(j->node->items[2 * k]->value, keys[i]) == 0)
+                n = j->node->items[2 * k + 1];
+        if (dr_fs_check_secret_file(paths[i], keys[i]) < 0)
+            return dr_error_wrap(DR_EUSAGE, "%s:%d:%d: volume %s", c->file,
+                                 n ? n->line : j->at.line, n ? n->col : j->at.col, j->name);
+    }
+    return 0;
+}
+
 int drd_config_load(const char *path, drd_config **out)
 {
     int rc = 0;
@@ -129,6 +148,8 @@ int drd_config_load(const char *path, drd_config **out)
     for (size_t i = 0; i < c->n_jobs; i++) {
         dr_conf_job *j = &c->jobs[i];
         if (j->scheduled && j->schedule.tz_name[0] && (rc = load_zone(cfg, j)) < 0)
+            goto out;
+        if (j->kind == DR_JOB_VOLUME && (rc = check_volume_secrets(c, j)) < 0)
             goto out;
         if (j->kind == DR_JOB_REPLICATE) {
             dr_repl_opts o;

@@ -139,6 +139,7 @@ static int send_whole(push *p, int fd)
                 return rc;
             off += n;
             p->st->whole_bytes += (uint64_t)n;
+            dr_progress_add(p->o->progress, (uint64_t)n);
         }
         pos = hole;
     }
@@ -245,6 +246,7 @@ static int send_delta(push *p, int fd)
         dr_delta_job_stats(job, &lit, &matched);
         p->st->literal += lit;
         p->st->matched += matched;
+        dr_progress_add(p->o->progress, lit + matched);
         dr_sha256_final(h, sha);
         rc = send_file_end(p, 1, sha);
     }
@@ -575,6 +577,7 @@ int dr_vol_push(const dr_vol_push_opts *o, dr_vol_stats *st)
     }
     if (rc == 0 && fstat(root, &rst) != 0)
         rc = dr_error_set(DR_EIO, "stat '%s': %s", o->source, strerror(errno));
+    dr_progress_begin(o->progress, "syncing volume", 0);
     if (rc == 0)
         rc = walk(&p, root, path, &rst);
     if (rc == 0) {
@@ -597,6 +600,7 @@ int dr_vol_push(const dr_vol_push_opts *o, dr_vol_stats *st)
     if (p.t)
         dr_tls_counters(p.t, &st->wire_sent, &st->wire_received);
 out:
+    dr_progress_end(o->progress);
     st->duration_ms = dr_mono_ms() - t0;
     if (rc < 0 && p.t && dr_error_code() != DR_EUNAVAILABLE) {
         const char *m = dr_error_msg();

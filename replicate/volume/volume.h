@@ -54,7 +54,8 @@ typedef struct dr_vol_push_opts {
     dr_tls_opts tls;
     uint64_t bwlimit; /* bytes per second, 0: none */
     int checksum, dry_run;
-    int verbose; /* print each change on stdout */
+    int verbose;           /* print each change on stdout */
+    dr_progress *progress; /* counts the file bytes sent whole or by delta (NULL: none) */
 } dr_vol_push_opts;
 
 /* One sync of source to the destination; returns 0 when the copy is published (dry run: when

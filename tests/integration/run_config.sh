@@ -82,7 +82,8 @@ h_assert_eq "$rc" 0 "a CA bundle and a certificate may be readable by others (st
 
 h_log "every flag the option table names (docs/daemon.md) is a flag of some command"
 docs=$(dirname "$0")/../../docs/daemon.md
-help=$(for c in "replicate etcd" "snapshot save" "snapshot follow" "snapshot prune" "restore" "drill"; do
+help=$(for c in "replicate etcd" "snapshot save" "snapshot follow" "snapshot prune" "restore" "drill" \
+    "replicate volume push" "replicate volume serve"; do
     h_drd $c --help
 done)
 flags=$(sed -n '/^<!-- keys:begin -->$/,/^<!-- keys:end -->$/p' "$docs" | grep -o '`--[^`]*`' | tr -d '`')
