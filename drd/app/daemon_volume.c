@@ -51,7 +51,7 @@ int drd_volume_push(const dr_conf_job *cj, dr_progress *progress, dr_vol_stats *
     int rc = dr_vol_push(&o, st);
     if (rc == 0)
         snprintf(detail, cap,
-                 "copy %s: %" PRIu64 " entries, %" PRIu64 " changed, %" PRIu64
+                 "copy %s: %" PRIu64 " files, %" PRIu64 " changed, %" PRIu64
                  " deleted; sent %" PRIu64 " bytes",
                  st->copy, st->files, st->files_changed, st->files_deleted, st->wire_sent);
     return rc;
@@ -181,7 +181,7 @@ void drd_volume_text(const drd_volume_state *v, int64_t now, dr_buf *b)
                   drd_volume_out_of_sync(v, now) ? "OUT OF SYNC" : "in sync");
     if (st->copy[0])
         dr_buf_printf(b,
-                      "  last copy %s in %.1fs: %" PRIu64 " entries, %" PRIu64 " changed, %" PRIu64
+                      "  last copy %s in %.1fs: %" PRIu64 " files, %" PRIu64 " changed, %" PRIu64
                       " deleted; sent %" PRIu64 " bytes (literal %" PRIu64 ", matched %" PRIu64
                       ")\n",
                       st->copy, (double)st->duration_ms / 1000.0, st->files, st->files_changed,
