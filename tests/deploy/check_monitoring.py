@@ -5,7 +5,7 @@
       the dashboard's structure: unique panel ids, panels inside the 24-column grid and not
       overlapping, every panel with a PromQL target, every template variable used defined;
       every metric the rules and the dashboard name is one drd's source prints (daemon.c,
-      replicate.c) or Prometheus makes (up, ALERTS).
+      daemon_volume.c, replicate.c) or Prometheus makes (up, ALERTS).
   check_monitoring.py live PROMETHEUS_URL RULES DASHBOARD
       against a real Prometheus that scrapes a running daemon with prometheus.yml and loads
       RULES: every selector of every rule and dashboard target (template variables
@@ -162,7 +162,8 @@ def check_live(base, rules, dashboard):
 def main(argv):
     if len(argv) == 4 and argv[1] == 'static':
         root = os.path.join(os.path.dirname(os.path.abspath(__file__)), '..', '..')
-        srcs = [os.path.join(root, 'drd/app/daemon.c'), os.path.join(root, 'replicate/replicate.c')]
+        srcs = [os.path.join(root, p) for p in ('drd/app/daemon.c', 'drd/app/daemon_volume.c',
+                                                  'replicate/replicate.c')]
         used = check_static(argv[2], argv[3], srcs)
         if not problems:
             print(f"static: {len(used)} metrics named, all exported by drd's source")

@@ -7,8 +7,9 @@
 # every rule must evaluate without error, and no alert may be pending while all is well. Then
 # faults, each of which must put its alert in pending state: the keyring readable by others
 # (DrdKeyMaterialUnreadable: the snapshot job fails with DR_EAUTH), and the primary etcd stopped
-# (DrdSiteDown, DrdStandbyNotStreaming).
+# (DrdSiteDown, DrdStandbyNotStreaming), and the volume's destination stopped (DrdVolumeOutOfSync).
 source "${HARNESS:-$(dirname "$0")/../harness}/etcd.sh"
+source "$HARNESS/volume.sh"
 ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)
 PROM_DIR=$ROOT/docs/deploy/prometheus
 CHECK=$ROOT/tests/deploy/check_monitoring.py
@@ -16,6 +17,10 @@ command -v prometheus >/dev/null && command -v promtool >/dev/null ||
     h_fail "prometheus and promtool are missing: bash scripts/deps.sh installs them"
 
 h_tmpdir
+v_setup
+mkdir -p "$H_TMP/vol"
+seq 1 1000 >"$H_TMP/vol/data"
+v_serve volsrv "$H_TMP/volumes" --psk-file "$PSK"
 export DRD_CATALOG_DIR=$H_TMP/catalog
 h_etcd_start primary "$H_TMP/primary"
 h_etcd_start standby "$H_TMP/standby"
@@ -43,6 +48,9 @@ drills:
   - { name: proof, store: main, schedule: "@every 5s" }
 peers: # the other site's drd: here this one itself, which answers (drd_site_up{site})
   self: { url: "http://$LISTEN", interval: 2s, timeout: 1s }
+volumes:
+  - { name: pvc-data, role: push, source: $H_TMP/vol, to: "$V_ADDR", psk_file: $PSK,
+      schedule: "@every 2s" }
 YAML
 
 get() { curl -s --max-time 5 "http://$LISTEN$1"; }
@@ -57,6 +65,7 @@ h_bg drd h_drd run --config "$H_TMP/drd.yaml"
 h_wait_until 60 "a drill passes" at_least 'drd_job_last_success_timestamp_seconds{kind="drill",name="proof"}' 1
 h_wait_until 60 "the store's restorable point" at_least 'drd_store_newest_revision{store="main"}' 1
 h_wait_until 30 "verified" at_least 'drd_replicate_verified_revision{name="apps"}' 1
+h_wait_until 30 "a volume sync" at_least 'drd_volume_last_sync_timestamp_seconds{name="pvc-data"}' 1
 
 h_log "promtool check metrics on a scrape"
 get /metrics >"$H_TMP/scrape.txt"
@@ -109,6 +118,10 @@ h_wait_until 30 "the key alert names the snapshot job" key_alert_names_snapshot
 chmod 0600 "$H_TMP/keys"
 gone() { ! pending "$1"; }
 h_wait_until 60 "DrdKeyMaterialUnreadable gone once the mode is right" gone DrdKeyMaterialUnreadable
+
+h_log "fault: the volume's destination stopped"
+h_stop volsrv
+h_wait_until 60 "DrdVolumeOutOfSync pending" pending DrdVolumeOutOfSync
 
 h_log "fault: the primary etcd stopped"
 h_etcd_stop primary
