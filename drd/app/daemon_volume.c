@@ -102,7 +102,7 @@ void drd_volume_metrics(const drd_volume_state *v, size_t n, int64_t now, dr_buf
          "1 when the last sync failed, or the newest complete copy is older than two scheduled "
          "intervals."},
     };
-    for (size_t k = 0; k < sizeof m / sizeof m[0]; k++) {
+    for (size_t k = 0; n && k < sizeof m / sizeof m[0]; k++) { /* none: no volume lines */
         dr_buf_printf(b, "# HELP %s %s\n# TYPE %s %s\n", m[k].name, m[k].help, m[k].name,
                       m[k].type);
         for (size_t i = 0; i < n; i++) {

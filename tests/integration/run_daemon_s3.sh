@@ -85,7 +85,7 @@ grep -q -- "-incr-" <<<"$keys" || h_fail "curl lists no segment under $P: $keys"
 h_wait_until 120 "a drill passes" at_least drd_job_last_success_timestamp_seconds "$DRILL" 1
 h_assert_eq "$(metric drd_job_last_result "$DRILL")" 0 "the drill's result"
 h_assert_eq "$(metric drd_job_failures_total "$DRILL")" 0 "no failed drill"
-get /metrics | grep -q '^drd_drill_rto_seconds{name="proof"} [0-9]' || h_fail "no drd_drill_rto_seconds"
+grep -q '^drd_drill_rto_seconds{name="proof"} [0-9]' <<<"$(get /metrics)" || h_fail "no drd_drill_rto_seconds"
 h_assert_contains "$(get /status | jq -r '.jobs[] | select(.kind == "drill") | .last_detail')" "restore time" \
     "/status names the drilled point"
 rev=$(h_etcd_revision primary)
