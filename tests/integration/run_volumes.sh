@@ -41,7 +41,7 @@ metric() { # NAME{LABELS} -> value (integer part) on A, 0 when absent
     echo "${v%%.*}" | grep -E '^[0-9]+$' || echo 0
 }
 VOL='name="pvc-data"'
-JOB='kind="volume",job="pvc-data"'
+JOB='kind="volume",name="pvc-data"'
 up() { [[ "$(code "$1" /healthz)" == 200 ]]; }
 has_copy() { [[ -L "$ROOT/pvc-data/latest" ]]; }
 latest_equals_a() { python3 "$V_TREE" compare "$A" "$ROOT/pvc-data/$(readlink "$ROOT/pvc-data/latest")" >/dev/null 2>&1; }
