@@ -276,8 +276,15 @@ static void print_report(const char *json, const dr_restore_plan *p, const dr_ke
         printf("restored: %s\n", line);
         print_key_table(p, got, want);
     }
+    /* a report without the section (the drill failed before counting) prints none; the drill's
+     * own error, if any, must survive this lookup for main to print */
+    int code = dr_error_code();
+    char msg[1024];
+    snprintf(msg, sizeof msg, "%s", dr_error_msg());
     if (dr_drill_enc_line(json, line, sizeof line) == 0)
         printf("encryption keys: %s\n", line);
+    if (code < 0)
+        dr_error_set(code, "%s", msg);
     else
         dr_error_clear();
     printf("%s\n", json);
