@@ -47,6 +47,33 @@ static int diverged(xs *x, const char *fmt, ...)
                         dr_etcd_endpoint(x->tgt), what, reseed_hint);
 }
 
+/* A foreign write on the standby may be its own promotion: a failover raised the epoch and
+ * wrote the record there, naming the standby's cluster, before the record reached this session
+ * through its source (the old primary). That is not divergence but a stale session: it stops as
+ * the reader does for a record in the stream (DR_ESTALE). Anything else keeps rc and its message.
+ */
+static int promoted(xs *x, int rc)
+{
+    char msg[1024];
+    snprintf(msg, sizeof msg, "%s", dr_error_msg());
+    dr_etcd_status ts;
+    dr_epoch te, se;
+    if (dr_etcd_status_get(x->tgt, &ts) == 0 && dr_epoch_read_etcd(x->tgt, &te, NULL) == 0 &&
+        dr_epoch_read_etcd(x->src, &se, NULL) == 0 && te.epoch > se.epoch &&
+        te.cluster_id == ts.header.cluster_id) {
+        char d[256];
+        dr_epoch_describe(&te, d, sizeof d);
+        return dr_error_set(DR_ESTALE,
+                            "refusing to replicate: the standby %s was promoted (%s) while its "
+                            "source %s holds epoch %lld\nHINT: the standby is the primary now; "
+                            "see docs/runbooks.md",
+                            dr_etcd_endpoint(x->tgt), d, dr_etcd_endpoint(x->src),
+                            (long long)se.epoch);
+    }
+    dr_error_set(rc, "%s", msg);
+    return rc;
+}
+
 /* The applier's DR_EDIVERGED is a foreign write on the standby. */
 static int lib_rc(xs *x, int rc)
 {
@@ -449,6 +476,8 @@ out:
                           "in between are gone (%s); %s",
                           (long long)(x->ap ? dr_apply_confirmed(x->ap) : 0), dr_error_msg(),
                           reseed_hint);
+    if (rc == DR_EDIVERGED)
+        rc = promoted(x, rc);
     char msg[1024];
     snprintf(msg, sizeof msg, "%s", rc < 0 ? dr_error_msg() : "");
     if (reader_on)
