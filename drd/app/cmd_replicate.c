@@ -235,14 +235,20 @@ static int render(void *ctx, const char *path, dr_buf *b, const char **ctype)
             dr_buf_printf(b, "alarm: %s\n", l->alarm);
             return 503;
         }
+        /* every reason that holds: a standby that stops answering is both reconnecting and
+         * (soon) lagging, and the lag is what the bound is about */
         int64_t lag = l->stats.lag_ms;
-        if (st == DR_REPL_STREAMING && l->max_lag_ms && lag > l->max_lag_ms) {
+        int lagging = l->max_lag_ms && lag > l->max_lag_ms;
+        if (st == DR_REPL_STREAMING && !lagging) {
+            dr_buf_printf(b, "%s\n", dr_repl_state_name(st));
+            return 200;
+        }
+        if (st != DR_REPL_STREAMING)
+            dr_buf_printf(b, "%s\n", dr_repl_state_name(st));
+        if (lagging)
             dr_buf_printf(b, "lagging: %.1f s behind the source, more than --max-lag %.1f s\n",
                           (double)lag / 1000.0, (double)l->max_lag_ms / 1000.0);
-            return 503;
-        }
-        dr_buf_printf(b, "%s\n", dr_repl_state_name(st));
-        return st == DR_REPL_STREAMING ? 200 : 503;
+        return 503;
     }
     if (strcmp(path, "/status") == 0) {
         *ctype = "application/json";
