@@ -68,14 +68,16 @@ static int count_enc_keys(dr_etcd *e, int64_t rev, dr_k8s_enc_counts *c)
             break;
         for (size_t i = 0; i < res.n_kvs; i++) {
             const dr_etcd_kv *kv = &res.kvs[i];
-            if (last.len && kv->key_len == last.len && !memcmp(kv->key, last.data, last.len))
-                continue; /* a page starts at the last key of the one before */
             dr_k8s_enc_counts_add(c, kv->value, kv->value_len);
         }
         int more = res.more && res.n_kvs;
         if (more) {
             last.len = 0;
             rc = dr_buf_append(&last, res.kvs[res.n_kvs - 1].key, res.kvs[res.n_kvs - 1].key_len);
+            /* the next page starts just after it: key + NUL is its successor (a page may
+             * hold one key when the values are big, so an inclusive start would never move) */
+            if (rc == 0)
+                rc = dr_buf_append(&last, "", 1);
         }
         dr_etcd_range_res_free(&res);
         if (!more || rc < 0)

@@ -444,8 +444,6 @@ static int check_keys(runner *r, char *res, size_t cap)
             break;
         for (size_t i = 0; i < res_.n_kvs; i++) {
             const dr_etcd_kv *kv = &res_.kvs[i];
-            if (last.len && kv->key_len == last.len && !memcmp(kv->key, last.data, last.len))
-                continue; /* the page starts at the last key of the one before */
             dr_k8s_enc_counts_add(&ks->c, kv->value, kv->value_len);
         }
         int more = res_.more && res_.n_kvs;
@@ -453,9 +451,13 @@ static int check_keys(runner *r, char *res, size_t cap)
             last.len = 0;
             rc = dr_buf_append(&last, res_.kvs[res_.n_kvs - 1].key,
                                res_.kvs[res_.n_kvs - 1].key_len);
+            /* the next page starts just after it: key + NUL is its successor (a page may
+             * hold one key when the values are big, so an inclusive start would never move) */
+            if (rc == 0)
+                rc = dr_buf_append(&last, "", 1);
         }
         dr_etcd_range_res_free(&res_);
-        if (!more)
+        if (!more || rc < 0)
             break;
     }
     dr_etcd_close(e);
