@@ -147,6 +147,7 @@ const dr_option dr_options[] = {
     {DR_SCOPE_FAILOVER, "unreachable_for", NULL, DR_OPT_MS, FO(unreachable_ms), 1000, 3600000,
      .help = "emergency: the primary must fail every probe for this long (default 30s)"},
     {DR_SCOPE_FAILOVER, "encryption_config", NULL, DR_OPT_FILE, FO(encryption_config),
+     .secret = "EncryptionConfiguration",
      .help = "the standby's EncryptionConfiguration (check steps compare its key names)"},
     {DR_SCOPE_PEER, "url", NULL, DR_OPT_STR, P(url), .required = 1,
      .help = "http://HOST:PORT: the other site's drd status server (its listen)"},
@@ -179,10 +180,12 @@ const dr_option dr_options[] = {
     {DR_SCOPE_VOLUME, "no_sync", "no-sync", DR_OPT_BOOL, J(no_sync),
      .help = "serve: publish copies without flushing them to disk first"},
     {DR_SCOPE_VOLUME, "psk_file", "psk-file", DR_OPT_FILE, J(psk_file),
+     .secret = "volume pre-shared key",
      .help = "pre-shared key (drd key generate --psk), the same file on both sides"},
     {DR_SCOPE_VOLUME, "cert", "cert", DR_OPT_FILE, J(cert),
      .help = "or certificates: this side's (PEM), with key and cacert"},
-    {DR_SCOPE_VOLUME, "key", "key", DR_OPT_FILE, J(key), .help = "this side's private key (PEM)"},
+    {DR_SCOPE_VOLUME, "key", "key", DR_OPT_FILE, J(key), .secret = "volume TLS key",
+     .help = "this side's private key (PEM)"},
     {DR_SCOPE_VOLUME, "cacert", "cacert", DR_OPT_FILE, J(cacert),
      .help = "the CA the peer's certificate must be signed by"},
     {DR_SCOPE_VOLUME, "timeout", "timeout", DR_OPT_MS, J(timeout_ms), 1000, 86400000,
@@ -351,7 +354,7 @@ static int set_opt(dr_conf *c, const dr_option *o, void *rec, const dr_yaml_node
         if (!f)
             return dr_error_set(DR_ENOMEM, "out of memory");
         c->files = f;
-        f[c->n_files++] = (dr_conf_file){v->value, o->key, {v->line, v->col}};
+        f[c->n_files++] = (dr_conf_file){v->value, o->key, {v->line, v->col}, o->secret};
     }
     if (o->type == DR_OPT_SCHED && job) {
         job->schedule_at = (dr_conf_pos){v->line, v->col};

@@ -320,10 +320,12 @@ typedef struct dr_conf_job {
     int64_t timeout_ms; /* a peer silent this long fails the sync (0: 120 s) */
 } dr_conf_job;
 
-/* A file named in the config, for the caller's readability check. */
+/* A file named in the config, for the caller's readability check; secret is its row's (the
+ * option of the key's scope: a volume's key is no etcd client key), NULL for no secret. */
 typedef struct dr_conf_file {
     const char *path, *key;
     dr_conf_pos at;
+    const char *secret;
 } dr_conf_file;
 
 /* failover: the two sites and the runbooks of drd failover / failback (docs/runbooks.md). */

@@ -89,36 +89,6 @@ void drd_store_repo_opts(const drd_config *cfg, size_t store_i, dr_repo_opts *ro
     }
 }
 
-/* What a file key's file holds when it is a secret ("keyring"), else NULL: such a file gets the
- * check the commands make before they read it (owner, mode: docs/security-local.md), so a
- * keyring others may read is refused here rather than failing every job with DR_EAUTH. */
-static const char *secret_of(const char *key)
-{
-    for (const dr_option *o = dr_options; o->key; o++)
-        if (o->type == DR_OPT_FILE && o->secret && strcmp(o->key, key) == 0)
-            return o->secret;
-    return NULL;
-}
-
-/* A volume job's PSK and TLS key as the others' secrets (dr_fs_check_secret_fd: ours, not
- * readable by group or others), refused at the key's position rather than at the first sync. */
-static int check_volume_secrets(const dr_conf *c, const dr_conf_job *j)
-{
-    const char *keys[] = {"psk_file", "key"}, *paths[] = {j->psk_file, j->key};
-    for (size_t i = 0; i < 2; i++) {
-        if (!paths[i])
-            continue;
-        const dr_yaml_node *n = NULL;
-        for (size_t k = 0; k < j->node->n && !n; k++)
-            if (strcmp(j->node->items[2 * k]->value, keys[i]) == 0)
-                n = j->node->items[2 * k + 1];
-        if (dr_fs_check_secret_file(paths[i], keys[i]) < 0)
-            return dr_error_wrap(DR_EUSAGE, "%s:%d:%d: volume %s", c->file,
-                                 n ? n->line : j->at.line, n ? n->col : j->at.col, j->name);
-    }
-    return 0;
-}
-
 int drd_config_load(const char *path, drd_config **out)
 {
     int rc = 0;
@@ -139,8 +109,11 @@ int drd_config_load(const char *path, drd_config **out)
                               f->at.line, f->at.col, f->key, f->path, strerror(errno));
             goto out;
         }
-        const char *what = secret_of(f->key);
-        if (what && (rc = dr_fs_check_secret_file(f->path, what)) < 0) {
+        /* a secret (keyring, TLS key, EncryptionConfiguration: f->secret, its scope's row's
+         * name) gets the check the commands make before they read it (owner, mode:
+         * docs/security-local.md), so a file others may read is refused here rather than failing
+         * every job with DR_EAUTH */
+        if (f->secret && (rc = dr_fs_check_secret_file(f->path, f->secret)) < 0) {
             rc = dr_error_wrap(DR_EUSAGE, "%s:%d:%d: %s", c->file, f->at.line, f->at.col, f->key);
             goto out;
         }
@@ -148,8 +121,6 @@ int drd_config_load(const char *path, drd_config **out)
     for (size_t i = 0; i < c->n_jobs; i++) {
         dr_conf_job *j = &c->jobs[i];
         if (j->scheduled && j->schedule.tz_name[0] && (rc = load_zone(cfg, j)) < 0)
-            goto out;
-        if (j->kind == DR_JOB_VOLUME && (rc = check_volume_secrets(c, j)) < 0)
             goto out;
         if (j->kind == DR_JOB_REPLICATE) {
             dr_repl_opts o;

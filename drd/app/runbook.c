@@ -468,8 +468,16 @@ static int check_keys(runner *r, char *res, size_t cap)
     }
     const char *ec = r->c->failover.encryption_config;
     if (ec) {
+        /* it holds the encryption keys: read as the other secrets are (private to its owner) */
         dr_yaml_doc *doc = NULL;
-        if ((rc = dr_yaml_load(ec, &doc)) == 0)
+        char *text = NULL;
+        size_t len = 0;
+        if ((rc = dr_fs_read_secret(ec, "EncryptionConfiguration", 1 << 20, &text, &len)) == 0)
+            rc = dr_yaml_parse(ec, text, len, &doc);
+        if (text)
+            dr_secure_zero(text, len);
+        free(text);
+        if (rc == 0)
             rc = dr_k8s_enc_config_keys(doc, offered_cb, ks);
         dr_yaml_free(doc);
         if (rc < 0) {

@@ -24,6 +24,7 @@ resources:
             - { name: key1, secret: c2VjcmV0IGlzIHNlY3VyZQ== }
       - identity: {}
 YAML
+chmod 600 enc.yaml # it holds the encryption keys: a secret, refused readable by others
 RB=$H_REPO/policies/runbooks
 cat >drd.yaml <<YAML
 state_dir: $H_TMP/state

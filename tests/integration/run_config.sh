@@ -80,6 +80,41 @@ good >drd.yaml
 h_run_drd 30 run --config drd.yaml --check
 h_assert_eq "$rc" 0 "a CA bundle and a certificate may be readable by others (stderr: $err)"
 
+h_log "a volume's TLS key and PSK are named as such (not as the etcd client key of the same key name); an EncryptionConfiguration (it holds the encryption keys) is a secret too"
+touch vk.pem psk enc.yaml
+chmod 600 vk.pem psk enc.yaml
+RB=$H_REPO/policies/runbooks
+scoped() {
+    good
+    cat <<YAML
+volumes:
+  - { name: v1, role: push, source: $H_TMP, to: "127.0.0.1:9", schedule: "@every 1h",
+      cert: c.pem, key: vk.pem, cacert: ca.pem }
+  - { name: v2, role: push, source: $H_TMP, to: "127.0.0.1:9", schedule: "@every 1h",
+      psk_file: psk }
+failover:
+  primary: primary
+  standby: standby
+  replicate: global
+  planned: $RB/planned-switchover.yaml
+  emergency: $RB/emergency-failover.yaml
+  failback: $RB/failback.yaml
+  encryption_config: enc.yaml
+YAML
+}
+scoped >drd.yaml
+h_run_drd 30 run --config drd.yaml --check
+h_assert_eq "$rc" 0 "volume secrets and the EncryptionConfiguration at 0600 are accepted (stderr: $err)"
+for f in vk.pem:17:25:key:"volume TLS key" psk:19:17:psk_file:"volume pre-shared key" \
+    enc.yaml:27:22:encryption_config:EncryptionConfiguration; do
+    IFS=: read -r file line col key what <<<"$f"
+    chmod 644 "$file"
+    h_run_drd 30 run --config drd.yaml --check
+    h_assert_eq "$rc" 2 "a $what at 0644 is refused (stderr: $err)"
+    h_assert_contains "$err" "drd.yaml:$line:$col: $key: $what '$file' has mode 0644: group or others may access it" "message for $file"
+    chmod 600 "$file"
+done
+
 h_log "every flag the option table names (docs/daemon.md) is a flag of some command"
 docs=$(dirname "$0")/../../docs/daemon.md
 help=$(for c in "replicate etcd" "snapshot save" "snapshot follow" "snapshot prune" "restore" "drill" \

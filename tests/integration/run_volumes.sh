@@ -144,6 +144,6 @@ sed -e "s#psk_file: [^,]*,#psk_file: $H_TMP/open.psk,#" b.yaml >bad.yaml
 col=$(($(sed -n 4p bad.yaml | grep -bo "$H_TMP/open.psk" | cut -d: -f1) + 1))
 h_run_drd 30 run --config bad.yaml --check
 h_assert_eq "$rc" 2 "an open PSK is refused (stderr: $err)"
-h_assert_contains "$err" "bad.yaml:4:$col: volume pvc-data: psk_file '$H_TMP/open.psk' has mode 0644" "at its position"
+h_assert_contains "$err" "bad.yaml:4:$col: psk_file: volume pre-shared key '$H_TMP/open.psk' has mode 0644" "at its position"
 h_assert_contains "$err" "HINT: chmod 600" "with the hint"
 h_pass
