@@ -250,7 +250,13 @@ int cmd_volume_push(int argc, char **argv)
                           .checksum = a.checksum,
                           .dry_run = a.dry,
                           .verbose = a.verbose};
-    rc = dr_vol_push(&o, &st);
+    dr_progress progress = {0};
+    dr_progress_reporter *rep = NULL;
+    o.progress = &progress;
+    rc = dr_progress_report_start(&progress, "volume push", drd_progress_mode, 0, &rep);
+    if (rc == 0)
+        rc = dr_vol_push(&o, &st);
+    dr_progress_report_stop(rep);
     if (rc == 0)
         printf("%s %s to %s%s%s: %llu entries, %llu changed, %llu deleted; sent %llu bytes "
                "(literal %llu, matched %llu, whole files %llu), received %llu, in %lld ms\n",

@@ -3,6 +3,7 @@
 # file syncs and stays sparse at the destination (first whole, then again after a change: a
 # sparse file goes as its data extents), with both sides at most 64 MB of resident memory (peak,
 # VmHWM from /proc) throughout; a large file that is not sparse goes by delta within the bound.
+# The push shows its progress as log lines when stderr is no terminal; --no-progress shows none.
 source "${HARNESS:-$(dirname "$0")/../harness}/etcd.sh"
 source "$HARNESS/volume.sh"
 
@@ -18,6 +19,19 @@ sent=$(v_field "$out" sent) ms=$(sed -n 's/.* in \([0-9]*\) ms$/\1/p' <<<"$out")
 rate=$((sent * 1000 / ms)) limit=$((4 * 1024 * 1024))
 h_log "bwlimit: $sent bytes in $ms ms = $rate B/s for a limit of $limit B/s"
 ((rate <= limit * 11 / 10 && rate >= limit * 9 / 10)) || h_fail "rate $rate B/s not within 10% of $limit"
+
+h_log "the 6 s push, stderr to a file: progress as log lines (every 5 s), like snapshot save's"
+lines=$(grep -E 'info +volume push: syncing volume: [0-9.]+ [KM]iB, [0-9.]+ [KM]iB/s$' <<<"$err" || true)
+[[ -n "$lines" ]] || h_fail "no progress line in: $err"
+h_log "progress: $(head -n 1 <<<"$lines")"
+if grep -q $'\r' <<<"$err"; then h_fail "a terminal line went into a file"; fi
+
+h_log "--no-progress: none"
+h_run_drd 600 --no-progress replicate volume push --to "$V_ADDR" --psk-file "$PSK" \
+    --source "$H_TMP/bw" --name bw-quiet --bwlimit 4MiB
+h_assert_eq "$rc" 0 "push --no-progress (stderr: $err)"
+((took >= 5)) || h_fail "the --no-progress push took ${took}s: too short to show a progress line"
+if grep -q "syncing volume" <<<"$err"; then h_fail "progress despite --no-progress: $err"; fi
 
 # peak RSS of a running process, sampled until it exits; max into the named variable
 watch_rss() { # PID OUTFILE
