@@ -49,44 +49,6 @@ static void first_difference(const dr_key_counts *got, const dr_key_counts *want
              want->other);
 }
 
-/* The API server's encryption keys the restored data needs: every value at the revision read a
- * page at a time (memory: one page), its k8s:enc:<provider>:v<N>:<key>: prefix counted. */
-static int count_enc_keys(dr_etcd *e, int64_t rev, dr_k8s_enc_counts *c)
-{
-    dr_buf last = {0};
-    uint8_t end[1] = {0};
-    int rc = 0;
-    for (;;) {
-        dr_etcd_range_req q = {.key = last.len ? last.data : "\0",
-                               .key_len = last.len ? last.len : 1,
-                               .range_end = end,
-                               .range_end_len = 1,
-                               .revision = rev,
-                               .limit = 500};
-        dr_etcd_range_res res;
-        if ((rc = dr_etcd_range(e, &q, &res)) < 0)
-            break;
-        for (size_t i = 0; i < res.n_kvs; i++) {
-            const dr_etcd_kv *kv = &res.kvs[i];
-            dr_k8s_enc_counts_add(c, kv->value, kv->value_len);
-        }
-        int more = res.more && res.n_kvs;
-        if (more) {
-            last.len = 0;
-            rc = dr_buf_append(&last, res.kvs[res.n_kvs - 1].key, res.kvs[res.n_kvs - 1].key_len);
-            /* the next page starts just after it: key + NUL is its successor (a page may
-             * hold one key when the values are big, so an inclusive start would never move) */
-            if (rc == 0)
-                rc = dr_buf_append(&last, "", 1);
-        }
-        dr_etcd_range_res_free(&res);
-        if (!more || rc < 0)
-            break;
-    }
-    dr_buf_free(&last);
-    return rc;
-}
-
 typedef struct enc_line {
     char *out;
     size_t cap, o;
@@ -223,7 +185,7 @@ int dr_drill_run(dr_repo *repo, const dr_restore_plan *p, dr_progress *progress,
         recorded = 1;
     }
     dr_progress_phase(progress, "counting encryption keys");
-    if ((rc = count_enc_keys(e, p->target, enc)) < 0)
+    if ((rc = dr_enc_keys_scan(e, NULL, 0, p->target, enc, NULL)) < 0)
         goto out;
     enc_counted = 1;
     if (!p->n_segs && recorded) {

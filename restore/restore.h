@@ -96,4 +96,13 @@ int dr_drill_run(dr_repo *repo, const dr_restore_plan *p, dr_progress *progress,
  * name. DR_ENOTFOUND when the report has none (the drill failed before counting). */
 int dr_drill_enc_line(const char *report, char *out, size_t cap);
 
+/* Counts into *c (policies.h dr_k8s_enc_counts, not cleared first) the encryption key names of
+ * every value under the prefixes (none: the whole keyspace), read DR_ENC_SCAN_PAGE keys a page
+ * at revision rev (0: the newest, pinned by the first page, so every page reads one revision);
+ * *at_rev (may be NULL) gets that revision. DR_ECOMPACTED, and etcd's errors. */
+#define DR_ENC_SCAN_PAGE 500
+struct dr_k8s_enc_counts;
+int dr_enc_keys_scan(dr_etcd *e, const char *const *prefixes, size_t n_prefixes, int64_t rev,
+                     struct dr_k8s_enc_counts *c, int64_t *at_rev);
+
 #endif

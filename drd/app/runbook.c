@@ -31,6 +31,7 @@
 #include "drd/lib/epoch/epoch.h"
 #include "drd/lib/http/http.h"
 #include "drd/lib/yaml/yaml.h"
+#include "restore/restore.h"
 
 #include <dirent.h>
 #include <errno.h>
@@ -430,38 +431,10 @@ static int check_keys(runner *r, char *res, size_t cap)
 {
     dr_etcd *e = NULL;
     key_scan *ks = calloc(1, sizeof *ks);
-    dr_buf last = {0};
     int rc = ks ? open_site(r, r->new_i, 0, &e) : dr_error_set(DR_ENOMEM, "out of memory");
-    uint8_t end[1] = {0};
-    while (rc == 0) {
-        dr_etcd_range_req q = {.key = last.len ? last.data : "\0",
-                               .key_len = last.len ? last.len : 1,
-                               .range_end = end,
-                               .range_end_len = 1,
-                               .limit = 1000};
-        dr_etcd_range_res res_;
-        if ((rc = dr_etcd_range(e, &q, &res_)) < 0)
-            break;
-        for (size_t i = 0; i < res_.n_kvs; i++) {
-            const dr_etcd_kv *kv = &res_.kvs[i];
-            dr_k8s_enc_counts_add(&ks->c, kv->value, kv->value_len);
-        }
-        int more = res_.more && res_.n_kvs;
-        if (more) {
-            last.len = 0;
-            rc = dr_buf_append(&last, res_.kvs[res_.n_kvs - 1].key,
-                               res_.kvs[res_.n_kvs - 1].key_len);
-            /* the next page starts just after it: key + NUL is its successor (a page may
-             * hold one key when the values are big, so an inclusive start would never move) */
-            if (rc == 0)
-                rc = dr_buf_append(&last, "", 1);
-        }
-        dr_etcd_range_res_free(&res_);
-        if (!more || rc < 0)
-            break;
-    }
+    if (rc == 0)
+        rc = dr_enc_keys_scan(e, NULL, 0, 0, &ks->c, NULL);
     dr_etcd_close(e);
-    dr_buf_free(&last);
     if (rc < 0) {
         free(ks);
         return dr_error_wrap(rc, "encryption key scan of %s", r->x.new_name);
