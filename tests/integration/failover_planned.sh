@@ -13,8 +13,6 @@ source "${HARNESS:-$(dirname "$0")/../harness}/etcd.sh"
 h_tmpdir
 cd "$H_TMP"
 h_etcd_start east "$H_TMP/east"
-for i in $(seq 1 200); do echo "put /registry/configmaps/default/cm$i v$i"; done |
-    ETCDCTL_API=3 etcdctl --endpoints "$EAST_URL" txn >/dev/null 2>&1 || true
 for i in $(seq 1 50); do h_etcdctl east put "/registry/pods/default/p$i" "pod$i" >/dev/null; done
 h_etcd_reserve west
 h_run_drd 60 replicate seed --source "$EAST_URL" --data-dir "$H_TMP/west" --name west \
