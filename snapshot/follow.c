@@ -22,6 +22,7 @@
 #include "drd/lib/epoch/epoch.h"
 
 #include <inttypes.h>
+#include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -255,6 +256,7 @@ static int64_t resume_point(const newest_revs *n)
 
 static int stopping(const follower *f);
 static int base_snapshot(follower *f, const char *why);
+static int base_snapshot_take(follower *f, const char *why);
 
 /* The history after the cursor is compacted: continue after a stored full snapshot that is past
  * the compaction, or take a new one. */
@@ -277,7 +279,21 @@ static int after_compaction(follower *f, int64_t compact_rev)
     return base_snapshot(f, "revision history compacted past the store");
 }
 
+static void set_in_base(const follower *f, int v)
+{
+    if (f->o->in_base)
+        atomic_store(f->o->in_base, v);
+}
+
 static int base_snapshot(follower *f, const char *why)
+{
+    set_in_base(f, 1);
+    int rc = base_snapshot_take(f, why);
+    set_in_base(f, 0);
+    return rc;
+}
+
+static int base_snapshot_take(follower *f, const char *why)
 {
     dr_info("taking a full snapshot: %s", why);
     dr_snapshot_save_opts so = {.compression = f->o->compression, .labels = "by=follow"};
@@ -318,6 +334,7 @@ int dr_snapshot_follow(dr_repo *repo, dr_etcd *etcd, const dr_snapshot_follow_op
 {
     int rc = 0;
     follower f = {.repo = repo, .etcd = etcd, .o = o};
+    set_in_base(&f, 1); /* until it knows its base */
     dr_etcd_watch *w = NULL;
     dr_backoff bo;
     dr_backoff_init(&bo, 200, 10000);
@@ -336,6 +353,7 @@ int dr_snapshot_follow(dr_repo *repo, dr_etcd *etcd, const dr_snapshot_follow_op
     f.cursor = resume_point(&stored);
     if (f.cursor == 0 && (rc = base_snapshot(&f, "the store holds none")) < 0)
         goto out;
+    set_in_base(&f, 0);
     dr_info("following from revision %" PRId64, f.cursor + 1);
     while (!stopping(&f) && !reached(&f)) {
         if ((rc = dr_repo_lock_refresh(f.lock)) < 0)
@@ -422,5 +440,6 @@ out:
     dr_buf_free(&f.rev);
     dr_etcd_watch_close(w);
     dr_repo_lock_release(f.lock);
+    set_in_base(&f, 0);
     return rc;
 }

@@ -37,6 +37,10 @@ typedef struct dr_snapshot_follow_opts {
     uint64_t segment_max_bytes;  /* or when its events reach this size (default 64 MiB) */
     volatile sig_atomic_t *stop; /* set by SIGTERM/SIGINT: the open segment is committed, then 0 */
     int64_t until_revision;      /* > 0: stop once a segment ending at or after it is committed */
+    /* NULL, or 1 while the follow sets itself up or takes a full snapshot as its base (the store
+     * holds none, or etcd compacted past it), 0 while it streams segments and once it returns:
+     * a scheduler keeps other snapshots and drills from starting meanwhile */
+    _Atomic int *in_base;
 } dr_snapshot_follow_opts;
 
 /* Runs until *stop (or until_revision): returns 0 after a clean stop. */

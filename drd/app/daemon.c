@@ -44,6 +44,7 @@
 #include <inttypes.h>
 #include <malloc.h>
 #include <pthread.h>
+#include <stdatomic.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -98,6 +99,7 @@ typedef struct job {
     int64_t point_rev, point_ms; /* point: the store's newest restorable revision, its time */
     /* continuous jobs: the worker's own */
     volatile sig_atomic_t stop;
+    _Atomic int in_base; /* segments: setting up or taking its base snapshot (is_heavy_running) */
     dr_repl_stats stats;
     /* snapshots, drills: the worker counts into it (atomics), the loop and /status read it */
     dr_progress progress;
@@ -139,6 +141,16 @@ static int is_watch(dr_job_kind k)
 static int is_heavy(dr_job_kind k)
 {
     return k == DR_JOB_SNAPSHOT || k == DR_JOB_DRILL;
+}
+
+/* A heavy job that runs, or segments that set up or take their base snapshot (a full snapshot
+ * when the store holds none: a drill started meanwhile would find nothing to restore, a
+ * scheduled snapshot would find the store's save lock taken). Loop thread. */
+static int is_heavy_running(const job *j)
+{
+    if (j->state != J_RUNNING)
+        return 0;
+    return is_heavy(j->kind) || (j->kind == DR_JOB_SEGMENTS && atomic_load(&j->in_base));
 }
 
 /* ---- job state files: <state_dir>/jobs/<kind>-<name>.state ---- */
@@ -281,7 +293,8 @@ static int run_segments(job *j)
     if (rc == 0) {
         dr_snapshot_follow_opts fo = {.compression = (dr_compress)j->cj->compression,
                                       .segment_period_ms = j->cj->segments_ms,
-                                      .stop = &j->stop};
+                                      .stop = &j->stop,
+                                      .in_base = &j->in_base};
         rc = dr_snapshot_follow(r, e, &fo);
     }
     dr_etcd_close(e);
@@ -496,6 +509,7 @@ static void job_start(job *j, int64_t now)
     j->last_start_ms = now;
     j->runs_total++;
     j->stop = 0;
+    atomic_store(&j->in_base, j->kind == DR_JOB_SEGMENTS); /* until the follow knows its base */
     pthread_mutex_unlock(&d->mu);
     dr_log(is_watch(j->kind) ? DR_LOG_DEBUG : DR_LOG_INFO, "job %s %s: started",
            dr_job_kind_name(j->kind), j->name);
@@ -632,14 +646,15 @@ static void job_tick(job *j, int64_t now)
     int busy = j->state == J_RUNNING;
     const job *heavy = NULL; /* another snapshot or drill that runs (the loop's own state) */
     for (size_t i = 0; k.due_ms && !busy && !stopping && is_heavy(j->kind) && i < d->n_jobs; i++)
-        if (&d->jobs[i] != j && is_heavy(d->jobs[i].kind) && d->jobs[i].state == J_RUNNING)
+        if (&d->jobs[i] != j && is_heavy_running(&d->jobs[i]))
             heavy = &d->jobs[i];
     pthread_mutex_lock(&d->mu);
     j->next_ms = k.next_ms;
     if (heavy) { /* the instant stays due: accounted once it runs, or missed when too late */
         if (!j->waiting)
-            dr_info("job %s %s: due; waits for %s %s to finish (one snapshot or drill at a time)",
-                    dr_job_kind_name(j->kind), j->name, dr_job_kind_name(heavy->kind), heavy->name);
+            dr_info("job %s %s: due; waits for %s %s to finish%s (one snapshot or drill at a time)",
+                    dr_job_kind_name(j->kind), j->name, dr_job_kind_name(heavy->kind), heavy->name,
+                    heavy->kind == DR_JOB_SEGMENTS ? " its base snapshot" : "");
         j->waiting = 1;
         pthread_mutex_unlock(&d->mu);
         return;
