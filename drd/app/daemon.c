@@ -33,6 +33,7 @@
  */
 #include "drd/app/cmd.h"
 #include "drd/app/daemon.h"
+#include "drd/app/rpo.h"
 #include "drd/app/runbook.h"
 #include "drd/core/core.h"
 #include "drd/lib/http/http.h"
@@ -220,11 +221,15 @@ static int role_cluster(const drd_config *cfg, int i)
     return p;
 }
 
-/* The failover's replicate job runs from the pair's primary now to the other side. */
-static void role_repl_opts(const drd_config *cfg, const dr_conf_job *cj, dr_repl_opts *o)
+/* The failover's replicate job runs from the pair's primary now to the other side. *src and *tgt
+ * get the clusters it runs from and to. */
+static void role_repl_opts(const drd_config *cfg, const dr_conf_job *cj, dr_repl_opts *o, int *src,
+                           int *tgt)
 {
     const dr_conf *c = cfg->c;
     int p = -1;
+    *src = cj->source_i;
+    *tgt = cj->target_i;
     if (!c->has_failover || &c->jobs[c->failover.replicate_i] != cj ||
         drd_failover_primary(cfg, &p) < 0 || p < 0 || p == cj->source_i) {
         dr_error_clear();
@@ -233,6 +238,8 @@ static void role_repl_opts(const drd_config *cfg, const dr_conf_job *cj, dr_repl
     dr_info("replicate %s: the epoch names %s the primary: replicating %s -> %s", cj->name,
             c->clusters[p].name, c->clusters[p].name, c->clusters[cj->source_i].name);
     drd_failover_repl_opts(cfg, p, cj->source_i, o);
+    *src = p;
+    *tgt = cj->source_i;
 }
 
 /* ---- workers ---- */
@@ -456,10 +463,22 @@ static void *worker(void *arg)
     dr_error_clear();
     if (j->kind == DR_JOB_REPLICATE) {
         dr_repl_opts o;
+        int src, tgt;
+        char path[1024];
+        drd_rpo_recorder *rec = NULL;
         drd_job_repl_opts(d->cfg, j->cj, &o);
-        role_repl_opts(d->cfg, j->cj, &o);
+        role_repl_opts(d->cfg, j->cj, &o, &src, &tgt);
         o.stop = &j->stop;
+        /* the loss window an emergency failover records (a recorder that cannot start costs
+         * only that record: replication goes on) */
+        drd_rpo_path(d->cfg, j->cj->name, path, sizeof path);
+        if (drd_rpo_start(path, &o.source, d->cfg->c->clusters[src].name,
+                          d->cfg->c->clusters[tgt].name, &j->stats, &rec) < 0) {
+            dr_warn("replicate %s: not recording its loss window: %s", j->name, dr_error_msg());
+            dr_error_clear();
+        }
         rc = dr_repl_run(&o, &j->stats);
+        drd_rpo_stop(rec);
         if (rc == 0 && !j->stop)
             rc = dr_error_set(DR_EGENERIC, "replication ended by itself");
     } else if (j->kind == DR_JOB_SEGMENTS) {

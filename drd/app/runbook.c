@@ -27,6 +27,7 @@
  */
 #include "drd/app/runbook.h"
 #include "drd/app/cmd.h"
+#include "drd/app/rpo.h"
 #include "drd/core/core.h"
 #include "drd/lib/epoch/epoch.h"
 #include "drd/lib/http/http.h"
@@ -66,7 +67,11 @@ typedef struct ctx {
     int64_t promoted_rev, promoted_ms; /* the new primary's revision when promoted */
     int64_t old_rev;                   /* the old primary's revision when fenced and drained */
     int64_t rpo_revs, rpo_ms, rto_ms;  /* -1: not known (yet) */
-    int64_t divergent;                 /* failback: events listed */
+    /* emergency: the loss window the replication recorded (drd/app/rpo.h; 0: not known) */
+    int64_t applied_rev, applied_ms;     /* R, T: the standby's newest applied revision, when */
+    int64_t caught_up_rev, caught_up_ms; /* T0: every write acknowledged before it is kept */
+    int64_t heard_ms;                    /* T1: the old primary last answered */
+    int64_t divergent;                   /* failback: events listed */
 } ctx;
 
 typedef struct runner {
@@ -110,10 +115,13 @@ static int ctx_save(const runner *r)
         "id %s\nop %s\nrunbook %s\nwho %s\nstarted_ms %" PRId64
         "\nold_primary %s\nnew_primary %s\nbase_epoch %" PRId64 "\nnew_epoch %" PRId64
         "\npromoted_rev %" PRId64 "\npromoted_ms %" PRId64 "\nold_rev %" PRId64
-        "\nrpo_revs %" PRId64 "\nrpo_ms %" PRId64 "\nrto_ms %" PRId64 "\ndivergent %" PRId64 "\n",
+        "\nrpo_revs %" PRId64 "\nrpo_ms %" PRId64 "\nrto_ms %" PRId64 "\ndivergent %" PRId64
+        "\napplied_rev %" PRId64 "\napplied_ms %" PRId64 "\ncaught_up_rev %" PRId64
+        "\ncaught_up_ms %" PRId64 "\nheard_ms %" PRId64 "\n",
         x->id, op_names[x->op], x->runbook, x->who, x->started_ms, x->old_name, x->new_name,
         x->base_epoch, x->new_epoch, x->promoted_rev, x->promoted_ms, x->old_rev, x->rpo_revs,
-        x->rpo_ms, x->rto_ms, x->divergent);
+        x->rpo_ms, x->rto_ms, x->divergent, x->applied_rev, x->applied_ms, x->caught_up_rev,
+        x->caught_up_ms, x->heard_ms);
     if (rc == 0)
         rc = dr_fs_write_atomic(path, b.data, b.len, 0600);
     dr_buf_free(&b);
@@ -147,7 +155,12 @@ static int ctx_load(const char *dir, ctx *x)
                     {"rpo_revs", offsetof(ctx, rpo_revs)},
                     {"rpo_ms", offsetof(ctx, rpo_ms)},
                     {"rto_ms", offsetof(ctx, rto_ms)},
-                    {"divergent", offsetof(ctx, divergent)}};
+                    {"divergent", offsetof(ctx, divergent)},
+                    {"applied_rev", offsetof(ctx, applied_rev)},
+                    {"applied_ms", offsetof(ctx, applied_ms)},
+                    {"caught_up_rev", offsetof(ctx, caught_up_rev)},
+                    {"caught_up_ms", offsetof(ctx, caught_up_ms)},
+                    {"heard_ms", offsetof(ctx, heard_ms)}};
         for (size_t i = 0; i < sizeof nums / sizeof nums[0]; i++)
             if (!strcmp(k, nums[i].k))
                 *(int64_t *)((char *)x + nums[i].off) = n;
@@ -199,6 +212,17 @@ static int state_load(const char *dir, dr_run *run)
     return rc;
 }
 
+/* "2026-12-02T03:15:02.123Z" */
+static void iso_ms(int64_t ms, char *buf, size_t cap)
+{
+    time_t t = (time_t)(ms / 1000);
+    struct tm tm;
+    char s[32];
+    gmtime_r(&t, &tm);
+    strftime(s, sizeof s, "%Y-%m-%dT%H:%M:%S", &tm);
+    snprintf(buf, cap, "%s.%03dZ", s, (int)(ms % 1000));
+}
+
 /* One audit line: appended and fsynced, so what happened is on disk before the run goes on. */
 static void audit(const runner *r, const char *event, const char *result, const char *output)
 {
@@ -206,12 +230,8 @@ static void audit(const runner *r, const char *event, const char *result, const 
     dr_buf b = {0};
     if (r->dry_run)
         return;
-    int64_t now = dr_wall_ms();
-    time_t t = (time_t)(now / 1000);
-    struct tm tm;
-    gmtime_r(&t, &tm);
-    strftime(ts, sizeof ts, "%Y-%m-%dT%H:%M:%S", &tm);
-    dr_buf_printf(&b, "{\"time\":\"%s.%03dZ\",\"who\":", ts, (int)(now % 1000));
+    iso_ms(dr_wall_ms(), ts, sizeof ts);
+    dr_buf_printf(&b, "{\"time\":\"%s\",\"who\":", ts);
     dr_buf_json_str(&b, r->x.who, strlen(r->x.who));
     dr_buf_printf(&b, ",\"run\":\"%s\",\"event\":\"%s\"", r->x.id, event);
     if (r->step < r->rb->n_steps) {
@@ -388,6 +408,74 @@ static int newest_epoch(const runner *r, int64_t timeout_ms, dr_epoch *newest, c
     return rc;
 }
 
+/* ---- the loss window (emergency) ---- */
+
+/* Emergency: what the replicate job recorded while it ran (drd/app/rpo.h) into the run: R and
+ * T, T0, T1, and RPO seconds <= T1 - T0 (docs/runbooks.md, "What an emergency failover loses").
+ * Not known (rpo_ms -1) without a record of this direction; why goes into why. */
+static void loss_window(runner *r, char *why, size_t cap)
+{
+    const dr_conf_job *j = &r->c->jobs[r->c->failover.replicate_i];
+    char path[1300];
+    drd_rpo_marks m;
+    ctx *x = &r->x;
+    x->applied_rev = x->applied_ms = x->caught_up_rev = x->caught_up_ms = x->heard_ms = 0;
+    x->rpo_ms = -1;
+    why[0] = 0;
+    drd_rpo_path(r->cfg, j->name, path, sizeof path);
+    if (drd_rpo_read(path, &m) < 0) {
+        snprintf(why, cap, "%s (drd run's replicate job %s keeps it)", dr_error_msg(), j->name);
+        dr_error_clear();
+        return;
+    }
+    if (strcmp(m.source, x->old_name) || strcmp(m.target, x->new_name)) {
+        snprintf(why, cap, "%s records replication %s -> %s, not %s -> %s", path, m.source,
+                 m.target, x->old_name, x->new_name);
+        return;
+    }
+    x->applied_rev = m.applied_rev;
+    x->applied_ms = m.applied_ms;
+    x->caught_up_rev = m.caught_up_rev;
+    x->caught_up_ms = m.caught_up_ms;
+    x->heard_ms = m.heard_ms;
+    if (m.caught_up_ms > 0 && m.heard_ms > 0)
+        x->rpo_ms = m.heard_ms > m.caught_up_ms ? m.heard_ms - m.caught_up_ms : 0;
+    else
+        snprintf(why, cap, "%s: the standby was never seen caught up with %s", path, x->old_name);
+}
+
+/* The loss window in words: "at most 0.734s: west applied revision ..." (known windows only). */
+static void loss_text(const ctx *x, char *buf, size_t cap)
+{
+    char t[40], t0[40], t1[40];
+    iso_ms(x->applied_ms, t, sizeof t);
+    iso_ms(x->caught_up_ms, t0, sizeof t0);
+    iso_ms(x->heard_ms, t1, sizeof t1);
+    char more[96] = "";
+    if (x->promoted_rev > x->applied_rev) /* applied after the recorder's last look */
+        snprintf(more, sizeof more, " (promoted at %" PRId64 ")", x->promoted_rev);
+    snprintf(buf, cap,
+             "at most %.3fs: %s applied revision %" PRId64 " at %s%s and holds every write %s "
+             "acknowledged before %s; %s last answered at %s",
+             (double)x->rpo_ms / 1000.0, x->new_name, x->applied_rev, t, more, x->old_name, t0,
+             x->old_name, t1);
+}
+
+/* ,"loss_window":{...} or null: T, R, T0, T1 (seconds since the epoch) */
+static void loss_json(const ctx *x, dr_buf *b)
+{
+    if (x->op != DRD_OP_EMERGENCY || x->rpo_ms < 0) {
+        dr_buf_printf(b, ",\"loss_window\":null");
+        return;
+    }
+    dr_buf_printf(b,
+                  ",\"loss_window\":{\"applied_revision\":%" PRId64
+                  ",\"applied_time\":%.3f,\"caught_up_revision\":%" PRId64
+                  ",\"caught_up_time\":%.3f,\"primary_last_heard\":%.3f}",
+                  x->applied_rev, (double)x->applied_ms / 1000.0, x->caught_up_rev,
+                  (double)x->caught_up_ms / 1000.0, (double)x->heard_ms / 1000.0);
+}
+
 /* ---- steps ---- */
 
 static void body_json(const runner *r, dr_buf *b)
@@ -397,14 +485,14 @@ static void body_json(const runner *r, dr_buf *b)
     dr_buf_json_str(b, r->x.runbook, strlen(r->x.runbook));
     dr_buf_printf(b, ",\"operation\":\"%s\",\"step\":", op_names[r->x.op]);
     dr_buf_json_str(b, s->name, strlen(s->name));
-    dr_buf_printf(b,
-                  ",\"attempt\":%d,\"old_primary\":\"%s\",\"new_primary\":\"%s\",\"epoch\":%" PRId64
-                  ",\"promoted_revision\":%" PRId64 ",\"rpo_revisions\":%" PRId64
-                  ",\"rpo_seconds\":%.3f,\"dry_run\":%s}",
-                  r->run.steps[r->step].attempts, r->x.old_name, r->x.new_name, r->x.new_epoch,
-                  r->x.promoted_rev, r->x.rpo_revs,
-                  r->x.rpo_ms < 0 ? -1.0 : (double)r->x.rpo_ms / 1000.0,
-                  r->dry_run ? "true" : "false");
+    dr_buf_printf(
+        b,
+        ",\"attempt\":%d,\"old_primary\":\"%s\",\"new_primary\":\"%s\",\"epoch\":%" PRId64
+        ",\"promoted_revision\":%" PRId64 ",\"rpo_revisions\":%" PRId64 ",\"rpo_seconds\":%.3f",
+        r->run.steps[r->step].attempts, r->x.old_name, r->x.new_name, r->x.new_epoch,
+        r->x.promoted_rev, r->x.rpo_revs, r->x.rpo_ms < 0 ? -1.0 : (double)r->x.rpo_ms / 1000.0);
+    loss_json(&r->x, b);
+    dr_buf_printf(b, ",\"dry_run\":%s}", r->dry_run ? "true" : "false");
 }
 
 /* ---- encryption keys ---- */
@@ -741,7 +829,7 @@ static int applied_revision(runner *r, dr_etcd *e, int64_t *rev)
 static int step_promote(runner *r, char *res, size_t cap)
 {
     dr_epoch newest, own, rec;
-    char seen[512], d[256];
+    char seen[512], d[256], why[512] = "";
     dr_etcd *e = NULL;
     dr_etcd_status st;
     int64_t mod = 0;
@@ -801,11 +889,11 @@ static int step_promote(runner *r, char *res, size_t cap)
         r->x.rpo_ms = 0;
     } else if (r->x.op == DRD_OP_EMERGENCY) {
         r->x.rpo_revs = -1; /* known once the old primary can be read (record, failback) */
-        r->x.rpo_ms = -1;
+        loss_window(r, why, sizeof why);
     }
     dr_epoch_describe(&rec, d, sizeof d);
-    snprintf(res, cap, "%s is the primary: %s, promoted at revision %" PRId64, r->x.new_name, d,
-             rec.revision);
+    snprintf(res, cap, "%s is the primary: %s, promoted at revision %" PRId64 "%s%.200s",
+             r->x.new_name, d, rec.revision, why[0] ? "; RPO in seconds unknown: " : "", why);
 out:
     dr_etcd_close(e);
     return rc;
@@ -1172,12 +1260,17 @@ static int step_record(runner *r, char *res, size_t cap)
         snprintf(res, cap, "would record RPO and RTO");
         return 0;
     }
-    char rpo[128];
+    char rpo[400], w[320] = "";
+    if (r->x.op == DRD_OP_EMERGENCY && r->x.rpo_ms >= 0)
+        loss_text(&r->x, w, sizeof w);
     if (r->x.rpo_revs < 0)
         snprintf(rpo, sizeof rpo, "RPO unknown until %s can be read (drd failback lists it)",
                  r->x.old_name);
     else
         snprintf(rpo, sizeof rpo, "RPO %" PRId64 " revisions", r->x.rpo_revs);
+    if (r->x.op == DRD_OP_EMERGENCY)
+        snprintf(rpo + strlen(rpo), sizeof rpo - strlen(rpo), "; RPO in seconds %s",
+                 w[0] ? w : "unknown");
     if (r->x.op == DRD_OP_FAILBACK)
         snprintf(res, cap, "%s lost by the failover to %s (promoted at revision %" PRId64 ")", rpo,
                  r->x.new_name, r->x.promoted_rev);
@@ -1603,6 +1696,8 @@ static void summary(const runner *r, dr_buf *b)
             dr_buf_printf(b, ", RPO %" PRId64 " revisions", r->x.rpo_revs);
         else
             dr_buf_printf(b, ", RPO unknown");
+        if (r->x.op == DRD_OP_EMERGENCY && r->x.rpo_ms >= 0)
+            dr_buf_printf(b, ", at most %.3fs", (double)r->x.rpo_ms / 1000.0);
         if (r->x.op != DRD_OP_FAILBACK)
             dr_buf_printf(b, ", RTO %.1fs", (double)r->x.rto_ms / 1000.0);
     }
@@ -1640,7 +1735,15 @@ int drd_runbook_show(drd_config *cfg, const char *id)
     int rc = open_run(cfg, id, &r);
     if (rc == 0) {
         summary(&r, &b);
-        printf("%s\nstarted by %s\n\n", b.data, r.x.who);
+        printf("%s\nstarted by %s\n", b.data, r.x.who);
+        if (r.x.op == DRD_OP_EMERGENCY && r.x.rpo_ms >= 0) {
+            char w[400], t0[40];
+            loss_text(&r.x, w, sizeof w);
+            iso_ms(r.x.caught_up_ms, t0, sizeof t0);
+            printf("loss window: writes %s acknowledged after %s may be lost; RPO in seconds %s\n",
+                   r.x.old_name, t0, w);
+        }
+        printf("\n");
         for (size_t i = 0; i < r.run.n_steps; i++) {
             const dr_run_step *s = &r.run.steps[i];
             printf("%2zu. %-26s %-18s %-8s attempts %d%s%s\n", i + 1, r.rb->steps[i].name,
@@ -1687,9 +1790,13 @@ void drd_runbook_status(const drd_config *cfg, dr_buf *b, int json)
         dr_buf_printf(b,
                       "{\"id\":\"%s\",\"operation\":\"%s\",\"status\":\"%s\",\"old_primary\":"
                       "\"%s\",\"new_primary\":\"%s\",\"epoch\":%" PRId64
-                      ",\"rpo_revisions\":%" PRId64 ",\"rto_seconds\":%.3f,\"step\":",
+                      ",\"rpo_revisions\":%" PRId64 ",\"rpo_seconds\":%.3f,\"rto_seconds\":%.3f",
                       r.x.id, op_names[r.x.op], dr_run_status_name(r.run.status), r.x.old_name,
-                      r.x.new_name, r.x.new_epoch, r.x.rpo_revs, (double)r.x.rto_ms / 1000.0);
+                      r.x.new_name, r.x.new_epoch, r.x.rpo_revs,
+                      r.x.rpo_ms < 0 ? -1.0 : (double)r.x.rpo_ms / 1000.0,
+                      (double)r.x.rto_ms / 1000.0);
+        loss_json(&r.x, b);
+        dr_buf_printf(b, ",\"step\":");
         dr_buf_json_str(b, r.rb->steps[cur].name, strlen(r.rb->steps[cur].name));
         dr_buf_printf(b, ",\"reason\":");
         dr_buf_json_str(b, r.run.steps[cur].result, strlen(r.run.steps[cur].result));

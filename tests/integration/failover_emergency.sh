@@ -1,8 +1,12 @@
 #!/usr/bin/env bash
 # Emergency failover and failback in exact mode:
-#  - a writer on the primary east records every acknowledged put; replication runs; kill -9 of
-#    east's etcd; drd failover --emergency (without --force: refused) --force promotes west at
-#    the last revision it applied (epoch 1), needing nothing from east;
+#  - a writer on the primary east records every acknowledged put and its time; drd run replicates
+#    (and records the loss window: the last applied revision and time, when west was last caught
+#    up, when east last answered); west's etcd is stopped (SIGSTOP) so that replication falls
+#    behind while drd still hears east; kill -9 of east's etcd; drd failover --emergency (without
+#    --force: refused) --force promotes west at the last revision it applied (epoch 1), needing
+#    nothing from east, and records RPO in seconds: at least the span of the acknowledged writes
+#    west lacks, at most the time west's etcd was stopped plus the recorder's probe period;
 #  - east comes back (its writes that never reached west still on it); drd failback fences it,
 #    lists what it wrote after the promoted revision into divergent.tsv (exactly the acknowledged
 #    writes missing on west) and records the RPO in revisions, which equals that count; the step
@@ -37,13 +41,22 @@ failover:
   failback: $RB/failback.yaml
   unreachable_for: 2s
 YAML
-h_bg repl "$(h_drd_path)" replicate etcd --source "$EAST_URL" --target "$WEST_URL"
+# the hook of start-standby-workloads keeps its context
+cat >hook.sh <<HOOK
+#!/bin/sh
+echo "\$DRD_RPO_SECONDS" >$H_TMP/hook.env
+cat >$H_TMP/hook.json
+HOOK
+chmod +x hook.sh
+sed -e "s|command: \[/bin/true\]|command: [$H_TMP/hook.sh]|" "$RB/emergency-failover.yaml" >emergency.yaml
+sed -i "s|emergency: .*|emergency: $H_TMP/emergency.yaml|" drd.yaml
+h_bg daemon "$(h_drd_path)" run --config drd.yaml
 writer() {
     local n=0
     while [[ ! -e "$H_TMP/stop-writer" ]]; do
         n=$((n + 1))
         if ETCDCTL_API=3 etcdctl --endpoints "$EAST_URL" --command-timeout=2s --dial-timeout=1s put "/w/$n" "$n" >/dev/null 2>&1; then
-            echo "$n" >>"$H_TMP/acked"
+            echo "$n $EPOCHREALTIME" >>"$H_TMP/acked"
         fi
     done
 }
@@ -53,13 +66,23 @@ WRITER=$!
 h_on_exit "touch $H_TMP/stop-writer; wait $WRITER 2>/dev/null || true"
 lines_ge() { (($(wc -l <"$1") >= $2)); }
 h_wait_until 30 "acknowledged writes" lines_ge acked 100
-h_stop repl # replication stops short of the last writes: those are the loss
-sleep 0.5
+h_wait_until 30 "the loss-window record" test -s state/jobs/replicate-dr.rpo
+# west's etcd stops applying: replication falls behind (those writes are the loss) while drd
+# still hears east (its watch stream and its probes)
+kill -STOP "$WEST_PID"
+h_on_exit "kill -CONT $WEST_PID 2>/dev/null || true"
+stalled=$EPOCHREALTIME
+sleep 1
 # the writer stops first, so that every write east applied was acknowledged (a put in flight at
 # the kill could be applied without its answer)
 touch stop-writer
 wait $WRITER || true
+sleep 1
+killed=$EPOCHREALTIME
 h_kill9 east
+sleep 2      # the recorder rewrites its file at most once a second
+h_kill9 daemon # what it queued for west must not reach it when west resumes
+kill -CONT "$WEST_PID"
 acked_n=$(wc -l <acked)
 
 # --emergency needs --force; a planned switchover is refused while east is down
@@ -74,14 +97,45 @@ h_run_drd 120 failover --config drd.yaml --emergency --force
 h_assert_eq "$rc" 0 "emergency failover: $err / $out"
 h_log "$out"
 h_assert_contains "$out" "did not answer" "the probes"
-h_assert_contains "$out" "RPO unknown until east can be read" "RPO pending"
+h_assert_contains "$out" "RPO unknown until east can be read" "RPO in revisions pending"
 promoted=$(h_etcdctl west get --print-value-only /drd/epoch | jq -r .revision)
 missing=0
-while read -r n; do
-    [[ "$(h_etcdctl west get --print-value-only "/w/$n")" == "$n" ]] || missing=$((missing + 1))
+: >missing.txt
+while read -r n t; do
+    [[ "$(h_etcdctl west get --print-value-only "/w/$n")" == "$n" ]] || { missing=$((missing + 1)); echo "$n $t" >>missing.txt; }
 done <acked
 h_log "acknowledged $acked_n, missing on west $missing, promoted at $promoted"
 ((missing > 0)) || h_fail "the test lost nothing: replication was not behind"
+# RPO in seconds: known at once; every missing write was acknowledged after T0 (caught up) and
+# before T1 (east last heard); T1 - T0 covers their span and is not much more than the stall
+erun=$(h_drd runbook list --config drd.yaml | awk '/emergency/ {print $1}')
+rec=state/runs/$erun/run
+field() { awk -v k="$1" '$1 == k {print $2}' "$rec"; }
+rpo_ms=$(field rpo_ms)
+R=$(field applied_rev)
+h_log "recorded: R $R at $(field applied_ms), T0 $(field caught_up_ms), T1 $(field heard_ms), rpo_ms $rpo_ms; stalled $stalled, killed $killed"
+((rpo_ms >= 0)) || h_fail "RPO in seconds not known: $out"
+((R > 0 && R <= promoted)) || h_fail "recorded last applied revision $R (promoted at $promoted)"
+first=$(head -1 missing.txt | cut -d' ' -f2)
+last=$(tail -1 missing.txt | cut -d' ' -f2)
+awk -v r="$rpo_ms" -v a="$first" -v b="$last" 'BEGIN {exit !(r / 1000 >= b - a)}' ||
+    h_fail "RPO ${rpo_ms}ms is less than the missing writes' span ($first .. $last)"
+awk -v t0="$(field caught_up_ms)" -v a="$first" 'BEGIN {exit !(t0 / 1000 <= a)}' ||
+    h_fail "T0 $(field caught_up_ms) is after the first missing write's acknowledgement $first"
+awk -v t1="$(field heard_ms)" -v b="$last" 'BEGIN {exit !(t1 / 1000 >= b)}' ||
+    h_fail "T1 $(field heard_ms) is before the last missing write's acknowledgement $last"
+awk -v r="$rpo_ms" -v s="$stalled" -v k="$killed" 'BEGIN {exit !(r / 1000 <= k - s + 1)}' ||
+    h_fail "RPO ${rpo_ms}ms is much more than the stall ($stalled .. $killed)"
+secs=$(awk -v r="$rpo_ms" 'BEGIN {printf "%.3f", r / 1000}')
+h_assert_contains "$out" "RPO in seconds at most ${secs}s: west applied revision $R at 20" "the record names R and T"
+h_assert_eq "$(cat hook.env)" "$secs" "the hook's DRD_RPO_SECONDS"
+h_assert_contains "$(cat hook.json)" "\"rpo_seconds\":$secs,\"loss_window\":{\"applied_revision\":$R," "the hook's JSON body"
+h_run_drd 30 runbook show "$erun" --config drd.yaml
+h_assert_contains "$out" "RPO unknown, at most ${secs}s" "runbook show: RPO seconds"
+h_assert_contains "$out" "loss window: writes east acknowledged after 20" "runbook show: the window"
+h_run_drd 30 status --config drd.yaml --json
+h_assert_contains "$out" "\"rpo_seconds\":$secs,\"rto_seconds\"" "status: RPO seconds"
+h_assert_contains "$out" "\"loss_window\":{\"applied_revision\":$R," "status: the window"
 h_etcdctl west put /after/failover yes >/dev/null || h_fail "west refuses writes after promotion"
 
 # east comes back; failback: fence, list, wait for the reseed
@@ -92,7 +146,7 @@ run=$(h_drd runbook list --config drd.yaml | awk '/failback/ {print $1}')
 h_assert_contains "$(h_etcdctl east alarm list)" "alarm:CORRUPT" "east fenced"
 div=state/runs/$run/divergent.tsv
 h_assert_eq "$(grep -vc '^#' "$div")" "$missing" "divergent events = acknowledged writes missing on west"
-while read -r n; do
+while read -r n _; do
     [[ "$(h_etcdctl west get --print-value-only "/w/$n")" == "$n" ]] || grep -q "put	/w/$n	" "$div" || h_fail "/w/$n missing on west and not listed"
 done <acked
 h_assert_contains "$(h_drd runbook show "$run" --config drd.yaml)" "RPO $missing revisions" "recorded RPO = writes really missing"
