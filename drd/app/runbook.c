@@ -424,12 +424,12 @@ static void loss_window(runner *r, char *why, size_t cap)
     why[0] = 0;
     drd_rpo_path(r->cfg, j->name, path, sizeof path);
     if (drd_rpo_read(path, &m) < 0) {
-        snprintf(why, cap, "%s (drd run's replicate job %s keeps it)", dr_error_msg(), j->name);
+        snprintf(why, cap, "%.300s (drd run's replicate job %s keeps it)", dr_error_msg(), j->name);
         dr_error_clear();
         return;
     }
     if (strcmp(m.source, x->old_name) || strcmp(m.target, x->new_name)) {
-        snprintf(why, cap, "%s records replication %s -> %s, not %s -> %s", path, m.source,
+        snprintf(why, cap, "%.150s records replication %s -> %s, not %s -> %s", path, m.source,
                  m.target, x->old_name, x->new_name);
         return;
     }
@@ -441,24 +441,24 @@ static void loss_window(runner *r, char *why, size_t cap)
     if (m.caught_up_ms > 0 && m.heard_ms > 0)
         x->rpo_ms = m.heard_ms > m.caught_up_ms ? m.heard_ms - m.caught_up_ms : 0;
     else
-        snprintf(why, cap, "%s: the standby was never seen caught up with %s", path, x->old_name);
+        snprintf(why, cap, "%.300s: the standby was never seen caught up with %s", path,
+                 x->old_name);
 }
 
-/* The loss window in words: "at most 0.734s: west applied revision ..." (known windows only). */
-static void loss_text(const ctx *x, char *buf, size_t cap)
+/* The loss window in words: "at most 0.734s: west applied revision ..." (known windows only),
+ * appended to b. */
+static void loss_text(const ctx *x, dr_buf *b)
 {
     char t[40], t0[40], t1[40];
     iso_ms(x->applied_ms, t, sizeof t);
     iso_ms(x->caught_up_ms, t0, sizeof t0);
     iso_ms(x->heard_ms, t1, sizeof t1);
-    char more[96] = "";
+    dr_buf_printf(b, "at most %.3fs: %s applied revision %" PRId64 " at %s",
+                  (double)x->rpo_ms / 1000.0, x->new_name, x->applied_rev, t);
     if (x->promoted_rev > x->applied_rev) /* applied after the recorder's last look */
-        snprintf(more, sizeof more, " (promoted at %" PRId64 ")", x->promoted_rev);
-    snprintf(buf, cap,
-             "at most %.3fs: %s applied revision %" PRId64 " at %s%s and holds every write %s "
-             "acknowledged before %s; %s last answered at %s",
-             (double)x->rpo_ms / 1000.0, x->new_name, x->applied_rev, t, more, x->old_name, t0,
-             x->old_name, t1);
+        dr_buf_printf(b, " (promoted at %" PRId64 ")", x->promoted_rev);
+    dr_buf_printf(b, " and holds every write %s acknowledged before %s; %s last answered at %s",
+                  x->old_name, t0, x->old_name, t1);
 }
 
 /* ,"loss_window":{...} or null: T, R, T0, T1 (seconds since the epoch) */
@@ -892,8 +892,12 @@ static int step_promote(runner *r, char *res, size_t cap)
         loss_window(r, why, sizeof why);
     }
     dr_epoch_describe(&rec, d, sizeof d);
-    snprintf(res, cap, "%s is the primary: %s, promoted at revision %" PRId64 "%s%.200s",
-             r->x.new_name, d, rec.revision, why[0] ? "; RPO in seconds unknown: " : "", why);
+    snprintf(res, cap, "%s is the primary: %s, promoted at revision %" PRId64, r->x.new_name, d,
+             rec.revision);
+    if (why[0]) {
+        size_t l = strlen(res);
+        snprintf(res + l, cap - l, "; RPO in seconds unknown: %s", why);
+    }
 out:
     dr_etcd_close(e);
     return rc;
@@ -1260,17 +1264,19 @@ static int step_record(runner *r, char *res, size_t cap)
         snprintf(res, cap, "would record RPO and RTO");
         return 0;
     }
-    char rpo[400], w[320] = "";
-    if (r->x.op == DRD_OP_EMERGENCY && r->x.rpo_ms >= 0)
-        loss_text(&r->x, w, sizeof w);
+    dr_buf rb = {0};
     if (r->x.rpo_revs < 0)
-        snprintf(rpo, sizeof rpo, "RPO unknown until %s can be read (drd failback lists it)",
-                 r->x.old_name);
+        dr_buf_printf(&rb, "RPO unknown until %s can be read (drd failback lists it)",
+                      r->x.old_name);
     else
-        snprintf(rpo, sizeof rpo, "RPO %" PRId64 " revisions", r->x.rpo_revs);
-    if (r->x.op == DRD_OP_EMERGENCY)
-        snprintf(rpo + strlen(rpo), sizeof rpo - strlen(rpo), "; RPO in seconds %s",
-                 w[0] ? w : "unknown");
+        dr_buf_printf(&rb, "RPO %" PRId64 " revisions", r->x.rpo_revs);
+    if (r->x.op == DRD_OP_EMERGENCY && r->x.rpo_ms >= 0) {
+        dr_buf_printf(&rb, "; RPO in seconds ");
+        loss_text(&r->x, &rb);
+    } else if (r->x.op == DRD_OP_EMERGENCY) {
+        dr_buf_printf(&rb, "; RPO in seconds unknown");
+    }
+    const char *rpo = rb.data ? rb.data : "";
     if (r->x.op == DRD_OP_FAILBACK)
         snprintf(res, cap, "%s lost by the failover to %s (promoted at revision %" PRId64 ")", rpo,
                  r->x.new_name, r->x.promoted_rev);
@@ -1282,6 +1288,7 @@ static int step_record(runner *r, char *res, size_t cap)
                  "; %" PRId64 " events only %s had, listed in %.300s/divergent.tsv", r->x.divergent,
                  r->x.old_name, r->dir);
     }
+    dr_buf_free(&rb);
     last_save(r);
     return 0;
 }
@@ -1737,11 +1744,13 @@ int drd_runbook_show(drd_config *cfg, const char *id)
         summary(&r, &b);
         printf("%s\nstarted by %s\n", b.data, r.x.who);
         if (r.x.op == DRD_OP_EMERGENCY && r.x.rpo_ms >= 0) {
-            char w[400], t0[40];
-            loss_text(&r.x, w, sizeof w);
+            char t0[40];
+            dr_buf w = {0};
+            loss_text(&r.x, &w);
             iso_ms(r.x.caught_up_ms, t0, sizeof t0);
             printf("loss window: writes %s acknowledged after %s may be lost; RPO in seconds %s\n",
-                   r.x.old_name, t0, w);
+                   r.x.old_name, t0, w.data ? w.data : "");
+            dr_buf_free(&w);
         }
         printf("\n");
         for (size_t i = 0; i < r.run.n_steps; i++) {
