@@ -380,7 +380,8 @@ const char *dr_job_kind_name(dr_job_kind k);
  *                      that apply to the operation); max_lag: revisions (planned: default 1000)
  *   fence              side: old-primary | new-primary (default old-primary)
  *   wait-replication   (drain until the standby holds every revision of the fenced primary)
- *   final-volume-sync  (waits on volume replication; a no-op until volume pairs exist)
+ *   final-volume-sync  (every volumes: pair holds a copy started after the fence: waits for
+ *                      it where the copies are, pushes now where the source is)
  *   promote            (raise the epoch, write it, make the standby the primary)
  *   hook-exec          command: a list (argv, no shell); env DRD_* and the JSON body on stdin
  *   hook-http          url: http://host:port/path (POST of the JSON body)

@@ -1293,6 +1293,25 @@ static int step_record(runner *r, char *res, size_t cap)
     return 0;
 }
 
+static void say_reason(void *arg, const char *line)
+{
+    reason(arg, "%s", line);
+}
+
+/* final-volume-sync (runbook_volume.c). The fence is when this run's newest fence of the old
+ * primary before this step ended (after the hooks that stop its writers); without one, when this
+ * step started. Both are in the run's state, so a resumed run keeps its fence time. */
+static int step_volumes(runner *r, char *res, size_t cap)
+{
+    int64_t fence_ms = r->run.steps[r->step].started_ms;
+    for (size_t i = 0; i < r->step; i++)
+        if (r->rb->steps[i].type == DR_STEP_FENCE && r->rb->steps[i].side == DR_SIDE_OLD_PRIMARY &&
+            r->run.steps[i].status == DR_STEP_OK)
+            fence_ms = r->run.steps[i].ended_ms;
+    return drd_runbook_volumes(r->cfg, fence_ms, r->step_deadline_ms, r->dry_run, say_reason, r,
+                               res, cap);
+}
+
 static int step_run(runner *r, const dr_step *s, char *res, size_t cap, dr_buf *out)
 {
     switch (s->type) {
@@ -1303,10 +1322,7 @@ static int step_run(runner *r, const dr_step *s, char *res, size_t cap, dr_buf *
     case DR_STEP_WAIT_REPLICATION:
         return step_wait_replication(r, res, cap);
     case DR_STEP_FINAL_VOLUME_SYNC:
-        snprintf(res, cap,
-                 "no volume pairs: nothing to sync (volume replication is not part of "
-                 "drd yet; this step will wait for it)");
-        return 0;
+        return step_volumes(r, res, cap);
     case DR_STEP_PROMOTE:
         return step_promote(r, res, cap);
     case DR_STEP_HOOK_EXEC:

@@ -33,4 +33,17 @@ int drd_failover_primary(const drd_config *cfg, int *primary_i);
  * the other direction). */
 void drd_failover_repl_opts(const drd_config *cfg, int a, int b, dr_repl_opts *o);
 
+/* ---- steps in files of their own ---- */
+
+/* Shows line as the running step's reason (drd status, /status). */
+typedef void (*drd_say_fn)(void *arg, const char *line);
+
+/* final-volume-sync (runbook_volume.c): until deadline_ms, waits until every volume pair of the
+ * config holds a complete copy whose sync started after fence_ms (role serve: the copies here),
+ * or pushes it now (role push: the source is here); the reasons through say. 0 with a line per
+ * volume in res (none configured: says so), DR_ETIMEOUT naming the volume that still waits and
+ * why, a push's error no retry mends. dry_run: what it would wait for, without pushing. */
+int drd_runbook_volumes(const drd_config *cfg, int64_t fence_ms, int64_t deadline_ms, int dry_run,
+                        drd_say_fn say, void *arg, char *res, size_t cap);
+
 #endif

@@ -521,6 +521,7 @@ int dr_vol_push(const dr_vol_push_opts *o, dr_vol_stats *st)
     char path[VOL_PATH_MAX + 1] = "";
     int64_t t0 = dr_mono_ms();
     memset(st, 0, sizeof *st);
+    st->started_ms = dr_wall_ms();
     int rc = dr_vol_name_check(o->name);
     if (rc < 0)
         return rc;

@@ -884,6 +884,9 @@ static void serve_one(const dr_vol_serve_opts *o, dr_tls_conn *t)
     session s = {.t = t, .o = o, .namefd = -1, .curfd = -1};
     int64_t t0 = dr_mono_ms();
     int rc = 0;
+    /* before HELLO_OK: the source reads no file before it, so every file of this sync was read
+     * after this time (final-volume-sync compares it with the fence, docs/runbooks.md) */
+    s.st.started_ms = dr_wall_ms();
     s.buf = malloc(DR_TLS_MAX_FRAME);
     s.raw = malloc(VOL_CHUNK);
     if (!s.buf || !s.raw)

@@ -328,19 +328,21 @@ void vol_status_write(int namefd, const char *name, const dr_vol_stats *st, int 
                   (long long)jget(prev, "failures_total") + !ok);
     if (ok) {
         dr_buf_printf(&b,
-                      ",\"last_sync_ms\":%lld,\"duration_ms\":%lld,\"bytes_received\":%llu,"
-                      "\"bytes_sent\":%llu,\"literal_bytes\":%llu,\"matched_bytes\":%llu,"
-                      "\"files\":%llu,\"files_changed\":%llu,\"files_deleted\":%llu,\"latest\":",
-                      (long long)dr_wall_ms(), (long long)st->duration_ms,
-                      (unsigned long long)st->wire_received, (unsigned long long)st->wire_sent,
-                      (unsigned long long)st->literal, (unsigned long long)st->matched,
-                      (unsigned long long)st->files, (unsigned long long)st->files_changed,
-                      (unsigned long long)st->files_deleted);
+                      ",\"last_sync_ms\":%lld,\"last_sync_started_ms\":%lld,\"duration_ms\":%lld,"
+                      "\"bytes_received\":%llu,\"bytes_sent\":%llu,\"literal_bytes\":%llu,"
+                      "\"matched_bytes\":%llu,\"files\":%llu,\"files_changed\":%llu,"
+                      "\"files_deleted\":%llu,\"latest\":",
+                      (long long)dr_wall_ms(), (long long)st->started_ms,
+                      (long long)st->duration_ms, (unsigned long long)st->wire_received,
+                      (unsigned long long)st->wire_sent, (unsigned long long)st->literal,
+                      (unsigned long long)st->matched, (unsigned long long)st->files,
+                      (unsigned long long)st->files_changed, (unsigned long long)st->files_deleted);
         dr_buf_json_str(&b, st->copy, strlen(st->copy));
     } else if (prev && latest) {
-        static const char *keys[] = {"last_sync_ms", "duration_ms",   "bytes_received",
-                                     "bytes_sent",   "literal_bytes", "matched_bytes",
-                                     "files",        "files_changed", "files_deleted"};
+        static const char *keys[] = {
+            "last_sync_ms",  "last_sync_started_ms", "duration_ms",   "bytes_received",
+            "bytes_sent",    "literal_bytes",        "matched_bytes", "files",
+            "files_changed", "files_deleted"};
         for (size_t i = 0; i < sizeof keys / sizeof *keys; i++)
             dr_buf_printf(&b, ",\"%s\":%lld", keys[i], (long long)jget(prev, keys[i]));
         dr_buf_printf(&b, ",\"latest\":");
@@ -460,10 +462,10 @@ static int status_cb(void *ctx, int namefd, const char *name)
         dr_buf_json_str(&c->out, name, strlen(name));
         dr_buf_printf(&c->out, ",\"in_sync\":%s,\"latest\":", sync ? "true" : "false");
         dr_buf_json_str(&c->out, copy, strlen(copy));
-        static const char *keys[] = {"last_sync_ms",   "duration_ms",    "bytes_received",
-                                     "literal_bytes",  "matched_bytes",  "files",
-                                     "files_changed",  "files_deleted",  "syncs_total",
-                                     "failures_total", "last_attempt_ms"};
+        static const char *keys[] = {"last_sync_ms",   "last_sync_started_ms", "duration_ms",
+                                     "bytes_received", "literal_bytes",        "matched_bytes",
+                                     "files",          "files_changed",        "files_deleted",
+                                     "syncs_total",    "failures_total",       "last_attempt_ms"};
         for (size_t i = 0; i < sizeof keys / sizeof *keys; i++)
             dr_buf_printf(&c->out, ",\"%s\":%lld", keys[i], (long long)jget(j, keys[i]));
         dr_buf_printf(&c->out, ",\"last_error\":");
@@ -506,6 +508,44 @@ int dr_vol_status(const char *root, const char *name, int json)
     if (rc == 0 && c.out.data)
         fwrite(c.out.data, 1, c.out.len, stdout);
     dr_buf_free(&c.out);
+    return rc;
+}
+
+int dr_vol_latest(const char *root, const char *name, dr_vol_latest_info *out)
+{
+    char latest[128];
+    struct stat st;
+    dr_json *j = NULL;
+    memset(out, 0, sizeof *out);
+    int rc = dr_vol_name_check(name);
+    if (rc < 0)
+        return rc;
+    int rfd = open(root, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+    int nfd = rfd >= 0 ? openat(rfd, name, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC) : -1;
+    if (nfd < 0) {
+        rc = dr_error_set(errno == ENOENT ? DR_ENOTFOUND : DR_EIO, "volume '%s' under '%s': %s",
+                          name, root, strerror(errno));
+        goto out;
+    }
+    out->syncing = fstatat(nfd, "syncing", &st, AT_SYMLINK_NOFOLLOW) == 0;
+    ssize_t n = readlinkat(nfd, "latest", latest, sizeof latest - 1);
+    if (n <= 7 || strncmp(latest, "copies/", 7) != 0)
+        goto out; /* no complete copy yet */
+    latest[n] = 0;
+    snprintf(out->copy, sizeof out->copy, "%s", latest + 7);
+    /* publish moves `latest` before status.json names the copy: times of another copy are none */
+    read_status(nfd, &j);
+    const char *named = j ? dr_json_str(j, "latest") : NULL;
+    if (named && !strcmp(named, out->copy)) {
+        out->started_ms = jget(j, "last_sync_started_ms");
+        out->ended_ms = jget(j, "last_sync_ms");
+    }
+out:
+    dr_json_free(j);
+    if (nfd >= 0)
+        close(nfd);
+    if (rfd >= 0)
+        close(rfd);
     return rc;
 }
 

@@ -31,7 +31,9 @@ typedef struct dr_vol_stats {
     uint64_t whole_bytes;              /* raw bytes of new files sent whole */
     uint64_t files, files_changed, files_deleted;
     int64_t duration_ms;
-    char copy[64]; /* the copy published */
+    int64_t started_ms; /* wall clock when the sync began (the destination: when it took the
+                         * connection, before the source reads a file) */
+    char copy[64];      /* the copy published */
 } dr_vol_stats;
 
 typedef struct dr_vol_serve_opts {
@@ -68,6 +70,20 @@ int dr_vol_status(const char *root, const char *name, int json);
 /* Copies the latest complete copy of name to dir (absent or empty), keeping holes, modes,
  * times, owners (as root), symlinks and hard links. DR_ENOTFOUND when there is none. */
 int dr_vol_promote(const char *root, const char *name, const char *dir);
+
+/* The newest complete copy of a volume, as its destination recorded it (read only). */
+typedef struct dr_vol_latest_info {
+    char copy[64];      /* the copy `latest` names; "" when no sync ever completed */
+    int64_t started_ms; /* when the sync that published it began, by the destination's clock
+                         * (before the source read any file); 0: not recorded (a copy published
+                         * by an older drd, or status.json not yet written for this copy) */
+    int64_t ended_ms;   /* when it was published (0: not recorded) */
+    int syncing;        /* a newer sync has started and is not published yet */
+} dr_vol_latest_info;
+
+/* Reads ROOT/NAME's latest copy and its times (status.json counts only when it names that very
+ * copy). DR_ENOTFOUND when root has no volume name (no sync ever started), DR_EIO. */
+int dr_vol_latest(const char *root, const char *name, dr_vol_latest_info *out);
 
 /* Checks a volume name: 1..64 of [A-Za-z0-9._-], not starting with '.'. DR_EUSAGE. */
 int dr_vol_name_check(const char *name);

@@ -44,6 +44,8 @@
 #   h_etcd_reserve NAME [--tls CERTDIR]
 #   h_etcd_start NAME DATADIR [--tls CERTDIR] [extra etcd flags...]   waits until healthy (20 s)
 #   h_etcd_start_existing NAME DATADIR CLIENT_PORT PEER_PORT [--tls CERTDIR] [extra flags...]
+#   h_etcd_start_seeded NAME SOURCE   an exact standby: NAME's data dir ($H_TMP/NAME) seeded from
+#                             the running server SOURCE (drd replicate seed), then started
 #   h_etcd_cluster NAME N DIR [flags...]   N members NAME-1..NAME-N started together;
 #                             NAME_ENDPOINTS (all client URLs), NAME_INITIAL_CLUSTER
 #   h_etcd_leader NAME N      prints the leading member's name
@@ -546,6 +548,20 @@ h_etcd_start_existing() {
     _h_set "${v}_PEER_PORT" "$4"
     shift 4
     h_etcd_start "$name" "$datadir" "$@"
+}
+
+h_etcd_start_seeded() {
+    _h_main_shell h_etcd_start_seeded
+    local name=$1 v src
+    v=$(_h_var "$name")
+    src=$(_h_get "$(_h_var "$2")_URL")
+    [[ -n "$src" ]] || h_fail "h_etcd_start_seeded: no etcd server named '$2'"
+    h_etcd_reserve "$name"
+    h_run_drd 60 replicate seed --source "$src" --data-dir "$H_TMP/$name" --name "$name" \
+        --initial-cluster "$(_h_get "${v}_INITIAL_CLUSTER")" \
+        --initial-advertise-peer-urls "$(_h_get "${v}_PEER_URL")"
+    h_assert_eq "$rc" 0 "seed $name from $2: $err"
+    h_etcd_start "$name" "$H_TMP/$name"
 }
 
 h_etcdctl() {
