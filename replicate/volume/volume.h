@@ -73,7 +73,7 @@ int dr_vol_promote(const char *root, const char *name, const char *dir);
 
 /* The newest complete copy of a volume, as its destination recorded it (read only). */
 typedef struct dr_vol_latest_info {
-    char copy[64];      /* the copy `latest` names; "" when no sync ever completed */
+    char copy[128];     /* the copy `latest` names; "" when no sync ever completed */
     int64_t started_ms; /* when the sync that published it began, by the destination's clock
                          * (before the source read any file); 0: not recorded (a copy published
                          * by an older drd, or status.json not yet written for this copy) */
