@@ -319,12 +319,14 @@ static void repl_opts(const runner *r, int a, int b, dr_repl_opts *o)
     drd_failover_repl_opts(r->cfg, a, b, o);
 }
 
-int drd_failover_primary(const drd_config *cfg, int *primary_i)
+int drd_failover_roles(const drd_config *cfg, int *primary_i, int64_t *epoch, int64_t seen[2])
 {
     const dr_conf *c = cfg->c;
     dr_epoch newest = {0};
     int rc = 0;
     *primary_i = -1;
+    *epoch = 0;
+    seen[0] = seen[1] = -1;
     if (!c->has_failover)
         return 0;
     for (int k = 0; k < 2 && rc == 0; k++) {
@@ -338,11 +340,14 @@ int drd_failover_primary(const drd_config *cfg, int *primary_i)
         }
         rc = dr_epoch_read_etcd(e, &ep, NULL);
         dr_etcd_close(e);
-        if (rc == 0)
+        if (rc == 0) {
+            seen[k] = ep.epoch;
             dr_epoch_newest(&newest, &ep, &newest);
+        }
     }
     if (rc < 0)
         return rc;
+    *epoch = newest.epoch;
     *primary_i = newest.epoch ? cluster_index(c, newest.primary) : c->failover.primary_i;
     if (*primary_i != c->failover.primary_i && *primary_i != c->failover.standby_i)
         return dr_error_set(DR_ESTALE,
@@ -350,6 +355,12 @@ int drd_failover_primary(const drd_config *cfg, int *primary_i)
                             "of the failover section",
                             newest.epoch, newest.primary);
     return 0;
+}
+
+int drd_failover_primary(const drd_config *cfg, int *primary_i)
+{
+    int64_t epoch, seen[2];
+    return drd_failover_roles(cfg, primary_i, &epoch, seen);
 }
 
 /* Store i and its keyring (NULL without key_file); no catalog: epochs need none. */
@@ -1782,31 +1793,60 @@ int drd_runbook_show(drd_config *cfg, const char *id)
     return rc;
 }
 
-void drd_runbook_status(const drd_config *cfg, dr_buf *b, int json)
+/* The newest run: the active one, else the last finished one. 1 and *r (runner_free), or 0. */
+static int newest_run(const drd_config *cfg, runner *r)
 {
     char path[1300], *id = NULL;
     size_t n = 0;
-    runner r;
-    dr_buf s = {0};
     int have = 0;
-    memset(&r, 0, sizeof r);
+    memset(r, 0, sizeof *r);
     for (int k = 0; k < 2 && !have; k++) {
         snprintf(path, sizeof path, "%s/runs/%s", cfg->c->state_dir, k ? "last" : "active");
         free(id);
         id = NULL;
         if (dr_fs_read_all(path, 200, &id, &n) < 0)
             continue;
-        if (open_run((drd_config *)cfg, id, &r) == 0) {
+        if (open_run((drd_config *)cfg, id, r) == 0) {
             have = 1;
         } else {
-            runner_free(&r);
-            memset(&r, 0, sizeof r);
+            runner_free(r);
+            memset(r, 0, sizeof *r);
         }
     }
+    free(id);
     dr_error_clear();
-    if (!have) {
+    return have;
+}
+
+int drd_runbook_figures_get(const drd_config *cfg, drd_runbook_figures *f)
+{
+    runner r;
+    memset(f, 0, sizeof *f);
+    if (!newest_run(cfg, &r))
+        return dr_error_set(DR_ENOTFOUND, "no runbook run in %s/runs", cfg->c->state_dir);
+    set(f->id, sizeof f->id, r.x.id);
+    set(f->old_primary, sizeof f->old_primary, r.x.old_name);
+    set(f->new_primary, sizeof f->new_primary, r.x.new_name);
+    f->operation = op_names[r.x.op];
+    f->status = dr_run_status_name(r.run.status);
+    f->epoch = r.x.new_epoch;
+    f->rpo_revs = r.x.rpo_revs;
+    f->rpo_ms = r.x.rpo_ms;
+    f->rto_ms = r.x.promoted_ms > 0 ? r.x.rto_ms : -1; /* measured by the promote step */
+    f->started_ms = r.x.started_ms;
+    for (size_t i = 0; r.run.status != DR_RUN_ACTIVE && i < r.run.n_steps; i++)
+        if (r.run.steps[i].ended_ms > f->finished_ms)
+            f->finished_ms = r.run.steps[i].ended_ms;
+    runner_free(&r);
+    return 0;
+}
+
+void drd_runbook_status(const drd_config *cfg, dr_buf *b, int json)
+{
+    runner r;
+    dr_buf s = {0};
+    if (!newest_run(cfg, &r)) {
         dr_buf_printf(b, json ? "null" : "");
-        free(id);
         return;
     }
     summary(&r, &s);
@@ -1831,5 +1871,4 @@ void drd_runbook_status(const drd_config *cfg, dr_buf *b, int json)
     }
     dr_buf_free(&s);
     runner_free(&r);
-    free(id);
 }

@@ -24,11 +24,26 @@ int drd_runbook_show(drd_config *cfg, const char *run);
  * Appends to b; never fails for a missing run. */
 void drd_runbook_status(const drd_config *cfg, dr_buf *b, int json);
 
+/* The figures of the newest run (the one drd_runbook_status shows), for the daemon's metrics:
+ * 0 and *f, DR_ENOTFOUND when there is none. */
+typedef struct drd_runbook_figures {
+    char id[96], old_primary[64], new_primary[64];
+    const char *operation;            /* planned, emergency, failback (static) */
+    const char *status;               /* active, done, failed, aborted (static) */
+    int64_t epoch;                    /* the epoch it raised (failback: the one it kept) */
+    int64_t rpo_revs, rpo_ms, rto_ms; /* -1: not known (rto: no promotion yet, or failback) */
+    int64_t started_ms, finished_ms;  /* finished_ms 0: still active */
+} drd_runbook_figures;
+int drd_runbook_figures_get(const drd_config *cfg, drd_runbook_figures *f);
+
 /* The failover pair's primary now: the cluster the newest epoch record in the two clusters names
  * (read with a short timeout; an unreachable side does not count), failover.primary at epoch 0;
  * -1 without a failover section. The daemon's jobs follow it (docs/runbooks.md, "The daemon
  * after a failover"). */
 int drd_failover_primary(const drd_config *cfg, int *primary_i);
+/* The same, with the newest epoch (0: none recorded) and the epoch each cluster of the pair
+ * holds (seen[0]: failover.primary's cluster, seen[1]: the standby's; -1: it did not answer). */
+int drd_failover_roles(const drd_config *cfg, int *primary_i, int64_t *epoch, int64_t seen[2]);
 /* The failover's replicate job from cluster a to cluster b (a prefix rewrite turned around in
  * the other direction). */
 void drd_failover_repl_opts(const drd_config *cfg, int a, int b, dr_repl_opts *o);
