@@ -149,6 +149,9 @@ const dr_option dr_options[] = {
     {DR_SCOPE_FAILOVER, "encryption_config", NULL, DR_OPT_FILE, FO(encryption_config),
      .secret = "EncryptionConfiguration",
      .help = "the standby's EncryptionConfiguration (check steps compare its key names)"},
+    {DR_SCOPE_FAILOVER, "encryption_scan", NULL, DR_OPT_MS, FO(encryption_scan_ms), 0, 604800000,
+     .help = "drd run: count the encryption keys the standby's values need this often, compared "
+             "with encryption_config (default 10m; 0s: never)"},
     {DR_SCOPE_PEER, "url", NULL, DR_OPT_STR, P(url), .required = 1,
      .help = "http://HOST:PORT: the other site's drd status server (its listen)"},
     {DR_SCOPE_PEER, "interval", NULL, DR_OPT_MS, P(interval_ms), 1000, 3600000,
@@ -209,8 +212,9 @@ static const struct {
 
 const char *dr_job_kind_name(dr_job_kind k)
 {
-    static const char *const names[] = {"replicate", "snapshot", "drill", "volume", "segments",
-                                        "verify",    "probe",    "point", "peer"};
+    static const char *const names[] = {"replicate", "snapshot", "drill", "volume",
+                                        "segments",  "verify",   "probe", "point",
+                                        "peer",      "epoch",    "keys"};
     _Static_assert(sizeof names / sizeof names[0] == DR_JOB_KINDS, "a name per job kind");
     return k < DR_JOB_KINDS ? names[k] : "?";
 }
@@ -557,6 +561,11 @@ static int check_failover(dr_conf *c)
                   j->source, j->target, f->primary, f->standby);
     if (!f->unreachable_ms)
         f->unreachable_ms = 30000;
+    if (f->encryption_scan_ms < 0)
+        f->encryption_scan_ms = 600000;
+    if (f->encryption_scan_ms && f->encryption_scan_ms < 1000)
+        return at(c, find_key(fo, "encryption_scan"),
+                  "failover.encryption_scan must be at least 1s (0s: never)");
     return 0;
 }
 
@@ -698,6 +707,7 @@ int dr_conf_from_yaml(dr_yaml_doc *doc, dr_conf **out)
     c->doc = doc;
     c->file = doc->file;
     c->grace_ms = 30000;
+    c->failover.encryption_scan_ms = -1; /* the default, in check_failover */
     const dr_yaml_node *root = doc->root;
     if (!root || root->kind != DR_YAML_MAP) {
         rc = at(c, root,

@@ -284,6 +284,8 @@ typedef enum {
     DR_JOB_PROBE,    /* a replicate job's probe of its source, the other site */
     DR_JOB_POINT,    /* a store's newest restorable point (from its first snapshot job) */
     DR_JOB_PEER,     /* a probe of the other site's daemon (from a peers entry) */
+    DR_JOB_EPOCH,    /* the failover pair's epoch records and roles (from failover) */
+    DR_JOB_KEYS,     /* the encryption keys a promotion would need (from failover) */
     DR_JOB_KINDS
 } dr_job_kind;
 
@@ -336,6 +338,7 @@ typedef struct dr_conf_failover {
     int64_t unreachable_ms; /* emergency: the primary must not answer for this long (30s) */
     int primary_i, standby_i, replicate_i;
     const char *encryption_config; /* the standby's EncryptionConfiguration file (optional) */
+    int64_t encryption_scan_ms;    /* the daemon's scan of the keys in use (10m; 0: never) */
 } dr_conf_failover;
 
 typedef struct dr_conf {

@@ -21,11 +21,13 @@
 const char usage_status[] =
     "usage: drd status --config F [--json]\n\n"
     "Shows the jobs of the daemon running with config F (drd run): state, last result, last\n"
-    "success, next run, missed runs, replication lag, the stores' newest restorable points, why\n"
-    "it is not ready. When the daemon does not answer on the config's listen address, shows\n"
-    "what its state_dir recorded and each store's newest restorable point from its catalog\n"
-    "(as of the daemon's last sync; the store is not contacted), and exits with\n"
-    "DR_EUNAVAILABLE (4).\n\n"
+    "success, next run, missed runs, replication lag, the stores' newest restorable points,\n"
+    "the last drill's restore time, the failover pair's roles and epoch, the encryption keys\n"
+    "the standby's data needs, the newest runbook run with its RPO and RTO, why it is not\n"
+    "ready. When the daemon does not answer on the config's listen address, shows what its\n"
+    "state_dir recorded, each store's newest restorable point from its catalog (as of the\n"
+    "daemon's last sync; the store is not contacted) and the newest runbook run, and exits\n"
+    "with DR_EUNAVAILABLE (4).\n\n"
     "  --config F   the daemon's YAML config\n"
     "  --json       the daemon's /status JSON\n";
 

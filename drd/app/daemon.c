@@ -98,6 +98,10 @@ typedef struct job {
     int peer_i;                  /* peer: index in the config's peers */
     int peer_ready;              /* peer: its /readyz was 200 (1), not (0), unknown (-1) */
     int64_t point_rev, point_ms; /* point: the store's newest restorable revision, its time */
+    int64_t epoch;               /* epoch: the newest record of the failover pair */
+    int64_t cluster_epoch[2];    /* epoch: each cluster's record (primary, standby; -1: none) */
+    int primary_i;               /* epoch: the pair's primary by it (-1: not known yet) */
+    drd_enc_keys *keys;          /* keys: the last scan's result (owned; NULL: none yet) */
     /* continuous jobs: the worker's own */
     volatile sig_atomic_t stop;
     _Atomic int in_base; /* segments: setting up or taking its base snapshot (is_heavy_running) */
@@ -133,7 +137,7 @@ static void on_hup(int sig)
  * quiet, nothing to resume, never a reason for /readyz to fail. */
 static int is_watch(dr_job_kind k)
 {
-    return k == DR_JOB_PROBE || k == DR_JOB_POINT || k == DR_JOB_PEER;
+    return k == DR_JOB_PROBE || k == DR_JOB_POINT || k == DR_JOB_PEER || k == DR_JOB_EPOCH;
 }
 
 /* Snapshots and drills: each holds tens of MB at its peak (the snapshot stream's flow-control
@@ -454,6 +458,65 @@ static int run_point(job *j)
     return rc;
 }
 
+/* The failover pair's epoch records: which cluster is the primary now (drd_role, drd_epoch).
+ * What a side that does not answer holds is not known; with neither, nothing changes. */
+static int run_epoch(job *j)
+{
+    const dr_conf *c = j->d->cfg->c;
+    int p = -1;
+    int64_t epoch = 0, seen[2];
+    int rc = drd_failover_roles(j->d->cfg, &p, &epoch, seen);
+    pthread_mutex_lock(&j->d->mu);
+    j->cluster_epoch[0] = seen[0];
+    j->cluster_epoch[1] = seen[1];
+    if (rc == 0 && (seen[0] >= 0 || seen[1] >= 0)) {
+        j->epoch = epoch;
+        j->primary_i = p;
+    }
+    pthread_mutex_unlock(&j->d->mu);
+    if (rc == 0 && seen[0] < 0 && seen[1] < 0)
+        rc = dr_error_set(DR_EUNAVAILABLE, "neither %s nor %s answers",
+                          c->clusters[c->failover.primary_i].name,
+                          c->clusters[c->failover.standby_i].name);
+    return rc;
+}
+
+/* The encryption keys the values of the cluster a failover would promote (the pair's standby
+ * now, by the epoch) need, against its EncryptionConfiguration. A missing key is a finding of a
+ * scan that worked, not a failed run: /readyz says it (ready_reason) until a scan finds the key
+ * offered; a scan that could not run (the cluster down, the file unreadable) fails the run. */
+static int run_keys(job *j, char *detail, size_t cap)
+{
+    daemon_t *d = j->d;
+    const dr_conf_failover *f = &d->cfg->c->failover;
+    int p = -1;
+    drd_enc_keys *k = calloc(1, sizeof *k);
+    int rc = k ? drd_failover_primary(d->cfg, &p) : dr_error_set(DR_ENOMEM, "out of memory");
+    if (rc == 0)
+        rc = drd_enc_keys_check(d->cfg, p == f->standby_i ? f->primary_i : f->standby_i, k);
+    if (rc == DR_ENOTFOUND && k->missing) { /* the finding, said by /readyz and the log */
+        dr_warn("job keys %s: %s", j->name, dr_error_msg());
+        rc = 0;
+        dr_error_clear();
+    }
+    if (rc == 0) { /* counted: the new counts replace the last scan's */
+        char line[400];
+        dr_k8s_enc_counts_line(&k->c, line, sizeof line);
+        snprintf(detail, cap, "%s at revision %" PRId64 ": %s; %" PRId64 " values read; %s",
+                 k->cluster, k->rev, line, k->c.values,
+                 !k->compared ? "not compared (failover.encryption_config is not set)"
+                 : k->missing ? "SOME ARE MISSING from its EncryptionConfiguration"
+                              : "all offered by its EncryptionConfiguration");
+        pthread_mutex_lock(&d->mu);
+        free(j->keys);
+        j->keys = k;
+        k = NULL;
+        pthread_mutex_unlock(&d->mu);
+    }
+    free(k);
+    return rc;
+}
+
 static void *worker(void *arg)
 {
     job *j = arg;
@@ -493,6 +556,10 @@ static void *worker(void *arg)
         rc = run_point(j);
     } else if (j->kind == DR_JOB_PEER) {
         rc = run_peer(j);
+    } else if (j->kind == DR_JOB_EPOCH) {
+        rc = run_epoch(j);
+    } else if (j->kind == DR_JOB_KEYS) {
+        rc = run_keys(j, detail, sizeof detail);
     } else if (j->kind == DR_JOB_VOLUME && j->continuous) {
         rc = drd_volume_serve(j->cj, &j->stop);
         if (rc == 0 && !j->stop)
@@ -763,6 +830,11 @@ static int ready_reason(const daemon_t *d, const job *j, char *buf, size_t cap)
                  j->reason);
         return 0;
     }
+    if (j->kind == DR_JOB_KEYS && j->keys && j->keys->missing) { /* the daemon's alarm */
+        size_t n = (size_t)snprintf(buf, cap, "%s %s: ", dr_job_kind_name(j->kind), j->name);
+        drd_enc_keys_missing(j->keys, buf + (n < cap ? n : cap), n < cap ? cap - n : 0);
+        return 0;
+    }
     return 1;
 }
 
@@ -836,6 +908,85 @@ static void render_site_metrics(daemon_t *d, dr_buf *b)
                 dr_buf_printf(b, "drd_site_ready{site=\"%s\"} %d\n", name,
                               j->site_up && j->peer_ready == 1);
         }
+    }
+}
+
+/* The failover pair (from the epoch and keys jobs; none without a failover section): the epoch,
+ * each cluster's role by it, the keys a promotion needs. */
+static void failover_metrics(daemon_t *d, dr_buf *b)
+{
+    const dr_conf *c = d->cfg->c;
+    for (size_t i = 0; i < d->n_jobs; i++) {
+        const job *j = &d->jobs[i];
+        if (j->kind == DR_JOB_KEYS)
+            drd_enc_keys_metrics(j->keys, b);
+        if (j->kind != DR_JOB_EPOCH || j->primary_i < 0)
+            continue;
+        const int ci[2] = {c->failover.primary_i, c->failover.standby_i};
+        dr_buf_printf(b, "# HELP drd_epoch The newest fencing epoch the failover pair's clusters "
+                         "hold (/drd/epoch; 0: none recorded), read every 10 s.\n"
+                         "# TYPE drd_epoch gauge\n");
+        dr_buf_printf(b, "drd_epoch %" PRId64 "\n", j->epoch);
+        dr_buf_printf(b, "# HELP drd_cluster_epoch The epoch record each cluster of the pair holds "
+                         "(no series while it does not answer).\n"
+                         "# TYPE drd_cluster_epoch gauge\n");
+        for (int k = 0; k < 2; k++)
+            if (j->cluster_epoch[k] >= 0)
+                dr_buf_printf(b, "drd_cluster_epoch{cluster=\"%s\"} %" PRId64 "\n",
+                              c->clusters[ci[k]].name, j->cluster_epoch[k]);
+        dr_buf_printf(b, "# HELP drd_role 1 for the role each cluster of the failover pair has by "
+                         "the newest epoch, 0 for the other.\n# TYPE drd_role gauge\n");
+        for (int k = 0; k < 2; k++)
+            for (int r = 0; r < 2; r++)
+                dr_buf_printf(b, "drd_role{cluster=\"%s\",role=\"%s\"} %d\n",
+                              c->clusters[ci[k]].name, r ? "standby" : "primary",
+                              (ci[k] == j->primary_i) == !r);
+    }
+}
+
+/* drd_runbook_last_*: the newest runbook run (drd/app/runbook.c; the one drd status shows). A
+ * figure not known (an emergency's RPO before the old primary is read, a failback's RTO) has no
+ * series: absent, not a made-up number. */
+static void runbook_metrics(daemon_t *d, dr_buf *b)
+{
+    drd_runbook_figures f;
+    if (!d->cfg->c->has_failover || drd_runbook_figures_get(d->cfg, &f) < 0) {
+        dr_error_clear();
+        return;
+    }
+    dr_buf_printf(b,
+                  "# HELP drd_runbook_last_info The newest runbook run (the active one, else "
+                  "the last): its id, operation, status and roles; always 1.\n"
+                  "# TYPE drd_runbook_last_info gauge\n"
+                  "drd_runbook_last_info{run=\"%s\",operation=\"%s\",status=\"%s\","
+                  "old_primary=\"%s\",new_primary=\"%s\"} 1\n"
+                  "# HELP drd_runbook_last_epoch The epoch it raised (failback: kept).\n"
+                  "# TYPE drd_runbook_last_epoch gauge\ndrd_runbook_last_epoch %" PRId64 "\n"
+                  "# HELP drd_runbook_last_start_timestamp_seconds When it started.\n"
+                  "# TYPE drd_runbook_last_start_timestamp_seconds gauge\n"
+                  "drd_runbook_last_start_timestamp_seconds %.3f\n",
+                  f.id, f.operation, f.status, f.old_primary, f.new_primary, f.epoch,
+                  (double)f.started_ms / 1000.0);
+    static const struct {
+        const char *name, *help;
+        int seconds;
+    } m[] = {
+        {"drd_runbook_last_finish_timestamp_seconds",
+         "When it ended (done, failed or aborted); no series while it runs.", 1},
+        {"drd_runbook_last_rpo_revisions",
+         "The revisions the promotion lost; no series while not known.", 0},
+        {"drd_runbook_last_rpo_seconds",
+         "The writes' time span the promotion lost; no series while not known.", 1},
+        {"drd_runbook_last_rto_seconds",
+         "From its start to the end of the promotion; no series without one.", 1},
+    };
+    const int64_t v[] = {f.finished_ms ? f.finished_ms : -1, f.rpo_revs, f.rpo_ms, f.rto_ms};
+    for (size_t k = 0; k < sizeof m / sizeof m[0]; k++) {
+        dr_buf_printf(b, "# HELP %s %s\n# TYPE %s gauge\n", m[k].name, m[k].help, m[k].name);
+        if (v[k] >= 0 && m[k].seconds)
+            dr_buf_printf(b, "%s %.3f\n", m[k].name, (double)v[k] / 1000.0);
+        else if (v[k] >= 0)
+            dr_buf_printf(b, "%s %" PRId64 "\n", m[k].name, v[k]);
     }
 }
 
@@ -929,6 +1080,8 @@ static void render_metrics(daemon_t *d, dr_buf *b)
             dr_buf_printf(b, "drd_replicate_verified_revision{name=\"%s\"} %" PRId64 "\n",
                           d->jobs[i].name, d->jobs[i].verified_rev);
     render_site_metrics(d, b);
+    failover_metrics(d, b);
+    runbook_metrics(d, b);
     dr_buf_printf(b, "# HELP drd_store_newest_revision The store's newest restorable revision "
                      "(a full snapshot and the segments after it).\n"
                      "# TYPE drd_store_newest_revision gauge\n"
@@ -970,6 +1123,44 @@ static void render_metrics(daemon_t *d, dr_buf *b)
     free(mj);
 }
 
+/* The failover pair's roles by the epoch job: ,"failover":{...} of /status (null: no failover
+ * section, or not read yet), or the line "roles: ..." of drd status (none then). */
+static void roles(daemon_t *d, dr_buf *b, int json)
+{
+    const dr_conf *c = d->cfg->c;
+    const job *j = NULL;
+    for (size_t i = 0; i < d->n_jobs; i++)
+        if (d->jobs[i].kind == DR_JOB_EPOCH && d->jobs[i].primary_i >= 0)
+            j = &d->jobs[i];
+    if (!j) {
+        dr_buf_printf(b, json ? ",\"failover\":null" : "");
+        return;
+    }
+    const int ci[2] = {c->failover.primary_i, c->failover.standby_i};
+    if (json) {
+        dr_buf_printf(b, ",\"failover\":{\"epoch\":%" PRId64, j->epoch);
+        json_str(b, "primary", c->clusters[j->primary_i].name);
+        dr_buf_printf(b, ",\"clusters\":[");
+    } else
+        dr_buf_printf(b, "roles (epoch %" PRId64 "):", j->epoch);
+    for (int k = 0; k < 2; k++) {
+        const char *name = c->clusters[ci[k]].name;
+        const char *role = ci[k] == j->primary_i ? "primary" : "standby";
+        char e[32] = "null";
+        if (j->cluster_epoch[k] >= 0)
+            snprintf(e, sizeof e, "%" PRId64, j->cluster_epoch[k]);
+        if (json) {
+            dr_buf_printf(b, "%s{\"name\":", k ? "," : "");
+            dr_buf_json_str(b, name, strlen(name));
+            dr_buf_printf(b, ",\"role\":\"%s\",\"epoch\":%s}", role, e);
+        } else if (j->cluster_epoch[k] >= 0)
+            dr_buf_printf(b, "%s %s %s (holds epoch %s)", k ? "," : "", name, role, e);
+        else
+            dr_buf_printf(b, "%s %s %s (DOES NOT ANSWER)", k ? "," : "", name, role);
+    }
+    dr_buf_printf(b, json ? "]}" : "\n");
+}
+
 static void render_status(daemon_t *d, dr_buf *b)
 {
     dr_buf_printf(b, "{\"config\":");
@@ -981,6 +1172,7 @@ static void render_status(daemon_t *d, dr_buf *b)
                   d->started_ms / 1000, d->reload_failures);
     if (d->reload_error[0])
         json_str(b, "reload_error", d->reload_error);
+    roles(d, b, 1);
     dr_buf_printf(b, ",\"jobs\":[");
     for (size_t i = 0; i < d->n_jobs; i++) {
         const job *j = &d->jobs[i];
@@ -1008,6 +1200,8 @@ static void render_status(daemon_t *d, dr_buf *b)
                           (int64_t)j->stats.applied_revision, (double)j->stats.lag_ms / 1000.0);
         if (j->kind == DR_JOB_VERIFY)
             dr_buf_printf(b, ",\"verified_revision\":%" PRId64, j->verified_rev);
+        if (j->kind == DR_JOB_KEYS && j->keys)
+            drd_enc_keys_json(j->keys, b);
         if (j->kind == DR_JOB_DRILL && j->drill_keys.other >= 0) {
             dr_buf_printf(b,
                           ",\"keys\":{\"revision\":%" PRId64 ",\"restored\":", j->drill_keys_rev);
@@ -1084,6 +1278,7 @@ static void render_text(daemon_t *d, dr_buf *b)
                   d->path, (now - d->started_ms) / 1000);
     if (d->reload_error[0])
         dr_buf_printf(b, "last reload refused: %s\n", d->reload_error);
+    roles(d, b, 0);
     for (size_t i = 0; i < d->n_jobs; i++) {
         const job *j = &d->jobs[i];
         when(w1, sizeof w1, j->last_success_ms, now);
@@ -1103,6 +1298,8 @@ static void render_text(daemon_t *d, dr_buf *b)
                           (int64_t)j->stats.applied_revision, (double)j->stats.lag_ms / 1000.0);
         if (j->kind == DR_JOB_VERIFY)
             dr_buf_printf(b, "  verified up to revision %" PRId64 "\n", j->verified_rev);
+        if (j->kind == DR_JOB_KEYS && j->keys)
+            drd_enc_keys_text(j->keys, b);
         if (j->kind == DR_JOB_PROBE) {
             when(w2, sizeof w2, j->last_contact_ms, now);
             dr_buf_printf(b, "  %s %s, last contact %s\n",
@@ -1205,8 +1402,60 @@ static int first_of_store(const dr_conf *c, const dr_conf_job *cj)
     return 1;
 }
 
+/* A derived job's own schedule: every `every` ms, spelled as the config spells durations. */
+static void own_every(job *j, int64_t every)
+{
+    char dur[32];
+    j->own_sched = (dr_schedule){.kind = DR_SCHED_EVERY, .every_ms = every};
+    snprintf(j->own_sched.text, sizeof j->own_sched.text, "@every %s",
+             dr_format_duration_ms(every, dur, sizeof dur));
+    j->sched = &j->own_sched;
+}
+
+/* Counters, schedule positions and findings carry over from the old table's job of the same
+ * kind and name (what it owns is moved: the old table goes). 1 when there was one. */
+static int job_carry(job *j, job *old, size_t n_old)
+{
+    job *o = NULL;
+    for (size_t k = 0; k < n_old && !o; k++)
+        if (old[k].kind == j->kind && strcmp(old[k].name, j->name) == 0)
+            o = &old[k];
+    if (!o)
+        return 0;
+    j->prev_ms = o->prev_ms;
+    j->last_start_ms = o->last_start_ms;
+    j->last_success_ms = o->last_success_ms;
+    j->last_duration_ms = o->last_duration_ms;
+    j->has_run = o->has_run;
+    j->last_rc = o->last_rc;
+    j->failures_total = o->failures_total;
+    j->missed_total = o->missed_total;
+    j->runs_total = o->runs_total;
+    j->drill_rto_ms = o->drill_rto_ms;
+    j->drill_keys = o->drill_keys; /* moved */
+    j->drill_keys_snap = o->drill_keys_snap;
+    j->drill_keys_rev = o->drill_keys_rev;
+    j->drill_keys_snap_rev = o->drill_keys_snap_rev;
+    memset(&o->drill_keys, 0, sizeof o->drill_keys);
+    memset(&o->drill_keys_snap, 0, sizeof o->drill_keys_snap);
+    j->verified_rev = o->verified_rev;
+    j->last_contact_ms = o->last_contact_ms;
+    j->site_up = o->site_up;
+    j->peer_ready = o->peer_ready;
+    j->point_rev = o->point_rev;
+    j->point_ms = o->point_ms;
+    /* not the epoch job's findings: they index the old config's clusters (it runs again at
+     * once) */
+    j->keys = o->keys; /* moved */
+    o->keys = NULL;
+    j->vol_st = o->vol_st;
+    j->since_ms = o->since_ms;
+    snprintf(j->reason, sizeof j->reason, "%s", o->reason);
+    return 1;
+}
+
 /* A probe job per peer (the other site's daemon), every peers.<name>.interval. */
-static void peers_build(daemon_t *d, job *jobs, size_t *n, const job *old, size_t n_old)
+static void peers_build(daemon_t *d, job *jobs, size_t *n, job *old, size_t n_old)
 {
     const dr_conf *c = d->cfg->c;
     for (size_t i = 0; i < c->n_peers; i++) {
@@ -1216,30 +1465,41 @@ static void peers_build(daemon_t *d, job *jobs, size_t *n, const job *old, size_
         j->peer_i = (int)i;
         j->peer_ready = -1;
         j->run_now = 1;
-        j->own_sched = (dr_schedule){.kind = DR_SCHED_EVERY, .every_ms = c->peers[i].interval_ms};
-        char dur[32];
-        snprintf(j->own_sched.text, sizeof j->own_sched.text, "@every %s",
-                 dr_format_duration_ms(c->peers[i].interval_ms, dur, sizeof dur));
-        j->sched = &j->own_sched;
+        own_every(j, c->peers[i].interval_ms);
         snprintf(j->name, sizeof j->name, "%s", c->peers[i].name);
         dr_backoff_init(&j->backoff, 500, 60000);
-        for (size_t k = 0; k < n_old; k++)
-            if (old[k].kind == DR_JOB_PEER && strcmp(old[k].name, j->name) == 0) {
-                j->prev_ms = old[k].prev_ms;
-                j->last_start_ms = old[k].last_start_ms;
-                j->last_success_ms = old[k].last_success_ms;
-                j->last_duration_ms = old[k].last_duration_ms;
-                j->has_run = old[k].has_run;
-                j->last_rc = old[k].last_rc;
-                j->failures_total = old[k].failures_total;
-                j->runs_total = old[k].runs_total;
-                j->last_contact_ms = old[k].last_contact_ms;
-                j->site_up = old[k].site_up;
-                j->peer_ready = old[k].peer_ready;
-            }
+        job_carry(j, old, n_old);
         if (!j->prev_ms)
             j->prev_ms = dr_wall_ms();
         dr_schedule_next(j->sched, j->prev_ms, &j->next_ms);
+    }
+}
+
+/* The failover pair's jobs, both named "failover" and sharing the failover's replicate row:
+ * epoch (every 10 s) and keys (every failover.encryption_scan; none when 0). Both run at start
+ * and after every reload: a SIGHUP after the EncryptionConfiguration was fixed scans again. */
+static void failover_build(daemon_t *d, job *jobs, size_t *n, job *old, size_t n_old, int64_t now)
+{
+    const dr_conf *c = d->cfg->c;
+    for (int k = 0; c->has_failover && k < 2; k++) {
+        int64_t every = k ? c->failover.encryption_scan_ms : 10000;
+        if (!every)
+            continue;
+        job *j = &jobs[(*n)++];
+        j->d = d;
+        j->cj = &c->jobs[c->failover.replicate_i];
+        j->kind = k ? DR_JOB_KEYS : DR_JOB_EPOCH;
+        j->drill_keys.other = j->drill_keys_snap.other = -1;
+        j->primary_i = -1;
+        j->cluster_epoch[0] = j->cluster_epoch[1] = -1;
+        j->since_ms = now;
+        j->run_now = 1;
+        own_every(j, every);
+        snprintf(j->name, sizeof j->name, "failover");
+        dr_backoff_init(&j->backoff, 500, 60000);
+        if (!job_carry(j, old, n_old))
+            j->prev_ms = now;
+        dr_schedule_next(j->sched, now, &j->next_ms);
     }
 }
 
@@ -1258,7 +1518,7 @@ static int jobs_build(daemon_t *d, job *old, size_t n_old, int64_t now)
     const dr_conf *c = d->cfg->c;
     size_t n = 0;
     /* one row per config job, plus a segments row for a snapshot job with segments */
-    job *jobs = calloc(4 * c->n_jobs + c->n_peers + 1, sizeof *jobs);
+    job *jobs = calloc(4 * c->n_jobs + c->n_peers + 3, sizeof *jobs);
     if (!jobs)
         return dr_error_set(DR_ENOMEM, "out of memory");
     for (size_t i = 0; i < c->n_jobs; i++) {
@@ -1287,52 +1547,18 @@ static int jobs_build(daemon_t *d, job *old, size_t n_old, int64_t now)
             j->since_ms = now;
             j->sched = &cj->schedule;
             j->run_now = kind == DR_JOB_PROBE || kind == DR_JOB_POINT;
-            if (every) {
-                j->own_sched = (dr_schedule){.kind = DR_SCHED_EVERY, .every_ms = every};
-                char dur[32];
-                snprintf(j->own_sched.text, sizeof j->own_sched.text, "@every %s",
-                         dr_format_duration_ms(every, dur, sizeof dur));
-                j->sched = &j->own_sched;
-            }
+            if (every)
+                own_every(j, every);
             snprintf(j->name, sizeof j->name, "%s", cj->name);
             dr_backoff_init(&j->backoff, 500, 60000);
-            job *o = NULL;
-            for (size_t k = 0; k < n_old && !o; k++)
-                if (old[k].kind == j->kind && strcmp(old[k].name, j->name) == 0)
-                    o = &old[k];
-            if (o) {
-                j->prev_ms = o->prev_ms;
-                j->last_start_ms = o->last_start_ms;
-                j->last_success_ms = o->last_success_ms;
-                j->last_duration_ms = o->last_duration_ms;
-                j->has_run = o->has_run;
-                j->last_rc = o->last_rc;
-                j->failures_total = o->failures_total;
-                j->missed_total = o->missed_total;
-                j->runs_total = o->runs_total;
-                j->drill_rto_ms = o->drill_rto_ms;
-                j->drill_keys = o->drill_keys; /* moved: the old table goes */
-                j->drill_keys_snap = o->drill_keys_snap;
-                j->drill_keys_rev = o->drill_keys_rev;
-                j->drill_keys_snap_rev = o->drill_keys_snap_rev;
-                memset(&o->drill_keys, 0, sizeof o->drill_keys);
-                memset(&o->drill_keys_snap, 0, sizeof o->drill_keys_snap);
-                j->verified_rev = o->verified_rev;
-                j->last_contact_ms = o->last_contact_ms;
-                j->site_up = o->site_up;
-                j->point_rev = o->point_rev;
-                j->point_ms = o->point_ms;
-                j->vol_st = o->vol_st;
-                j->since_ms = o->since_ms;
-                snprintf(j->reason, sizeof j->reason, "%s", o->reason);
-            } else if (!j->continuous) {
+            if (!job_carry(j, old, n_old) && !j->continuous)
                 state_load(d, j, now);
-            }
             if (!j->continuous)
                 dr_schedule_next(j->sched, now, &j->next_ms);
         }
     }
     peers_build(d, jobs, &n, old, n_old);
+    failover_build(d, jobs, &n, old, n_old, now);
     d->jobs = jobs;
     d->n_jobs = n;
     return 0;
@@ -1344,6 +1570,7 @@ static void jobs_free(job *jobs, size_t n)
     for (size_t i = 0; jobs && i < n; i++) {
         dr_key_counts_free(&jobs[i].drill_keys);
         dr_key_counts_free(&jobs[i].drill_keys_snap);
+        free(jobs[i].keys);
     }
     free(jobs);
 }

@@ -69,6 +69,33 @@ void drd_volume_metrics(const drd_volume_state *v, size_t n, int64_t now, dr_buf
 void drd_volume_json(const drd_volume_state *v, int64_t now, dr_buf *b);
 void drd_volume_text(const drd_volume_state *v, int64_t now, dr_buf *b);
 
+/* ---- the encryption keys a promotion needs (daemon_keys.c) ---- */
+
+typedef struct drd_enc_keys {
+    char cluster[64];              /* the cluster scanned */
+    int64_t rev;                   /* at this revision */
+    dr_k8s_enc_counts c;           /* values per "provider:key name" */
+    int compared;                  /* 1: failover.encryption_config was read */
+    char config[1024];             /* compared: that file */
+    int offered[DR_K8S_ENC_NAMES]; /* compared: 1 when it offers c.k[i] */
+    int64_t missing;               /* compared: objects whose key it lacks */
+} drd_enc_keys;
+
+/* Scans every value of cluster cluster_i (paged, at one revision) for the API server's
+ * encryption keys and, when failover.encryption_config is set, compares them with the names it
+ * offers. 0, or DR_ENOTFOUND naming each missing key with its count ("west's
+ * EncryptionConfiguration (F) lacks aescbc:old (3 objects): 3 objects would be unreadable after
+ * the promotion; ..."): *k is filled in both cases. The scan's and the file's errors otherwise. */
+int drd_enc_keys_check(const drd_config *cfg, int cluster_i, drd_enc_keys *k);
+/* "west's EncryptionConfiguration (F) lacks ...": the missing keys of a compared *k in words. */
+void drd_enc_keys_missing(const drd_enc_keys *k, char *out, size_t cap);
+/* drd_encryption_key_objects and drd_encryption_key_missing (HELP and TYPE, and k's series
+ * unless k is NULL). */
+void drd_enc_keys_metrics(const drd_enc_keys *k, dr_buf *b);
+/* ,"encryption_keys":{...} of /status, and the lines of drd status. */
+void drd_enc_keys_json(const drd_enc_keys *k, dr_buf *b);
+void drd_enc_keys_text(const drd_enc_keys *k, dr_buf *b);
+
 /* Runs the daemon until SIGTERM/SIGINT (drd_stop); SIGHUP reloads path. Takes cfg. */
 int drd_daemon_run(drd_config *cfg, const char *path);
 

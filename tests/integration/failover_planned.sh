@@ -7,6 +7,9 @@
 #  - reverse replication without a reseed: the old primary sits at the revision the new one was
 #    promoted at, catches up from there, and HashKV agrees (drd replicate verify);
 #  - the stale side refuses: replication from it, snapshots of it (exit 20);
+#  - drd run on the same config afterwards replicates west -> east, and its /metrics and drd
+#    status show the roles by the epoch (drd_role, drd_epoch), the run's figures
+#    (drd_runbook_last_*: RPO 0, an RTO) and the keys a failover back to east would need;
 #  - drd runbook list/show, the audit trail; then a planned switchover back (epoch 2, east).
 source "${HARNESS:-$(dirname "$0")/../harness}/etcd.sh"
 
@@ -38,7 +41,9 @@ fi
 echo "hook \$1 done"
 HOOK
 chmod +x hook.sh
+h_free_port PORT
 cat >drd.yaml <<YAML
+listen: 127.0.0.1:$PORT
 state_dir: $H_TMP/state
 clusters:
   east: { endpoints: [$EAST_URL] }
@@ -140,6 +145,23 @@ h_bg daemon "$(h_drd_path)" run --config drd.yaml
 h_etcdctl west put /after/daemon yes >/dev/null
 h_wait_until 60 "the daemon replicating west -> east" bash -c "[[ \$(ETCDCTL_API=3 etcdctl --endpoints '$EAST_URL' get --print-value-only /after/daemon) == yes ]]"
 h_assert_contains "$(cat "$DAEMON_LOG")" "the epoch names west the primary: replicating west -> east" "the daemon says so"
+scrape() { curl -s --max-time 5 "http://127.0.0.1:$PORT/metrics"; }
+in_scrape() { grep -qxF "$1" <<<"$(scrape)"; }
+h_wait_until 30 "west the primary in /metrics" in_scrape 'drd_role{cluster="west",role="primary"} 1'
+m=$(scrape)
+h_assert_contains "$m" $'\ndrd_epoch 1\n' "drd_epoch"
+h_assert_contains "$m" 'drd_role{cluster="east",role="standby"} 1' "east the standby"
+h_assert_contains "$m" 'operation="planned",status="done",old_primary="east",new_primary="west"} 1' "the run in /metrics"
+h_assert_contains "$m" $'\ndrd_runbook_last_epoch 1\n' "the run's epoch"
+h_assert_contains "$m" $'\ndrd_runbook_last_rpo_revisions 0\n' "the run's RPO"
+h_assert_contains "$m" $'\ndrd_runbook_last_rpo_seconds 0.000\n' "the run's RPO in seconds"
+grep -qE '^drd_runbook_last_rto_seconds [0-9]+\.[0-9]{3}$' <<<"$m" || h_fail "no RTO series"
+grep -qE '^drd_runbook_last_finish_timestamp_seconds [0-9]{10}\.[0-9]{3}$' <<<"$m" || h_fail "no finish time"
+status_has() { h_drd status --config drd.yaml | grep -qF "$1"; }
+h_wait_until 30 "drd status: the keys east would need" status_has "encryption keys in use on east"
+h_run_drd 30 status --config drd.yaml
+h_assert_contains "$out" "roles (epoch 1): east standby (holds epoch 1), west primary (holds epoch 1)" "drd status: roles"
+h_assert_contains "$out" "done  east -> west, epoch 1, planned-switchover, RPO 0 revisions, RTO " "drd status: the run"
 h_stop daemon
 # hooks: env and JSON body
 h_assert_contains "$(cat hooks.log)" "stop planned east west 1 stop-primary-writers 1" "stop hook env"
