@@ -508,80 +508,24 @@ static void body_json(const runner *r, dr_buf *b)
 
 /* ---- encryption keys ---- */
 
-/* the key names in use, each marked once an EncryptionConfiguration offers it */
-typedef struct key_scan {
-    dr_k8s_enc_counts c;
-    int offered[DR_K8S_ENC_NAMES];
-} key_scan;
-
-static int offered_cb(void *arg, const char *name)
-{
-    key_scan *ks = arg;
-    for (size_t i = 0; i < ks->c.n; i++)
-        if (!strcmp(ks->c.k[i].name, name))
-            ks->offered[i] = 1;
-    return 0;
-}
-
 /* Which API server encryption keys the new primary's data needs (a paged read of every value),
- * against the keys its EncryptionConfiguration offers (failover.encryption_config). A key in use
- * that it lacks refuses the promotion: those objects would be unreadable. */
+ * against the keys its EncryptionConfiguration offers (failover.encryption_config): a key in use
+ * that it lacks refuses the promotion, those objects would be unreadable (the comparison the
+ * daemon's keys job makes too, drd/app/daemon_keys.c). */
 static int check_keys(runner *r, char *res, size_t cap)
 {
-    dr_etcd *e = NULL;
-    key_scan *ks = calloc(1, sizeof *ks);
-    int rc = ks ? open_site(r, r->new_i, 0, &e) : dr_error_set(DR_ENOMEM, "out of memory");
-    if (rc == 0)
-        rc = dr_enc_keys_scan(e, NULL, 0, 0, &ks->c, NULL);
-    dr_etcd_close(e);
-    if (rc < 0) {
-        free(ks);
-        return dr_error_wrap(rc, "encryption key scan of %s", r->x.new_name);
-    }
-    const char *ec = r->c->failover.encryption_config;
-    if (ec) {
-        /* it holds the encryption keys: read as the other secrets are (private to its owner) */
-        dr_yaml_doc *doc = NULL;
-        char *text = NULL;
-        size_t len = 0;
-        if ((rc = dr_fs_read_secret(ec, "EncryptionConfiguration", 1 << 20, &text, &len)) == 0)
-            rc = dr_yaml_parse(ec, text, len, &doc);
-        if (text)
-            dr_secure_zero(text, len);
-        free(text);
-        if (rc == 0)
-            rc = dr_k8s_enc_config_keys(doc, offered_cb, ks);
-        dr_yaml_free(doc);
-        if (rc < 0) {
-            free(ks);
-            return rc;
-        }
-    }
-    dr_buf in_use = {0}, missing = {0};
-    int64_t need = 0;
-    for (size_t i = 0; i < ks->c.n; i++) {
-        dr_buf_printf(&in_use, "%s%s (%" PRId64 ")", i ? ", " : "", ks->c.k[i].name, ks->c.k[i].n);
-        if (ec && !ks->offered[i]) {
-            dr_buf_printf(&missing, "%s%s (%" PRId64 " objects)", missing.len ? ", " : "",
-                          ks->c.k[i].name, ks->c.k[i].n);
-            need += ks->c.k[i].n;
-        }
-    }
-    if (missing.len)
-        rc = dr_error_set(DR_ENOTFOUND,
-                          "%s's EncryptionConfiguration (%s) lacks %s: %" PRId64
-                          " objects would be unreadable after the promotion; add the keys there "
-                          "(and to the API servers of %s) first",
-                          r->x.new_name, ec, missing.data, need, r->x.new_name);
-    else
+    drd_enc_keys *k = calloc(1, sizeof *k);
+    int rc = k ? drd_enc_keys_check(r->cfg, r->new_i, k) : dr_error_set(DR_ENOMEM, "out of memory");
+    if (rc == 0) {
+        char line[600];
+        dr_k8s_enc_counts_line(&k->c, line, sizeof line);
         snprintf(res, cap, "encryption keys in use on %s (%" PRId64 " values read): %s%s",
-                 r->x.new_name, ks->c.values, in_use.len ? in_use.data : "none",
-                 !ks->c.n ? ""
-                 : ec     ? "; all offered by its EncryptionConfiguration"
-                          : "; not compared (failover.encryption_config is not set)");
-    dr_buf_free(&in_use);
-    dr_buf_free(&missing);
-    free(ks);
+                 r->x.new_name, k->c.values, line,
+                 !k->c.n       ? ""
+                 : k->compared ? "; all offered by its EncryptionConfiguration"
+                               : "; not compared (failover.encryption_config is not set)");
+    }
+    free(k);
     return rc;
 }
 
