@@ -163,7 +163,7 @@ def main(argv):
     if len(argv) == 4 and argv[1] == 'static':
         root = os.path.join(os.path.dirname(os.path.abspath(__file__)), '..', '..')
         srcs = [os.path.join(root, p) for p in ('drd/app/daemon.c', 'drd/app/daemon_volume.c',
-                                                  'replicate/replicate.c')]
+                                                  'drd/app/daemon_keys.c', 'replicate/replicate.c')]
         used = check_static(argv[2], argv[3], srcs)
         if not problems:
             print(f"static: {len(used)} metrics named, all exported by drd's source")

@@ -1,13 +1,16 @@
 #!/usr/bin/env bash
 # The alerting rules and the dashboard (docs/deploy/prometheus/) against a running daemon: drd run
-# with every kind of job (a peer too) against real etcd servers and a file:// store; its /metrics
+# with every kind of job (a peer too, and a failover pair: its epoch, the encryption keys the
+# standby's values need) against real etcd servers and a file:// store; its /metrics
 # passes `promtool check metrics`; a real Prometheus scrapes it with the shipped prometheus.yml
 # and loads the shipped rules; then every selector of every rule and
 # dashboard panel must match scraped series, every label an annotation names must be on them,
 # every rule must evaluate without error, and no alert may be pending while all is well. Then
 # faults, each of which must put its alert in pending state: the keyring readable by others
 # (DrdKeyMaterialUnreadable: the snapshot job fails with DR_EAUTH), and the primary etcd stopped
-# (DrdSiteDown, DrdStandbyNotStreaming), and the volume's destination stopped (DrdVolumeOutOfSync).
+# (DrdSiteDown, DrdStandbyNotStreaming), the volume's destination stopped (DrdVolumeOutOfSync),
+# and values encrypted with a key the standby's EncryptionConfiguration lacks
+# (DrdEncryptionKeyMissing).
 source "${HARNESS:-$(dirname "$0")/../harness}/etcd.sh"
 source "$HARNESS/volume.sh"
 ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)
@@ -25,6 +28,16 @@ export DRD_CATALOG_DIR=$H_TMP/catalog
 h_etcd_start primary "$H_TMP/primary"
 h_etcd_start standby "$H_TMP/standby"
 h_etcdctl primary put /registry/pods/default/a 1 >/dev/null
+h_etcdctl primary put /registry/secrets/default/s k8s:enc:aesgcm:v1:key1:xxxxxxxx >/dev/null
+cat >"$H_TMP/enc.yaml" <<'YAML'
+apiVersion: apiserver.config.k8s.io/v1
+kind: EncryptionConfiguration
+resources:
+  - resources: [secrets]
+    providers:
+      - aesgcm: { keys: [{ name: key1, secret: c2VjcmV0IGlzIHNlY3VyZQ== }] }
+YAML
+chmod 600 "$H_TMP/enc.yaml"
 h_drd key generate --out "$H_TMP/keys" >/dev/null
 h_free_port PORT
 LISTEN=127.0.0.1:$PORT
@@ -51,6 +64,12 @@ peers: # the other site's drd: here this one itself, which answers (drd_site_up{
 volumes:
   - { name: pvc-data, role: push, source: $H_TMP/vol, to: "$V_ADDR", psk_file: $PSK,
       schedule: "@every 2s" }
+failover:
+  primary: primary
+  standby: standby
+  replicate: apps
+  encryption_config: $H_TMP/enc.yaml
+  encryption_scan: 2s
 YAML
 
 get() { curl -s --max-time 5 "http://$LISTEN$1"; }
@@ -66,6 +85,7 @@ h_wait_until 60 "a drill passes" at_least 'drd_job_last_success_timestamp_second
 h_wait_until 60 "the store's restorable point" at_least 'drd_store_newest_revision{store="main"}' 1
 h_wait_until 30 "verified" at_least 'drd_replicate_verified_revision{name="apps"}' 1
 h_wait_until 30 "a volume sync" at_least 'drd_volume_last_sync_timestamp_seconds{name="pvc-data"}' 1
+h_wait_until 30 "the standby's keys scanned" at_least 'drd_encryption_key_objects{cluster="standby",provider="aesgcm",key="key1"}' 1
 
 h_log "promtool check metrics on a scrape"
 get /metrics >"$H_TMP/scrape.txt"
@@ -122,6 +142,10 @@ h_wait_until 60 "DrdKeyMaterialUnreadable gone once the mode is right" gone DrdK
 h_log "fault: the volume's destination stopped"
 h_stop volsrv
 h_wait_until 60 "DrdVolumeOutOfSync pending" pending DrdVolumeOutOfSync
+
+h_log "fault: values encrypted with a key the standby's EncryptionConfiguration lacks"
+h_etcdctl primary put /registry/secrets/default/t k8s:enc:aescbc:v1:old:xxxxxxxx >/dev/null
+h_wait_until 60 "DrdEncryptionKeyMissing pending" pending DrdEncryptionKeyMissing
 
 h_log "fault: the primary etcd stopped"
 h_etcd_stop primary
