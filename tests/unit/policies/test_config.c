@@ -266,6 +266,32 @@ static void test_peers(void **state)
 #undef DRILL
 }
 
+/* failover.encryption_scan: 10m by default, 0s turns the daemon's key scan off, at least 1s */
+static void test_encryption_scan(void **state)
+{
+    (void)state;
+    dr_conf *c;
+#define FO                                                                                         \
+    "replicate: [ { name: r, source: a, target: b } ]\nfailover: { primary: a, standby: b, "       \
+    "replicate: r"
+    static const struct {
+        const char *v;
+        int64_t ms;
+    } ok[] = {{"", 600000}, {", encryption_scan: 0s", 0}, {", encryption_scan: 30s", 30000}};
+    for (size_t i = 0; i < sizeof ok / sizeof ok[0]; i++) {
+        char text[512];
+        snprintf(text, sizeof text, "%s%s%s }\n", HEAD, FO, ok[i].v);
+        if (load(text, &c) < 0)
+            fail_msg("%s: %s", ok[i].v, dr_error_msg());
+        assert_int_equal(c->failover.encryption_scan_ms, ok[i].ms);
+        dr_conf_free(c);
+    }
+    bad(HEAD FO ", encryption_scan: 500ms }\n",
+        "failover.encryption_scan must be at least 1s (0s: never)");
+    bad(HEAD FO ", encryption_scan: 200h }\n", "encryption_scan: 200h is out of range 0s..168h");
+#undef FO
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -273,6 +299,7 @@ int main(void)
         cmocka_unit_test(test_table),
         cmocka_unit_test(test_bad),
         cmocka_unit_test(test_peers),
+        cmocka_unit_test(test_encryption_scan),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
