@@ -1429,6 +1429,7 @@ static int job_carry(job *j, job *old, size_t n_old)
     j->has_run = o->has_run;
     j->last_rc = o->last_rc;
     j->failures_total = o->failures_total;
+    j->repl_alarm = o->repl_alarm; /* a reload is no cure: shown until replication streams */
     j->missed_total = o->missed_total;
     j->runs_total = o->runs_total;
     j->drill_rto_ms = o->drill_rto_ms;
