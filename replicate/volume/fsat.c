@@ -188,3 +188,39 @@ int vol_hash_fd(int fd, uint8_t sha[32])
     free(buf);
     return rc;
 }
+
+int vol_hash_range(int fd, uint64_t off, uint64_t len, uint8_t *buf, uint8_t sha[32])
+{
+    dr_sha256 *h = NULL;
+    int rc = dr_sha256_new(&h);
+    while (rc == 0 && len) {
+        ssize_t n = pread(fd, buf, len < VOL_CHUNK ? (size_t)len : VOL_CHUNK, (off_t)off);
+        if (n < 0 && errno == EINTR)
+            continue;
+        if (n <= 0) {
+            rc = dr_error_set(DR_EIO, "read: %s", n < 0 ? strerror(errno) : "file shrank");
+            break;
+        }
+        rc = dr_sha256_update(h, buf, (size_t)n);
+        off += (uint64_t)n;
+        len -= (uint64_t)n;
+    }
+    if (rc == 0)
+        rc = dr_sha256_final(h, sha);
+    dr_sha256_free(h);
+    return rc;
+}
+
+int vol_sums_compute(int fd, uint64_t size, uint64_t clen, uint32_t count, uint8_t *buf,
+                     dr_buf *out)
+{
+    int rc = 0;
+    for (uint32_t i = 0; rc == 0 && i < count && (uint64_t)i * clen < size; i++) {
+        uint64_t off = (uint64_t)i * clen;
+        uint8_t sha[32];
+        rc = vol_hash_range(fd, off, size - off < clen ? size - off : clen, buf, sha);
+        if (rc == 0)
+            rc = dr_buf_append(out, sha, 32);
+    }
+    return rc;
+}

@@ -1,8 +1,9 @@
 /*
  * Volume replication, source side: walks the tree depth first (each directory's children
  * sorted by name, right after it), asks the destination about each entry and sends what it
- * wants: a whole file (its data extents, zstd-compressed, holes skipped) or a librsync delta
- * against the signature it sent. One sync per connection (vol_int.h has the conversation).
+ * wants: a whole file (its data extents, zstd-compressed, holes skipped) or a delta: the sha256
+ * of each chunk, then a librsync delta of the chunks the destination found different, against
+ * the signature it sent. One sync per connection (vol_int.h has the conversation).
  * Must never follow a symlink (the tree is read with openat/O_NOFOLLOW from the source dir),
  * read a file whole into memory, or write anything on the source.
  */
@@ -186,26 +187,56 @@ static void delta_free(dr_sink *s)
 
 static const dr_sink_ops delta_ops = {delta_write, delta_finish, delta_free};
 
+/* Pass 1 of a delta: the sha256 of every chunk, as SUMS frames, then SUMS_END. */
+static int send_sums(push *p, int fd, uint64_t clen, uint32_t count)
+{
+    uint8_t *frame = malloc((size_t)VOL_SUMS_FRAME * 32);
+    size_t k = 0;
+    int rc = frame ? 0 : dr_error_set(DR_ENOMEM, "out of memory");
+    for (uint32_t i = 0; rc == 0 && i < count; i++) {
+        uint64_t off = (uint64_t)i * clen;
+        uint64_t len = p->e.size - off < clen ? p->e.size - off : clen;
+        if ((rc = vol_hash_range(fd, off, len, p->raw, frame + 32 * k)) < 0) {
+            char m[256];
+            snprintf(m, sizeof m, "%s", dr_error_msg());
+            rc = dr_error_set(DR_EIO, "'%s': %s", p->e.path, m);
+            break;
+        }
+        if (++k == VOL_SUMS_FRAME || i + 1 == count) {
+            rc = dr_tls_send(p->t, M_SUMS, frame, 32 * k);
+            k = 0;
+        }
+    }
+    free(frame);
+    return rc < 0 ? rc : dr_tls_send(p->t, M_SUMS_END, NULL, 0);
+}
+
+/* Pass 2: the runs the destination names, a signature of its bytes of them; sends the delta of
+ * ours, then FILE_END with their sha256. */
 static int send_delta(push *p, int fd)
 {
+    uint64_t clen = vol_sum_len(p->e.size);
+    uint32_t count = vol_sum_count(p->e.size, clen);
+    size_t cap = (count + 1) / 2, nruns = 0;
+    vol_run *runs = malloc((cap ? cap : 1) * sizeof *runs);
     dr_delta_sig *sig = NULL;
     dr_delta_job *job = NULL;
     dr_sha256 *h = NULL;
     delta_sink ds = {.base = {&delta_ops}, .p = p};
-    uint8_t sha[32];
-    int rc = dr_delta_load_job_new(&sig, &job);
-    while (rc == 0) {
-        uint8_t type;
-        size_t n;
-        if ((rc = recv_reply(p, &type, &n)) < 0)
-            break;
-        if (type == M_SIG_END)
-            break;
+    uint8_t sha[32], type = 0;
+    size_t n = 0;
+    int rc = runs ? send_sums(p, fd, clen, count) : dr_error_set(DR_ENOMEM, "out of memory");
+    while (rc == 0 && (rc = recv_reply(p, &type, &n)) == 0 && type == M_RUNS)
+        rc = vol_runs_decode(p->buf, n, count, runs, &nruns, cap);
+    if (rc == 0)
+        rc = dr_delta_load_job_new(&sig, &job);
+    while (rc == 0 && type != M_SIG_END) {
         if (type != M_SIG) {
             rc = unexpected(type, "signature");
             break;
         }
-        rc = dr_delta_job_feed(job, p->buf, n, NULL);
+        if ((rc = dr_delta_job_feed(job, p->buf, n, NULL)) == 0)
+            rc = recv_reply(p, &type, &n);
     }
     if (rc == 0)
         rc = dr_delta_job_finish(job, NULL);
@@ -216,25 +247,30 @@ static int send_delta(push *p, int fd)
     if (rc == 0)
         rc = dr_sha256_new(&h);
     p->raw_len = 0;
-    /* read the file once: hash and delta together */
     uint8_t *in = rc == 0 ? malloc(VOL_CHUNK) : NULL;
     if (rc == 0 && !in)
         rc = dr_error_set(DR_ENOMEM, "out of memory");
-    for (uint64_t total = 0; rc == 0;) {
-        ssize_t n = read(fd, in, VOL_CHUNK);
-        if (n < 0 && errno == EINTR)
-            continue;
-        if (n < 0)
-            rc = dr_error_set(DR_EIO, "read '%s': %s", p->e.path, strerror(errno));
-        if (n <= 0)
-            break;
-        total += (uint64_t)n;
-        if (total > p->e.size) {
-            rc = dr_error_set(DR_EIO, "'%s' grew while being sent", p->e.path);
-            break;
+    uint64_t sent = 0; /* bytes of the runs */
+    for (size_t r = 0; rc == 0 && r < nruns; r++) {
+        uint64_t off = (uint64_t)runs[r].first * clen;
+        uint64_t end = ((uint64_t)runs[r].first + runs[r].count) * clen;
+        if (end > p->e.size)
+            end = p->e.size;
+        while (rc == 0 && off < end) {
+            ssize_t k =
+                pread(fd, in, end - off < VOL_CHUNK ? (size_t)(end - off) : VOL_CHUNK, (off_t)off);
+            if (k < 0 && errno == EINTR)
+                continue;
+            if (k <= 0) {
+                rc = dr_error_set(DR_EIO, "read '%s': %s", p->e.path,
+                                  k < 0 ? strerror(errno) : "changed while being sent");
+                break;
+            }
+            off += (uint64_t)k;
+            sent += (uint64_t)k;
+            dr_sha256_update(h, in, (size_t)k);
+            rc = dr_delta_job_feed(job, in, (size_t)k, &ds.base);
         }
-        dr_sha256_update(h, in, (size_t)n);
-        rc = dr_delta_job_feed(job, in, (size_t)n, &ds.base);
     }
     free(in);
     if (rc == 0)
@@ -245,14 +281,15 @@ static int send_delta(push *p, int fd)
         uint64_t lit, matched;
         dr_delta_job_stats(job, &lit, &matched);
         p->st->literal += lit;
-        p->st->matched += matched;
-        dr_progress_add(p->o->progress, lit + matched);
+        p->st->matched += matched + (p->e.size - sent);
+        dr_progress_add(p->o->progress, p->e.size);
         dr_sha256_final(h, sha);
         rc = send_file_end(p, 1, sha);
     }
     dr_sha256_free(h);
     dr_delta_job_free(job);
     dr_delta_sig_free(sig);
+    free(runs);
     return rc;
 }
 

@@ -20,8 +20,6 @@
 #include "replicate/volume/volume.h"
 #include "replicate/volume/vol_int.h"
 
-#include "drd/lib/crypto/crypto.h"
-#include "drd/lib/delta/delta.h"
 #include "drd/lib/http/http.h"
 #include "drd/lib/zstd/zstd.h"
 
@@ -61,9 +59,11 @@ typedef struct session {
     vol_entry e;
     int batch; /* answering a BATCH: actions go to bout */
     dr_buf bout;
-    char *anames[VOL_BATCH_MAX]; /* the batch's files to come by delta, for sigahead */
+    char *anames[VOL_BATCH_MAX];    /* the batch's files to come by delta, for sigahead */
+    uint64_t asizes[VOL_BATCH_MAX]; /* their sizes on the source */
     size_t an;
     vol_sigahead *ahead;
+    vol_rx rx; /* what receiving a file needs of the session */
 } session;
 
 int dr_vol_name_check(const char *name)
@@ -131,201 +131,6 @@ static int cmp_str(const void *a, const void *b)
     return strcmp(*(char *const *)a, *(char *const *)b);
 }
 
-/* ---- writing a received file ---- */
-
-/* A sink into fd from offset 0 that leaves runs of zero blocks as holes, optionally hashing. */
-typedef struct file_sink {
-    dr_sink base;
-    int fd;
-    uint64_t pos;
-    dr_sha256 *h;
-} file_sink;
-
-static int is_zero(const uint8_t *p, size_t n)
-{
-    static const uint8_t zero[4096];
-    return n <= sizeof zero && memcmp(p, zero, n) == 0;
-}
-
-static int write_at(int fd, const uint8_t *p, size_t n, uint64_t off)
-{
-    /* skip 4 KiB blocks of zeros (aligned to the file): the file stays sparse */
-    while (n) {
-        size_t k = 4096 - (size_t)(off % 4096);
-        if (k > n)
-            k = n;
-        if (is_zero(p, k)) {
-            p += k;
-            off += k;
-            n -= k;
-            continue;
-        }
-        size_t run = k;
-        while (run < n) {
-            size_t k2 = n - run < 4096 ? n - run : 4096;
-            if (is_zero(p + run, k2))
-                break;
-            run += k2;
-        }
-        ssize_t w = pwrite(fd, p, run, (off_t)off);
-        if (w < 0 && errno == EINTR)
-            continue;
-        if (w <= 0)
-            return dr_error_set(DR_EIO, "write: %s", w < 0 ? strerror(errno) : "short write");
-        p += w;
-        off += (uint64_t)w;
-        n -= (size_t)w;
-    }
-    return 0;
-}
-
-static int file_sink_write(dr_sink *sk, const void *data, size_t len)
-{
-    file_sink *f = (file_sink *)sk;
-    if (f->h)
-        dr_sha256_update(f->h, data, len);
-    int rc = write_at(f->fd, data, len, f->pos);
-    f->pos += len;
-    return rc;
-}
-
-static int file_sink_finish(dr_sink *sk)
-{
-    (void)sk;
-    return 0;
-}
-
-static void file_sink_free(dr_sink *sk)
-{
-    (void)sk;
-}
-
-static const dr_sink_ops file_sink_ops = {file_sink_write, file_sink_finish, file_sink_free};
-
-/* Hashes n zero bytes (a hole the source skipped). */
-static void hash_zeros(dr_sha256 *h, uint64_t n)
-{
-    static const uint8_t zero[65536];
-    while (n) {
-        size_t k = n < sizeof zero ? (size_t)n : sizeof zero;
-        dr_sha256_update(h, zero, k);
-        n -= k;
-    }
-}
-
-/* A sink sending what is written as frames of one type. */
-typedef struct frame_sink {
-    dr_sink base;
-    dr_tls_conn *t;
-    uint8_t type;
-} frame_sink;
-
-static int frame_sink_write(dr_sink *sk, const void *data, size_t len)
-{
-    frame_sink *f = (frame_sink *)sk;
-    return dr_tls_send(f->t, f->type, data, len);
-}
-
-static const dr_sink_ops frame_sink_ops = {frame_sink_write, file_sink_finish, file_sink_free};
-
-/* Receives DATA (whole) or DELTA frames up to FILE_END into fd; checks the sha when one is
- * expected. */
-static int receive_file(session *s, int fd, int delta, int basis_fd)
-{
-    file_sink fs = {.base = {&file_sink_ops}, .fd = fd};
-    dr_delta_job *job = NULL;
-    int want_sha = delta || s->e.has_sha;
-    uint64_t next = 0;
-    int rc = 0;
-    if (want_sha && (rc = dr_sha256_new(&fs.h)) < 0)
-        return rc;
-    if (delta && (rc = dr_delta_patch_job_new(basis_fd, s->e.size, &job)) < 0)
-        goto out;
-    for (;;) {
-        uint8_t type;
-        size_t n;
-        if ((rc = recv_msg(s, &type, &n)) < 0)
-            goto out;
-        if (type == M_FILE_END) {
-            if (n != 1 && n != 33) {
-                rc = dr_error_set(DR_EPROTO, "file end of %zu bytes", n);
-                goto out;
-            }
-            if (n == 1)
-                s->buf[0] = 0;
-            break;
-        }
-        if (type != (delta ? M_DELTA : M_DATA)) {
-            rc = dr_error_set(DR_EPROTO, "unexpected message '%c' while receiving '%s'", type,
-                              s->e.path);
-            goto out;
-        }
-        uint64_t off = 0;
-        uint8_t flags;
-        uint32_t raw;
-        const uint8_t *body;
-        size_t blen;
-        if ((rc = vol_data_decode(s->buf, n, delta ? NULL : &off, &flags, &raw, &body, &blen)) < 0)
-            goto out;
-        if (flags & 1) {
-            size_t got;
-            if ((rc = dr_zstd_decompress(s->z, body, blen, s->raw, VOL_CHUNK, &got)) < 0)
-                goto out;
-            if (got != raw) {
-                rc = dr_error_set(DR_EPROTO, "data frame: %zu bytes for %u announced", got, raw);
-                goto out;
-            }
-            body = s->raw;
-        }
-        if (delta) {
-            rc = dr_delta_job_feed(job, body, raw, &fs.base);
-        } else {
-            if (off < next || off > s->e.size || raw > s->e.size - off) {
-                rc = dr_error_set(DR_EPROTO,
-                                  "data for '%s' at offset %llu out of order or "
-                                  "beyond its size",
-                                  s->e.path, (unsigned long long)off);
-                goto out;
-            }
-            if (fs.h)
-                hash_zeros(fs.h, off - next);
-            fs.pos = off;
-            rc = file_sink_write(&fs.base, body, raw);
-            next = off + raw;
-        }
-        if (rc < 0)
-            goto out;
-    }
-    if (delta) {
-        if ((rc = dr_delta_job_finish(job, &fs.base)) < 0)
-            goto out;
-        if (fs.pos != s->e.size) {
-            rc = dr_error_set(DR_EPROTO, "delta for '%s' makes %llu bytes, not %llu", s->e.path,
-                              (unsigned long long)fs.pos, (unsigned long long)s->e.size);
-            goto out;
-        }
-    } else if (fs.h) {
-        hash_zeros(fs.h, s->e.size - next);
-    }
-    if (ftruncate(fd, (off_t)s->e.size) != 0) {
-        rc = dr_error_set(DR_EIO, "truncate '%s': %s", s->e.path, strerror(errno));
-        goto out;
-    }
-    if (want_sha) {
-        uint8_t sha[32];
-        dr_sha256_final(fs.h, sha);
-        if (s->buf[0] != 1 || memcmp(sha, s->buf + 1, 32) != 0) {
-            rc = dr_error_set(DR_ECHECKSUM, "'%s' differs from the source after transfer (sha256)",
-                              s->e.path);
-            goto out;
-        }
-    }
-out:
-    dr_delta_job_free(job);
-    dr_sha256_free(fs.h);
-    return rc;
-}
-
 /* Replaces name in dirfd by the temp file tmp (metadata already set), durably. */
 static int install(int dirfd, const char *tmp, const char *name)
 {
@@ -372,6 +177,7 @@ static int do_file(session *s, frame *top, const char *base)
                (uint32_t)st.st_mtim.tv_nsec == s->e.mtime_ns;
     int rc = 0, fd = -1, basis = -1, tfd = -1;
     char tmp[64] = "";
+    vol_delta *plan = NULL;
     s->st.files++;
     if (same && s->e.has_sha) {
         uint8_t sha[32];
@@ -420,7 +226,8 @@ static int do_file(session *s, frame *top, const char *base)
         s->st.files--;
         if (delta && s->an < VOL_BATCH_MAX && !(s->anames[s->an] = strdup(base)))
             return dr_error_set(DR_ENOMEM, "out of memory");
-        s->an += delta && s->an < VOL_BATCH_MAX;
+        if (delta && s->an < VOL_BATCH_MAX)
+            s->asizes[s->an++] = s->e.size;
         return dr_buf_append(&s->bout, &need, 1);
     }
     if (delta) {
@@ -429,26 +236,13 @@ static int do_file(session *s, frame *top, const char *base)
             rc = dr_error_set(DR_EIO, "open '%s': %s", s->e.path, strerror(errno));
             goto out;
         }
-        uint8_t w = M_WANT_DELTA;
-        frame_sink fs = {.base = {&frame_sink_ops}, .t = s->t, .type = M_SIG};
-        dr_delta_job *job = NULL;
-        dr_buf sig = {0};
-        rc = dr_tls_send(s->t, w, NULL, 0);
-        if (rc == 0 && vol_sigahead_take(s->ahead, base, basis, &sig)) {
-            for (size_t off = 0; rc == 0 && off < sig.len; off += 65536)
-                rc = dr_tls_send(s->t, M_SIG, (const uint8_t *)sig.data + off,
-                                 sig.len - off < 65536 ? sig.len - off : 65536);
-        } else if (rc == 0) {
-            rc = dr_delta_sig_job_new((uint64_t)st.st_size, &job);
-            if (rc == 0)
-                rc = dr_delta_job_feed_fd(job, basis, &fs.base, NULL);
-            if (rc == 0)
-                rc = dr_delta_job_finish(job, &fs.base);
+        dr_buf sums = {0};
+        rc = dr_tls_send(s->t, M_WANT_DELTA, NULL, 0);
+        if (rc == 0) {
+            vol_sigahead_take(s->ahead, base, basis, s->e.size, &sums);
+            rc = vol_delta_start(&s->rx, basis, (uint64_t)st.st_size, &sums, &plan);
         }
-        dr_buf_free(&sig);
-        dr_delta_job_free(job);
-        if (rc == 0)
-            rc = dr_tls_send(s->t, M_SIG_END, NULL, 0);
+        dr_buf_free(&sums);
     } else {
         rc = dr_tls_send(s->t, M_WANT_WHOLE, NULL, 0);
     }
@@ -458,7 +252,7 @@ static int do_file(session *s, frame *top, const char *base)
         rc = tfd;
         goto out;
     }
-    rc = receive_file(s, tfd, delta, basis);
+    rc = delta ? vol_recv_delta(&s->rx, plan, tfd) : vol_recv_whole(&s->rx, tfd);
     if (rc == DR_ECHECKSUM && delta) {
         /* a strong-sum collision, or the file changed while the source read it: once more,
          * whole */
@@ -469,7 +263,7 @@ static int do_file(session *s, frame *top, const char *base)
                  ? dr_tls_send(s->t, M_WANT_WHOLE, NULL, 0)
                  : dr_error_set(DR_EIO, "truncate '%s': %s", s->e.path, strerror(errno));
         if (rc == 0)
-            rc = receive_file(s, tfd, 0, -1);
+            rc = vol_recv_whole(&s->rx, tfd);
     }
     if (rc < 0)
         goto out;
@@ -478,6 +272,7 @@ static int do_file(session *s, frame *top, const char *base)
     tmp[0] = 0;
     rc = send_done(s, delta ? A_DELTA : A_WHOLE);
 out:
+    vol_delta_free(plan);
     if (tmp[0])
         unlinkat(top->fd, tmp, 0);
     if (tfd >= 0)
@@ -687,7 +482,7 @@ static int do_batch(session *s, size_t n)
     vol_sigahead_stop(s->ahead); /* the last batch's files have all been asked for */
     s->ahead = NULL;
     if (rc == 0 && s->an && s->depth)
-        rc = vol_sigahead_start(&s->ahead, s->stack[s->depth - 1].fd, s->anames, s->an);
+        rc = vol_sigahead_start(&s->ahead, s->stack[s->depth - 1].fd, s->anames, s->asizes, s->an);
     for (size_t i = 0; i < s->an; i++)
         free(s->anames[i]);
     s->an = 0;
@@ -893,6 +688,7 @@ static void serve_one(const dr_vol_serve_opts *o, dr_tls_conn *t)
         rc = dr_error_set(DR_ENOMEM, "out of memory");
     if (rc == 0)
         rc = dr_zstd_new(1, &s.z);
+    s.rx = (vol_rx){.t = t, .buf = s.buf, .raw = s.raw, .z = s.z, .e = &s.e};
     if (rc == 0)
         rc = run_session(&s);
     s.st.duration_ms = dr_mono_ms() - t0;

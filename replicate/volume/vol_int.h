@@ -13,8 +13,9 @@
  *   ENTRY kind meta path [target] [sha]  ->
  *                                    <-      DONE action          (nothing to send)
  *                                    <-      WANT_WHOLE           -> DATA* FILE_END  <- DONE
- *                                    <-      WANT_DELTA SIG* SIG_END -> DELTA* FILE_END <- DONE
- *                                               (or, when the patched file's sha256 is not the
+ *                                    <-      WANT_DELTA           -> SUMS* SUMS_END
+ *                                    <-      RUNS* SIG* SIG_END   -> DELTA* FILE_END <- DONE
+ *                                               (or, when the patched bytes' sha256 is not the
  *                                               source's: <- WANT_WHOLE -> DATA* FILE_END <- DONE)
  *   DIR_END path                     ->
  *                                    <-      DELETED name* DIR_DONE
@@ -22,6 +23,17 @@
  *                                    <-      PUBLISHED copy-name
  *   either side may send ERROR (an error number, then text) instead of its next message, and
  *   closes.
+ *
+ * A delta (protocol 2): the source cuts its file into chunks of vol_sum_len(size) bytes and sends
+ * the sha256 of each (SUMS: 32 bytes a chunk, at most VOL_SUMS_FRAME a frame). The destination
+ * hashes its copy in the same chunks; the chunks whose sums differ (or whose lengths do) form runs
+ * (RUNS: first chunk and count, u32 each, in order, at most VOL_RUNS_FRAME a frame). Only the runs
+ * go through librsync: the destination signs its bytes of the runs, concatenated (a run's bytes
+ * are its chunks' range; the last chunk's run reaches to the end of the destination's file), the
+ * source sends the delta of its bytes of the runs, concatenated, and FILE_END with their sha256.
+ * The destination copies the equal chunks from its copy, patches the runs in between, and checks
+ * the patched bytes' sha256: every byte of the result is checked by a sha256 of the source's, and
+ * the bytes of unchanged chunks are hashed once on each side, never by librsync.
  *
  * An ENTRY's flags byte: 1 a sha256 follows (--checksum), 2 the file is sparse (fewer allocated
  * bytes than half its size): it goes whole, as its data extents, since a delta would hash every
@@ -37,7 +49,7 @@
 #include <stdint.h>
 #include <sys/stat.h>
 
-#define VOL_PROTO_VERSION 1
+#define VOL_PROTO_VERSION 2
 #define VOL_PATH_MAX 4095
 #define VOL_NAME_MAX 255
 #define VOL_CHUNK (256 * 1024) /* raw bytes per DATA / DELTA frame */
@@ -62,6 +74,9 @@ enum vol_msg {
     M_PUBLISHED = 'c',
     M_BATCH = 'B',
     M_BATCH_DONE = 'b',
+    M_SUMS = 'K',
+    M_SUMS_END = 'k',
+    M_RUNS = 'R',
 };
 
 enum vol_kind { K_DIR = 'd', K_FILE = 'f', K_SYMLINK = 'l', K_HARDLINK = 'h' };
@@ -121,6 +136,23 @@ int vol_path_check(const char *path, size_t len);
 /* The last component of a checked path, and the length of its parent ("" has none). */
 const char *vol_path_base(const char *path, size_t *parent_len);
 
+/* The chunks of a delta: 64 KiB, larger (a multiple of 64 KiB) for a file of more than 2 GiB so
+ * that it has at most VOL_SUMS_MAX chunks; vol_sum_count: how many a file of size bytes has. */
+#define VOL_SUM_MIN (64u * 1024)
+#define VOL_SUMS_MAX 32768u
+#define VOL_SUMS_FRAME 2048u
+#define VOL_RUNS_FRAME 8192u
+uint64_t vol_sum_len(uint64_t size);
+uint32_t vol_sum_count(uint64_t size, uint64_t clen);
+/* A run of chunks whose data comes by delta. */
+typedef struct vol_run {
+    uint32_t first, count;
+} vol_run;
+/* Decodes a RUNS frame, appending to runs (*n so far, cap at most): every run non-empty, after
+ * the previous one and not adjacent to it, within nchunks. DR_EPROTO naming what is wrong. */
+int vol_runs_decode(const void *p, size_t len, uint32_t nchunks, vol_run *runs, size_t *n,
+                    size_t cap);
+
 /* DATA frame header: offset, flags (1: zstd), raw length; DELTA: flags, raw length. */
 int vol_data_decode(const void *p, size_t n, uint64_t *off, uint8_t *flags, uint32_t *raw,
                     const uint8_t **body, size_t *blen);
@@ -147,6 +179,13 @@ int vol_send_error(struct dr_tls_conn *t, int code, const char *msg);
 
 /* sha256 of an open file's content (read with pread from 0). */
 int vol_hash_fd(int fd, uint8_t sha[32]);
+/* sha256 of fd's bytes [off, off + len), read through buf (VOL_CHUNK bytes); DR_EIO when the file
+ * ends before. */
+int vol_hash_range(int fd, uint64_t off, uint64_t len, uint8_t *buf, uint8_t sha[32]);
+/* The sums of the chunks (clen bytes) of a file of size bytes, the first count at most, appended
+ * to out, 32 bytes each. */
+int vol_sums_compute(int fd, uint64_t size, uint64_t clen, uint32_t count, uint8_t *buf,
+                     dr_buf *out);
 
 /* Files with several links, by inode: the first path seen (hard links are sent, and promoted,
  * as links to it). */
@@ -164,6 +203,28 @@ typedef struct vol_inomap {
 const char *vol_inomap_seen(vol_inomap *m, dev_t d, ino_t i, const char *path, int *err);
 void vol_inomap_free(vol_inomap *m);
 
+/* ---- receiving a file (recv.c) ---- */
+/* What receiving a file needs of a destination's session (all borrowed): its connection, its
+ * message buffer (DR_TLS_MAX_FRAME bytes) and VOL_CHUNK buffer, its zstd context, the ENTRY. */
+typedef struct vol_rx {
+    struct dr_tls_conn *t;
+    uint8_t *buf, *raw;
+    struct dr_zstd *z;
+    const vol_entry *e;
+} vol_rx;
+/* A whole file: DATA frames up to FILE_END into fd (empty, opened for writing); its sha256 checked
+ * when the entry has one (DR_ECHECKSUM). */
+int vol_recv_whole(vol_rx *x, int fd);
+/* A delta, after WANT_DELTA: reads the source's SUMS, compares them with the basis' (sums: those
+ * computed ahead, or empty: computed here; the caller frees it), sends RUNS and the signature of
+ * the runs' basis bytes. *out: the caller's (vol_delta_free), also on failure. */
+typedef struct vol_delta vol_delta;
+int vol_delta_start(vol_rx *x, int basis, uint64_t bsize, dr_buf *sums, vol_delta **out);
+/* Then the delta (DELTA frames up to FILE_END): the result into fd; DR_ECHECKSUM when the patched
+ * bytes fail the source's sha256. */
+int vol_recv_delta(vol_rx *x, vol_delta *d, int fd);
+void vol_delta_free(vol_delta *d);
+
 /* ---- the copy store (store.c) ---- */
 struct dr_vol_stats;
 /* Removes what an interrupted publish left in copies/. */
@@ -176,13 +237,17 @@ void vol_status_write(int namefd, const char *name, const struct dr_vol_stats *s
 /* Prometheus text for every name under root. */
 int vol_metrics(const char *root, dr_buf *body);
 
-/* Signatures computed ahead by a thread (sigahead.c) for the files of one directory, named in
- * the order their deltas will be asked for. start never fails for want of a thread (then *out is
- * NULL and take always says no). take: 1 and the signature in *sig (the caller's) when the one
- * computed is of the file open as basis_fd, else 0 (compute it in line). */
+/* The chunk sums of a delta computed ahead by a thread (sigahead.c) for the files of one
+ * directory, named (with their sizes on the source, which pick the chunk length) in the order
+ * their deltas will be asked for. start never fails for want of a thread (then *out is NULL and
+ * take always says no). take: 1 and the sums in *sums (the caller's) when the ones computed are
+ * of the file open as basis_fd, in the chunks of a source file of src_size bytes, else 0
+ * (compute them in line). */
 typedef struct vol_sigahead vol_sigahead;
-int vol_sigahead_start(vol_sigahead **out, int dirfd, char *const *names, size_t n);
-int vol_sigahead_take(vol_sigahead *a, const char *name, int basis_fd, dr_buf *sig);
+int vol_sigahead_start(vol_sigahead **out, int dirfd, char *const *names, const uint64_t *sizes,
+                       size_t n);
+int vol_sigahead_take(vol_sigahead *a, const char *name, int basis_fd, uint64_t src_size,
+                      dr_buf *sums);
 void vol_sigahead_stop(vol_sigahead *a);
 
 #endif

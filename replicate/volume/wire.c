@@ -222,3 +222,43 @@ int vol_data_decode(const void *p, size_t n, uint64_t *off, uint8_t *flags, uint
     *blen = r.n;
     return 0;
 }
+
+uint64_t vol_sum_len(uint64_t size)
+{
+    uint64_t c = VOL_SUM_MIN;
+    if (size / c >= VOL_SUMS_MAX) {
+        c = size / VOL_SUMS_MAX + 1;
+        c = (c + VOL_SUM_MIN - 1) / VOL_SUM_MIN * VOL_SUM_MIN;
+    }
+    return c;
+}
+
+uint32_t vol_sum_count(uint64_t size, uint64_t clen)
+{
+    return (uint32_t)((size + clen - 1) / clen);
+}
+
+int vol_runs_decode(const void *p, size_t len, uint32_t nchunks, vol_run *runs, size_t *n,
+                    size_t cap)
+{
+    vol_rd r = {.p = p, .n = len, .what = "runs"};
+    if (!len || len % 8)
+        return dr_error_set(DR_EPROTO, "runs frame of %zu bytes", len);
+    while (r.n) {
+        uint32_t first = 0, count = 0;
+        vol_get_u32(&r, &first);
+        vol_get_u32(&r, &count);
+        uint64_t end = (uint64_t)first + count;
+        uint64_t prev = *n ? (uint64_t)runs[*n - 1].first + runs[*n - 1].count : 0;
+        if (!count || end > nchunks || first < prev || (*n && first == prev))
+            return dr_error_set(DR_EPROTO,
+                                "run of chunks %u+%u out of order or beyond the %u chunks", first,
+                                count, nchunks);
+        if (*n >= cap)
+            return dr_error_set(DR_EPROTO, "more than %zu runs", cap);
+        runs[*n].first = first;
+        runs[*n].count = count;
+        (*n)++;
+    }
+    return 0;
+}

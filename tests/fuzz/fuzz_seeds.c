@@ -246,6 +246,15 @@ static void volume(void)
     check(dr_zstd_compress(z, nw, sizeof nw, frame, sizeof frame, &fl));
     put_tagged("zstd", 4, frame, fl);
     dr_zstd_free(z);
+    /* RUNS of a 300-chunk file: chunks 0-1, 7, 299 */
+    b.len = 0;
+    vol_put_u8(&b, 300 >> 8);
+    vol_put_u8(&b, 300 & 255);
+    const uint32_t runs[] = {0, 2, 7, 1, 299, 1};
+    for (size_t i = 0; i < 6; i++)
+        vol_put_u32(&b, runs[i]);
+    put_tagged("runs", 5, b.data, b.len);
+    dr_buf_free(&b);
 }
 
 int main(int argc, char **argv)

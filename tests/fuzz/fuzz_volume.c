@@ -8,6 +8,8 @@
  *      against it
  *   3  a delta applied to a fixed basis, output capped: never more bytes than the cap
  *   4  a zstd frame decompressed into a bounded buffer
+ *   5  a RUNS frame (the chunk count in its first 2 bytes): accepted runs are non-empty, in
+ *      order, apart, within the chunk count and the cap
  */
 #include "drd/lib/delta/delta.h"
 #include "drd/lib/zstd/zstd.h"
@@ -75,7 +77,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     fuzz_quiet();
     if (size < 1)
         return 0;
-    uint8_t which = data[0] % 5;
+    uint8_t which = data[0] % 6;
     data++;
     size--;
     if (which == 0) {
@@ -132,6 +134,20 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
         if (cs.n > 100000)
             abort();
         dr_delta_job_free(j);
+    } else if (which == 5) {
+        static vol_run runs[64];
+        size_t n = 0;
+        if (size < 2)
+            return 0;
+        uint32_t chunks = (uint32_t)data[0] << 8 | data[1];
+        if (vol_runs_decode(data + 2, size - 2, chunks, runs, &n, 64) == 0 && !n)
+            abort();
+        if (n > 64)
+            abort();
+        for (size_t i = 0; i < n; i++)
+            if (!runs[i].count || (uint64_t)runs[i].first + runs[i].count > chunks ||
+                (i && runs[i].first <= runs[i - 1].first + runs[i - 1].count))
+                abort();
     } else {
         static dr_zstd *z;
         size_t got = 0;

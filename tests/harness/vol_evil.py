@@ -58,7 +58,7 @@ class Conn:
         return h[:1].decode(), body
 
     def hello(self, name=b"evil"):
-        self.send(b"H", struct.pack(">II", 1, 0) + s16(name))
+        self.send(b"H", struct.pack(">II", 2, 0) + s16(name))
         return self.recv()
 
     def ask(self, payload, t=b"N"):
@@ -151,6 +151,12 @@ def run(name):
         r = c.ask(entry(b"f", b"dm", size=8, mtime=1600000001))
         if r != "WANT_DELTA":
             return "second: " + r
+        # the chunk sums of the new content (one 64 KiB chunk), then the runs and signature
+        c.send(b"K", hashlib.sha256(b"12345678").digest())
+        c.send(b"k")
+        typ, body = c.recv()
+        if typ != "R" or body != struct.pack(">II", 0, 1):
+            return "runs: " + typ
         typ, _ = c.recv()
         while typ == "S":
             typ, _ = c.recv()

@@ -32,9 +32,11 @@ struct dr_delta_job {
     size_t hdr_n;
     uint64_t fed;
     /* patch */
+    dr_delta_read_fn read;
+    void *read_arg;
     int basis_fd;
     uint64_t max_out;
-    int copy_failed;
+    int copy_failed; /* 1 beyond the basis, 2 the reader's error (set) */
 };
 
 size_t dr_delta_block_len(uint64_t size)
@@ -133,40 +135,50 @@ int dr_delta_delta_job_new(dr_delta_sig *sig, dr_delta_job **out)
     return 0;
 }
 
-static rs_result copy_cb(void *arg, rs_long_t pos, size_t *len, void **buf)
+static int fd_read(void *arg, uint64_t pos, void *buf, size_t *len)
 {
     dr_delta_job *j = arg;
-    if (j->basis_fd < 0 || pos < 0) {
-        j->copy_failed = 1;
-        return RS_CORRUPT;
-    }
     size_t got = 0;
-    while (got < *len) {
-        ssize_t r = pread(j->basis_fd, (char *)*buf + got, *len - got, (off_t)pos + (off_t)got);
+    while (j->basis_fd >= 0 && got < *len) {
+        ssize_t r = pread(j->basis_fd, (char *)buf + got, *len - got, (off_t)(pos + got));
         if (r < 0 && errno == EINTR)
             continue;
-        if (r < 0) {
-            j->copy_failed = 2;
-            return RS_IO_ERROR;
-        }
+        if (r < 0)
+            return dr_error_set(DR_EIO, "cannot read the basis file: %s", strerror(errno));
         if (r == 0)
             break;
         got += (size_t)r;
     }
-    if (!got) {
+    *len = got;
+    return 0;
+}
+
+static rs_result copy_cb(void *arg, rs_long_t pos, size_t *len, void **buf)
+{
+    dr_delta_job *j = arg;
+    if (pos < 0) {
         j->copy_failed = 1;
         return RS_CORRUPT;
     }
-    *len = got;
+    if (j->read(j->read_arg, (uint64_t)pos, *buf, len) < 0) {
+        j->copy_failed = 2;
+        return RS_IO_ERROR;
+    }
+    if (!*len) {
+        j->copy_failed = 1;
+        return RS_CORRUPT;
+    }
     return RS_DONE;
 }
 
-int dr_delta_patch_job_new(int basis_fd, uint64_t max_out, dr_delta_job **out)
+int dr_delta_patch_job_new_read(dr_delta_read_fn read, void *arg, uint64_t max_out,
+                                dr_delta_job **out)
 {
     int rc = job_alloc(K_PATCH, out);
     if (rc < 0)
         return rc;
-    (*out)->basis_fd = basis_fd;
+    (*out)->read = read;
+    (*out)->read_arg = arg;
     (*out)->max_out = max_out;
     (*out)->job = rs_patch_begin(copy_cb, *out);
     if (!(*out)->job) {
@@ -175,6 +187,16 @@ int dr_delta_patch_job_new(int basis_fd, uint64_t max_out, dr_delta_job **out)
         return dr_error_set(DR_ENOMEM, "cannot start a patch job");
     }
     return 0;
+}
+
+int dr_delta_patch_job_new(int basis_fd, uint64_t max_out, dr_delta_job **out)
+{
+    int rc = dr_delta_patch_job_new_read(fd_read, NULL, max_out, out);
+    if (rc == 0) {
+        (*out)->read_arg = *out;
+        (*out)->basis_fd = basis_fd;
+    }
+    return rc;
 }
 
 static uint32_t be32(const unsigned char *p)
@@ -242,7 +264,7 @@ static int run(dr_delta_job *j, const char *in, size_t n, int eof, dr_sink *out)
         }
         if (r != RS_BLOCKED) {
             if (j->copy_failed == 2)
-                return dr_error_set(DR_EIO, "cannot read the basis file: %s", strerror(errno));
+                return dr_error_code(); /* the reader's, set */
             if (j->copy_failed)
                 return dr_error_set(DR_EPROTO, "delta refers to bytes beyond the basis file");
             return dr_error_set(DR_EPROTO, "corrupt %s stream: %s",

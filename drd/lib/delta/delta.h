@@ -41,6 +41,11 @@ int dr_delta_delta_job_new(dr_delta_sig *sig, dr_delta_job **out);
 /* Applies the delta fed to it to the basis read from basis_fd (borrowed; -1: no basis, any copy
  * command fails), producing at most max_out bytes (more: DR_EPROTO). */
 int dr_delta_patch_job_new(int basis_fd, uint64_t max_out, dr_delta_job **out);
+/* The same with a basis read through read(arg, pos, buf, len): up to *len bytes of the basis at
+ * pos into buf, *len set to the count read (fewer is fine, 0 past the end); 0 or a DR_E* code. */
+typedef int (*dr_delta_read_fn)(void *arg, uint64_t pos, void *buf, size_t *len);
+int dr_delta_patch_job_new_read(dr_delta_read_fn read, void *arg, uint64_t max_out,
+                                dr_delta_job **out);
 
 /* Feeds n bytes; output goes to out (NULL for a load job). Errors: DR_EPROTO for a corrupt or
  * refused stream (message names why), the sink's own errors. */

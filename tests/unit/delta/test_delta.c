@@ -242,12 +242,77 @@ static void test_bad_delta(void **st)
     close(efd);
 }
 
+/* A basis read through a callback: short reads (at most 100 bytes), then a failing reader. */
+typedef struct mem_basis {
+    const unsigned char *p;
+    size_t n;
+    int fail;
+} mem_basis;
+
+static int mem_read(void *arg, uint64_t pos, void *buf, size_t *len)
+{
+    mem_basis *m = arg;
+    if (m->fail)
+        return dr_error_set(DR_EIO, "basis unreadable");
+    size_t k = pos >= m->n ? 0 : m->n - (size_t)pos;
+    if (k > *len)
+        k = *len;
+    if (k > 100)
+        k = 100;
+    memcpy(buf, m->p + pos, k);
+    *len = k;
+    return 0;
+}
+
+static void test_patch_reader(void **st)
+{
+    (void)st;
+    size_t n = 200000;
+    unsigned char *a = malloc(n), *b = malloc(n);
+    fill(a, n, 7);
+    memcpy(b, a, n);
+    fill(b + 50000, 1000, 8);
+    int afd = memfd_with(a, n), bfd = memfd_with(b, n);
+    size_t dl, rl;
+    uint64_t lit, matched;
+    char *delta = delta_of(sig_loaded(afd, n), bfd, &dl, &lit, &matched), *res;
+    mem_basis m = {.p = a, .n = n};
+    dr_delta_job *j = NULL;
+    dr_sink *out = NULL;
+    assert_int_equal(dr_buf_sink_new(1 << 20, &out), 0);
+    assert_int_equal(dr_delta_patch_job_new_read(mem_read, &m, n, &j), 0);
+    assert_int_equal(dr_delta_job_feed(j, delta, dl, out), 0);
+    assert_int_equal(dr_delta_job_finish(j, out), 0);
+    dr_delta_job_free(j);
+    dr_buf_sink_take(out, &res, &rl);
+    dr_sink_free(out);
+    assert_int_equal(rl, n);
+    assert_memory_equal(res, b, n);
+    free(res);
+
+    m.fail = 1;
+    assert_int_equal(dr_buf_sink_new(1 << 20, &out), 0);
+    assert_int_equal(dr_delta_patch_job_new_read(mem_read, &m, n, &j), 0);
+    int rc = dr_delta_job_feed(j, delta, dl, out);
+    if (rc == 0)
+        rc = dr_delta_job_finish(j, out);
+    assert_int_equal(rc, DR_EIO);
+    assert_non_null(strstr(dr_error_msg(), "basis unreadable"));
+    dr_delta_job_free(j);
+    dr_sink_free(out);
+    free(delta);
+    free(a);
+    free(b);
+    close(afd);
+    close(bfd);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_small_change), cmocka_unit_test(test_insert_and_empty),
         cmocka_unit_test(test_block_len),    cmocka_unit_test(test_bad_signature),
-        cmocka_unit_test(test_bad_delta),
+        cmocka_unit_test(test_bad_delta),    cmocka_unit_test(test_patch_reader),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
