@@ -189,38 +189,33 @@ int vol_hash_fd(int fd, uint8_t sha[32])
     return rc;
 }
 
-int vol_hash_range(int fd, uint64_t off, uint64_t len, uint8_t *buf, uint8_t sha[32])
+int vol_sum_range(int fd, uint64_t off, uint64_t len, dr_gmac *g, uint8_t *buf,
+                  uint8_t sum[VOL_SUM_BYTES])
 {
-    dr_sha256 *h = NULL;
-    int rc = dr_sha256_new(&h);
+    int rc = 0;
     while (rc == 0 && len) {
         ssize_t n = pread(fd, buf, len < VOL_CHUNK ? (size_t)len : VOL_CHUNK, (off_t)off);
         if (n < 0 && errno == EINTR)
             continue;
-        if (n <= 0) {
-            rc = dr_error_set(DR_EIO, "read: %s", n < 0 ? strerror(errno) : "file shrank");
-            break;
-        }
-        rc = dr_sha256_update(h, buf, (size_t)n);
+        if (n <= 0)
+            return dr_error_set(DR_EIO, "read: %s", n < 0 ? strerror(errno) : "file shrank");
+        rc = dr_gmac_update(g, buf, (size_t)n);
         off += (uint64_t)n;
         len -= (uint64_t)n;
     }
-    if (rc == 0)
-        rc = dr_sha256_final(h, sha);
-    dr_sha256_free(h);
-    return rc;
+    return rc < 0 ? rc : dr_gmac_final(g, sum);
 }
 
-int vol_sums_compute(int fd, uint64_t size, uint64_t clen, uint32_t count, uint8_t *buf,
+int vol_sums_compute(int fd, uint64_t size, uint64_t clen, uint32_t count, dr_gmac *g, uint8_t *buf,
                      dr_buf *out)
 {
     int rc = 0;
     for (uint32_t i = 0; rc == 0 && i < count && (uint64_t)i * clen < size; i++) {
         uint64_t off = (uint64_t)i * clen;
-        uint8_t sha[32];
-        rc = vol_hash_range(fd, off, size - off < clen ? size - off : clen, buf, sha);
+        uint8_t sum[VOL_SUM_BYTES];
+        rc = vol_sum_range(fd, off, size - off < clen ? size - off : clen, g, buf, sum);
         if (rc == 0)
-            rc = dr_buf_append(out, sha, 32);
+            rc = dr_buf_append(out, sum, sizeof sum);
     }
     return rc;
 }

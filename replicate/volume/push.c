@@ -1,7 +1,7 @@
 /*
  * Volume replication, source side: walks the tree depth first (each directory's children
  * sorted by name, right after it), asks the destination about each entry and sends what it
- * wants: a whole file (its data extents, zstd-compressed, holes skipped) or a delta: the sha256
+ * wants: a whole file (its data extents, zstd-compressed, holes skipped) or a delta: a keyed sum
  * of each chunk, then a librsync delta of the chunks the destination found different, against
  * the signature it sent. One sync per connection (vol_int.h has the conversation).
  * Must never follow a symlink (the tree is read with openat/O_NOFOLLOW from the source dir),
@@ -187,33 +187,36 @@ static void delta_free(dr_sink *s)
 
 static const dr_sink_ops delta_ops = {delta_write, delta_finish, delta_free};
 
-/* Pass 1 of a delta: the sha256 of every chunk, as SUMS frames, then SUMS_END. */
-static int send_sums(push *p, int fd, uint64_t clen, uint32_t count)
+/* Pass 1 of a delta: the sum of every chunk under the destination's key, as SUMS frames, then
+ * SUMS_END. */
+static int send_sums(push *p, int fd, const uint8_t *key, uint64_t clen, uint32_t count)
 {
-    uint8_t *frame = malloc((size_t)VOL_SUMS_FRAME * 32);
+    uint8_t *frame = malloc((size_t)VOL_SUMS_FRAME * VOL_SUM_BYTES);
+    dr_gmac *g = NULL;
     size_t k = 0;
-    int rc = frame ? 0 : dr_error_set(DR_ENOMEM, "out of memory");
+    int rc = frame ? dr_gmac_new(key, &g) : dr_error_set(DR_ENOMEM, "out of memory");
     for (uint32_t i = 0; rc == 0 && i < count; i++) {
         uint64_t off = (uint64_t)i * clen;
         uint64_t len = p->e.size - off < clen ? p->e.size - off : clen;
-        if ((rc = vol_hash_range(fd, off, len, p->raw, frame + 32 * k)) < 0) {
+        if ((rc = vol_sum_range(fd, off, len, g, p->raw, frame + VOL_SUM_BYTES * k)) < 0) {
             char m[256];
             snprintf(m, sizeof m, "%s", dr_error_msg());
             rc = dr_error_set(DR_EIO, "'%s': %s", p->e.path, m);
             break;
         }
         if (++k == VOL_SUMS_FRAME || i + 1 == count) {
-            rc = dr_tls_send(p->t, M_SUMS, frame, 32 * k);
+            rc = dr_tls_send(p->t, M_SUMS, frame, VOL_SUM_BYTES * k);
             k = 0;
         }
     }
+    dr_gmac_free(g);
     free(frame);
     return rc < 0 ? rc : dr_tls_send(p->t, M_SUMS_END, NULL, 0);
 }
 
 /* Pass 2: the runs the destination names, a signature of its bytes of them; sends the delta of
  * ours, then FILE_END with their sha256. */
-static int send_delta(push *p, int fd)
+static int send_delta(push *p, int fd, const uint8_t *key)
 {
     uint64_t clen = vol_sum_len(p->e.size);
     uint32_t count = vol_sum_count(p->e.size, clen);
@@ -225,7 +228,7 @@ static int send_delta(push *p, int fd)
     delta_sink ds = {.base = {&delta_ops}, .p = p};
     uint8_t sha[32], type = 0;
     size_t n = 0;
-    int rc = runs ? send_sums(p, fd, clen, count) : dr_error_set(DR_ENOMEM, "out of memory");
+    int rc = runs ? send_sums(p, fd, key, clen, count) : dr_error_set(DR_ENOMEM, "out of memory");
     while (rc == 0 && (rc = recv_reply(p, &type, &n)) == 0 && type == M_RUNS)
         rc = vol_runs_decode(p->buf, n, count, runs, &nruns, cap);
     if (rc == 0)
@@ -316,9 +319,12 @@ static int exchange(push *p, int fd)
         return rc;
     if (type == M_DONE)
         return handle_done(p, n);
-    if (fd < 0 || (type != M_WANT_WHOLE && type != M_WANT_DELTA))
+    if (fd < 0 || (type != M_WANT_WHOLE && type != M_WANT_DELTA) ||
+        (type == M_WANT_DELTA && n != VOL_SUM_KEY))
         return unexpected(type, p->e.path);
-    rc = type == M_WANT_WHOLE ? send_whole(p, fd) : send_delta(p, fd);
+    uint8_t key[VOL_SUM_KEY];
+    memcpy(key, p->buf, type == M_WANT_DELTA ? VOL_SUM_KEY : 0);
+    rc = type == M_WANT_WHOLE ? send_whole(p, fd) : send_delta(p, fd, key);
     int delta = type == M_WANT_DELTA;
     if (rc == 0)
         rc = recv_reply(p, &type, &n);

@@ -1,12 +1,12 @@
 /*
  * Volume replication, destination side: receiving a file's data (vol_int.h has the
  * conversation). Whole: DATA frames written at their offsets. By delta: the source's chunk sums
- * compared with the destination's, RUNS and a librsync signature of the runs sent back, then the
- * delta of the runs patched while the equal chunks are copied from the basis, in file order.
- * Every file is written so that runs of zero 4 KiB blocks stay holes.
- * Must never write past the size the ENTRY announced, read the basis outside the ranges the runs
- * name, or accept a result whose patched bytes fail the source's sha256 (DR_ECHECKSUM: the
- * caller asks for the file whole).
+ * (GMAC under the session's key) compared with the destination's, RUNS and a librsync signature of
+ * the runs sent back, then the delta of the runs patched while the equal chunks are copied from the
+ * basis, in file order. Every file is written so that runs of zero 4 KiB blocks stay holes. Must
+ * never write past the size the ENTRY announced, read the basis outside the ranges the runs name,
+ * or accept a result whose patched bytes fail the source's sha256 (DR_ECHECKSUM: the caller asks
+ * for the file whole).
  */
 #include "replicate/volume/vol_int.h"
 
@@ -347,6 +347,7 @@ int vol_delta_start(vol_rx *s, int basis, uint64_t bsize, dr_buf *sums, vol_delt
 {
     dr_buf *mine = sums;
     dr_delta_job *job = NULL;
+    dr_gmac *g = NULL;
     frame_sink fs = {.base = {&frame_sink_ops}, .t = s->t, .type = M_SIG};
     uint32_t i = 0;
     int rc = 0;
@@ -364,9 +365,9 @@ int vol_delta_start(vol_rx *s, int basis, uint64_t bsize, dr_buf *sums, vol_delt
     d->cbuf = malloc(VOL_CHUNK);
     if (!d->runs || !d->cbuf)
         return dr_error_set(DR_ENOMEM, "out of memory");
-    if (!mine->len)
-        rc = vol_sums_compute(basis, bsize, d->clen, d->count, d->cbuf, mine);
-    size_t have = mine->len / 32;
+    if (!mine->len && (rc = dr_gmac_new(s->key, &g)) == 0)
+        rc = vol_sums_compute(basis, bsize, d->clen, d->count, g, d->cbuf, mine);
+    size_t have = mine->len / VOL_SUM_BYTES;
     for (;;) {
         uint8_t type;
         size_t n;
@@ -374,16 +375,17 @@ int vol_delta_start(vol_rx *s, int basis, uint64_t bsize, dr_buf *sums, vol_delt
             goto out;
         if (type == M_SUMS_END)
             break;
-        if (type != M_SUMS || n % 32 || n / 32 > d->count - i) {
+        if (type != M_SUMS || n % VOL_SUM_BYTES || n / VOL_SUM_BYTES > d->count - i) {
             rc = dr_error_set(DR_EPROTO, "bad chunk sums for '%s'", s->e->path);
             goto out;
         }
-        for (size_t j = 0; j < n / 32; j++, i++) {
+        for (size_t j = 0; j < n / VOL_SUM_BYTES; j++, i++) {
             uint64_t off = (uint64_t)i * d->clen;
             uint64_t slen = s->e->size - off < d->clen ? s->e->size - off : d->clen;
             int same = i < have && bsize - off >= slen &&
                        (bsize - off == slen || slen == d->clen) &&
-                       memcmp(s->buf + 32 * j, (uint8_t *)mine->data + 32 * i, 32) == 0;
+                       memcmp(s->buf + VOL_SUM_BYTES * j, (uint8_t *)mine->data + VOL_SUM_BYTES * i,
+                              VOL_SUM_BYTES) == 0;
             if (same)
                 continue;
             if (d->nruns && d->runs[d->nruns - 1].first + d->runs[d->nruns - 1].count == i)
@@ -434,6 +436,7 @@ int vol_delta_start(vol_rx *s, int basis, uint64_t bsize, dr_buf *sums, vol_delt
     if (rc == 0)
         rc = dr_tls_send(s->t, M_SIG_END, NULL, 0);
 out:
+    dr_gmac_free(g);
     dr_delta_job_free(job);
     return rc;
 }

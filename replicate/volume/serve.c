@@ -20,6 +20,7 @@
 #include "replicate/volume/volume.h"
 #include "replicate/volume/vol_int.h"
 
+#include "drd/lib/crypto/crypto.h"
 #include "drd/lib/http/http.h"
 #include "drd/lib/zstd/zstd.h"
 
@@ -63,7 +64,8 @@ typedef struct session {
     uint64_t asizes[VOL_BATCH_MAX]; /* their sizes on the source */
     size_t an;
     vol_sigahead *ahead;
-    vol_rx rx; /* what receiving a file needs of the session */
+    vol_rx rx;                   /* what receiving a file needs of the session */
+    uint8_t sumkey[VOL_SUM_KEY]; /* the key of this session's chunk sums (vol_int.h) */
 } session;
 
 int dr_vol_name_check(const char *name)
@@ -237,7 +239,7 @@ static int do_file(session *s, frame *top, const char *base)
             goto out;
         }
         dr_buf sums = {0};
-        rc = dr_tls_send(s->t, M_WANT_DELTA, NULL, 0);
+        rc = dr_tls_send(s->t, M_WANT_DELTA, s->sumkey, sizeof s->sumkey);
         if (rc == 0) {
             vol_sigahead_take(s->ahead, base, basis, s->e.size, &sums);
             rc = vol_delta_start(&s->rx, basis, (uint64_t)st.st_size, &sums, &plan);
@@ -482,7 +484,8 @@ static int do_batch(session *s, size_t n)
     vol_sigahead_stop(s->ahead); /* the last batch's files have all been asked for */
     s->ahead = NULL;
     if (rc == 0 && s->an && s->depth)
-        rc = vol_sigahead_start(&s->ahead, s->stack[s->depth - 1].fd, s->anames, s->asizes, s->an);
+        rc = vol_sigahead_start(&s->ahead, s->stack[s->depth - 1].fd, s->sumkey, s->anames,
+                                s->asizes, s->an);
     for (size_t i = 0; i < s->an; i++)
         free(s->anames[i]);
     s->an = 0;
@@ -688,7 +691,9 @@ static void serve_one(const dr_vol_serve_opts *o, dr_tls_conn *t)
         rc = dr_error_set(DR_ENOMEM, "out of memory");
     if (rc == 0)
         rc = dr_zstd_new(1, &s.z);
-    s.rx = (vol_rx){.t = t, .buf = s.buf, .raw = s.raw, .z = s.z, .e = &s.e};
+    if (rc == 0)
+        rc = dr_random_bytes(s.sumkey, sizeof s.sumkey);
+    s.rx = (vol_rx){.t = t, .buf = s.buf, .raw = s.raw, .z = s.z, .e = &s.e, .key = s.sumkey};
     if (rc == 0)
         rc = run_session(&s);
     s.st.duration_ms = dr_mono_ms() - t0;

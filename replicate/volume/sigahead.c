@@ -9,6 +9,8 @@
  */
 #include "replicate/volume/vol_int.h"
 
+#include "drd/lib/crypto/crypto.h"
+
 #include <errno.h>
 #include <fcntl.h>
 #include <pthread.h>
@@ -32,12 +34,13 @@ struct vol_sigahead {
     pthread_mutex_t mu;
     pthread_cond_t cv;
     int dirfd;
+    uint8_t key[VOL_SUM_KEY];
     slot *s;
     size_t n, next; /* next: the slot the session takes next */
     int stop;
 };
 
-static int sign(struct vol_sigahead *a, slot *sl, uint8_t *buf)
+static int sign(struct vol_sigahead *a, slot *sl, dr_gmac *g, uint8_t *buf)
 {
     int fd = openat(a->dirfd, sl->name, O_RDONLY | O_NOFOLLOW | O_CLOEXEC);
     if (fd < 0)
@@ -46,7 +49,7 @@ static int sign(struct vol_sigahead *a, slot *sl, uint8_t *buf)
     int rc = fstat(fd, &sl->st) == 0 && S_ISREG(sl->st.st_mode) ? 0 : -1;
     if (rc == 0)
         rc = vol_sums_compute(fd, (uint64_t)sl->st.st_size, clen, vol_sum_count(sl->src_size, clen),
-                              buf, &sl->sums);
+                              g, buf, &sl->sums);
     close(fd);
     return rc;
 }
@@ -55,6 +58,9 @@ static void *run(void *arg)
 {
     struct vol_sigahead *a = arg;
     uint8_t *buf = malloc(VOL_CHUNK);
+    dr_gmac *g = NULL;
+    if (dr_gmac_new(a->key, &g) < 0)
+        g = NULL;
     for (size_t i = 0; i < a->n; i++) {
         pthread_mutex_lock(&a->mu);
         while (!a->stop && i >= a->next + AHEAD)
@@ -63,7 +69,7 @@ static void *run(void *arg)
         pthread_mutex_unlock(&a->mu);
         if (stop)
             break;
-        int rc = buf ? sign(a, &a->s[i], buf) : -1;
+        int rc = buf && g ? sign(a, &a->s[i], g, buf) : -1;
         pthread_mutex_lock(&a->mu);
         a->s[i].state = rc == 0 ? 1 : 2;
         if (rc != 0)
@@ -72,6 +78,7 @@ static void *run(void *arg)
         pthread_mutex_unlock(&a->mu);
     }
     free(buf);
+    dr_gmac_free(g);
     return NULL;
 }
 
@@ -95,13 +102,14 @@ void vol_sigahead_stop(vol_sigahead *a)
     free(a);
 }
 
-int vol_sigahead_start(vol_sigahead **out, int dirfd, char *const *names, const uint64_t *sizes,
-                       size_t n)
+int vol_sigahead_start(vol_sigahead **out, int dirfd, const uint8_t key[VOL_SUM_KEY],
+                       char *const *names, const uint64_t *sizes, size_t n)
 {
     *out = NULL;
     struct vol_sigahead *a = calloc(1, sizeof *a);
     if (!a)
         return dr_error_set(DR_ENOMEM, "out of memory");
+    memcpy(a->key, key, VOL_SUM_KEY);
     a->s = calloc(n, sizeof *a->s);
     a->n = n;
     a->dirfd = fcntl(dirfd, F_DUPFD_CLOEXEC, 0);

@@ -13,7 +13,7 @@
  *   ENTRY kind meta path [target] [sha]  ->
  *                                    <-      DONE action          (nothing to send)
  *                                    <-      WANT_WHOLE           -> DATA* FILE_END  <- DONE
- *                                    <-      WANT_DELTA           -> SUMS* SUMS_END
+ *                                    <-      WANT_DELTA key       -> SUMS* SUMS_END
  *                                    <-      RUNS* SIG* SIG_END   -> DELTA* FILE_END <- DONE
  *                                               (or, when the patched bytes' sha256 is not the
  *                                               source's: <- WANT_WHOLE -> DATA* FILE_END <- DONE)
@@ -24,16 +24,19 @@
  *   either side may send ERROR (an error number, then text) instead of its next message, and
  *   closes.
  *
- * A delta (protocol 2): the source cuts its file into chunks of vol_sum_len(size) bytes and sends
- * the sha256 of each (SUMS: 32 bytes a chunk, at most VOL_SUMS_FRAME a frame). The destination
- * hashes its copy in the same chunks; the chunks whose sums differ (or whose lengths do) form runs
+ * A delta (protocol 2): WANT_DELTA carries a 16-byte key, drawn at random by the destination for
+ * the session. The source cuts its file into chunks of vol_sum_len(size) bytes and sends the GMAC
+ * of each under that key (SUMS: VOL_SUM_BYTES a chunk, at most VOL_SUMS_FRAME a frame). The
+ * destination does the same over its copy; the chunks whose sums differ (or lengths) form runs
  * (RUNS: first chunk and count, u32 each, in order, at most VOL_RUNS_FRAME a frame). Only the runs
  * go through librsync: the destination signs its bytes of the runs, concatenated (a run's bytes
  * are its chunks' range; the last chunk's run reaches to the end of the destination's file), the
  * source sends the delta of its bytes of the runs, concatenated, and FILE_END with their sha256.
  * The destination copies the equal chunks from its copy, patches the runs in between, and checks
- * the patched bytes' sha256: every byte of the result is checked by a sha256 of the source's, and
- * the bytes of unchanged chunks are hashed once on each side, never by librsync.
+ * the patched bytes' sha256. Every byte of the result is thus checked against the source's: an
+ * equal chunk by its GMAC under a key that no one else knows (a universal hash: content written
+ * without knowledge of the key collides with probability ~2^-112), the patched bytes by sha256;
+ * and an unchanged chunk costs one GMAC on each side, never a librsync hash.
  *
  * An ENTRY's flags byte: 1 a sha256 follows (--checksum), 2 the file is sparse (fewer allocated
  * bytes than half its size): it goes whole, as its data extents, since a delta would hash every
@@ -140,7 +143,9 @@ const char *vol_path_base(const char *path, size_t *parent_len);
  * that it has at most VOL_SUMS_MAX chunks; vol_sum_count: how many a file of size bytes has. */
 #define VOL_SUM_MIN (64u * 1024)
 #define VOL_SUMS_MAX 32768u
-#define VOL_SUMS_FRAME 2048u
+#define VOL_SUMS_FRAME 4096u
+#define VOL_SUM_BYTES 16
+#define VOL_SUM_KEY 16
 #define VOL_RUNS_FRAME 8192u
 uint64_t vol_sum_len(uint64_t size);
 uint32_t vol_sum_count(uint64_t size, uint64_t clen);
@@ -179,13 +184,15 @@ int vol_send_error(struct dr_tls_conn *t, int code, const char *msg);
 
 /* sha256 of an open file's content (read with pread from 0). */
 int vol_hash_fd(int fd, uint8_t sha[32]);
-/* sha256 of fd's bytes [off, off + len), read through buf (VOL_CHUNK bytes); DR_EIO when the file
- * ends before. */
-int vol_hash_range(int fd, uint64_t off, uint64_t len, uint8_t *buf, uint8_t sha[32]);
+/* The sum (GMAC under g's key) of fd's bytes [off, off + len), read through buf (VOL_CHUNK bytes);
+ * DR_EIO when the file ends before. */
+struct dr_gmac;
+int vol_sum_range(int fd, uint64_t off, uint64_t len, struct dr_gmac *g, uint8_t *buf,
+                  uint8_t sum[VOL_SUM_BYTES]);
 /* The sums of the chunks (clen bytes) of a file of size bytes, the first count at most, appended
- * to out, 32 bytes each. */
-int vol_sums_compute(int fd, uint64_t size, uint64_t clen, uint32_t count, uint8_t *buf,
-                     dr_buf *out);
+ * to out. */
+int vol_sums_compute(int fd, uint64_t size, uint64_t clen, uint32_t count, struct dr_gmac *g,
+                     uint8_t *buf, dr_buf *out);
 
 /* Files with several links, by inode: the first path seen (hard links are sent, and promoted,
  * as links to it). */
@@ -211,6 +218,7 @@ typedef struct vol_rx {
     uint8_t *buf, *raw;
     struct dr_zstd *z;
     const vol_entry *e;
+    const uint8_t *key; /* the session's VOL_SUM_KEY bytes */
 } vol_rx;
 /* A whole file: DATA frames up to FILE_END into fd (empty, opened for writing); its sha256 checked
  * when the entry has one (DR_ECHECKSUM). */
@@ -244,8 +252,8 @@ int vol_metrics(const char *root, dr_buf *body);
  * of the file open as basis_fd, in the chunks of a source file of src_size bytes, else 0
  * (compute them in line). */
 typedef struct vol_sigahead vol_sigahead;
-int vol_sigahead_start(vol_sigahead **out, int dirfd, char *const *names, const uint64_t *sizes,
-                       size_t n);
+int vol_sigahead_start(vol_sigahead **out, int dirfd, const uint8_t key[VOL_SUM_KEY],
+                       char *const *names, const uint64_t *sizes, size_t n);
 int vol_sigahead_take(vol_sigahead *a, const char *name, int basis_fd, uint64_t src_size,
                       dr_buf *sums);
 void vol_sigahead_stop(vol_sigahead *a);

