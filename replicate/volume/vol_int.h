@@ -35,8 +35,8 @@
  * The destination copies the equal chunks from its copy, patches the runs in between, and checks
  * the patched bytes' sha256. Every byte of the result is thus checked against the source's: an
  * equal chunk by its GMAC under a key that no one else knows (a universal hash: content written
- * without knowledge of the key collides with probability ~2^-112), the patched bytes by sha256;
- * and an unchanged chunk costs one GMAC on each side, never a librsync hash.
+ * without knowledge of the key collides with probability below 2^-100), the patched bytes by
+ * sha256; and an unchanged chunk costs one GMAC on each side, never a librsync hash.
  *
  * An ENTRY's flags byte: 1 a sha256 follows (--checksum), 2 the file is sparse (fewer allocated
  * bytes than half its size): it goes whole, as its data extents, since a delta would hash every
