@@ -26,6 +26,14 @@ static int is_prefix_of(const char *a, const char *b)
     return strncmp(a, b, strlen(a)) == 0;
 }
 
+int dr_repl_key_replicated(const dr_repl_opts *o, const uint8_t *key, size_t key_len)
+{
+    dr_buf mapped = {0};
+    int rc = repl_map_key(o, key, key_len, &mapped);
+    dr_buf_free(&mapped);
+    return rc;
+}
+
 int dr_repl_check_opts(const dr_repl_opts *o)
 {
     if (o->window < 0 || o->window > 1024)

@@ -76,6 +76,10 @@ const char *dr_repl_state_name(int state);
  * defaults). 0 or DR_EUSAGE. dr_repl_run, _status_get and _verify check them too. */
 int dr_repl_check_opts(const dr_repl_opts *o);
 
+/* Whether the source key is one o replicates (filtered mode: under a prefix, not excluded, not
+ * drd's own cursor or epoch record): 1 or 0, DR_ENOMEM. */
+int dr_repl_key_replicated(const dr_repl_opts *o, const uint8_t *key, size_t key_len);
+
 /* Run replication until stopped (or caught up). Reconnects with backoff on network errors.
  * Returns 0, or DR_EDIVERGED / DR_ENOTSEEDED / DR_ECOMPACTED (exact-mode alarms, message names
  * the reseed command), DR_ETOOMANYOPS, DR_EUSAGE, or a connection error when the endpoints are

@@ -1136,23 +1136,29 @@ out:
     return rc;
 }
 
-/* What the old primary holds after the promoted revision (exact mode: same revision space):
- * every event, into <run>/divergent.tsv. */
-static int list_divergent(runner *r, dr_etcd *e, int64_t *n_out, int64_t *old_rev)
+/* What the old primary holds after the promoted revision, into <run>/divergent.tsv: every event
+ * (exact mode: same revision space), or (filtered) every event of a key the replication copies,
+ * the promoted revision being the new primary's cursor, a revision of the old primary. revs: the
+ * revisions listed, the RPO in revisions. */
+static int list_divergent(runner *r, dr_etcd *e, int64_t *n_out, int64_t *revs)
 {
+    const dr_conf_job *j = &r->c->jobs[r->c->failover.replicate_i];
     char path[1300];
     dr_etcd_status st;
     dr_etcd_watch *w = NULL;
+    dr_repl_opts o;
     dr_buf b = {0};
-    int64_t n = 0;
+    int64_t n = 0, last = 0;
     int rc = dr_etcd_status_get(e, &st);
     if (rc < 0)
         return rc;
-    *old_rev = st.header.revision;
+    repl_opts(r, r->old_i, r->new_i, &o);
+    *revs = 0;
     dr_buf_printf(&b,
                   "# revision\tevent\tkey\tvalue_bytes (what %s wrote after revision %" PRId64
-                  ", when %s was promoted)\n",
-                  r->x.old_name, r->x.promoted_rev, r->x.new_name);
+                  ", when %s was promoted%s)\n",
+                  r->x.old_name, r->x.promoted_rev, r->x.new_name,
+                  j->mode ? "; the keys filtered mode replicates" : "");
     if (st.header.revision > r->x.promoted_rev) {
         dr_etcd_watch_opts wo = {.key = "\0",
                                  .key_len = 1,
@@ -1166,20 +1172,26 @@ static int list_divergent(runner *r, dr_etcd *e, int64_t *n_out, int64_t *old_re
             dr_etcd_watch_res wr;
             if ((rc = dr_etcd_watch_next(w, 10000, &wr)) < 0)
                 goto out;
-            for (size_t i = 0; i < wr.n_events; i++) {
+            for (size_t i = 0; i < wr.n_events && rc >= 0; i++) {
                 const dr_etcd_event *ev = &wr.events[i];
                 if (ev->kv.mod_revision > st.header.revision)
+                    continue;
+                seen = ev->kv.mod_revision;
+                if (j->mode && (rc = dr_repl_key_replicated(&o, ev->kv.key, ev->kv.key_len)) <= 0)
                     continue;
                 dr_buf_printf(&b, "%" PRId64 "\t%s\t", ev->kv.mod_revision,
                               ev->type == DR_EV_PUT ? "put" : "delete");
                 dr_buf_escape(&b, ev->kv.key, ev->kv.key_len);
                 dr_buf_printf(&b, "\t%zu\n", ev->type == DR_EV_PUT ? ev->kv.value_len : 0);
                 n++;
-                seen = ev->kv.mod_revision;
+                *revs += ev->kv.mod_revision != last;
+                last = ev->kv.mod_revision;
             }
             if (wr.header.revision >= st.header.revision && !wr.n_events)
                 seen = st.header.revision;
             dr_etcd_watch_res_free(&wr);
+            if (rc < 0)
+                goto out;
         }
     }
     snprintf(path, sizeof path, "%s/divergent.tsv", r->dir);
@@ -1195,18 +1207,17 @@ static void last_save(const runner *r);
 
 static int step_record(runner *r, char *res, size_t cap)
 {
-    const dr_conf_job *j = &r->c->jobs[r->c->failover.replicate_i];
     int rc = 0;
-    if (r->x.op != DRD_OP_PLANNED && j->mode == 0 && !r->dry_run) {
+    if (r->x.op != DRD_OP_PLANNED && !r->dry_run) {
         /* the loss window: what the old primary holds beyond the promoted revision, once it
          * can be read (emergency: perhaps not yet) */
         dr_etcd *e = NULL;
-        int64_t n = 0, old_rev = 0;
+        int64_t n = 0, revs = 0;
         if (open_site(r, r->old_i, 3000, &e) == 0) {
-            rc = list_divergent(r, e, &n, &old_rev);
+            rc = list_divergent(r, e, &n, &revs);
             if (rc == 0) {
                 r->x.divergent = n;
-                r->x.rpo_revs = old_rev > r->x.promoted_rev ? old_rev - r->x.promoted_rev : 0;
+                r->x.rpo_revs = revs;
             }
         } else {
             dr_error_clear();
