@@ -8,6 +8,7 @@
  *   audit.log     one JSON line per event (who, when, step, attempt, result, output), appended
  *                 and fsynced before the step goes on
  *   divergent.tsv failback: what the old primary wrote after the promoted revision
+ *   divergent.jsonl   the same events with keys and values (base64)
  * <state_dir>/runs/active names the run in progress (or failed: resumable) and is removed when it
  * is done or aborted; a second run is refused while it exists. One runner at a time holds
  * <state_dir>/runs/lock (flock).
@@ -29,6 +30,7 @@
 #include "drd/app/cmd.h"
 #include "drd/app/rpo.h"
 #include "drd/core/core.h"
+#include "drd/lib/crypto/crypto.h"
 #include "drd/lib/epoch/epoch.h"
 #include "drd/lib/http/http.h"
 #include "drd/lib/yaml/yaml.h"
@@ -1136,10 +1138,45 @@ out:
     return rc;
 }
 
-/* What the old primary holds after the promoted revision, into <run>/divergent.tsv: every event
- * (exact mode: same revision space), or (filtered) every event of a key the replication copies,
- * the promoted revision being the new primary's cursor, a revision of the old primary. revs: the
- * revisions listed, the RPO in revisions. */
+/* Writes what b holds into s when it holds more than 64 KiB, or (all) whatever it holds. */
+static int spill(dr_sink *s, dr_buf *b, int all)
+{
+    if (!all && b->len < (64u << 10))
+        return 0;
+    int rc = b->len ? dr_sink_write(s, b->data, b->len) : 0;
+    b->len = 0;
+    return rc;
+}
+
+/* One event of the listing: a line of divergent.tsv, and one of divergent.jsonl with the key and
+ * value in base64 (what a replay needs: the listing's values are gone from the old primary once
+ * it is resynced or reseeded). */
+static int list_event(dr_buf *tsv, dr_buf *vals, const dr_etcd_event *ev)
+{
+    int put = ev->type == DR_EV_PUT;
+    int rc = dr_buf_printf(tsv, "%" PRId64 "\t%s\t", ev->kv.mod_revision, put ? "put" : "delete");
+    if (rc == 0)
+        rc = dr_buf_escape(tsv, ev->kv.key, ev->kv.key_len);
+    if (rc == 0)
+        rc = dr_buf_printf(tsv, "\t%zu\n", put ? ev->kv.value_len : 0);
+    if (rc == 0)
+        rc = dr_buf_printf(vals, "{\"revision\":%" PRId64 ",\"event\":\"%s\",\"key\":\"",
+                           ev->kv.mod_revision, put ? "put" : "delete");
+    if (rc == 0)
+        rc = dr_base64_append(vals, ev->kv.key, ev->kv.key_len);
+    if (rc == 0 && put && (rc = dr_buf_printf(vals, "\",\"value\":\"")) == 0)
+        rc = dr_base64_append(vals, ev->kv.value, ev->kv.value_len);
+    if (rc == 0)
+        rc = dr_buf_printf(vals, "\"}\n");
+    return rc;
+}
+
+/* What the old primary holds after the promoted revision, into <run>/divergent.tsv (revision,
+ * event, key, value size) and <run>/divergent.jsonl (the same with key and value, base64), both
+ * 0600 and streamed (atomic on completion): every event (exact mode: same revision space), or
+ * (filtered) every event of a key the replication copies, the promoted revision being the new
+ * primary's cursor, a revision of the old primary. revs: the revisions listed, the RPO in
+ * revisions. */
 static int list_divergent(runner *r, dr_etcd *e, int64_t *n_out, int64_t *revs)
 {
     const dr_conf_job *j = &r->c->jobs[r->c->failover.replicate_i];
@@ -1147,16 +1184,23 @@ static int list_divergent(runner *r, dr_etcd *e, int64_t *n_out, int64_t *revs)
     dr_etcd_status st;
     dr_etcd_watch *w = NULL;
     dr_repl_opts o;
-    dr_buf b = {0};
+    dr_buf b = {0}, v = {0};
+    dr_sink *tsv = NULL, *vals = NULL;
     int64_t n = 0, last = 0;
     int rc = dr_etcd_status_get(e, &st);
     if (rc < 0)
         return rc;
     repl_opts(r, r->old_i, r->new_i, &o);
     *revs = 0;
+    snprintf(path, sizeof path, "%s/divergent.tsv", r->dir);
+    if ((rc = dr_fs_sink_new(path, 0600, 0, &tsv)) < 0)
+        goto out;
+    snprintf(path, sizeof path, "%s/divergent.jsonl", r->dir);
+    if ((rc = dr_fs_sink_new(path, 0600, 0, &vals)) < 0)
+        goto out;
     dr_buf_printf(&b,
                   "# revision\tevent\tkey\tvalue_bytes (what %s wrote after revision %" PRId64
-                  ", when %s was promoted%s)\n",
+                  ", when %s was promoted%s; keys and values in divergent.jsonl)\n",
                   r->x.old_name, r->x.promoted_rev, r->x.new_name,
                   j->mode ? "; the keys filtered mode replicates" : "");
     if (st.header.revision > r->x.promoted_rev) {
@@ -1179,10 +1223,8 @@ static int list_divergent(runner *r, dr_etcd *e, int64_t *n_out, int64_t *revs)
                 seen = ev->kv.mod_revision;
                 if (j->mode && (rc = dr_repl_key_replicated(&o, ev->kv.key, ev->kv.key_len)) <= 0)
                     continue;
-                dr_buf_printf(&b, "%" PRId64 "\t%s\t", ev->kv.mod_revision,
-                              ev->type == DR_EV_PUT ? "put" : "delete");
-                dr_buf_escape(&b, ev->kv.key, ev->kv.key_len);
-                dr_buf_printf(&b, "\t%zu\n", ev->type == DR_EV_PUT ? ev->kv.value_len : 0);
+                if ((rc = list_event(&b, &v, ev)) < 0)
+                    break;
                 n++;
                 *revs += ev->kv.mod_revision != last;
                 last = ev->kv.mod_revision;
@@ -1190,16 +1232,22 @@ static int list_divergent(runner *r, dr_etcd *e, int64_t *n_out, int64_t *revs)
             if (wr.header.revision >= st.header.revision && !wr.n_events)
                 seen = st.header.revision;
             dr_etcd_watch_res_free(&wr);
+            if (rc >= 0 && (rc = spill(tsv, &b, 0)) == 0)
+                rc = spill(vals, &v, 0);
             if (rc < 0)
                 goto out;
         }
     }
-    snprintf(path, sizeof path, "%s/divergent.tsv", r->dir);
-    rc = dr_fs_write_atomic(path, b.data, b.len, 0600);
+    if ((rc = spill(tsv, &b, 1)) == 0 && (rc = spill(vals, &v, 1)) == 0 &&
+        (rc = dr_sink_finish(vals)) == 0)
+        rc = dr_sink_finish(tsv);
     *n_out = n;
 out:
     dr_etcd_watch_close(w);
+    dr_sink_free(tsv);
+    dr_sink_free(vals);
     dr_buf_free(&b);
+    dr_buf_free(&v);
     return rc;
 }
 

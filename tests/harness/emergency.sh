@@ -162,14 +162,20 @@ em_check_rpo_seconds() {
 }
 
 # em_check_divergent RUN PREFIX: the failback run RUN listed exactly the acknowledged writes
-# missing on west into its divergent.tsv (one put of PREFIX<n> each, nothing else) and recorded
-# that many revisions as the RPO.
+# missing on west into its divergent.tsv (one put of PREFIX<n> each, nothing else), kept their keys
+# and values in divergent.jsonl (0600), and recorded that many revisions as the RPO.
 em_check_divergent() {
     local div=$H_TMP/state/runs/$1/divergent.tsv n
     [[ -f "$div" ]] || h_fail "run $1 left no divergent.tsv"
     h_assert_eq "$(grep -vc '^#' "$div")" "$missing" "divergent events = acknowledged writes missing on west"
+    local vals=${div%.tsv}.jsonl kv
+    [[ -f "$vals" ]] || h_fail "run $1 left no divergent.jsonl"
+    h_assert_eq "$(stat -c %a "$vals")" 600 "divergent.jsonl's mode"
+    h_assert_eq "$(wc -l <"$vals")" "$missing" "divergent.jsonl: one line per event"
+    kv=$(jq -r 'select(.event == "put") | [(.key | @base64d), (.value | @base64d)] | @tsv' "$vals")
     while read -r n _; do
         grep -q "	put	$2$n	" "$div" || h_fail "$2$n missing on west and not listed in $div"
+        grep -qx "$2$n	$n" <<<"$kv" || h_fail "$2$n's value not kept in $vals"
     done <"$H_TMP/missing.txt"
     h_assert_contains "$(h_drd runbook show "$1" --config "$H_TMP/drd.yaml")" "RPO $missing revisions" "recorded RPO = writes really missing"
     h_assert_eq "$(em_field rpo_revs "$1")" "$missing" "the run's rpo_revs"

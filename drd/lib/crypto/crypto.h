@@ -27,6 +27,8 @@ void dr_sha256_free(dr_sha256 *h);
 int dr_sha256_buf(const void *data, size_t len, uint8_t digest[32]);
 /* Lowercase hex of n bytes into out (2n+1 bytes). */
 void dr_hex(const uint8_t *in, size_t n, char *out);
+/* Appends the base64 (RFC 4648, padded) of n bytes to b. */
+int dr_base64_append(dr_buf *b, const void *p, size_t n);
 
 /* HMAC-SHA256 (S3 SigV4 signing). */
 int dr_hmac_sha256(const void *key, size_t klen, const void *msg, size_t mlen, uint8_t out[32]);

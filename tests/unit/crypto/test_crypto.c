@@ -231,6 +231,50 @@ static void test_hmac_rfc4231(void **state)
     assert_memory_equal(out, want, 32);
 }
 
+/* RFC 4648 section 10's vectors, and a length past the encoder's 768-byte blocks (the pieces
+ * must join into one valid encoding: every block but the last is a multiple of 3). */
+static void test_base64(void **state)
+{
+    (void)state;
+    static const char *const in[] = {"", "f", "fo", "foo", "foob", "fooba", "foobar"};
+    static const char *const out[] = {"",         "Zg==",     "Zm8=",    "Zm9v",
+                                      "Zm9vYg==", "Zm9vYmE=", "Zm9vYmFy"};
+    for (size_t i = 0; i < sizeof in / sizeof in[0]; i++) {
+        dr_buf b = {0};
+        assert_int_equal(dr_base64_append(&b, in[i], strlen(in[i])), 0);
+        assert_int_equal(b.len, strlen(out[i]));
+        assert_memory_equal(b.len ? b.data : "", out[i], b.len);
+        dr_buf_free(&b);
+    }
+    unsigned char big[2000];
+    for (size_t i = 0; i < sizeof big; i++)
+        big[i] = (unsigned char)(i * 7 + 3);
+    dr_buf b = {0};
+    assert_int_equal(dr_base64_append(&b, big, sizeof big), 0);
+    assert_int_equal(b.len, 4 * ((sizeof big + 2) / 3));
+    for (size_t i = 0; i + 1 < b.len - 4; i++) /* padding only at the very end */
+        assert_true(b.data[i] != '=');
+    /* decoded here, independently of OpenSSL */
+    static const char abc[] = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
+    unsigned char back[2000 + 3];
+    size_t n = 0;
+    uint32_t acc = 0;
+    int bits = 0;
+    for (size_t i = 0; i < b.len && b.data[i] != '='; i++) {
+        const char *c = strchr(abc, b.data[i]);
+        assert_non_null(c);
+        acc = acc << 6 | (uint32_t)(c - abc);
+        bits += 6;
+        if (bits >= 8) {
+            bits -= 8;
+            back[n++] = (unsigned char)(acc >> bits);
+        }
+    }
+    assert_int_equal(n, sizeof big);
+    assert_memory_equal(back, big, sizeof big);
+    dr_buf_free(&b);
+}
+
 static void test_random(void **state)
 {
     (void)state;
@@ -897,13 +941,21 @@ static void test_keys(void **state)
 int main(void)
 {
     const struct CMUnitTest tests[] = {
-        cmocka_unit_test(test_sha256),         cmocka_unit_test(test_hmac_rfc4231),
-        cmocka_unit_test(test_random),         cmocka_unit_test(test_gmac),
-        cmocka_unit_test(test_hash_tap),       cmocka_unit_test(test_keyring_generate_load),
-        cmocka_unit_test(test_keyring_mode),   cmocka_unit_test(test_keyring_malformed),
-        cmocka_unit_test(test_keyring_rotate), cmocka_unit_test(test_roundtrip),
-        cmocka_unit_test(test_encrypt_chain),  cmocka_unit_test(test_marker_not_in_ciphertext),
-        cmocka_unit_test(test_tamper_header),  cmocka_unit_test(test_tamper_chunks),
+        cmocka_unit_test(test_sha256),
+        cmocka_unit_test(test_hmac_rfc4231),
+        cmocka_unit_test(test_random),
+        cmocka_unit_test(test_base64),
+        cmocka_unit_test(test_gmac),
+        cmocka_unit_test(test_hash_tap),
+        cmocka_unit_test(test_keyring_generate_load),
+        cmocka_unit_test(test_keyring_mode),
+        cmocka_unit_test(test_keyring_malformed),
+        cmocka_unit_test(test_keyring_rotate),
+        cmocka_unit_test(test_roundtrip),
+        cmocka_unit_test(test_encrypt_chain),
+        cmocka_unit_test(test_marker_not_in_ciphertext),
+        cmocka_unit_test(test_tamper_header),
+        cmocka_unit_test(test_tamper_chunks),
         cmocka_unit_test(test_keys),
     };
     return cmocka_run_group_tests(tests, setup, teardown);
