@@ -341,7 +341,8 @@ static int check_seeded(xs *x, int64_t t, int64_t s)
     return 0;
 }
 
-int repl_run_exact(const dr_repl_opts *o, dr_repl_stats *st, dr_etcd *src, dr_etcd *tgt, int first)
+int repl_run_exact(const dr_repl_opts *o, dr_repl_stats *st, repl_head *head, dr_etcd *src,
+                   dr_etcd *tgt, int first)
 {
     (void)first;
     int rc = 0;
@@ -369,7 +370,7 @@ int repl_run_exact(const dr_repl_opts *o, dr_repl_stats *st, dr_etcd *src, dr_et
         goto out;
     static const uint8_t zero = 0;
     int64_t crev = 0;
-    rc = reader_start(&rd, src, &zero, 1, &zero, 1, t + 1, st, &crev);
+    rc = reader_start(&rd, src, &zero, 1, &zero, 1, t + 1, st, head, &crev);
     if (rc == DR_ECOMPACTED)
         rc = dr_error_set(DR_ECOMPACTED,
                           "the source compacted past the standby's revision %lld (compact "
@@ -420,11 +421,13 @@ int repl_run_exact(const dr_repl_opts *o, dr_repl_stats *st, dr_etcd *src, dr_et
             have = 0;
         }
         repl_stat_max(&st->source_revision, c.progress_rev);
+        int64_t done = dr_apply_confirmed(x->ap);
         int64_t oldest = dr_apply_oldest_ms(x->ap);
         if (!oldest)
             oldest = have ? c.arrival_ms : reader_oldest_ms(&rd);
+        if (!oldest && st->source_revision > done) /* every revision counts: one not read yet */
+            oldest = repl_head_first_seen(head, done + 1);
         repl_set_lag(st, oldest);
-        int64_t done = dr_apply_confirmed(x->ap);
         int busy = dr_apply_inflight(x->ap) > 0 || dr_apply_admitted(x->ap) > done;
         if (o->until_caught_up && done >= s0 && !busy) {
             rc = 0;

@@ -276,8 +276,8 @@ static void watch_range(const dr_repl_opts *o, uint8_t *key, size_t *kl, uint8_t
     }
 }
 
-int repl_run_filtered(const dr_repl_opts *o, dr_repl_stats *st, dr_etcd *src, dr_etcd *tgt,
-                      int first)
+int repl_run_filtered(const dr_repl_opts *o, dr_repl_stats *st, repl_head *head, dr_etcd *src,
+                      dr_etcd *tgt, int first)
 {
     (void)first;
     int rc = 0, reader_on = 0, have = 0;
@@ -351,7 +351,7 @@ int repl_run_filtered(const dr_repl_opts *o, dr_repl_stats *st, dr_etcd *src, dr
     }
     for (;;) {
         int64_t crev = 0;
-        rc = reader_start(&rd, src, wkey, wkl, wend, wel, f.confirmed + 1, st, &crev);
+        rc = reader_start(&rd, src, wkey, wkl, wend, wel, f.confirmed + 1, st, head, &crev);
         if (rc != DR_ECOMPACTED)
             break;
         dr_warn("the source compacted past the cursor (%lld < compact revision %lld): resync",

@@ -26,6 +26,168 @@ void repl_set_lag(dr_repl_stats *st, int64_t oldest_ms)
     st->lag_ms = oldest_ms > 0 ? dr_mono_ms() - oldest_ms : 0;
 }
 
+/* ---- first-seen marks ---- */
+
+void repl_marks_note(repl_marks *k, int64_t rev, int64_t ms)
+{
+    if (k->lo == k->n)
+        k->lo = k->n = 0;
+    if (k->n > 0) {
+        size_t last = k->n - 1;
+        if (rev <= k->m[last].rev)
+            return;
+        if (ms - k->m[last].ms < REPL_MARK_MS) {
+            k->m[last].rev = rev; /* one mark: the earlier time */
+            return;
+        }
+    }
+    if (k->n == REPL_MARKS && k->lo > 0) {
+        memmove(k->m, k->m + k->lo, (k->n - k->lo) * sizeof k->m[0]);
+        k->n -= k->lo;
+        k->lo = 0;
+    } else if (k->n == REPL_MARKS) {
+        /* neighbours merge: the higher revision at the earlier time */
+        for (size_t i = 0; i < REPL_MARKS / 2; i++) {
+            k->m[i].rev = k->m[2 * i + 1].rev;
+            k->m[i].ms = k->m[2 * i].ms;
+        }
+        k->n = REPL_MARKS / 2;
+    }
+    k->m[k->n].rev = rev;
+    k->m[k->n].ms = ms;
+    k->n++;
+}
+
+void repl_marks_forget(repl_marks *k, int64_t applied)
+{
+    while (k->lo < k->n && k->m[k->lo].rev <= applied)
+        k->lo++;
+}
+
+int64_t repl_marks_first_seen(const repl_marks *k, int64_t rev, int64_t now_ms)
+{
+    for (size_t i = k->lo; i < k->n; i++)
+        if (k->m[i].rev >= rev)
+            return k->m[i].ms;
+    return now_ms;
+}
+
+/* Waits on cv (mu held) for up to ms. */
+static void cond_wait_ms(pthread_cond_t *cv, pthread_mutex_t *mu, int64_t ms)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_REALTIME, &ts);
+    ts.tv_sec += ms / 1000;
+    ts.tv_nsec += (ms % 1000) * 1000000L;
+    if (ts.tv_nsec >= 1000000000L) {
+        ts.tv_sec++;
+        ts.tv_nsec -= 1000000000L;
+    }
+    pthread_cond_timedwait(cv, mu, &ts);
+}
+
+/* ---- the source's head across sessions ---- */
+
+struct repl_head {
+    pthread_mutex_t mu;
+    pthread_cond_t cv;
+    repl_marks marks;
+    int64_t noted_ms; /* when the newest revision was last noted */
+    int stop;
+    pthread_t th;
+    dr_etcd_opts src_opts;
+    dr_repl_stats *st;
+};
+
+static void head_note(repl_head *h, int64_t rev, int64_t ms)
+{
+    pthread_mutex_lock(&h->mu);
+    repl_marks_note(&h->marks, rev, ms);
+    h->noted_ms = ms;
+    pthread_mutex_unlock(&h->mu);
+    repl_stat_max(&h->st->source_revision, rev); /* after the mark: the applier asks for it */
+}
+
+void repl_head_note(repl_head *h, int64_t rev)
+{
+    head_note(h, rev, dr_mono_ms());
+}
+
+int64_t repl_head_first_seen(repl_head *h, int64_t rev)
+{
+    pthread_mutex_lock(&h->mu);
+    repl_marks_forget(&h->marks, h->st->applied_revision);
+    int64_t t = repl_marks_first_seen(&h->marks, rev, 0);
+    pthread_mutex_unlock(&h->mu);
+    return t;
+}
+
+static void *head_main(void *arg)
+{
+    repl_head *h = arg;
+    dr_etcd *e = NULL;
+    pthread_mutex_lock(&h->mu);
+    while (!h->stop) {
+        int64_t due = h->noted_ms + REPL_POLL_MS - dr_mono_ms();
+        if (due > 0) {
+            cond_wait_ms(&h->cv, &h->mu, due);
+            continue;
+        }
+        h->noted_ms = dr_mono_ms(); /* the next try in REPL_POLL_MS, answered or not */
+        pthread_mutex_unlock(&h->mu);
+        dr_etcd_status st;
+        if (!e && dr_etcd_open(&e, &h->src_opts) < 0)
+            e = NULL;
+        if (e && dr_etcd_status_get(e, &st) == 0) {
+            head_note(h, st.header.revision, dr_mono_ms());
+        } else if (e) {
+            dr_etcd_close(e); /* connect again next time, maybe to another endpoint */
+            e = NULL;
+        }
+        dr_error_clear(); /* the sessions report the source's failures */
+        pthread_mutex_lock(&h->mu);
+    }
+    pthread_mutex_unlock(&h->mu);
+    dr_etcd_close(e);
+    return NULL;
+}
+
+int repl_head_new(const dr_etcd_opts *source, dr_repl_stats *st, repl_head **out)
+{
+    repl_head *h = calloc(1, sizeof *h);
+    if (!h)
+        return dr_error_set(DR_ENOMEM, "out of memory");
+    pthread_mutex_init(&h->mu, NULL);
+    pthread_cond_init(&h->cv, NULL);
+    h->st = st;
+    h->src_opts = *source;
+    h->src_opts.timeout_ms = 2000; /* stopping waits for a call in flight */
+    h->noted_ms = dr_mono_ms() - REPL_POLL_MS;
+    int err = pthread_create(&h->th, NULL, head_main, h);
+    if (err) {
+        pthread_mutex_destroy(&h->mu);
+        pthread_cond_destroy(&h->cv);
+        free(h);
+        return dr_error_set(DR_EGENERIC, "cannot start a thread: %s", strerror(err));
+    }
+    *out = h;
+    return 0;
+}
+
+void repl_head_free(repl_head *h)
+{
+    if (!h)
+        return;
+    pthread_mutex_lock(&h->mu);
+    h->stop = 1;
+    pthread_cond_broadcast(&h->cv);
+    pthread_mutex_unlock(&h->mu);
+    pthread_join(h->th, NULL);
+    pthread_mutex_destroy(&h->mu);
+    pthread_cond_destroy(&h->cv);
+    free(h);
+}
+
 /* ---- reader ---- */
 
 static size_t res_bytes(const dr_etcd_watch_res *res)
@@ -84,6 +246,7 @@ static void *reader_main(void *arg)
     for (;;) {
         pthread_mutex_lock(&r->mu);
         /* backpressure: stop reading while the applier is behind */
+        /* (the head's thread notes the source's revision meanwhile) */
         while (!r->stop && r->bytes > r->max_bytes)
             pthread_cond_wait(&r->cv, &r->mu);
         int stop = r->stop;
@@ -112,8 +275,6 @@ static void *reader_main(void *arg)
             pthread_mutex_unlock(&r->mu);
             break;
         }
-        if (r->stats)
-            repl_stat_max(&r->stats->source_revision, res.header.revision);
         rq_item *it = calloc(1, sizeof *it);
         if (!it) {
             dr_etcd_watch_res_free(&res);
@@ -126,7 +287,10 @@ static void *reader_main(void *arg)
         }
         it->res = res;
         it->bytes = res_bytes(&res);
-        it->arrival_ms = dr_mono_ms();
+        repl_head_note(r->src_head, res.header.revision);
+        it->arrival_ms = res.n_events
+                             ? repl_head_first_seen(r->src_head, res.events[0].kv.mod_revision)
+                             : dr_mono_ms();
         pthread_mutex_lock(&r->mu);
         if (r->tail)
             r->tail->next = it;
@@ -141,13 +305,15 @@ static void *reader_main(void *arg)
 }
 
 int reader_start(reader *r, dr_etcd *src, const void *key, size_t klen, const void *end,
-                 size_t elen, int64_t start_rev, dr_repl_stats *stats, int64_t *compact_rev)
+                 size_t elen, int64_t start_rev, dr_repl_stats *stats, repl_head *head,
+                 int64_t *compact_rev)
 {
     memset(r, 0, sizeof *r);
     pthread_mutex_init(&r->mu, NULL);
     pthread_cond_init(&r->cv, NULL);
-    r->max_bytes = 16u << 20;
+    r->max_bytes = REPL_QUEUE_BYTES;
     r->stats = stats;
+    r->src_head = head;
     dr_etcd_status st;
     dr_epoch own;
     if (dr_etcd_status_get(src, &st) == 0 && dr_epoch_read_etcd(src, &own, NULL) == 0) {
@@ -178,17 +344,8 @@ int reader_pop(reader *r, int64_t wait_ms, rq_item **out)
 {
     int rc = 0;
     pthread_mutex_lock(&r->mu);
-    if (!r->head && !r->rc && wait_ms > 0) {
-        struct timespec ts;
-        clock_gettime(CLOCK_REALTIME, &ts);
-        ts.tv_sec += wait_ms / 1000;
-        ts.tv_nsec += (wait_ms % 1000) * 1000000L;
-        if (ts.tv_nsec >= 1000000000L) {
-            ts.tv_sec++;
-            ts.tv_nsec -= 1000000000L;
-        }
-        pthread_cond_timedwait(&r->cv, &r->mu, &ts);
-    }
+    if (!r->head && !r->rc && wait_ms > 0)
+        cond_wait_ms(&r->cv, &r->mu, wait_ms);
     if (r->head) {
         rq_item *it = r->head;
         r->head = it->next;

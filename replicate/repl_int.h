@@ -10,11 +10,50 @@
 
 #include <pthread.h>
 
+/* ---- when source revisions were first known to exist ---- */
+
+/* (head revision, time first seen) pairs, both increasing. A revision was first known to exist
+ * at the time of the first mark at or above it; its lag counts from then. Marks closer than
+ * REPL_MARK_MS are one mark (the earlier time: the lag is overstated by that at most); when the
+ * array is full, neighbours merge the same way, halving the resolution. Not locked (repl_head). */
+enum { REPL_MARKS = 512, REPL_MARK_MS = 100, REPL_POLL_MS = 500 };
+typedef struct repl_marks {
+    struct {
+        int64_t rev, ms;
+    } m[REPL_MARKS];
+    size_t lo, n; /* live marks are m[lo..n) */
+} repl_marks;
+/* The source's newest revision was rev at time ms (a lower or equal rev adds nothing). */
+void repl_marks_note(repl_marks *k, int64_t rev, int64_t ms);
+/* Drops the marks of revisions at or below applied: never asked for again. */
+void repl_marks_forget(repl_marks *k, int64_t applied);
+/* When rev was first known to exist; now_ms when no mark covers it. */
+int64_t repl_marks_first_seen(const repl_marks *k, int64_t rev, int64_t now_ms);
+
+/* The source's head over a whole replication (dr_repl_run owns it, sessions come and go): the
+ * marks, fed by the revision in each watch response's header (the source's newest when it was
+ * sent), and by a thread of its own that asks the source's Status (its own connection, 2 s
+ * timeout) whenever nothing was noted for REPL_POLL_MS: while the reader's queue is full and it
+ * reads nothing, and while a session reconnects. So revisions that wait at the source count
+ * their wait in the lag, however small the queue (it bounds memory, not the lag it can show). */
+typedef struct repl_head repl_head;
+/* Starts the poller on the source. DR_ENOMEM, or a thread that cannot start (DR_EGENERIC). */
+int repl_head_new(const dr_etcd_opts *source, dr_repl_stats *st, repl_head **out);
+void repl_head_free(repl_head *h);
+void repl_head_note(repl_head *h, int64_t rev);
+/* When rev was first known to exist, or 0 when not yet; forgets the revisions up to the
+ * stats' applied revision first. */
+int64_t repl_head_first_seen(repl_head *h, int64_t rev);
+
 /* ---- watch reader: source watch -> bounded queue (backpressure, not buffering) ---- */
+
+/* The queue's bound, in res_bytes' estimate of the events' size (reader.c). */
+#define REPL_QUEUE_BYTES (4u << 20)
+
 typedef struct rq_item {
     dr_etcd_watch_res res;
     size_t bytes;
-    int64_t arrival_ms;
+    int64_t arrival_ms; /* when its first revision was first known to exist (repl_head) */
     struct rq_item *next;
 } rq_item;
 
@@ -33,6 +72,7 @@ typedef struct reader {
                              cluster stops the session (DR_ESTALE; drd/lib/epoch) */
     int64_t src_epoch; /* the source's own record at start: older ones in its history count not */
     char src_ep[128];
+    repl_head *src_head; /* dr_repl_run's */
 } reader;
 
 /* 1 when a progress notification the reader asked for (WatchProgressRequest) means "every event
@@ -45,10 +85,12 @@ int repl_progress_trusted(const char *version);
 /* Opens the watch from start_rev over [key, end) and starts the thread. DR_ECOMPACTED with
  * *compact_rev set when start_rev is compacted. */
 int reader_start(reader *r, dr_etcd *src, const void *key, size_t klen, const void *end,
-                 size_t elen, int64_t start_rev, dr_repl_stats *stats, int64_t *compact_rev);
+                 size_t elen, int64_t start_rev, dr_repl_stats *stats, repl_head *head,
+                 int64_t *compact_rev);
 /* Next item, waiting up to wait_ms. Returns 1 with *out, 0 on timeout, or the reader's error. */
 int reader_pop(reader *r, int64_t wait_ms, rq_item **out);
-/* Arrival time of the oldest queued item, or 0. */
+/* Arrival time (repl_head: when its revision was first known to exist) of the oldest queued
+ * item, or 0. */
 int64_t reader_oldest_ms(reader *r);
 void reader_stop(reader *r);
 void rq_item_free(rq_item *it);
@@ -82,9 +124,10 @@ int leases_ensure(leases *l, int64_t id);
 void leases_free(leases *l);
 
 /* ---- mode loops (exact.c, filtered.c) and session helpers (replicate.c, reader.c) ---- */
-int repl_run_exact(const dr_repl_opts *o, dr_repl_stats *st, dr_etcd *src, dr_etcd *tgt, int first);
-int repl_run_filtered(const dr_repl_opts *o, dr_repl_stats *st, dr_etcd *src, dr_etcd *tgt,
-                      int first);
+int repl_run_exact(const dr_repl_opts *o, dr_repl_stats *st, repl_head *head, dr_etcd *src,
+                   dr_etcd *tgt, int first);
+int repl_run_filtered(const dr_repl_opts *o, dr_repl_stats *st, repl_head *head, dr_etcd *src,
+                      dr_etcd *tgt, int first);
 /* Source compact revision (probe: a watch from revision 1 is cancelled with it). */
 int repl_compact_revision(dr_etcd *e, int64_t *out);
 /* *out = *o with the defaults filled in (name, window, max_txn_ops), then checked. */

@@ -85,15 +85,9 @@ int repl_is_transient(int rc)
 
 /* ---- run ---- */
 
-int dr_repl_run(const dr_repl_opts *opts, dr_repl_stats *stats)
+static int run(const dr_repl_opts *o, dr_repl_stats *st, repl_head *head)
 {
-    dr_repl_stats local;
-    dr_repl_stats *st = stats ? stats : &local;
-    dr_repl_opts ro;
-    int rc = repl_opts_resolve(opts, &ro), first = 1;
-    const dr_repl_opts *o = &ro;
-    if (rc < 0)
-        return rc;
+    int rc = 0, first = 1;
     /* field by field: a status thread may already read them */
     st->state = DR_REPL_STARTING;
     st->source_revision = st->applied_revision = st->lag_ms = 0;
@@ -118,8 +112,8 @@ int dr_repl_run(const dr_repl_opts *opts, dr_repl_stats *stats)
             return rc;
         }
         if (rc == 0) {
-            rc = o->mode == DR_REPL_EXACT ? repl_run_exact(o, st, src, tgt, first)
-                                          : repl_run_filtered(o, st, src, tgt, first);
+            rc = o->mode == DR_REPL_EXACT ? repl_run_exact(o, st, head, src, tgt, first)
+                                          : repl_run_filtered(o, st, head, src, tgt, first);
             if (rc == 0 || st->state == DR_REPL_STREAMING)
                 dr_backoff_reset(&bo);
         } else if (first) {
@@ -254,4 +248,21 @@ int dr_repl_metrics(const dr_repl_metrics_job *jobs, size_t n, dr_buf *b)
         }
     }
     return 0;
+}
+
+int dr_repl_run(const dr_repl_opts *opts, dr_repl_stats *stats)
+{
+    dr_repl_stats local = {0}, *st = stats ? stats : &local;
+    dr_repl_opts ro;
+    repl_head *head = NULL;
+    int rc = repl_opts_resolve(opts, &ro);
+    if (rc < 0)
+        return rc;
+    st->source_revision = st->applied_revision = 0;
+    /* when each source revision was first known to exist, across sessions (repl_int.h) */
+    if ((rc = repl_head_new(&ro.source, st, &head)) < 0)
+        return rc;
+    rc = run(&ro, st, head);
+    repl_head_free(head);
+    return rc;
 }

@@ -182,13 +182,64 @@ static void test_progress_trusted(void **state)
     assert_int_equal(repl_progress_trusted("v3.6.1"), 0);
 }
 
+/* When revisions were first known to exist: a revision takes the time of the first mark at or
+ * above it; close marks are one (the earlier time); a full array halves its resolution, and a
+ * revision's time may then move earlier (lag overstated), never later. */
+static void test_marks(void **state)
+{
+    (void)state;
+    static repl_marks k;
+    memset(&k, 0, sizeof k);
+    assert_int_equal(repl_marks_first_seen(&k, 5, 1234), 1234); /* nothing known: now */
+    repl_marks_note(&k, 100, 1000);
+    repl_marks_note(&k, 90, 1500); /* not newer: nothing */
+    repl_marks_note(&k, 200, 2000);
+    repl_marks_note(&k, 250, 2000 + REPL_MARK_MS - 1); /* close to the last: joins it */
+    repl_marks_note(&k, 300, 3000);
+    assert_int_equal(repl_marks_first_seen(&k, 301, 9000), 9000); /* newer than any mark */
+    assert_int_equal(repl_marks_first_seen(&k, 50, 9000), 1000);
+    assert_int_equal(repl_marks_first_seen(&k, 100, 9000), 1000);
+    assert_int_equal(repl_marks_first_seen(&k, 101, 9000), 2000);
+    assert_int_equal(repl_marks_first_seen(&k, 250, 9000), 2000);
+    assert_int_equal(repl_marks_first_seen(&k, 251, 9000), 3000);
+    assert_int_equal(repl_marks_first_seen(&k, 120, 9000), 2000); /* a new session starts lower */
+    repl_marks_forget(&k, 250);                                   /* applied up to 250 */
+    assert_int_equal(repl_marks_first_seen(&k, 251, 9000), 3000);
+    assert_int_equal(repl_marks_first_seen(&k, 120, 9000), 3000); /* forgotten: never asked */
+    /* a long stall: more marks than fit, each revision's time stays at or before its own */
+    memset(&k, 0, sizeof k);
+    enum { N = 3 * REPL_MARKS };
+    for (int64_t i = 1; i <= N; i++)
+        repl_marks_note(&k, 10 * i, 1000 * i);
+    assert_true(k.n - k.lo <= REPL_MARKS);
+    int64_t prev = 0;
+    for (int64_t i = 1; i <= N; i++) {
+        int64_t t = repl_marks_first_seen(&k, 10 * i, 0);
+        assert_true(t <= 1000 * i && t >= prev && t > 0);
+        /* four merges (at 513, 769, 1025 and 1281 marks) make the oldest 16 marks one: the
+         * error stays within 1% of the stall's length */
+        assert_true(1000 * i - t < 16 * 1000);
+        prev = t;
+    }
+    assert_int_equal(repl_marks_first_seen(&k, 10 * N + 1, 7), 7);
+    /* forgotten marks make room without merging */
+    memset(&k, 0, sizeof k);
+    for (int64_t i = 1; i <= N; i++) {
+        repl_marks_note(&k, 10 * i, 1000 * i);
+        assert_int_equal(repl_marks_first_seen(&k, 10 * i - 5, 0), 1000 * i);
+        repl_marks_forget(&k, 10 * i - 10 * (REPL_MARKS / 2));
+    }
+    for (int64_t i = N - REPL_MARKS / 2 + 1; i <= N; i++)
+        assert_int_equal(repl_marks_first_seen(&k, 10 * i, 0), 1000 * i);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_map_key),    cmocka_unit_test(test_progress_trusted),
         cmocka_unit_test(test_check_opts), cmocka_unit_test(test_stat_max),
         cmocka_unit_test(test_prefix_end), cmocka_unit_test(test_cursor_key),
-        cmocka_unit_test(test_metrics),
+        cmocka_unit_test(test_metrics),    cmocka_unit_test(test_marks),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
