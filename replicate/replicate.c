@@ -258,6 +258,10 @@ int dr_repl_run(const dr_repl_opts *opts, dr_repl_stats *stats)
     int rc = repl_opts_resolve(opts, &ro);
     if (rc < 0)
         return rc;
+    /* the source connection carries the watch (and small unary calls): when the standby lags
+     * and the reader stops, that window is what waits in drd on top of its queue */
+    if (!ro.source.stream_window)
+        ro.source.stream_window = DR_ETCD_WATCH_WINDOW;
     st->source_revision = st->applied_revision = 0;
     /* when each source revision was first known to exist, across sessions (repl_int.h) */
     if ((rc = repl_head_new(&ro.source, st, &head)) < 0)

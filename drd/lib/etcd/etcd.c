@@ -103,9 +103,9 @@ static chan *chan_new(dr_etcd *e, size_t idx)
     /* a bounded receive size (DR_ETCD_MAX_RECV_DEFAULT explains the figure: a broken or hostile
      * server must not make us allocate what it likes); sends unbounded (etcd bounds requests);
      * keepalive to notice a dead peer on an idle watch; a short reconnect backoff so a restarted
-     * etcd is found again quickly; a fixed 4 MiB flow-control window per stream instead of BDP
-     * probing, which let a Snapshot stream buffer up to ~70 MiB ahead of a slower consumer (memory
-     * must not depend on the database size) */
+     * etcd is found again quickly; a fixed flow-control window per stream (dr_etcd_opts
+     * stream_window) instead of BDP probing, which let a Snapshot stream buffer up to ~70 MiB
+     * ahead of a slower consumer (memory must not depend on the database size) */
     const struct {
         const char *key;
         int value;
@@ -117,7 +117,7 @@ static chan *chan_new(dr_etcd *e, size_t idx)
         {GRPC_ARG_INITIAL_RECONNECT_BACKOFF_MS, 200},
         {GRPC_ARG_MAX_RECONNECT_BACKOFF_MS, 2000},
         {GRPC_ARG_HTTP2_BDP_PROBE, 0},
-        {GRPC_ARG_HTTP2_STREAM_LOOKAHEAD_BYTES, 4 << 20},
+        {GRPC_ARG_HTTP2_STREAM_LOOKAHEAD_BYTES, e->window},
     };
     enum { NOPTS = sizeof opts / sizeof opts[0] };
     grpc_arg args[NOPTS];
@@ -278,6 +278,9 @@ int dr_etcd_open(dr_etcd **out, const dr_etcd_opts *o)
         goto out;
     }
     e->max_recv = o->max_recv_bytes ? (int)o->max_recv_bytes : DR_ETCD_MAX_RECV_DEFAULT;
+    e->window = o->stream_window > 0 && o->stream_window <= INT32_MAX
+                    ? (int)o->stream_window
+                    : DR_ETCD_STREAM_WINDOW_DEFAULT;
     if ((rc = parse_endpoints(e, o->endpoints)) < 0)
         goto out;
     if (o->key && !o->cert) {

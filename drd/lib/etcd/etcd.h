@@ -41,7 +41,16 @@ typedef struct dr_etcd_opts {
     const char *key;        /* PEM client key (optional, with cert) */
     int64_t timeout_ms;     /* per-request deadline; 0 = 10 s */
     int64_t max_recv_bytes; /* largest response message; 0 = DR_ETCD_MAX_RECV_DEFAULT */
+    int64_t stream_window;  /* bytes a stream may receive ahead of its reader (the HTTP/2 flow-
+                               control window: memory held for a slow reader, and the most in
+                               flight per round trip); 0 (or beyond an int) =
+                               DR_ETCD_STREAM_WINDOW_DEFAULT */
 } dr_etcd_opts;
+
+/* The default stream window: 4 MiB, so that a Snapshot stream from another site (tens of ms away)
+ * is not limited by round trips. A watch needs far less (DR_ETCD_WATCH_WINDOW). */
+#define DR_ETCD_STREAM_WINDOW_DEFAULT (4 << 20)
+#define DR_ETCD_WATCH_WINDOW (1 << 20)
 
 /* Connects to the first reachable endpoint (checked with Status). Returns 0, DR_EUSAGE (bad URL
  * list, unreadable TLS files, receive limit outside DR_ETCD_MAX_RECV_MIN..MAX), DR_EUNAVAILABLE,

@@ -54,6 +54,7 @@ struct dr_etcd {
     grpc_completion_queue *pluck;
     int64_t timeout_ms;
     int max_recv;      /* GRPC_ARG_MAX_RECEIVE_MESSAGE_LENGTH */
+    int window;        /* GRPC_ARG_HTTP2_STREAM_LOOKAHEAD_BYTES */
     int64_t range_cap; /* largest Range page that fitted after a shrink (under mu); 0 = none */
     char *ca_pem, *cert_pem, *key_pem;
     size_t key_len; /* of key_pem, wiped on close */
