@@ -1,10 +1,13 @@
 /*
  * The source side of a replication session: the watch reader thread with its bounded queue, the
  * event cursor that hands the mode loops whole revisions, and the stats the stream feeds (source
- * revision, lag). Used by exact.c and filtered.c; it calls neither.
+ * revision, lag); and, across sessions, the source's head (when each revision was first known to
+ * exist, with the thread that polls the source while nothing is read). Used by exact.c and
+ * filtered.c; it calls neither.
  *
  * Must never buffer more than max_bytes of events (it stops reading and lets gRPC flow control
- * hold the source back) and never reorder or drop a response.
+ * hold the source back), never reorder or drop a response, and never let the queue's size decide
+ * the lag it shows.
  */
 #include "repl_int.h"
 
