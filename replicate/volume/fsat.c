@@ -9,6 +9,7 @@
 #include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
+#include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -109,8 +110,8 @@ int vol_set_meta(int dirfd, const char *name, const vol_entry *e, int is_link)
 
 void vol_tmp_name(char *out, size_t cap)
 {
-    static unsigned counter;
-    snprintf(out, cap, ".drd-tmp.%ld.%u", (long)getpid(), ++counter);
+    static atomic_uint counter; /* the session's thread of sums ahead makes temp files too */
+    snprintf(out, cap, ".drd-tmp.%ld.%u", (long)getpid(), atomic_fetch_add(&counter, 1) + 1);
 }
 
 static size_t ino_hash(dev_t d, ino_t i, size_t cap)
@@ -189,7 +190,7 @@ int vol_hash_fd(int fd, uint8_t sha[32])
     return rc;
 }
 
-int vol_sum_range(int fd, uint64_t off, uint64_t len, dr_gmac *g, uint8_t *buf,
+int vol_sum_range(int fd, uint64_t off, uint64_t len, dr_gmac *g, uint8_t *buf, int copy,
                   uint8_t sum[VOL_SUM_BYTES])
 {
     int rc = 0;
@@ -200,6 +201,8 @@ int vol_sum_range(int fd, uint64_t off, uint64_t len, dr_gmac *g, uint8_t *buf,
         if (n <= 0)
             return dr_error_set(DR_EIO, "read: %s", n < 0 ? strerror(errno) : "file shrank");
         rc = dr_gmac_update(g, buf, (size_t)n);
+        if (rc == 0 && copy >= 0)
+            rc = vol_write_sparse(copy, buf, (size_t)n, off);
         off += (uint64_t)n;
         len -= (uint64_t)n;
     }
@@ -207,13 +210,13 @@ int vol_sum_range(int fd, uint64_t off, uint64_t len, dr_gmac *g, uint8_t *buf,
 }
 
 int vol_sums_compute(int fd, uint64_t size, uint64_t clen, uint32_t count, dr_gmac *g, uint8_t *buf,
-                     dr_buf *out)
+                     int copy, dr_buf *out)
 {
     int rc = 0;
     for (uint32_t i = 0; rc == 0 && i < count && (uint64_t)i * clen < size; i++) {
         uint64_t off = (uint64_t)i * clen;
         uint8_t sum[VOL_SUM_BYTES];
-        rc = vol_sum_range(fd, off, size - off < clen ? size - off : clen, g, buf, sum);
+        rc = vol_sum_range(fd, off, size - off < clen ? size - off : clen, g, buf, copy, sum);
         if (rc == 0)
             rc = dr_buf_append(out, sum, sizeof sum);
     }

@@ -198,7 +198,7 @@ static int send_sums(push *p, int fd, const uint8_t *key, uint64_t clen, uint32_
     for (uint32_t i = 0; rc == 0 && i < count; i++) {
         uint64_t off = (uint64_t)i * clen;
         uint64_t len = p->e.size - off < clen ? p->e.size - off : clen;
-        if ((rc = vol_sum_range(fd, off, len, g, p->raw, frame + VOL_SUM_BYTES * k)) < 0) {
+        if ((rc = vol_sum_range(fd, off, len, g, p->raw, -1, frame + VOL_SUM_BYTES * k)) < 0) {
             char m[256];
             snprintf(m, sizeof m, "%s", dr_error_msg());
             rc = dr_error_set(DR_EIO, "'%s': %s", p->e.path, m);

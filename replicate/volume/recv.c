@@ -2,11 +2,13 @@
  * Volume replication, destination side: receiving a file's data (vol_int.h has the
  * conversation). Whole: DATA frames written at their offsets. By delta: the source's chunk sums
  * (GMAC under the session's key) compared with the destination's, RUNS and a librsync signature of
- * the runs sent back, then the delta of the runs patched while the equal chunks are copied from the
- * basis, in file order. Every file is written so that runs of zero 4 KiB blocks stay holes. Must
- * never write past the size the ENTRY announced, read the basis outside the ranges the runs name,
- * or accept a result whose patched bytes fail the source's sha256 (DR_ECHECKSUM: the caller asks
- * for the file whole).
+ * the runs sent back, then the delta of the runs patched over the result, which got the basis'
+ * bytes as they were read to be summed (one read of the basis for its equal chunks; a run's range
+ * is zeroed before its bytes are written). Every file is written so that runs of zero 4 KiB blocks
+ * stay holes. Must never write past the size the ENTRY announced (but for the basis' bytes of the
+ * source's last chunk, cut off at the end), read the basis outside the ranges the runs name (but
+ * to sum it), or accept a result whose patched bytes fail the source's sha256 (DR_ECHECKSUM: the
+ * caller asks for the file whole).
  */
 #include "replicate/volume/vol_int.h"
 
@@ -16,6 +18,7 @@
 #include "drd/lib/zstd/zstd.h"
 
 #include <errno.h>
+#include <fcntl.h>
 #include <stddef.h>
 #include <stdlib.h>
 #include <string.h>
@@ -40,7 +43,7 @@ static int is_zero(const uint8_t *p, size_t n)
     return n <= sizeof zero && memcmp(p, zero, n) == 0;
 }
 
-static int write_at(int fd, const uint8_t *p, size_t n, uint64_t off)
+int vol_write_sparse(int fd, const uint8_t *p, size_t n, uint64_t off)
 {
     /* skip 4 KiB blocks of zeros (aligned to the file): the file stays sparse */
     while (n) {
@@ -77,7 +80,7 @@ static int file_sink_write(dr_sink *sk, const void *data, size_t len)
     file_sink *f = (file_sink *)sk;
     if (f->h)
         dr_sha256_update(f->h, data, len);
-    int rc = write_at(f->fd, data, len, f->pos);
+    int rc = vol_write_sparse(f->fd, data, len, f->pos);
     f->pos += len;
     return rc;
 }
@@ -224,12 +227,12 @@ struct vol_delta {
     vol_run *runs;  /* the chunks that differ */
     size_t nruns;
     uint64_t *vstart, *vlen; /* each run's destination bytes, in their concatenation */
-    uint8_t *cbuf;           /* VOL_CHUNK bytes for copies from the basis */
-    /* the result being written */
+    uint8_t *cbuf;           /* VOL_CHUNK bytes for reads of the basis */
+    /* the result being written: the basis' bytes already in out (copied as they were summed) */
     dr_sink base;
     int out;
     size_t k;     /* the run being patched */
-    uint64_t pos; /* bytes of the result written (all before pos final) */
+    uint64_t pos; /* bytes of the result final (all before pos) */
     dr_sha256 *h; /* of the patched bytes */
 };
 
@@ -296,26 +299,28 @@ static int basis_read(void *arg, uint64_t pos, void *buf, size_t *len)
     return 0;
 }
 
-/* Copies the destination's bytes [d->pos, to) (equal chunks) into the result. */
-static int copy_equal(vol_delta *d, uint64_t to)
+/* Zeroes out's bytes [off, off + len) (a hole where the file system can punch one): a run's
+ * bytes of the basis copied there must not stay under the zero blocks the patch leaves as holes. */
+static int clear_range(vol_delta *d, uint64_t off, uint64_t len)
 {
-    while (d->pos < to) {
-        size_t want = to - d->pos < VOL_CHUNK ? (size_t)(to - d->pos) : VOL_CHUNK;
-        ssize_t r = pread(d->basis, d->cbuf, want, (off_t)d->pos);
-        if (r < 0 && errno == EINTR)
+    if (fallocate(d->out, FALLOC_FL_PUNCH_HOLE | FALLOC_FL_KEEP_SIZE, (off_t)off, (off_t)len) == 0)
+        return 0;
+    memset(d->cbuf, 0, VOL_CHUNK);
+    while (len) {
+        size_t n = len < VOL_CHUNK ? (size_t)len : VOL_CHUNK;
+        ssize_t w = pwrite(d->out, d->cbuf, n, (off_t)off);
+        if (w < 0 && errno == EINTR)
             continue;
-        if (r <= 0)
-            return dr_error_set(DR_EIO, "read '%s': %s", d->s->e->path,
-                                r < 0 ? strerror(errno) : "changed during the sync");
-        int rc = write_at(d->out, d->cbuf, (size_t)r, d->pos);
-        if (rc < 0)
-            return rc;
-        d->pos += (uint64_t)r;
+        if (w <= 0)
+            return dr_error_set(DR_EIO, "write '%s': %s", d->s->e->path,
+                                w < 0 ? strerror(errno) : "short write");
+        off += (uint64_t)w;
+        len -= (uint64_t)w;
     }
     return 0;
 }
 
-/* The patch's output: the source's bytes of the runs, in order; equal chunks copied between. */
+/* The patch's output: the source's bytes of the runs, in order, over the basis' copied there. */
 static int result_write(dr_sink *sk, const void *data, size_t len)
 {
     vol_delta *d = (vol_delta *)((char *)sk - offsetof(vol_delta, base));
@@ -325,12 +330,15 @@ static int result_write(dr_sink *sk, const void *data, size_t len)
             return dr_error_set(DR_EPROTO, "delta for '%s' makes more bytes than its runs",
                                 d->s->e->path);
         uint64_t start = (uint64_t)d->runs[d->k].first * d->clen, end = run_src_end(d, d->k);
-        int rc = copy_equal(d, start);
-        if (rc < 0)
-            return rc;
+        int rc;
+        if (d->pos <= start) { /* the run's first bytes */
+            if ((rc = clear_range(d, start, end - start)) < 0)
+                return rc;
+            d->pos = start;
+        }
         size_t take = end - d->pos < len ? (size_t)(end - d->pos) : len;
         dr_sha256_update(d->h, p, take);
-        if ((rc = write_at(d->out, p, take, d->pos)) < 0)
+        if ((rc = vol_write_sparse(d->out, p, take, d->pos)) < 0)
             return rc;
         d->pos += take;
         p += take;
@@ -343,7 +351,7 @@ static int result_write(dr_sink *sk, const void *data, size_t len)
 
 static const dr_sink_ops result_ops = {result_write, file_sink_finish, file_sink_free};
 
-int vol_delta_start(vol_rx *s, int basis, uint64_t bsize, dr_buf *sums, vol_delta **out)
+int vol_delta_start(vol_rx *s, int basis, uint64_t bsize, dr_buf *sums, int tfd, vol_delta **out)
 {
     dr_buf *mine = sums;
     dr_delta_job *job = NULL;
@@ -366,7 +374,7 @@ int vol_delta_start(vol_rx *s, int basis, uint64_t bsize, dr_buf *sums, vol_delt
     if (!d->runs || !d->cbuf)
         return dr_error_set(DR_ENOMEM, "out of memory");
     if (!mine->len && (rc = dr_gmac_new(s->key, &g)) == 0)
-        rc = vol_sums_compute(basis, bsize, d->clen, d->count, g, d->cbuf, mine);
+        rc = vol_sums_compute(basis, bsize, d->clen, d->count, g, d->cbuf, tfd, mine);
     size_t have = mine->len / VOL_SUM_BYTES;
     for (;;) {
         uint8_t type;
@@ -443,6 +451,8 @@ out:
 
 int vol_recv_delta(vol_rx *s, vol_delta *d, int fd)
 {
+    /* fd holds the basis' bytes of every equal chunk (vol_delta_start): only the runs are
+     * written, then the file cut to the source's size */
     dr_delta_job *job = NULL;
     const uint8_t *want = NULL;
     uint64_t max_out = 0;
@@ -469,8 +479,6 @@ int vol_recv_delta(vol_rx *s, vol_delta *d, int fd)
         rc = dr_delta_job_finish(job, &d->base);
     if (rc == 0 && d->k != d->nruns)
         rc = dr_error_set(DR_EPROTO, "delta for '%s' makes fewer bytes than its runs", s->e->path);
-    if (rc == 0)
-        rc = copy_equal(d, s->e->size);
     if (rc == 0 && ftruncate(fd, (off_t)s->e->size) != 0)
         rc = dr_error_set(DR_EIO, "truncate '%s': %s", s->e->path, strerror(errno));
     if (rc == 0)

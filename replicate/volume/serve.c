@@ -240,17 +240,22 @@ static int do_file(session *s, frame *top, const char *base)
         }
         dr_buf sums = {0};
         rc = dr_tls_send(s->t, M_WANT_DELTA, s->sumkey, sizeof s->sumkey);
-        if (rc == 0) {
-            vol_sigahead_take(s->ahead, base, basis, s->e.size, &sums);
-            rc = vol_delta_start(&s->rx, basis, (uint64_t)st.st_size, &sums, &plan);
+        /* the temp file gets the basis' bytes as they are summed (ahead, or here) */
+        if (rc == 0 &&
+            !vol_sigahead_take(s->ahead, base, basis, s->e.size, &sums, &tfd, tmp, sizeof tmp) &&
+            (tfd = open_tmp(top->fd, tmp, sizeof tmp)) < 0) {
+            rc = tfd;
+            tmp[0] = 0;
         }
+        if (rc == 0)
+            rc = vol_delta_start(&s->rx, basis, (uint64_t)st.st_size, &sums, tfd, &plan);
         dr_buf_free(&sums);
     } else {
         rc = dr_tls_send(s->t, M_WANT_WHOLE, NULL, 0);
     }
     if (rc < 0)
         goto out;
-    if ((tfd = open_tmp(top->fd, tmp, sizeof tmp)) < 0) {
+    if (tfd < 0 && (tfd = open_tmp(top->fd, tmp, sizeof tmp)) < 0) {
         rc = tfd;
         goto out;
     }

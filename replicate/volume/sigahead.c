@@ -4,8 +4,11 @@
  * a thread of the session hashes their chunks while the current file's delta is made and
  * patched, so that the steps overlap across files as rsync's generator, sender and receiver do.
  * Memory stays bounded: at most AHEAD sum lists wait, each at most VOL_SUMS_MAX sums.
+ * The thread copies the bytes it hashes into a new temp file of the directory as it reads them,
+ * so that the result of the delta has its equal chunks without a second read of the copy.
  * Must never hand out the sums of another file than the basis the patch reads: the thread
- * records the inode, size and time it hashed, and a file that differs is hashed again in line.
+ * records the inode, size and time it hashed, and a file that differs is hashed again in line
+ * (its temp file removed). Never leaves a temp file it made that no caller took.
  */
 #include "replicate/volume/vol_int.h"
 
@@ -26,6 +29,8 @@ typedef struct slot {
     uint64_t src_size;
     dr_buf sums;
     struct stat st;
+    char tmp[64]; /* the temp file holding the bytes hashed ("": none) */
+    int tfd;
     int state; /* 0 waiting, 1 ready, 2 failed (the caller hashes it in line) */
 } slot;
 
@@ -40,6 +45,17 @@ struct vol_sigahead {
     int stop;
 };
 
+/* Drops a slot's temp file (when the caller did not take it). */
+static void drop_tmp(struct vol_sigahead *a, slot *sl)
+{
+    if (sl->tmp[0])
+        unlinkat(a->dirfd, sl->tmp, 0);
+    if (sl->tfd >= 0)
+        close(sl->tfd);
+    sl->tmp[0] = 0;
+    sl->tfd = -1;
+}
+
 static int sign(struct vol_sigahead *a, slot *sl, dr_gmac *g, uint8_t *buf)
 {
     int fd = openat(a->dirfd, sl->name, O_RDONLY | O_NOFOLLOW | O_CLOEXEC);
@@ -47,9 +63,20 @@ static int sign(struct vol_sigahead *a, slot *sl, dr_gmac *g, uint8_t *buf)
         return -1;
     uint64_t clen = vol_sum_len(sl->src_size);
     int rc = fstat(fd, &sl->st) == 0 && S_ISREG(sl->st.st_mode) ? 0 : -1;
-    if (rc == 0)
+    for (int i = 0; rc == 0 && sl->tfd < 0 && i < 100; i++) {
+        vol_tmp_name(sl->tmp, sizeof sl->tmp);
+        sl->tfd =
+            openat(a->dirfd, sl->tmp, O_RDWR | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC, 0600);
+        if (sl->tfd < 0)
+            sl->tmp[0] = 0;
+        if (sl->tfd < 0 && errno != EEXIST)
+            rc = -1;
+    }
+    if (rc == 0 && sl->tfd >= 0)
         rc = vol_sums_compute(fd, (uint64_t)sl->st.st_size, clen, vol_sum_count(sl->src_size, clen),
-                              g, buf, &sl->sums);
+                              g, buf, sl->tfd, &sl->sums);
+    else
+        rc = -1;
     close(fd);
     return rc;
 }
@@ -70,6 +97,8 @@ static void *run(void *arg)
         if (stop)
             break;
         int rc = buf && g ? sign(a, &a->s[i], g, buf) : -1;
+        if (rc != 0)
+            drop_tmp(a, &a->s[i]);
         pthread_mutex_lock(&a->mu);
         a->s[i].state = rc == 0 ? 1 : 2;
         if (rc != 0)
@@ -92,6 +121,7 @@ void vol_sigahead_stop(vol_sigahead *a)
     pthread_mutex_unlock(&a->mu);
     pthread_join(a->th, NULL);
     for (size_t i = 0; i < a->n; i++) {
+        drop_tmp(a, &a->s[i]);
         free(a->s[i].name);
         dr_buf_free(&a->s[i].sums);
     }
@@ -116,6 +146,7 @@ int vol_sigahead_start(vol_sigahead **out, int dirfd, const uint8_t key[VOL_SUM_
     int ok = a->s && a->dirfd >= 0;
     for (size_t i = 0; ok && i < n; i++) {
         a->s[i].src_size = sizes[i];
+        a->s[i].tfd = -1;
         ok = (a->s[i].name = strdup(names[i])) != NULL;
     }
     if (!ok) {
@@ -144,7 +175,7 @@ int vol_sigahead_start(vol_sigahead **out, int dirfd, const uint8_t key[VOL_SUM_
 }
 
 int vol_sigahead_take(vol_sigahead *a, const char *name, int basis_fd, uint64_t src_size,
-                      dr_buf *sums)
+                      dr_buf *sums, int *tfd, char *tmp, size_t cap)
 {
     struct stat st;
     if (!a || fstat(basis_fd, &st) != 0)
@@ -161,6 +192,7 @@ int vol_sigahead_take(vol_sigahead *a, const char *name, int basis_fd, uint64_t 
         while (a->s[a->next].state == 0)
             pthread_cond_wait(&a->cv, &a->mu);
         dr_buf_free(&a->s[a->next].sums);
+        drop_tmp(a, &a->s[a->next]);
         a->next++;
         pthread_cond_broadcast(&a->cv);
     }
@@ -172,12 +204,17 @@ int vol_sigahead_take(vol_sigahead *a, const char *name, int basis_fd, uint64_t 
              sl->st.st_mtim.tv_sec == st.st_mtim.tv_sec &&
              sl->st.st_mtim.tv_nsec == st.st_mtim.tv_nsec &&
              sl->st.st_ctim.tv_sec == st.st_ctim.tv_sec &&
-             sl->st.st_ctim.tv_nsec == st.st_ctim.tv_nsec;
+             sl->st.st_ctim.tv_nsec == st.st_ctim.tv_nsec && strlen(sl->tmp) < cap;
     if (ok) {
         *sums = sl->sums;
         memset(&sl->sums, 0, sizeof sl->sums);
+        *tfd = sl->tfd;
+        memcpy(tmp, sl->tmp, strlen(sl->tmp) + 1);
+        sl->tfd = -1;
+        sl->tmp[0] = 0;
     }
     dr_buf_free(&sl->sums);
+    drop_tmp(a, sl);
     a->next++;
     pthread_cond_broadcast(&a->cv);
     pthread_mutex_unlock(&a->mu);

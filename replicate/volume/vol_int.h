@@ -32,11 +32,12 @@
  * go through librsync: the destination signs its bytes of the runs, concatenated (a run's bytes
  * are its chunks' range; the last chunk's run reaches to the end of the destination's file), the
  * source sends the delta of its bytes of the runs, concatenated, and FILE_END with their sha256.
- * The destination copies the equal chunks from its copy, patches the runs in between, and checks
- * the patched bytes' sha256. Every byte of the result is thus checked against the source's: an
- * equal chunk by its GMAC under a key that no one else knows (a universal hash: content written
- * without knowledge of the key collides with probability below 2^-100), the patched bytes by
- * sha256; and an unchanged chunk costs one GMAC on each side, never a librsync hash.
+ * The destination writes its copy's bytes into the result as it reads them to sum them, patches
+ * the runs over them (each run's range zeroed first), and checks the patched bytes' sha256. Every
+ * byte of the result is thus checked against the source's: an equal chunk by its GMAC under a key
+ * that no one else knows (a universal hash: content written without knowledge of the key collides
+ * with probability below 2^-100), the patched bytes by sha256; and an unchanged chunk costs one
+ * GMAC on each side, never a librsync hash.
  *
  * An ENTRY's flags byte: 1 a sha256 follows (--checksum), 2 the file is sparse (fewer allocated
  * bytes than half its size): it goes whole, as its data extents, since a delta would hash every
@@ -185,14 +186,17 @@ int vol_send_error(struct dr_tls_conn *t, int code, const char *msg);
 /* sha256 of an open file's content (read with pread from 0). */
 int vol_hash_fd(int fd, uint8_t sha[32]);
 /* The sum (GMAC under g's key) of fd's bytes [off, off + len), read through buf (VOL_CHUNK bytes);
- * DR_EIO when the file ends before. */
+ * DR_EIO when the file ends before. copy (-1: none): the bytes read are also written there at the
+ * same offsets (vol_write_sparse), so that a delta's result has its equal chunks for one read. */
 struct dr_gmac;
-int vol_sum_range(int fd, uint64_t off, uint64_t len, struct dr_gmac *g, uint8_t *buf,
+int vol_sum_range(int fd, uint64_t off, uint64_t len, struct dr_gmac *g, uint8_t *buf, int copy,
                   uint8_t sum[VOL_SUM_BYTES]);
 /* The sums of the chunks (clen bytes) of a file of size bytes, the first count at most, appended
- * to out. */
+ * to out; the bytes summed copied into copy as vol_sum_range does. */
 int vol_sums_compute(int fd, uint64_t size, uint64_t clen, uint32_t count, struct dr_gmac *g,
-                     uint8_t *buf, dr_buf *out);
+                     uint8_t *buf, int copy, dr_buf *out);
+/* Writes n bytes at off into fd, leaving 4 KiB blocks (aligned to the file) of zeros as holes. */
+int vol_write_sparse(int fd, const uint8_t *p, size_t n, uint64_t off);
 
 /* Files with several links, by inode: the first path seen (hard links are sent, and promoted,
  * as links to it). */
@@ -224,12 +228,14 @@ typedef struct vol_rx {
  * when the entry has one (DR_ECHECKSUM). */
 int vol_recv_whole(vol_rx *x, int fd);
 /* A delta, after WANT_DELTA: reads the source's SUMS, compares them with the basis' (sums: those
- * computed ahead, or empty: computed here; the caller frees it), sends RUNS and the signature of
- * the runs' basis bytes. *out: the caller's (vol_delta_free), also on failure. */
+ * computed ahead, with the basis' bytes already copied into tfd; or empty: computed here, copying
+ * the bytes summed into tfd; the caller frees it), sends RUNS and the signature of the runs' basis
+ * bytes. *out: the caller's (vol_delta_free), also on failure. */
 typedef struct vol_delta vol_delta;
-int vol_delta_start(vol_rx *x, int basis, uint64_t bsize, dr_buf *sums, vol_delta **out);
-/* Then the delta (DELTA frames up to FILE_END): the result into fd; DR_ECHECKSUM when the patched
- * bytes fail the source's sha256. */
+int vol_delta_start(vol_rx *x, int basis, uint64_t bsize, dr_buf *sums, int tfd, vol_delta **out);
+/* Then the delta (DELTA frames up to FILE_END): the runs' bytes written into fd (the tfd given to
+ * vol_delta_start) over the basis' copied there, fd cut to the source's size; DR_ECHECKSUM when
+ * the patched bytes fail the source's sha256. */
 int vol_recv_delta(vol_rx *x, vol_delta *d, int fd);
 void vol_delta_free(vol_delta *d);
 
@@ -249,13 +255,14 @@ int vol_metrics(const char *root, dr_buf *body);
  * directory, named (with their sizes on the source, which pick the chunk length) in the order
  * their deltas will be asked for. start never fails for want of a thread (then *out is NULL and
  * take always says no). take: 1 and the sums in *sums (the caller's) when the ones computed are
- * of the file open as basis_fd, in the chunks of a source file of src_size bytes, else 0
- * (compute them in line). */
+ * of the file open as basis_fd, in the chunks of a source file of src_size bytes, with the temp
+ * file holding the bytes hashed (the caller's: its name into tmp, open in *tfd), else 0 (compute
+ * them in line). */
 typedef struct vol_sigahead vol_sigahead;
 int vol_sigahead_start(vol_sigahead **out, int dirfd, const uint8_t key[VOL_SUM_KEY],
                        char *const *names, const uint64_t *sizes, size_t n);
 int vol_sigahead_take(vol_sigahead *a, const char *name, int basis_fd, uint64_t src_size,
-                      dr_buf *sums);
+                      dr_buf *sums, int *tfd, char *tmp, size_t cap);
 void vol_sigahead_stop(vol_sigahead *a);
 
 #endif

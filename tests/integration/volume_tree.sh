@@ -98,6 +98,16 @@ h_log "1% change: literal $lit, matched $matched, sent $sent bytes"
 ((sent < 200000 + 100000)) || h_fail "sent $sent bytes for a 200 kB change in a 20 MB file"
 v_compare "$S" "$C" --skip fifo
 
+h_log "a delta over the copy's bytes: zero blocks written over data are zeros, a shorter file cut"
+# the result starts as the destination's bytes; a run's range must not keep them under the
+# patch's zero blocks (left as holes), nor past the new end
+dd if=/dev/zero of="$big" bs=4096 seek=1000 count=20 conv=notrunc status=none
+truncate -s 19990001 "$big"
+v_push --source "$S" --name vol --verbose
+h_assert_eq "$rc" 0 "delta push of zeros (stderr: $err)"
+h_assert_contains "$out" "send delta of dir/big" "zeros sent as a delta"
+cmp "$big" "$C/dir/big" || h_fail "dir/big differs after a delta writing zeros over data"
+
 h_log "a metadata-only change makes a new inode: the published copy keeps the old mode"
 prev=$(readlink "$H_TMP/dst/vol/latest")
 chmod 0640 "$S/dir/sub/text"
