@@ -5,7 +5,8 @@
  * patched, so that the steps overlap across files as rsync's generator, sender and receiver do.
  * Memory stays bounded: at most AHEAD sum lists wait, each at most VOL_SUMS_MAX sums.
  * The thread copies the bytes it hashes into a new temp file of the directory as it reads them,
- * so that the result of the delta has its equal chunks without a second read of the copy.
+ * so that the result of the delta has its equal chunks without a second read of the copy; a
+ * file over AHEAD_COPY_MAX is left to the caller (the disk the temp files ahead take is bounded).
  * Must never hand out the sums of another file than the basis the patch reads: the thread
  * records the inode, size and time it hashed, and a file that differs is hashed again in line
  * (its temp file removed). Never leaves a temp file it made that no caller took.
@@ -23,6 +24,9 @@
 #include <unistd.h>
 
 enum { AHEAD = 2 };
+/* A larger file is summed (and copied) in line: the temp files made ahead take at most
+ * AHEAD * AHEAD_COPY_MAX bytes of disk besides the current file's. */
+#define AHEAD_COPY_MAX (256ull << 20)
 
 typedef struct slot {
     char *name;
@@ -62,7 +66,10 @@ static int sign(struct vol_sigahead *a, slot *sl, dr_gmac *g, uint8_t *buf)
     if (fd < 0)
         return -1;
     uint64_t clen = vol_sum_len(sl->src_size);
-    int rc = fstat(fd, &sl->st) == 0 && S_ISREG(sl->st.st_mode) ? 0 : -1;
+    int rc = fstat(fd, &sl->st) == 0 && S_ISREG(sl->st.st_mode) &&
+                     (uint64_t)sl->st.st_size <= AHEAD_COPY_MAX
+                 ? 0
+                 : -1;
     for (int i = 0; rc == 0 && sl->tfd < 0 && i < 100; i++) {
         vol_tmp_name(sl->tmp, sizeof sl->tmp);
         sl->tfd =
