@@ -214,17 +214,6 @@ static int state_load(const char *dir, dr_run *run)
     return rc;
 }
 
-/* "2026-12-02T03:15:02.123Z" */
-static void iso_ms(int64_t ms, char *buf, size_t cap)
-{
-    time_t t = (time_t)(ms / 1000);
-    struct tm tm;
-    char s[32];
-    gmtime_r(&t, &tm);
-    strftime(s, sizeof s, "%Y-%m-%dT%H:%M:%S", &tm);
-    snprintf(buf, cap, "%s.%03dZ", s, (int)(ms % 1000));
-}
-
 /* One audit line: appended and fsynced, so what happened is on disk before the run goes on. */
 static void audit(const runner *r, const char *event, const char *result, const char *output)
 {
@@ -232,7 +221,7 @@ static void audit(const runner *r, const char *event, const char *result, const 
     dr_buf b = {0};
     if (r->dry_run)
         return;
-    iso_ms(dr_wall_ms(), ts, sizeof ts);
+    dr_time_iso_ms(dr_wall_ms(), ts, sizeof ts);
     dr_buf_printf(&b, "{\"time\":\"%s\",\"who\":", ts);
     dr_buf_json_str(&b, r->x.who, strlen(r->x.who));
     dr_buf_printf(&b, ",\"run\":\"%s\",\"event\":\"%s\"", r->x.id, event);
@@ -463,9 +452,9 @@ static void loss_window(runner *r, char *why, size_t cap)
 static void loss_text(const ctx *x, dr_buf *b)
 {
     char t[40], t0[40], t1[40];
-    iso_ms(x->applied_ms, t, sizeof t);
-    iso_ms(x->caught_up_ms, t0, sizeof t0);
-    iso_ms(x->heard_ms, t1, sizeof t1);
+    dr_time_iso_ms(x->applied_ms, t, sizeof t);
+    dr_time_iso_ms(x->caught_up_ms, t0, sizeof t0);
+    dr_time_iso_ms(x->heard_ms, t1, sizeof t1);
     dr_buf_printf(b, "at most %.3fs: %s applied revision %" PRId64 " at %s",
                   (double)x->rpo_ms / 1000.0, x->new_name, x->applied_rev, t);
     if (x->promoted_rev > x->applied_rev) /* applied after the recorder's last look */
@@ -1777,7 +1766,7 @@ int drd_runbook_show(drd_config *cfg, const char *id)
             char t0[40];
             dr_buf w = {0};
             loss_text(&r.x, &w);
-            iso_ms(r.x.caught_up_ms, t0, sizeof t0);
+            dr_time_iso_ms(r.x.caught_up_ms, t0, sizeof t0);
             printf("loss window: writes %s acknowledged after %s may be lost; RPO in seconds %s\n",
                    r.x.old_name, t0, w.data ? w.data : "");
             dr_buf_free(&w);

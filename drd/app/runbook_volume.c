@@ -30,17 +30,6 @@
 #include <string.h>
 #include <time.h>
 
-/* "2026-12-02T15:30:01.234Z" */
-static void utc(int64_t ms, char *out, size_t cap)
-{
-    time_t t = (time_t)(ms / 1000);
-    struct tm tm;
-    char b[32];
-    gmtime_r(&t, &tm);
-    strftime(b, sizeof b, "%Y-%m-%dT%H:%M:%S", &tm);
-    snprintf(out, cap, "%s.%03dZ", b, (int)(ms % 1000));
-}
-
 /* A served volume: 1 when its newest copy started after fence_ms (what it is in ok), else 0 and
  * why it waits. */
 static int served_after(const dr_conf_job *cj, int64_t fence_ms, const char *fence, char *ok,
@@ -67,7 +56,7 @@ static int served_after(const dr_conf_job *cj, int64_t fence_ms, const char *fen
                  cj->name, li.copy, fence);
         return 0;
     }
-    utc(li.started_ms, t, sizeof t);
+    dr_time_iso_ms(li.started_ms, t, sizeof t);
     if (li.started_ms < fence_ms) {
         snprintf(why, cap,
                  "volume %s: newest complete copy started before the fence at %s (copy %s, "
@@ -121,7 +110,7 @@ int drd_runbook_volumes(const drd_config *cfg, int64_t fence_ms, int64_t deadlin
         snprintf(res, cap, "no volume pairs in the config (volumes:): nothing to sync");
         return 0;
     }
-    utc(fence_ms, fence, sizeof fence);
+    dr_time_iso_ms(fence_ms, fence, sizeof fence);
     char *done = calloc(c->n_jobs, 1);
     if (!done)
         return dr_error_set(DR_ENOMEM, "out of memory");

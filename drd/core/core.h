@@ -59,6 +59,8 @@ int64_t dr_mono_ms(void);
 int64_t dr_mono_us(void);
 int64_t dr_wall_ms(void);
 void dr_sleep_ms(int64_t ms);
+/* Wall-clock ms as UTC with milliseconds, "2026-12-02T03:15:02.123Z", into buf (32 bytes do). */
+void dr_time_iso_ms(int64_t ms, char *buf, size_t cap);
 
 /* Exponential backoff with full jitter: base, cap in ms. */
 typedef struct dr_backoff {

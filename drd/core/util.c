@@ -31,6 +31,16 @@ int64_t dr_wall_ms(void)
     return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
 }
 
+void dr_time_iso_ms(int64_t ms, char *buf, size_t cap)
+{
+    time_t t = (time_t)(ms / 1000);
+    struct tm tm;
+    char s[32];
+    gmtime_r(&t, &tm);
+    strftime(s, sizeof s, "%Y-%m-%dT%H:%M:%S", &tm);
+    snprintf(buf, cap, "%s.%03dZ", s, (int)(ms % 1000));
+}
+
 void dr_sleep_ms(int64_t ms)
 {
     if (ms <= 0)
